@@ -43,6 +43,9 @@ PROGRESS_EVERY = 1000
 # Triangle buckets for the closest-point search: circumradii within one bucket
 # differ by at most this factor.
 RADIUS_BUCKET_RATIO = 2.0
+# Relative enlargement of the closest-point search radius, so that rounding
+# never drops the true closest triangle.
+SEARCH_SLACK = 1e-9
 # Points within this fraction of the bounding-box diagonal from the mirror
 # plane count as on the plane and are not paired.
 SYMMETRY_PLANE_TOLERANCE = 1e-6
@@ -262,9 +265,14 @@ def decimate(vertices, faces, target, progress=None):
   Instead of rewriting every heap entry, each destroyed vertex points to its
   survivor in a union-find and a popped entry is resolved through it, which
   gives the same (r, c) as CoMA's in-place rewrite.  Faces are updated through
-  per-vertex face sets, so a collapse costs O(degree).  The only difference is
-  in how exact cost ties are broken (CoMA's rewritten entries compare by the
-  rewritten indices, ours by the indices at push time).
+  per-vertex face sets, so a collapse costs O(degree) plus heap operations.
+  Deviations, none of which changes a result except through exact ties:
+  * ties in cost are broken by the indices at push time (CoMA's rewritten
+    entries compare by the rewritten indices);
+  * `p^T Q p` is evaluated from the 10 distinct entries of Q (`quadric_form`)
+    rather than by 4x4 products, so it differs from CoMA by rounding only;
+  * the loop counts vertices referenced by faces from the start (CoMA starts
+    from len(V)); the same whenever every vertex is in a face.
 
   Args:
     vertices: [V, 3] float.
@@ -479,11 +487,11 @@ def closest_points_on_mesh(points, vertices, faces):
   corners = vertices[faces]
   centroids = corners.mean(axis=1)
   radii = np.linalg.norm(corners - centroids[:, None], axis=2).max(axis=1)
+  scale = float(np.ptp(vertices, axis=0).max())
   point_ids, face_ids = [], []
   for bucket in _radius_buckets(radii):
     tree = cKDTree(centroids[bucket])
-    # Slightly enlarged so rounding never drops the true closest triangle.
-    reach = (bound + radii[bucket].max()) * (1.0 + 1e-9) + 1e-12
+    reach = (bound + radii[bucket].max()) * (1.0 + SEARCH_SLACK) + SEARCH_SLACK * scale
     hits = tree.query_ball_point(points, reach, return_sorted=False)
     lengths = np.fromiter(map(len, hits), np.int64, len(hits))
     flat = np.fromiter((i for h in hits for i in h), np.int64, int(lengths.sum()))
@@ -667,6 +675,8 @@ def generate_hierarchy(vertices, faces, factors, progress=None):
   vertices = np.asarray(vertices, np.float64)
   faces = np.asarray(faces, np.int64)
   _check_mesh(vertices, faces)
+  if not len(factors) or min(factors) < 1:
+    raise InputError(f"decimation factors must be >= 1, got {list(factors)}")
   level_vertices, level_faces, downs, ups, kept_list = [vertices], [faces], [], [], []
   for factor in factors:
     fine_v, fine_f = level_vertices[-1], level_faces[-1]

@@ -90,7 +90,7 @@ def factors_key(factors):
   return "-".join(str(int(f)) for f in factors)
 
 
-def _normalise_factors(factors):
+def normalise_factors(factors):
   """Factors as a tuple of ints >= 1, or `InputError`."""
   try:
     values = list(factors)
@@ -114,7 +114,7 @@ def _matrix_arrays(name, matrix):
 
 def topology_arrays(hierarchy, source_hash, factors):
   """The npz arrays for a `Hierarchy` (or `Topology`), a dict name -> array."""
-  factors = _normalise_factors(factors)
+  factors = normalise_factors(factors)
   num_levels = len(hierarchy.vertices)
   if num_levels != len(factors) + 1:
     raise ValueError(f"{num_levels} levels for {len(factors)} factors")
@@ -243,7 +243,7 @@ def load_topology(path, expected_source_hash=None, expected_factors=None):
     fail(path, f"built for face model {topo.source_hash} but the current model is "
          f"{expected_source_hash}; {REBUILD_HINT}")
   if expected_factors is not None:
-    want = _normalise_factors(expected_factors)
+    want = normalise_factors(expected_factors)
     if topo.factors != want:
       fail(path, f"built with factors {list(topo.factors)} but {list(want)} were asked for; "
            f"{REBUILD_HINT}")
@@ -281,7 +281,7 @@ def build_topology(vertices, faces, factors, source_hash="", progress=True):
     A `Topology` (path None).
   """
   from shared import mesh_sampling
-  factors = _normalise_factors(factors)
+  factors = normalise_factors(factors)
   bar = None
   callback = None
   if progress:
@@ -315,7 +315,7 @@ def get_or_build_topology(face_model, factors, cache_path=None, progress=True):
   Returns:
     A `Topology` whose `path` is the cache file.
   """
-  factors = _normalise_factors(factors)
+  factors = normalise_factors(factors)
   source_hash = str(face_model.source_hash)
   path = Path(cache_path) if cache_path else default_cache_path(source_hash, factors)
 
