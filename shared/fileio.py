@@ -6,6 +6,15 @@ import tempfile
 from pathlib import Path
 
 
+FILE_MODE = 0o666
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
   """Yields a temporary path beside `path`; renames it over `path` on success.
@@ -21,6 +30,7 @@ def atomic_path(path):
   os.close(fd)
   try:
     yield Path(tmp)
+    os.chmod(tmp, FILE_MODE & ~_umask())  # mkstemp creates 0600; use the usual mode.
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):

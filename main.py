@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Command line for the face reconstruction toolkit.
+
+    python main.py --model mgc --mode train --data DIR --checkpoint DIR
+    python main.py --model mgc --mode test  --checkpoint DIR --input PATH --output DIR
+    python main.py --model gcn --mode train --data FILE.bin --coarse-checkpoint DIR ...
+    python main.py --mode eval-landmarks --data ../shared/eval/aflw2000_16
+
+This file only parses flags and dispatches to `<model>_face.cli`.  Errors a
+user can fix (`shared.errors.InputError`) print one line and exit with 2.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+MODELS = {"mgc": "mgc_face.cli", "gcn": "gcn_face.cli", "shared": "shared.cli"}
+EXIT_INPUT_ERROR = 2
+
+
+def common_parser():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--model", choices=sorted(MODELS), default="mgc",
+                      help="which model's job to run")
+  parser.add_argument("--mode", required=True, help="train, test, eval, eval-landmarks, ...")
+  parser.add_argument("--face-model", default=None,
+                      help="face model: project .npz, ICT npz or FaceXModel/ folder, or "
+                           "BFM_model_front.mat (default: ICT via FACE3D_FACE_MODEL or ../shared)")
+  parser.add_argument("--config", default="tiny", help="config preset: tiny or paper")
+  parser.add_argument("--seed", type=int, default=0)
+  return parser
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  from shared.errors import InputError
+  pre, _ = common_parser().parse_known_args(argv)
+  module_name = MODELS[pre.model]
+  if pre.mode == "eval-landmarks":
+    module_name = MODELS["shared"]
+  parser = common_parser()
+  cli = importlib.import_module(module_name)
+  cli.add_arguments(parser)
+  args = parser.parse_args(argv)
+  try:
+    return cli.run(args) or 0
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_INPUT_ERROR
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())
