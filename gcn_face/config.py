@@ -1,0 +1,164 @@
+"""GCN texture-refinement settings: one frozen dataclass, two presets.
+
+`paper` holds the values of 3D-Face-GCNs (Lin et al., CVPR 2020) as read from
+its code and paper (see ../shared/reference/gcn_coma_deep3d_facts.md):
+Chebyshev order K = 6, factors (4, 4, 4, 4), decoder/refiner widths, Adam
+1e-4 decayed by 0.98 per epoch (staircase), batch 4, per-variable gradient
+clip 5, WGAN-GP with weight 1e-3, gradient penalty 10 and 5 critic steps,
+and the loss weights and sigma schedule of `compute_loss`.  `tiny` keeps the
+architecture and the losses but shrinks widths and schedule so the demo runs
+on two CPU cores in a couple of minutes.
+
+Every number a function needs lives here; functions take a `GCNConfig`.
+"""
+
+import dataclasses
+import json
+
+from shared.errors import InputError
+
+ARCHITECTURES = ("normal", "resnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class GCNConfig:
+  """All settings of the GCN stage.
+
+  Architecture (per-level widths run from fine to coarse for encoders and
+  from coarse to fine for decoders):
+    factors: decimation factor per hierarchy step (S steps, S + 1 levels).
+    cheb_order: K, the number of Chebyshev terms T_0..T_{K-1}.
+    decoder_fc_channels: channels per vertex of the coarsest level after the
+      decoder's first fully connected layer.
+    decoder_channels: normal variant, width after each unpooling (S values).
+    refiner_channels: normal variant, encoder widths at levels 1..S; the
+      decoder mirrors them.  refiner_input_channels: the width of the first
+      convolution at level 0.
+    refiner_bottleneck: the fully connected bottleneck (nz).
+    refiner_skip_levels: levels whose encoder output is concatenated into
+      the decoder (normal variant).
+    resnet_decoder_channels: resnet variant, block widths after each
+      unpooling (the last is 3: albedo).
+    resnet_refiner_channels: resnet variant, (width at level 0, width at
+      level 1) of the one-down, one-up refiner.
+  Discriminator (--gan): disc_channels for the 1x1 conv then the 3x3 convs
+    (the first `len(disc_channels) - 1` are followed by 2x max-pooling);
+    disc_leak: leaky-ReLU slope.
+  Inputs:
+    image_size: the aligned crop side (pixels); the .bin must match.
+    erosion_radius: pixels the skin alpha is eroded by before it is sampled
+      at the vertices (the original erodes the segmentation).
+    depth_tolerance: model units a vertex may lie behind the rendered
+      surface and still count as unoccluded.
+    embedding_size: the user embedding model's image size (FaceNet: 160).
+  Losses (weights multiply the sigma schedule as in the original):
+    pixel_weight: masked per-pixel L2 between the refined render and input.
+    project_weight, invisible_weight: projected-colour L1 (visible) plus
+      `invisible_weight` times L1 against the coarse colour (invisible).
+    perception_weight, symmetry_weight, variance_weight: x ren sigma.
+    refine_weight: L1 between refined and coarse albedo, x ref sigma.
+    fc_l2_weight: L2 on fully connected weights.
+    adversarial_weight, gradient_penalty, critic_steps: WGAN-GP.
+    ren_ramp: ren sigma = clip(ren_ramp * epoch, 0, 1); ref sigma =
+      clip(1 - ren sigma, ref_min, 1).
+  Optimisation:
+    batch_size, learning_rate, lr_decay (per epoch, staircase), clip_norm
+    (per variable), epochs; steps_per_epoch None means len(data) / batch;
+    adam_beta1.  log_every / checkpoint_every: steps.
+  """
+  name: str = "paper"
+  arch: str = "normal"
+  factors: tuple = (4, 4, 4, 4)
+  cheb_order: int = 6
+  decoder_fc_channels: int = 32
+  decoder_channels: tuple = (16, 16, 16, 16)
+  refiner_input_channels: int = 16
+  refiner_channels: tuple = (16, 32, 64, 128)
+  refiner_bottleneck: int = 512
+  refiner_skip_levels: tuple = (2, 3)
+  resnet_decoder_channels: tuple = (16, 16, 16, 3)
+  resnet_refiner_channels: tuple = (16, 32)
+  disc_channels: tuple = (16, 32, 64, 128, 256, 512)
+  disc_leak: float = 0.2
+  image_size: int = 224
+  erosion_radius: int = 2
+  depth_tolerance: float = 0.05
+  embedding_size: int = 160
+  pixel_weight: float = 1.0
+  project_weight: float = 1.0
+  invisible_weight: float = 0.3
+  perception_weight: float = 0.2
+  symmetry_weight: float = 0.5
+  variance_weight: float = 0.01
+  refine_weight: float = 1.0
+  fc_l2_weight: float = 5e-4
+  adversarial_weight: float = 1e-3
+  gradient_penalty: float = 10.0
+  critic_steps: int = 5
+  ren_ramp: float = 0.2
+  ref_min: float = 0.2
+  batch_size: int = 4
+  learning_rate: float = 1e-4
+  lr_decay: float = 0.98
+  clip_norm: float = 5.0
+  adam_beta1: float = 0.9
+  epochs: int = 50
+  steps_per_epoch: object = None
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  shuffle_buffer: int = 10
+
+  @property
+  def num_levels(self):
+    return len(self.factors) + 1
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+  def to_json(self):
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text):
+    values = json.loads(text)
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+    return cls(**values)
+
+
+PAPER = GCNConfig()
+
+# Tiny: same layers and losses, a quarter of the widths, ICT hierarchy
+# (9409 -> 2353 -> 589 -> 148 -> 37), a learning rate and epoch length that
+# let the sigma schedule run its course within a few hundred steps.
+TINY = GCNConfig(
+    name="tiny",
+    decoder_fc_channels=8,
+    decoder_channels=(8, 8, 8, 8),
+    refiner_input_channels=8,
+    refiner_channels=(8, 8, 16, 16),
+    refiner_bottleneck=32,
+    resnet_decoder_channels=(8, 8, 8, 3),
+    resnet_refiner_channels=(8, 16),
+    disc_channels=(4, 8, 8, 16, 16, 16),
+    learning_rate=1e-3,
+    steps_per_epoch=20,
+    epochs=10,
+    log_every=20,
+    checkpoint_every=100,
+    shuffle_buffer=64,
+)
+
+PRESETS = {"paper": PAPER, "tiny": TINY}
+
+
+def get_config(name, arch=None):
+  """The preset `name` ('paper' or 'tiny'), optionally with another arch."""
+  if name not in PRESETS:
+    raise InputError(f"unknown config preset {name!r}; choose one of: {', '.join(PRESETS)}")
+  config = PRESETS[name]
+  if arch is not None:
+    if arch not in ARCHITECTURES:
+      raise InputError(f"unknown --arch {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    config = config.replace(arch=arch)
+  return config
