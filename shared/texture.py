@@ -7,7 +7,6 @@ matches OBJ texture coordinates.
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_graphics.rendering import interpolate as tfg_interpolate
 
 from shared import render as render_lib
 
@@ -32,9 +31,8 @@ def uv_texture_map(uv, faces, colours, size=DEFAULT_TEXTURE_SIZE, background=0.0
   # NDC y = -1 is row 0 of the CPU rasterizer, so v = 1 (top) maps to y = -1.
   clip = np.stack([2.0 * uv[:, 0] - 1.0, 1.0 - 2.0 * uv[:, 1],
                    np.full(len(uv), UV_DEPTH), np.ones(len(uv))], axis=1).astype(np.float32)
-  framebuffer = render_lib.rasterize(tf.constant(clip[None]),
-                                     tf.constant(np.asarray(faces, np.int32)), (size, size))
-  values = tfg_interpolate.interpolate_vertex_attribute(
-      tf.constant(np.asarray(colours, np.float32)[None]), framebuffer).value[0].numpy()
-  mask = framebuffer.foreground_mask[0].numpy()
+  values, _, mask = render_lib.rasterize_attributes(
+      tf.constant(clip[None]), np.asarray(faces, np.int32),
+      tf.constant(np.asarray(colours, np.float32)[None]), (size, size))
+  values, mask = values[0].numpy(), mask[0].numpy()
   return values * mask + background * (1.0 - mask)

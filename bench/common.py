@@ -1,0 +1,42 @@
+"""Helpers shared by the bench scripts: timing, tables, the final JSON line."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def time_call(fn, repeats, warmup=2):
+  """Median seconds of `fn()` over `repeats` calls after `warmup` calls."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  times.sort()
+  return times[len(times) // 2]
+
+
+def print_table(headers, rows):
+  """Prints rows (lists) under headers as an aligned text table."""
+  cells = [headers] + [[str(c) for c in row] for row in rows]
+  widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+  for k, row in enumerate(cells):
+    print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    if k == 0:
+      print("  ".join("-" * w for w in widths))
+
+
+def print_json(result):
+  """The last line of every bench: one JSON object."""
+  print(json.dumps(result, sort_keys=True))
+
+
+def machine():
+  return {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
