@@ -1,0 +1,111 @@
+"""Tests for shared.image_io: reading odd files, clear errors, atomic PNG writes."""
+
+import cv2
+import numpy as np
+import pytest
+
+from shared import image_io
+from shared.errors import InputError
+
+
+def _rgb_test_image(height=6, width=5):
+  image = np.zeros((height, width, 3), np.uint8)
+  image[..., 0] = 200      # R
+  image[..., 1] = np.arange(width, dtype=np.uint8)[None] * 10
+  image[..., 2] = 7        # B
+  return image
+
+
+def test_missing_file_names_the_file(tmp_path):
+  path = tmp_path / "nope.jpg"
+  with pytest.raises(InputError, match="nope.jpg.*not found"):
+    image_io.read_image(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0 this is not a jpeg" * 20])
+def test_corrupt_or_empty_file(tmp_path, content):
+  path = tmp_path / "broken.jpg"
+  path.write_bytes(content)
+  with pytest.raises(InputError, match="broken.jpg"):
+    image_io.read_image(path)
+  with pytest.raises(InputError, match="broken.jpg"):
+    image_io.read_image_rgba(path)
+
+
+def test_folder_is_not_an_image(tmp_path):
+  with pytest.raises(InputError, match="folder"):
+    image_io.read_image(tmp_path)
+
+
+def test_rgb_round_trip_keeps_channel_order(tmp_path):
+  image = _rgb_test_image()
+  path = tmp_path / "rgb.png"
+  image_io.write_png(path, image)
+  out = image_io.read_image(path)
+  assert out.dtype == np.uint8 and out.shape == image.shape
+  np.testing.assert_array_equal(out, image)
+  assert not [p for p in tmp_path.iterdir() if p.name != "rgb.png"]   # no temp files left
+
+
+def test_grayscale_becomes_three_channels(tmp_path):
+  gray = np.arange(30, dtype=np.uint8).reshape(5, 6) * 8
+  path = tmp_path / "gray.png"
+  assert cv2.imwrite(str(path), gray)
+  out = image_io.read_image(path)
+  assert out.shape == (5, 6, 3)
+  for c in range(3):
+    np.testing.assert_array_equal(out[..., c], gray)
+  rgba = image_io.read_image_rgba(path)
+  assert rgba.shape == (5, 6, 4) and np.all(rgba[..., 3] == 255)
+
+
+def test_16_bit_is_scaled_to_8_bit(tmp_path):
+  values = np.array([[0, 257, 32896, 65535]], np.uint16)   # k * 257 -> k
+  path = tmp_path / "deep.png"
+  assert cv2.imwrite(str(path), np.dstack([values, values, values]))
+  out = image_io.read_image(path)
+  assert out.dtype == np.uint8
+  np.testing.assert_array_equal(out[0, :, 0], [0, 1, 128, 255])
+  gray_path = tmp_path / "deep_gray.png"
+  assert cv2.imwrite(str(gray_path), values)
+  np.testing.assert_array_equal(image_io.read_image(gray_path)[0, :, 1], [0, 1, 128, 255])
+
+
+def test_rgba_drops_or_keeps_alpha(tmp_path):
+  rgba = np.zeros((4, 3, 4), np.uint8)
+  rgba[..., 0] = 250
+  rgba[..., 1] = 20
+  rgba[..., 3] = np.array([0, 100, 255], np.uint8)[None]
+  path = tmp_path / "alpha.png"
+  image_io.write_png(path, rgba)
+  rgb = image_io.read_image(path)
+  assert rgb.shape == (4, 3, 3)
+  np.testing.assert_array_equal(rgb[0, 0], [250, 20, 0])
+  kept = image_io.read_image_rgba(path)
+  np.testing.assert_array_equal(kept, rgba)
+
+
+def test_rgb_file_read_as_rgba_is_opaque(tmp_path):
+  path = tmp_path / "rgb.jpg"
+  assert cv2.imwrite(str(path), np.full((8, 8, 3), 128, np.uint8))
+  out = image_io.read_image_rgba(path)
+  assert out.shape == (8, 8, 4) and np.all(out[..., 3] == 255)
+
+
+def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
+  path = tmp_path / "big.png"
+  image_io.write_png(path, np.zeros((20, 30, 3), np.uint8))
+  monkeypatch.setattr(image_io, "MAX_IMAGE_PIXELS", 500)
+  with pytest.raises(InputError, match="big.png.*30x20"):
+    image_io.read_image(path)
+
+
+def test_write_png_checks_suffix_and_reports_unwritable_path(tmp_path):
+  with pytest.raises(ValueError):
+    image_io.write_png(tmp_path / "x.jpg", _rgb_test_image())
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  with pytest.raises(InputError, match="cannot write"):
+    image_io.write_png(blocker / "out.png", _rgb_test_image())
+  with pytest.raises(ValueError):
+    image_io.write_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.float32))
