@@ -178,12 +178,8 @@ def face_region_mask(mean_shape, faces, landmarks):
     [V] float32 in {0, 1}.
   """
   from matplotlib.path import Path as PolygonPath
-  from shared.geometry import vertex_face_rings
-  tri = mean_shape[faces]
-  normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-  rings = vertex_face_rings(faces, mean_shape.shape[0])
-  normals = np.concatenate([normals, np.zeros((1, 3))])[rings].sum(axis=1)
-  normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+  from shared.mesh import ring_vertex_normals, vertex_face_rings
+  normals = ring_vertex_normals(mean_shape, faces, vertex_face_rings(faces, mean_shape.shape[0]))
   outline = mean_shape[landmarks[JAW_LANDMARKS], :2].copy()
   chin_y = mean_shape[landmarks[8], 1]
   brows = slice(17, 27)

@@ -1,31 +1,8 @@
 """Mesh geometry: vertex-to-face rings and vertex normals."""
 
-import numpy as np
 import tensorflow as tf
 
-
-def vertex_face_rings(faces, num_vertices):
-  """Per-vertex list of adjacent faces, padded with F ("no face").
-
-  Args:
-    faces: [F, 3] int triangles.
-    num_vertices: V.
-
-  Returns:
-    [V, R] int32 with R the largest ring size; entries equal to F are padding.
-  """
-  faces = np.asarray(faces, np.int64)
-  num_faces = faces.shape[0]
-  vertex = faces.ravel()
-  face = np.repeat(np.arange(num_faces), 3)
-  order = np.argsort(vertex, kind="stable")
-  vertex, face = vertex[order], face[order]
-  counts = np.bincount(vertex, minlength=num_vertices)
-  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-  slot = np.arange(len(vertex)) - starts[vertex]
-  rings = np.full((num_vertices, max(int(counts.max()), 1)), num_faces, np.int32)
-  rings[vertex, slot] = face
-  return rings
+from shared.mesh import vertex_face_rings  # noqa: F401  (re-exported)
 
 
 def face_normals(vertices, faces):
