@@ -194,12 +194,17 @@ def test_create_bin_reads_strip_datasets(tmp_path, rng):
   lines.append("1 seq 0009")  # Missing files: skipped with a reason.
   (tmp_path / "test.txt").write_text("\n".join(lines) + "\n")
   out = tmp_path / "t.bin"
-  count, skipped = create_bin.pack(tmp_path, out, split="test", log=lambda *a: None)
+  count, skipped = create_bin.pack(tmp_path, out, split="test")
   assert count == 2 and skipped[0][0] == "seq/0009" and "not found" in skipped[0][1]
   reader = binfile.BinReader(out)
   for i in range(2):
     np.testing.assert_array_equal(reader[i][..., :3], strips[i][:, SIZE:2 * SIZE])
     np.testing.assert_array_equal(reader[i][..., 3], skins[i][:, SIZE:2 * SIZE, 0])
+  count, _ = create_bin.pack(tmp_path, out, split="test", all_views=True)
+  reader = binfile.BinReader(out)
+  assert count == 6 and reader.names[:3] == ["seq/0000", "seq/0000#0", "seq/0000#2"]
+  np.testing.assert_array_equal(reader[1][..., :3], strips[0][:, :SIZE])
+  np.testing.assert_array_equal(reader[2][..., :3], strips[0][:, 2 * SIZE:])
 
 
 def test_create_bin_masks_from_coefficients(tmp_path, ict_model):
@@ -209,7 +214,7 @@ def test_create_bin_masks_from_coefficients(tmp_path, ict_model):
   size = 224
   write_png(tmp_path / "face.png", np.full((size, size, 3), 128, np.uint8))
   np.savez(tmp_path / "face_coeffs.npz", coeffs=np.zeros(layout.size, np.float32))
-  count, skipped = create_bin.pack(tmp_path, tmp_path / "c.bin", log=lambda *a: None)
+  count, skipped = create_bin.pack(tmp_path, tmp_path / "c.bin")
   assert count == 1 and not skipped
   alpha = binfile.BinReader(tmp_path / "c.bin")[0][..., 3]
   assert set(np.unique(alpha)) == {0, 255}

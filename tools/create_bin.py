@@ -2,14 +2,15 @@
 """Packs aligned face crops with an alpha (face / skin) channel into one .bin.
 
   python tools/create_bin.py --input DIR --output FILE.bin [--size 224]
-                             [--split train|test] [--dtype uint8|float32]
+                             [--split train|test] [--all-views] [--dtype uint8|float32]
                              [--face-model PATH]
 
 Inputs (DIR):
 * an MGC strip dataset (DIR/train.txt, DIR/test.txt with `flag subfolder
   frame` lines; DIR/<sub>/<frame>.jpg strips source1|target|source2 and
   <frame>_skin.jpg): the target view (middle third) with the skin strip's
-  middle third as alpha.  --split picks the list (default train).
+  middle third as alpha.  --split picks the list (default train);
+  --all-views packs the two source views too (three records per line).
 * otherwise every image in DIR (png, jpg, bmp, webp, tif; sorted by path,
   sub-folders included).  RGBA images keep their alpha.  An image without
   alpha takes the face model's projected skin region when a coefficients
@@ -40,7 +41,8 @@ COEFF_SUFFIXES = ("_coeffs.npz", ".npz", "_gt.npz")
 COEFF_VECTOR_KEYS = ("coeffs", "coefficients")
 SKIN_SUFFIX = "_skin"
 STRIP_VIEWS = 3
-TARGET_VIEW = 1
+TARGET_VIEW = 1          # Strip panels: source1 | target | source2.
+STRIP_PANELS = (1, 0, 2)  # --all-views: target first, then the sources.
 LIST_FIELDS = 3
 RGBA = 4
 UINT8_MAX = 255
@@ -88,8 +90,8 @@ def resize(image, size):
 # Sources: each yields (name, loader) where loader() -> RGBA uint8 or raises Skip.
 
 
-def strip_sources(folder, split):
-  """The target views of an MGC strip dataset with their skin masks."""
+def strip_sources(folder, split, all_views=False):
+  """The target views (or all views) of an MGC strip dataset with their skin masks."""
   list_file = folder / f"{split}.txt"
   if not list_file.is_file():
     fail(list_file, f"list file not found (an MGC dataset has {split}.txt)")
@@ -102,7 +104,9 @@ def strip_sources(folder, split):
                                                  f"got {line!r}")
       continue
     _, sub, frame = parts
-    yield f"{sub}/{frame}", _strip_loader(folder / sub, frame)
+    for view in (STRIP_PANELS if all_views else (TARGET_VIEW,)):
+      suffix = "" if view == TARGET_VIEW else f"#{view}"
+      yield f"{sub}/{frame}{suffix}", _strip_loader(folder / sub, frame, view)
 
 
 def _refuse(reason):
@@ -111,7 +115,7 @@ def _refuse(reason):
   return loader
 
 
-def _strip_loader(folder, frame):
+def _strip_loader(folder, frame, panel):
   def loader():
     strip_path = _find(folder, frame)
     skin_path = _find(folder, frame + SKIN_SUFFIX)
@@ -126,7 +130,7 @@ def _strip_loader(folder, frame):
     width = strip.shape[1]
     if width % STRIP_VIEWS:
       raise Skip(f"strip width {width} is not a multiple of {STRIP_VIEWS}")
-    view = slice(TARGET_VIEW * width // STRIP_VIEWS, (TARGET_VIEW + 1) * width // STRIP_VIEWS)
+    view = slice(panel * width // STRIP_VIEWS, (panel + 1) * width // STRIP_VIEWS)
     alpha = skin[:, view, :3].mean(axis=2, keepdims=True).round().astype(np.uint8)
     return np.concatenate([strip[:, view, :3], alpha], axis=2)
   return loader
@@ -222,7 +226,7 @@ def load_coefficients(path, layout):
 
 
 def pack(input_dir, output, size=None, split="train", dtype="uint8", face_model=None,
-         log=print):
+         all_views=False):
   """Packs `input_dir` into `output`; returns (count, skipped [(name, reason)]).
 
   Raises:
@@ -233,7 +237,7 @@ def pack(input_dir, output, size=None, split="train", dtype="uint8", face_model=
   if not folder.is_dir():
     fail(folder, "input folder not found")
   strips = (folder / "train.txt").is_file() or (folder / "test.txt").is_file()
-  sources = (strip_sources(folder, split) if strips else
+  sources = (strip_sources(folder, split, all_views) if strips else
              folder_sources(folder, SkinProjector(face_model)))
   skipped, first = [], None
   store = np.dtype(np.uint8 if dtype == "uint8" else np.float32)
@@ -292,6 +296,8 @@ def parse_args(argv=None):
                       help="resize every image to SIZE x SIZE (default: keep; sizes must match)")
   parser.add_argument("--split", default="train",
                       help="strip datasets: which list to pack (train or test)")
+  parser.add_argument("--all-views", action="store_true",
+                      help="strip datasets: pack the source views too, not only the target")
   parser.add_argument("--dtype", choices=("uint8", "float32"), default="uint8",
                       help="record type: uint8 RGBA (4x smaller) or float32 in [0, 1]")
   parser.add_argument("--face-model", default=None,
@@ -307,7 +313,7 @@ def main(argv=None):
   start = time.perf_counter()
   try:
     count, skipped = pack(args.input, args.output, args.size, args.split, args.dtype,
-                          args.face_model)
+                          args.face_model, args.all_views)
   except InputError as error:
     print(f"error: {error}", file=sys.stderr)
     return EXIT_INPUT_ERROR
