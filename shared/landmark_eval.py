@@ -1,9 +1,13 @@
-"""68-point landmark evaluation of the raw detector on an AFLW2000-3D folder.
+"""68-point landmark evaluation on an AFLW2000-3D folder (`--mode eval-landmarks`).
 
 Protocol (3DDFA): NME = mean 2D point error / sqrt(w*h) of the GT landmark box,
 in %.  The detector runs on the whole image (no GT box is given to it); if it
 finds several faces the largest is scored; an image with no face is a
 failure and is left out of the NME means (reported as a count and by name).
+
+`evaluate_detector` scores the raw detector alone; `evaluate_methods` (and
+`main`, the command) also scores the network alone and the fitted model on
+the same faces.
 """
 
 import time
@@ -94,3 +98,203 @@ def format_table(result, per_image=True):
                f"failures: {', '.join(result['failures']) or 'none'}; "
                f"{_fmt(result['seconds_per_image'], '.3f')} s/image (read + detect)")
   return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- three methods
+
+METHODS = ("detector", "network", "fitted")
+METHOD_LABELS = {"detector": "detector raw (dlib)", "network": "network alone",
+                 "fitted": "fitted model"}
+NO_CHECKPOINT = "n/a: no checkpoint"
+
+
+def add_eval_arguments(parser):
+  """Flags of `--mode eval-landmarks` beyond `--data` (for the command line)."""
+  parser.add_argument("--checkpoint", default=None,
+                      help="MGC checkpoint folder: adds the 'network alone' row and starts "
+                           "fitting from the network")
+  parser.add_argument("--fit-steps", type=int, default=None,
+                      help="fitting steps in all, split 200:30 between the landmark and the "
+                           "photometric stage (default 230; 0: no fitting)")
+  parser.add_argument("--cnn-fallback", action="store_true",
+                      help="run dlib's slow CNN detector on images where HOG finds no face")
+
+
+def fit_config_from_args(args):
+  """`FitConfig` for `--fit-steps` (None: the defaults)."""
+  from shared.fitting import FitConfig
+  steps = getattr(args, "fit_steps", None)
+  return FitConfig() if steps is None else FitConfig().with_steps(steps)
+
+
+def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fallback=False,
+                     batch_size=8, log=None):
+  """68-point NME of the raw detector, the network alone and the fitted model.
+
+  Every image runs through the photo pipeline (`shared.reconstruct`): dlib on
+  the whole image, the largest face, 5-point alignment, then the network
+  (if `regressor`) and fitting; the model's projected landmarks are mapped
+  back with the inverse alignment and scored against `pt3d_68`.  An image
+  with no face is a failure for all three methods alike and is left out of
+  their means (the count and names are reported).
+
+  Args:
+    folder: AFLW2000-3D style folder.
+    face_model: `FaceModel` (ICT gets BFM jaw landmarks, see
+      `shared.fitting.bfm_landmark_convention`).
+    regressor: optional callable, images [B, 224, 224, 3] -> Coefficients or
+      (Coefficients, features).
+    fit_config: `FitConfig` (default: the defaults).
+    cnn_fallback: see `shared.landmarks.detect_faces`.
+    batch_size: faces fitted together (the last batch is padded).
+    log: optional callable for progress lines.
+
+  Returns:
+    dict: `folder`, `images`, `detected`, `failures`, `methods` (name ->
+    `summarize` dict, or None for the network without a regressor),
+    `seconds_per_face` (stage -> seconds), `fit_steps`.
+  """
+  from shared import alignment, fitting
+  from shared.reconstruct import PhotoReconstructor
+  fit_config = fit_config or fitting.FitConfig()
+  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, batch_size)
+  samples = metrics.load_aflw2000_folder(folder)
+  rows, jobs = [], []
+  for image_path, gt, yaw in samples:
+    image = read_image(image_path)
+    faces = pipeline.detect(image)
+    row = {"image": image_path.name, "yaw": round(yaw, 2), "bin": str(metrics.yaw_bins(yaw)),
+           "detector": faces[0].face.detector if faces else None, "gt": gt}
+    rows.append(row)
+    if faces:
+      jobs.append((row, faces[0]))
+  predictions = {m: {} for m in METHODS}
+  for first in range(0, len(jobs), batch_size):
+    chunk = jobs[first:first + batch_size]
+    padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+    crops = np.stack([j.aligned.image for _, j in padded]).astype(np.float32) / 255.0
+    crop_lms = np.stack([j.aligned.landmarks68 for _, j in padded])
+    init = pipeline.regress(crops)
+    result = pipeline.fit(crops, crop_lms, init)
+    network = None
+    if init is not None:
+      network = pipeline.synthesizer(init, render=False).landmarks2d.numpy()
+    fitted = result.synthesis.landmarks2d.numpy()
+    for b, (row, job) in enumerate(chunk):
+      inverse = job.aligned.inverse
+      predictions["detector"][row["image"]] = job.face.landmarks68
+      predictions["fitted"][row["image"]] = alignment.transform_points(fitted[b], inverse)
+      if network is not None:
+        predictions["network"][row["image"]] = alignment.transform_points(network[b], inverse)
+    if log:
+      log(f"fitted {min(first + batch_size, len(jobs))}/{len(jobs)} faces")
+  methods = {}
+  for method in METHODS:
+    if method == "network" and regressor is None:
+      methods[method] = None
+      continue
+    per_image = []
+    for row in rows:
+      pred = predictions[method].get(row["image"])
+      nme = None if pred is None else float(
+          metrics.nme_68(np.asarray(pred)[None], row["gt"][None])[0] * metrics.PERCENT)
+      per_image.append({k: row[k] for k in ("image", "yaw", "bin", "detector")} |
+                       {"nme_percent": nme})
+    methods[method] = summarize(per_image, folder=str(folder), seconds=[])
+  timings = pipeline.timings
+  faces = max(len(jobs), 1)
+  per_face = {"detect": float(np.sum(timings["detect"]) / len(rows)),
+              "align": float(np.sum(timings["align"]) / len(rows)),
+              "regress": float(np.sum(timings["regress"]) / faces),
+              "fit": float(np.sum(timings["fit"]) / faces)}
+  return {"folder": str(folder), "images": len(rows), "detected": len(jobs),
+          "failures": [r["image"] for r in rows if r["detector"] is None],
+          "methods": methods, "seconds_per_face": per_face,
+          "fit_steps": {"landmark": fit_config.landmark_steps,
+                        "photometric": fit_config.photometric_steps},
+          "batch_size": batch_size}
+
+
+def format_methods_table(result, network_note=NO_CHECKPOINT):
+  """Plain-text table of `evaluate_methods`: per image, then by |yaw| bin."""
+  methods = result["methods"]
+  lines = [f"{'image':<{NAME_WIDTH}} {'yaw':>7} {'bin':>8} {'det':>4} "
+           + " ".join(f"{m:>9}" for m in METHODS)]
+  by_image = {m: {r["image"]: r["nme_percent"] for r in methods[m]["per_image"]}
+              for m in METHODS if methods[m] is not None}
+  for r in methods["detector"]["per_image"]:
+    values = [_fmt(by_image[m][r["image"]]) if m in by_image else "n/a" for m in METHODS]
+    lines.append(f"{r['image']:<{NAME_WIDTH}} {r['yaw']:7.1f} {r['bin']:>8} "
+                 f"{r['detector'] or 'none':>4} " + " ".join(f"{v:>9}" for v in values))
+  lines.append("")
+  labels = list(metrics.YAW_BIN_LABELS)
+  lines.append(f"{'NME % (68 pts)':<22}" + "".join(f"{lab:>9}" for lab in labels)
+               + f"{'all':>8}{'median':>8}")
+  detector = methods["detector"]
+  lines.append(f"{'images (found)':<22}" + "".join(
+      f"{str(detector['bins'][lab]['images']) + ' (' + str(detector['bins'][lab]['detected']) + ')':>9}"
+      for lab in labels) + f"{str(result['images']) + ' (' + str(result['detected']) + ')':>8}")
+  for m in METHODS:
+    if methods[m] is None:
+      lines.append(f"{METHOD_LABELS[m]:<22}{network_note}")
+      continue
+    r = methods[m]
+    lines.append(f"{METHOD_LABELS[m]:<22}" + "".join(
+        f"{_fmt(r['bins'][lab]['nme_percent']):>9}" for lab in labels)
+        + f"{_fmt(r['nme_percent']):>8}{_fmt(r['nme_median_percent']):>8}")
+  t = result["seconds_per_face"]
+  lines.append(f"no face found: {len(result['failures'])} of {result['images']} "
+               f"({', '.join(result['failures']) or 'none'}); means are over the faces found")
+  lines.append(f"seconds: detect {t['detect']:.3f}/image, align {t['align']:.4f}/image, "
+               f"regress {t['regress']:.3f}/face, fit {t['fit']:.3f}/face "
+               f"(batches of {result['batch_size']}, first batch compiles)")
+  return "\n".join(lines)
+
+
+def result_json(result, network_note=NO_CHECKPOINT):
+  """The figures of `evaluate_methods` as one JSON-ready dict (no per-image rows)."""
+  out = {"folder": result["folder"], "images": result["images"], "detected": result["detected"],
+         "failures": result["failures"], "fit_steps": result["fit_steps"],
+         "seconds_per_face": {k: round(v, 4) for k, v in result["seconds_per_face"].items()}}
+  for m in METHODS:
+    r = result["methods"][m]
+    if r is None:
+      out[m] = network_note
+      continue
+    out[m] = {"nme_percent": _round(r["nme_percent"]),
+              "nme_median_percent": _round(r["nme_median_percent"]),
+              "bins": {lab: _round(b["nme_percent"]) for lab, b in r["bins"].items()}}
+  return out
+
+
+def _round(value, digits=3):
+  return None if value is None else round(value, digits)
+
+
+def main(args, load_regressor=None):
+  """`--mode eval-landmarks`: prints the table, then one JSON line.
+
+  Args:
+    args: namespace with `data`, and optionally `checkpoint`, `fit_steps`,
+      `cnn_fallback`, `face_model`.
+    load_regressor: `checkpoint_dir, face_model -> regressor` (e.g.
+      `mgc_face.infer.load_regressor`); `shared` cannot import a model
+      package, so without it `--checkpoint` is reported as unusable.
+
+  Returns:
+    0.
+  """
+  import json
+  from shared.face_model import load_face_model
+  face_model = load_face_model(getattr(args, "face_model", None))
+  checkpoint = getattr(args, "checkpoint", None)
+  regressor, note = None, NO_CHECKPOINT
+  if checkpoint and load_regressor is None:
+    note = f"n/a: --checkpoint {checkpoint} needs a regressor loader (run with --model mgc)"
+  elif checkpoint:
+    regressor = load_regressor(checkpoint, face_model)
+  result = evaluate_methods(args.data, face_model, regressor, fit_config_from_args(args),
+                            cnn_fallback=bool(getattr(args, "cnn_fallback", False)))
+  print(format_methods_table(result, note))
+  print(json.dumps(result_json(result, note)))
+  return 0
