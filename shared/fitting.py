@@ -133,7 +133,7 @@ class FitConfig:
   landmark_steps: int = 200
   photometric_steps: int = 30
   learning_rate: float = 0.01
-  colour_learning_rate: float = 0.05   # stage 2 with frozen geometry
+  colour_learning_rate: float = 0.005  # stage 2 with frozen geometry (0.01+ overshoots)
   final_lr_ratio: float = 0.1        # lr decays exponentially to this ratio within a stage
   # Step sizes per group, in that group's units per step (with learning_rate).
   identity_scale: float = 5.0       # std units
@@ -272,7 +272,7 @@ def pose_from_landmarks(model_points, landmarks, camera, weights=None):
   Fits `(u - cx, cy - v) = A [X; 1]` by weighted least squares, takes the
   scale and rotation rows from the 2x3 part (nearest matrix with orthonormal
   rows, via SVD), the third row as their cross product, and the depth from
-  the scale: `tz = distance - focal / s`.
+  the scale: `tz = distance - focal / s - (R c)_z` for the points' centroid c.
 
   Args:
     model_points: [68, 3] or [B, 68, 3] model-space landmark vertices.
@@ -296,9 +296,14 @@ def pose_from_landmarks(model_points, landmarks, camera, weights=None):
   scale = np.maximum(sing.mean(-1), MIN_POSE_SCALE)     # [B]
   rows = u @ vt                                         # orthonormal rows
   rotation = np.concatenate([rows, np.cross(rows[:, 0], rows[:, 1])[:, None]], axis=1)
+  # The scale is focal / depth of the points' centroid, which sits at
+  # (R c)_z + t_z in front of the origin.
+  centroid = (points * w[None, :, None]).sum(1) / w.sum()          # [B, 3]
+  centroid_z = np.einsum("bj,bj->b", rotation[:, 2], centroid)
   depth = camera.focal / scale
   shift = affine[:, 3, :] / scale[:, None]              # t_xy in model units
-  translation = np.stack([shift[:, 0], shift[:, 1], camera.distance - depth], axis=-1)
+  translation = np.stack([shift[:, 0], shift[:, 1], camera.distance - depth - centroid_z],
+                         axis=-1)
   return euler_from_matrix(rotation).astype(np.float32), translation.astype(np.float32)
 
 

@@ -1,0 +1,170 @@
+"""Tests for shared.fitting: start pose, landmark conventions, fitting a
+synthetic face from the mean face, batching, skin masks."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from shared import camera as camera_lib
+from shared import fitting
+from shared import render as render_lib
+from shared.errors import InputError
+from shared.synthesis import FaceSynthesizer
+
+# Few steps keep the suite fast; the defaults are measured in docs/photos.md.
+TEST_CONFIG = fitting.FitConfig(landmark_steps=120, photometric_steps=8)
+TRUE_ROTATION = np.radians([8.0, 15.0, -5.0]).astype(np.float32)   # pitch, yaw, roll
+TRUE_TRANSLATION = np.array([0.1, -0.15, 0.4], np.float32)
+MAX_MEAN_LANDMARK_ERROR_PX = 1.5
+MAX_START_ERROR_DEGREES = 3.0
+
+
+@pytest.fixture(scope="module")
+def model(ict_model):
+  return fitting.bfm_landmark_convention(ict_model)
+
+
+@pytest.fixture(scope="module")
+def synthesizer(model):
+  return FaceSynthesizer(model)
+
+
+@pytest.fixture(scope="module")
+def fitter(synthesizer):
+  return fitting.Fitter(synthesizer, TEST_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def target(synthesizer):
+  """Two faces with known coefficients: images, landmarks and the coefficients."""
+  rng = np.random.default_rng(3)
+  layout = synthesizer.layout
+  coeffs = layout.zeros(2)
+  rotation = np.stack([TRUE_ROTATION, -TRUE_ROTATION])
+  coeffs = coeffs._replace(
+      identity=tf.constant(rng.normal(0, 0.5, (2, layout.num_id)).astype(np.float32)),
+      expression=tf.constant(np.abs(rng.normal(0, 0.3, (2, layout.num_exp))).astype(np.float32)),
+      albedo=tf.constant(rng.normal(0, 0.5, (2, layout.num_albedo)).astype(np.float32)),
+      rotation=tf.constant(rotation),
+      translation=tf.constant(np.stack([TRUE_TRANSLATION, -TRUE_TRANSLATION])))
+  syn = synthesizer(coeffs)
+  r = syn.render
+  background = np.full((2, 224, 224, 3), 0.3, np.float32)
+  images = (r.image * r.mask + background * (1 - r.mask)).numpy()
+  return images, syn.landmarks2d.numpy(), coeffs
+
+
+def test_euler_from_matrix_inverts_rotation_matrix():
+  angles = np.radians([[10.0, -35.0, 20.0], [-50.0, 60.0, -170.0], [0.0, 0.0, 0.0]])
+  matrices = camera_lib.rotation_matrix(tf.constant(angles, tf.float64)).numpy()
+  np.testing.assert_allclose(fitting.euler_from_matrix(matrices), angles, atol=1e-9)
+
+
+def test_closed_form_pose_recovers_a_known_pose(synthesizer, fitter):
+  coeffs = synthesizer.layout.zeros(1)._replace(
+      rotation=tf.constant(TRUE_ROTATION[None]), translation=tf.constant(TRUE_TRANSLATION[None]))
+  landmarks = synthesizer(coeffs, render=False).landmarks2d
+  start = fitter.initial_coefficients(landmarks)
+  error = np.degrees(np.abs(start.rotation.numpy()[0] - TRUE_ROTATION))
+  assert error.max() < MAX_START_ERROR_DEGREES, error
+  # Scaled orthographic: depth from the scale, within a few percent.
+  assert abs(start.translation.numpy()[0, 2] - TRUE_TRANSLATION[2]) < 0.3
+
+
+def test_bfm_landmark_convention_swaps_only_the_ict_jaw(ict_model, model):
+  np.testing.assert_array_equal(model.landmarks68[17:], ict_model.landmarks68[17:])
+  assert tuple(model.landmarks68[:17]) == fitting.ICT_BFM_JAW_LANDMARKS
+  assert tuple(ict_model.landmarks68[:17]) == fitting.ICT_JAW_LANDMARKS
+  # Symmetric: the right side mirrors the left (x negated).
+  jaw = model.mean_shape[model.landmarks68[:17]]
+  np.testing.assert_allclose(jaw[:8] * [-1, 1, 1], jaw[16:8:-1], atol=1e-4)
+  # Idempotent, and other models pass through.
+  assert fitting.bfm_landmark_convention(model) is model
+  other = dataclasses.replace(ict_model, landmarks68=np.arange(68, dtype=np.int32))
+  assert fitting.bfm_landmark_convention(other) is other
+
+
+def test_pixel_barycentrics_match_the_renderer(synthesizer, target):
+  _, _, coeffs = target
+  syn = synthesizer(coeffs)
+  clip = render_lib.to_clip(syn.posed, synthesizer.camera)
+  ids, weights = fitting.pixel_barycentrics(clip, synthesizer.decoder.faces,
+                                            tf.maximum(syn.render.triangle_ids, 0), 224)
+  image = tf.einsum("bhwk,bhwkc->bhwc", weights, tf.gather(syn.colours, ids, batch_dims=1))
+  np.testing.assert_allclose((image * syn.render.mask).numpy(), syn.render.image.numpy(),
+                             atol=1e-5)
+
+
+def test_fitting_from_the_mean_face_recovers_landmarks(fitter, target):
+  images, landmarks, _ = target
+  result = fitter.fit(images, landmarks)
+  error = result.losses["landmark_error_px"]
+  assert error.shape == (2,)
+  assert error.max() < MAX_MEAN_LANDMARK_ERROR_PX, error
+  total = result.losses["total"]
+  assert total.shape == (TEST_CONFIG.steps,)
+  landmark_stage = total[:TEST_CONFIG.landmark_steps]
+  assert landmark_stage[-1] < 0.1 * landmark_stage[0]
+  colour_stage = total[TEST_CONFIG.landmark_steps:]
+  assert colour_stage[-1] < colour_stage[0]
+  # The synthesis is rendered and matches the fitted coefficients.
+  assert result.synthesis.render.image.shape == (2, 224, 224, 3)
+  rotation = result.coeffs.rotation.numpy()
+  assert np.degrees(np.abs(rotation[0] - TRUE_ROTATION)).max() < 3.0
+
+
+def test_batch_equals_faces_fitted_one_by_one(fitter, target):
+  images, landmarks, _ = target
+  both = fitter.fit(images, landmarks)
+  for b in range(2):
+    one = fitter.fit(images[b:b + 1], landmarks[b:b + 1])
+    for name, value in one.coeffs._asdict().items():
+      np.testing.assert_allclose(value.numpy()[0], getattr(both.coeffs, name).numpy()[b],
+                                 atol=2e-3, err_msg=name)
+    np.testing.assert_allclose(one.losses["per_face"][:, 0], both.losses["per_face"][:, b],
+                               rtol=1e-3, atol=1e-5)
+
+
+def test_zero_steps_returns_the_posed_mean_face(synthesizer, target):
+  _, landmarks, _ = target
+  fitter = fitting.Fitter(synthesizer, TEST_CONFIG.with_steps(0))
+  images = np.zeros((2, 224, 224, 3), np.float32)
+  result = fitter.fit(images, landmarks)
+  assert result.losses["total"].shape == (0,)
+  np.testing.assert_array_equal(result.coeffs.identity.numpy(), 0.0)
+  assert np.abs(result.coeffs.rotation.numpy()).max() > 0.05   # posed from the landmarks
+
+
+def test_with_steps_splits_between_the_stages():
+  config = fitting.FitConfig(landmark_steps=200, photometric_steps=30)
+  assert config.with_steps(230) == config
+  small = config.with_steps(10)
+  assert (small.landmark_steps, small.photometric_steps) == (9, 1)
+  assert config.with_steps(0).steps == 0
+  with pytest.raises(InputError):
+    config.with_steps(-1)
+
+
+def test_non_finite_landmarks_are_refused(fitter):
+  landmarks = np.full((1, 68, 2), np.nan, np.float32)
+  with pytest.raises(InputError, match="NaN"):
+    fitter.fit(np.zeros((1, 224, 224, 3), np.float32), landmarks)
+
+
+def test_skin_mask_separates_face_colour_from_background(target):
+  images, landmarks, _ = target
+  rng = np.random.default_rng(0)
+  photo = np.zeros_like(images[:1])
+  photo[...] = [0.1, 0.3, 0.8]                                   # blue background
+  skin_colour = np.array([0.8, 0.55, 0.45], np.float32)
+  inside = np.zeros(images.shape[1:3], bool)
+  x0, y0 = landmarks[0].min(0).astype(int) - 5
+  x1, y1 = landmarks[0].max(0).astype(int) + 5
+  inside[y0:y1, x0:x1] = True
+  photo[0][inside] = skin_colour + rng.normal(0, 0.02, (inside.sum(), 3))
+  skin = fitting.skin_from_landmarks(np.clip(photo, 0, 1), landmarks[:1])
+  assert skin.shape == (1, 224, 224, 1)
+  assert skin[0, ..., 0][inside].mean() > 0.9
+  assert skin[0, ..., 0][~inside].mean() < 0.05
