@@ -67,6 +67,7 @@ from shared import losses
 from shared import render as render_lib
 from shared.coeffs import Coefficients
 from shared.errors import InputError
+from shared.synthesis import Synthesis
 
 GROUPS = Coefficients._fields
 COLOUR_GROUPS = ("albedo", "lighting")
@@ -415,6 +416,14 @@ class Fitter:
     self.skin = tf.constant(synthesizer.face_model.skin_mask[:, None], tf.float32)
     self.scales = tuple(tf.constant(s, tf.float32) for s in config.scales())
     geometry = config.photometric_geometry_ratio
+
+    @tf.function
+    def synthesize(coeffs):
+      syn = synthesizer(Coefficients(*coeffs))
+      r = syn.render
+      return (syn.vertices, syn.posed, syn.normals, syn.albedo, syn.colours, syn.landmarks2d,
+              syn.landmarks3d, r.image, r.mask, r.depth, r.triangle_ids)
+    self._synthesize = synthesize
     self._landmark_stage = self._make_stage(self._landmark_objective, config.learning_rate,
                                             [0.0 if n in COLOUR_GROUPS else 1.0 for n in GROUPS],
                                             jit_compile=True)
@@ -551,6 +560,13 @@ class Fitter:
 
   # -- public ----------------------------------------------------------------------------
 
+  def synthesize(self, coeffs):
+    """`synthesizer(coeffs)` with rendering, compiled (one graph call instead
+    of op-by-op dispatch).  Returns `Synthesis`."""
+    fields = self._synthesize(tuple(tf.convert_to_tensor(v, tf.float32) for v in coeffs))
+    *parts, image, mask, depth, ids = fields
+    return Synthesis(*parts, render=render_lib.RenderOutput(image, mask, depth, ids))
+
   def face_weights(self, rotation):
     """[B, 68] landmark weights for faces at `rotation` [B, 3] radians (module doc)."""
     c = self.config
@@ -619,7 +635,7 @@ class Fitter:
       bad = int(np.argmax(~np.isfinite(per_face).all(axis=1)))
       raise InputError(f"fitting: loss became non-finite at step {bad}")
     coeffs = self._coeffs(params)
-    synthesis = self.synthesizer(coeffs)
+    synthesis = self.synthesize(coeffs)
     error = np.linalg.norm(synthesis.landmarks2d.numpy() - landmarks.numpy(), axis=-1).mean(-1)
     return FitResult(coeffs=coeffs, synthesis=synthesis,
                      losses={"total": per_face.mean(axis=1), "per_face": per_face,

@@ -221,7 +221,9 @@ class PhotoReconstructor:
       `fitting.FitResult`.
     """
     start = time.perf_counter()
-    skin = fitting.skin_from_landmarks(crops, landmarks)
+    skin = None
+    if self.fit_config.photometric_steps > 0:
+      skin = fitting.skin_from_landmarks(crops, landmarks)
     result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
     self.timings["fit"].append(time.perf_counter() - start)
     return result
