@@ -35,7 +35,8 @@ Starting pose.  From the mean face at the default pose, gradient descent
 often stalls in a wrong pose (NME 4.5 % instead of 3.4 % on AFLW2000-16), so
 without `init` the mean face is first posed by `pose_from_landmarks`, a
 closed-form scaled-orthographic fit of its landmark vertices to the interior
-landmarks.
+landmarks.  A network's `init` is re-posed the same way when that fits the
+landmarks better (`initial_coefficients`).
 
 Contour landmarks.  Landmarks 0-16 (the jaw) of a 3DMM are fixed vertices,
 while a 2D detector (dlib, trained on 300-W) puts them on the visible outline
@@ -578,19 +579,41 @@ class Fitter:
     return weights.astype(np.float32)
 
   def initial_coefficients(self, landmarks, init=None):
-    """The starting point: `init`, or the mean face with the closed-form pose
-    (`config.init_pose`) or the default pose.  Returns `Coefficients` of tensors."""
-    batch = int(landmarks.shape[0])
-    if init is not None:
-      return Coefficients(*[tf.convert_to_tensor(v, tf.float32) for v in init])
-    coeffs = self.layout.zeros(batch)
+    """The starting point (`Coefficients` of tensors).
+
+    Without `init`: the mean face, posed in closed form from the interior
+    landmarks (`pose_from_landmarks`), or at the default pose when
+    `config.init_pose` is off.  With `init` (e.g. a network's prediction): per
+    face, whichever of `init` and `init` re-posed in closed form (with its own
+    shape) projects its interior landmarks closer to `landmarks`, so a poor
+    network pose cannot strand the fit.
+    """
+    landmarks = np.asarray(landmarks, np.float32)
+    batch = landmarks.shape[0]
+    if init is None:
+      coeffs = self.layout.zeros(batch)
+      points = self.landmark_decoder.mean_numpy
+    else:
+      coeffs = Coefficients(*[tf.convert_to_tensor(v, tf.float32) for v in init])
+      points = self.landmark_decoder(coeffs.identity, coeffs.expression).numpy()
     if not self.config.init_pose:
       return coeffs
     weights = self.config.landmark_weights()
     weights[CONTOUR] = 0.0
-    rotation, translation = pose_from_landmarks(self.landmark_decoder.mean_numpy,
-                                                np.asarray(landmarks), self.camera, weights)
-    return coeffs._replace(rotation=tf.constant(rotation), translation=tf.constant(translation))
+    rotation, translation = pose_from_landmarks(points, landmarks, self.camera, weights)
+    posed = coeffs._replace(rotation=tf.constant(rotation), translation=tf.constant(translation))
+    if init is None:
+      return posed
+    keep = self._interior_error(coeffs, landmarks) <= self._interior_error(posed, landmarks)
+    return Coefficients(*[tf.where(keep.reshape((-1,) + (1,) * (a.shape.rank - 1)), a, b)
+                          for a, b in zip(coeffs, posed)])
+
+  def _interior_error(self, coeffs, landmarks):
+    """[B] mean pixel distance of the interior landmarks (17-67)."""
+    points = self.landmark_decoder(coeffs.identity, coeffs.expression)
+    posed = camera_lib.transform(points, coeffs.rotation, coeffs.translation)
+    projected = camera_lib.project(posed, self.camera).numpy()
+    return np.linalg.norm(projected - landmarks, axis=-1)[:, CONTOUR.stop:].mean(-1)
 
   def fit(self, images, landmarks, init=None, skin=None):
     """Fits a batch of faces.

@@ -168,3 +168,17 @@ def test_skin_mask_separates_face_colour_from_background(target):
   assert skin.shape == (1, 224, 224, 1)
   assert skin[0, ..., 0][inside].mean() > 0.9
   assert skin[0, ..., 0][~inside].mean() < 0.05
+
+
+def test_a_network_start_is_reposed_only_when_that_fits_better(fitter, target):
+  _, landmarks, coeffs = target
+  good = fitter.initial_coefficients(landmarks, coeffs)
+  for name, value in coeffs._asdict().items():
+    np.testing.assert_array_equal(getattr(good, name).numpy(), value.numpy(), err_msg=name)
+  bad_rotation = coeffs.rotation.numpy().copy()
+  bad_rotation[0] += np.radians([40.0, -50.0, 30.0])
+  start = fitter.initial_coefficients(landmarks, coeffs._replace(rotation=tf.constant(bad_rotation)))
+  error = np.degrees(np.abs(start.rotation.numpy() - coeffs.rotation.numpy()))
+  assert error[0].max() < MAX_START_ERROR_DEGREES, error      # re-posed
+  np.testing.assert_array_equal(start.rotation.numpy()[1], coeffs.rotation.numpy()[1])  # kept
+  np.testing.assert_array_equal(start.identity.numpy(), coeffs.identity.numpy())
