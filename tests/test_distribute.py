@@ -1,0 +1,400 @@
+"""tf.distribute: TF_CONFIG checks, per-worker sharding, and real two-worker runs on 127.0.0.1.
+
+The multi-worker tests start worker processes (this file run as a script, or
+main.py) with their own TF_CONFIG on free loopback ports, each under a hard
+time limit after which it is killed, so a hang fails the test instead of
+blocking CI.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+  sys.path.insert(0, str(REPO))
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+WORKER_LIMIT_S = 240     # Hard limit per worker process (killed after).
+SURVIVOR_LIMIT_S = 60    # A survivor must stop this soon after its peer is killed.
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def free_ports(count):
+  """`count` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released)."""
+  sockets = [socket.socket() for _ in range(count)]
+  try:
+    for s in sockets:
+      s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
+
+
+def tf_config(ports, index):
+  return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": index}})
+
+
+def worker_env(tf_config_json=None, **extra):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
+             **{k: str(v) for k, v in extra.items()})
+  env.pop("TF_CONFIG", None)
+  if tf_config_json is not None:
+    env["TF_CONFIG"] = tf_config_json
+  return env
+
+
+def start(args, env, log_path):
+  log = open(log_path, "w")
+  # A new session, so that a kill on time-out also reaches the process' children.
+  return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(process, limit_s):
+  """Waits up to `limit_s`; kills the process group on time-out. Returns (code, timed_out)."""
+  try:
+    return process.wait(timeout=limit_s), False
+  except subprocess.TimeoutExpired:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return process.returncode, True
+
+
+def result_line(log_path):
+  """The last JSON line a worker printed."""
+  for line in reversed(Path(log_path).read_text().splitlines()):
+    if line.startswith("{"):
+      return json.loads(line)
+  raise AssertionError(f"no result line in {log_path}:\n" + tail(log_path))
+
+
+def tail(log_path, lines=25):
+  return "\n".join(Path(log_path).read_text().splitlines()[-lines:])
+
+
+def run_cluster(tmp_path, make_args, num_workers=2, limit_s=WORKER_LIMIT_S, **env):
+  """Runs `num_workers` workers to completion; returns their result dicts (by rank)."""
+  ports = free_ports(num_workers)
+  procs, logs = [], []
+  for rank in range(num_workers):
+    logs.append(tmp_path / f"worker{rank}.log")
+    procs.append(start(make_args(rank), worker_env(tf_config(ports, rank), **env), logs[-1]))
+  outcomes = [finish(p, limit_s) for p in procs]
+  for rank, (code, timed_out) in enumerate(outcomes):
+    assert not timed_out, f"worker {rank} hit the {limit_s} s limit:\n{tail(logs[rank])}"
+    assert code == 0, f"worker {rank} exited {code}:\n{tail(logs[rank])}"
+  return [result_line(log) for log in logs]
+
+
+# ----------------------------------------------------------------------------- TF_CONFIG
+
+def test_tf_config_problems_are_one_line_input_errors():
+  from shared import distribute
+  from shared.errors import InputError
+  cases = {
+      "": "needs the TF_CONFIG environment variable",
+      "{not json": "not valid JSON",
+      '{"task": {"type": "worker", "index": 0}}': "needs a \"cluster\"",
+      '{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}': "non-empty list",
+      '{"cluster": {"worker": ["h:1"]}}': "needs a \"task\"",
+      '{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 3}}':
+          "task worker:3 is not in the cluster",
+      '{"cluster": {"ps": ["h:1"]}, "task": {"type": "ps", "index": 0}}': "no \"worker\"",
+      '{"cluster": {"worker": ["h:x"]}, "task": {"type": "worker", "index": 0}}': "host:port",
+  }
+  for text, expected in cases.items():
+    with pytest.raises(InputError) as error:
+      distribute.read_tf_config({"TF_CONFIG": text})
+    assert expected in str(error.value) and "\n" not in str(error.value), text
+  with pytest.raises(InputError, match="choose one of: default, mirrored, multiworker"):
+    distribute.make_strategy("parameter-server")
+
+
+def test_worker_info_orders_chief_first():
+  from shared import distribute
+  cluster = {"chief": ["a:1"], "worker": ["b:2", "c:3"]}
+  ranks = []
+  for kind, index in (("chief", 0), ("worker", 0), ("worker", 1)):
+    env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})}
+    ranks.append(distribute.worker_info(env))
+  assert ranks == [(3, 0), (3, 1), (3, 2)]
+  assert distribute.worker_info({}) == (1, 0)
+  env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})}
+  assert distribute.peer_addresses(env) == {0: "a:1", 1: "b:2", 2: "c:3"}
+
+
+def test_default_strategy_is_chief_and_one_replica():
+  from shared import distribute
+  strategy = distribute.make_strategy("default")
+  assert strategy.num_replicas_in_sync == 1 and distribute.is_chief(strategy)
+  assert not distribute.is_multi_worker(strategy)
+  assert distribute.barrier(strategy) == 1
+  from shared.errors import InputError
+  with pytest.raises(InputError, match="does not split over"):
+    distribute.per_replica_batch_size(type("S", (), {"num_replicas_in_sync": 2})(), 3)
+
+
+# ----------------------------------------------------------------------------- sharding
+
+def read_epoch(num_workers, count, batch=1):
+  """Per worker, the sample ids of one epoch through `shard` + shuffle + batch."""
+  import tensorflow as tf
+  from shared import distribute
+  out = []
+  for index in range(num_workers):
+    ds = distribute.shard(tf.data.Dataset.range(count), num_workers, index)
+    ds = ds.shuffle(count, seed=index, reshuffle_each_iteration=True).batch(batch)
+    out.append(np.concatenate([b.numpy() for b in ds]).tolist())
+  return out
+
+
+@pytest.mark.parametrize("num_workers", [1, 2, 3])
+def test_shard_gives_disjoint_workers_covering_the_dataset(num_workers):
+  shards = read_epoch(num_workers, 23, batch=2)
+  every = [i for shard in shards for i in shard]
+  assert len(every) == len(set(every)) == 23  # No sample twice within the epoch, none lost.
+  assert sorted(every) == list(range(23))
+  assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_distribute_dataset_shards_per_input_pipeline():
+  """distribute_dataset passes (per-replica batch, pipelines, pipeline id) and turns auto-shard off."""
+  import tensorflow as tf
+  from shared import distribute
+  seen = []
+
+  def make(batch, num_shards, index):
+    seen.append((batch, num_shards, index))
+    ds = distribute.shard(tf.data.Dataset.range(10), num_shards, index)
+    return ds.batch(batch, drop_remainder=True)
+
+  strategy = distribute.make_strategy("default")
+  data = distribute.distribute_dataset(strategy, make, global_batch_size=4)
+  batches = [b.numpy().tolist() for b in data]
+  assert seen == [(4, 1, 0)] and batches == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_bin_reader_shards_are_disjoint_and_complete(tmp_path):
+  from gcn_face.binfile import BinReader, write_bin
+  records = [np.full((4, 4, 4), i, np.uint8) for i in range(11)]
+  path = tmp_path / "tiny.bin"
+  write_bin(path, records, [f"r{i}" for i in range(11)])
+  reader = BinReader(path)
+  shards = []
+  for index in range(2):
+    ds = reader.dataset(batch_size=2, shuffle=True, seed=index, num_workers=2,
+                        worker_index=index)
+    shards.append([int(i) for b in ds for i in b["index"].numpy()])
+  every = shards[0] + shards[1]
+  assert len(every) == len(set(every)) == 11 and sorted(every) == list(range(11))
+
+
+# ----------------------------------------------------------------------------- losses
+
+def test_average_loss_uses_the_global_batch():
+  import tensorflow as tf
+  from shared import distribute
+  per_example = tf.constant([1.0, 2.0, 3.0])
+  assert float(distribute.average_loss(per_example, 6)) == pytest.approx(1.0)
+  assert float(distribute.replica_share(tf.constant(2.0), 3, 6)) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- chief-only output
+
+def test_checkpoint_saver_on_the_chief_writes_the_folder(tmp_path):
+  import tensorflow as tf
+  from shared import distribute
+  step = tf.Variable(3, dtype=tf.int64)
+  saver = distribute.CheckpointSaver(tf.train.Checkpoint(step=step), tmp_path / "ckpt", 2)
+  path = saver.save(checkpoint_number=3)
+  assert path.endswith("ckpt-3") and saver.latest_checkpoint == path
+  assert distribute.checkpoint_step(path) == 3
+
+
+# ----------------------------------------------------------------------------- two workers
+
+TOY_STEPS = 3
+TOY_BATCH = 2
+
+
+def toy_args(out_dir, steps=TOY_STEPS, sleep=0.0, strategy="multiworker"):
+  return [Path(__file__), "toy-worker", "--strategy", strategy, "--steps", steps,
+          "--batch-size", TOY_BATCH, "--checkpoint", out_dir / "ckpt", "--sleep", sleep]
+
+
+def test_two_workers_match_one_worker_on_the_same_global_batch(tmp_path):
+  """Rasterizer op + XLA inside strategy.run, 2 workers: same weights, same loss as 1 worker."""
+  reference = start(toy_args(tmp_path / "single", strategy="default"), worker_env(),
+                    tmp_path / "single.log")
+  results = run_cluster(tmp_path, lambda rank: toy_args(tmp_path / "multi"))
+  code, timed_out = finish(reference, WORKER_LIMIT_S)
+  assert code == 0 and not timed_out, tail(tmp_path / "single.log")
+  single = result_line(tmp_path / "single.log")
+  assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+  assert results[0]["chief"] and not results[1]["chief"]
+  assert results[0]["replicas"] == 2 and single["replicas"] == 1
+  # Each worker read its own half of every global batch, and the halves differ.
+  assert sorted(results[0]["samples"] + results[1]["samples"]) == sorted(single["samples"])
+  assert not set(results[0]["samples"]) & set(results[1]["samples"])
+  np.testing.assert_allclose(results[0]["losses"], single["losses"], rtol=1e-4)
+  np.testing.assert_allclose(results[0]["weights_abs_sum"], single["weights_abs_sum"], rtol=1e-4)
+  # Only the chief wrote checkpoints.
+  names = sorted(p.name for p in (tmp_path / "multi" / "ckpt").iterdir())
+  assert "checkpoint" in names and f"ckpt-{TOY_STEPS}.index" in names
+
+
+def wait_for(path, process, limit_s):
+  """Waits until `path` exists (False if the process ended or time ran out first)."""
+  deadline = time.time() + limit_s
+  while time.time() < deadline:
+    if Path(path).exists():
+      return True
+    if process.poll() is not None:
+      return False
+    time.sleep(0.5)
+  return False
+
+
+def assert_loadable(checkpoint_dir):
+  """The latest checkpoint reads back completely; returns its step."""
+  import tensorflow as tf
+  latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+  assert latest is not None, f"no checkpoint in {checkpoint_dir}"
+  reader = tf.train.load_checkpoint(latest)
+  for name in reader.get_variable_to_shape_map():
+    assert np.all(np.isfinite(reader.get_tensor(name))) if reader.get_variable_to_dtype_map()[
+        name].is_floating else True
+  return int(latest.rpartition("-")[2]), latest
+
+
+@pytest.mark.parametrize("victim", [1])
+def test_killing_a_worker_stops_the_other_with_one_line(tmp_path, victim):
+  """kill -9 one worker mid-run: the survivor exits 2 soon with one line; the checkpoint loads."""
+  ports = free_ports(2)
+  ckpt = tmp_path / "run" / "ckpt"
+  procs, logs = [], []
+  for rank in range(2):
+    logs.append(tmp_path / f"worker{rank}.log")
+    procs.append(start(toy_args(tmp_path / "run", steps=10000, sleep=0.3),
+                       worker_env(tf_config(ports, rank)), logs[-1]))
+  try:
+    assert wait_for(ckpt / "ckpt-3.index", procs[0], WORKER_LIMIT_S), tail(logs[0])
+    os.killpg(procs[victim].pid, signal.SIGKILL)
+    killed_at = time.time()
+    survivor = 1 - victim
+    code, timed_out = finish(procs[survivor], SURVIVOR_LIMIT_S)
+    took = time.time() - killed_at
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+  assert not timed_out, f"survivor still running {SURVIVOR_LIMIT_S} s after the kill"
+  lines = [l for l in Path(logs[survivor]).read_text().splitlines() if l.strip()]
+  assert code == 2, "\n".join(lines[-20:])
+  assert lines[-1].startswith(f"error: worker {survivor} of 2: worker {victim} "
+                              f"(127.0.0.1:{ports[victim]}) stopped responding"), lines[-1]
+  step, latest = assert_loadable(ckpt)
+  assert step >= 3 and f"the last checkpoint is {latest} (step {step})" in lines[-1], lines[-1]
+  print(f"survivor stopped {took:.1f} s after the kill: {lines[-1]}")
+
+
+# ----------------------------------------------------------------------------- the toy worker
+
+def toy_worker(argv):
+  """A tiny renderer-based regression trained under a strategy (run as a script)."""
+  import argparse
+  import hashlib
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--strategy", default="default")
+  parser.add_argument("--steps", type=int, default=TOY_STEPS)
+  parser.add_argument("--batch-size", type=int, default=TOY_BATCH)
+  parser.add_argument("--checkpoint", required=True)
+  parser.add_argument("--sleep", type=float, default=0.0)
+  args = parser.parse_args(argv)
+  from shared import distribute
+  from shared.errors import InputError
+  try:
+    strategy = distribute.make_strategy(args.strategy)
+    import keras
+    import tensorflow as tf
+    from shared import render
+    from shared.camera import Camera
+    camera = Camera(image_size=32)
+    rng = np.random.default_rng(0)
+    num_v, count = 20, 16
+    base = rng.normal(0, 0.5, (num_v, 3)).astype(np.float32)
+    triangles = np.array([[i, (i + 1) % num_v, (i + 7) % num_v] for i in range(num_v)], np.int32)
+    inputs = rng.normal(size=(count, 5)).astype(np.float32)
+    targets = rng.uniform(size=(count, 32, 32, 3)).astype(np.float32)
+
+    def make_dataset(batch, num_shards, index):
+      ds = distribute.shard(tf.data.Dataset.range(count), num_shards, index)
+      ds = ds.map(lambda k: (tf.gather(inputs, k), tf.gather(targets, k), k))
+      return ds.repeat().batch(batch, drop_remainder=True)
+
+    with strategy.scope():
+      keras.utils.set_random_seed(0)
+      net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2 * num_v * 3)])
+      optimizer = keras.optimizers.Adam(1e-2)
+      optimizer.build(net.trainable_variables)
+      step = tf.Variable(0, dtype=tf.int64, trainable=False)
+      checkpoint = tf.train.Checkpoint(net=net, optimizer=optimizer, step=step)
+    saver = distribute.CheckpointSaver(checkpoint, args.checkpoint, 3, strategy)
+    data = iter(distribute.distribute_dataset(strategy, make_dataset, args.batch_size))
+
+    @tf.function
+    def train_step(batch):
+      def replica(x, target, ids):
+        with tf.GradientTape() as tape:
+          out = net(x)
+          posed = base[None] + 0.1 * tf.reshape(out[:, :num_v * 3], [-1, num_v, 3])
+          colours = tf.sigmoid(tf.reshape(out[:, num_v * 3:], [-1, num_v, 3]))
+          image = render.render(posed, triangles, colours, camera)
+          per_example = tf.reduce_mean(tf.square(image.image - target) * image.mask, [1, 2, 3])
+          loss = distribute.average_loss(per_example, args.batch_size)
+        grads = tape.gradient(loss, net.trainable_variables)
+        optimizer.apply_gradients(zip(grads, net.trainable_variables))
+        step.assign_add(1)
+        return loss, ids
+      loss, ids = strategy.run(replica, args=batch)
+      return distribute.reduce_sum(strategy, loss), strategy.experimental_local_results(ids)
+
+    losses, samples = [], []
+    with distribute.peer_guard(strategy, args.checkpoint):
+      while int(step.numpy()) < args.steps:
+        loss, ids = train_step(next(data))
+        losses.append(float(loss))
+        samples += [int(i) for part in ids for i in part.numpy()]
+        saver.save(checkpoint_number=int(step.numpy()))
+        print(f"step {int(step.numpy())} loss {float(loss):.6f}", flush=True)
+        time.sleep(args.sleep)
+      distribute.barrier(strategy)
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    distribute.exit_process(2)
+  weights = np.concatenate([v.numpy().ravel() for v in net.trainable_variables])
+  print(json.dumps({"losses": losses, "samples": samples, "chief": distribute.is_chief(strategy),
+                    "replicas": strategy.num_replicas_in_sync,
+                    "weights_abs_sum": float(np.abs(weights.astype(np.float64)).sum()),
+                    "weights_sha256": hashlib.sha256(weights.tobytes()).hexdigest()}), flush=True)
+  distribute.exit_process(0)
+
+
+if __name__ == "__main__":
+  if sys.argv[1:2] == ["toy-worker"]:
+    toy_worker(sys.argv[2:])
+  else:
+    sys.exit(f"usage: {sys.argv[0]} toy-worker ...")
