@@ -5,7 +5,6 @@ import pytest
 import tensorflow as tf
 
 from mgc_face import multiview as mv
-from mgc_face import render_compat
 from shared.camera import Camera
 
 
@@ -150,7 +149,6 @@ def test_ssim_loss_zero_for_identical_images():
 def two_views(ict_model):
   """Mean face with a smooth model-space texture at two poses 25 degrees apart."""
   from shared.synthesis import FaceSynthesizer
-  render_compat.install()
   synth = FaceSynthesizer(ict_model)
   coeffs = synth.layout.zeros(2)
   rotation = tf.constant([[0.05, -0.15, 0.0], [0.0, 0.28, 0.03]])
