@@ -40,7 +40,9 @@ pinhole (focal 1015), not the photo's real camera.
 
 Per-image problems (unreadable or corrupt file, oversized image, no face)
 print one line through `log` and are recorded in the summary; the run goes
-on.  Grayscale, 16-bit and alpha images are converted (one note line).
+on.  Grayscale, 16-bit and alpha images are converted (one note line).  HOG
+detections scoring below `MIN_HOG_SCORE` are ignored (one note line, listed
+in the summary as `weak_detections`).
 
 Faces of one image are fitted together in a batch padded to a power of two
 (at most `max_batch`), so the fitting functions compile for a few sizes
@@ -79,6 +81,10 @@ OVERLAY_OPACITY = 0.75
 LANDMARK_COLOUR = (40, 255, 40)    # fitted landmarks on overlays (RGB)
 TEXTURE_SIZE = 512
 DEFAULT_MAX_BATCH = 8
+# dlib HOG margins: real faces in AFLW2000-16 score 0.12-2.8; the false
+# positives seen (a mission patch on the astronaut JPEG, an upscaled
+# astronaut) 0.04-0.09.  Weaker HOG detections are ignored (and listed).
+MIN_HOG_SCORE = 0.1
 SUMMARY_FILE = "summary.json"
 
 
@@ -177,7 +183,9 @@ class PhotoReconstructor:
   """
 
   def __init__(self, face_model, regressor=None, fit_config=fitting.FitConfig(),
-               cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True):
+               cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True,
+               min_hog_score=MIN_HOG_SCORE):
+    self.min_hog_score = float(min_hog_score)
     self.face_model = fitting.bfm_landmark_convention(face_model) if bfm_landmarks else face_model
     self.synthesizer = FaceSynthesizer(self.face_model)
     self.fitter = fitting.Fitter(self.synthesizer, fit_config)
@@ -376,6 +384,14 @@ class PhotoReconstructor:
       message = f"{path}: out of memory during detection"
       log(f"skipped: {message}")
       return {**entry, "status": "error", "error": message}
+    weak = [j for j in jobs if j.face.detector == "hog" and j.face.score < self.min_hog_score]
+    if weak:
+      jobs = [dataclasses.replace(j, index=k) for k, j in enumerate(
+          j for j in jobs if not any(j is w for w in weak))]
+      entry["weak_detections"] = [{"box": [round(float(v), 2) for v in j.face.box],
+                                   "score": round(float(j.face.score), 4)} for j in weak]
+      log(f"{path}: note: ignored {len(weak)} weak detection(s) (HOG score < "
+          f"{self.min_hog_score})")
     if not jobs:
       message = f"{path}: no face found"
       log(f"skipped: {message}")

@@ -192,3 +192,20 @@ def test_eval_landmarks_prints_a_table_then_one_json_line(two_aflw, capsys):
   table = "\n".join(lines[:-1])
   assert "detector raw (dlib)" in table and "fitted model" in table
   assert "network alone" in table and landmark_eval.NO_CHECKPOINT in table
+
+
+def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkeypatch):
+  from shared.landmarks import Face
+  image_path = tmp_path / "patch.png"
+  cv2.imwrite(str(image_path), np.full((120, 120, 3), 90, np.uint8))
+  landmarks = np.random.default_rng(0).uniform(30, 90, (68, 2)).astype(np.float32)
+  weak = Face(box=np.array([20, 20, 100, 100], np.float32), landmarks68=landmarks,
+              score=reconstruct.MIN_HOG_SCORE / 2, detector="hog")
+  monkeypatch.setattr(reconstruct, "detect_faces", lambda image, **kw: [weak])
+  pipeline = reconstruct.PhotoReconstructor(ict_model, fit_config=FIT)
+  lines = []
+  entry = pipeline.process_image(image_path, tmp_path, lines.append)
+  assert entry["status"] == "no-face"
+  assert entry["weak_detections"] == [{"box": [20.0, 20.0, 100.0, 100.0],
+                                       "score": round(reconstruct.MIN_HOG_SCORE / 2, 4)}]
+  assert len(lines) == 2 and "weak detection" in lines[0] and "no face found" in lines[1]
