@@ -22,12 +22,12 @@ MODELS = {"mgc": "mgc_face.cli", "gcn": "gcn_face.cli", "shared": "shared.cli"}
 EXIT_INPUT_ERROR = 2
 
 
-def common_parser():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+def common_parser(add_help=True):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help,
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--model", choices=sorted(MODELS), default="mgc",
                       help="which model's job to run")
-  parser.add_argument("--mode", required=True, help="train, test, eval, eval-landmarks, ...")
+  parser.add_argument("--mode", required=add_help, help="train, test, eval, eval-landmarks, ...")
   parser.add_argument("--face-model", default=None,
                       help="face model: project .npz, ICT npz or FaceXModel/ folder, or "
                            "BFM_model_front.mat (default: ICT via FACE3D_FACE_MODEL or ../shared)")
@@ -36,10 +36,16 @@ def common_parser():
   return parser
 
 
+def load_mgc_regressor(checkpoint_dir, face_model):
+  """The MGC regressor for shared-layer jobs that take a network (eval-landmarks)."""
+  from mgc_face.infer import load_regressor
+  return load_regressor(checkpoint_dir, face_model)
+
+
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   from shared.errors import InputError
-  pre, _ = common_parser().parse_known_args(argv)
+  pre, _ = common_parser(add_help=False).parse_known_args(argv)
   module_name = MODELS[pre.model]
   if pre.mode == "eval-landmarks":
     module_name = MODELS["shared"]
@@ -48,6 +54,8 @@ def main(argv=None):
   cli.add_arguments(parser)
   args = parser.parse_args(argv)
   try:
+    if module_name == MODELS["shared"]:
+      return cli.run(args, load_regressor=load_mgc_regressor) or 0
     return cli.run(args) or 0
   except InputError as error:
     print(f"error: {error}", file=sys.stderr)

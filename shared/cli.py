@@ -10,11 +10,20 @@ MODES = ("render", "eval-landmarks")
 
 
 def add_arguments(parser):
+  from shared.landmark_eval import add_eval_arguments
   parser.add_argument("--output", default="out/gallery", help="output folder")
   parser.add_argument("--data", default=None, help="AFLW2000-3D style folder (eval-landmarks)")
+  add_eval_arguments(parser)
 
 
-def run(args):
+def run(args, load_regressor=None):
+  """Runs a shared-layer job.
+
+  Args:
+    args: parsed flags.
+    load_regressor: optional `checkpoint_dir, face_model -> regressor`, given
+      by the top-level command line (shared/ never imports a model package).
+  """
   if args.mode == "render":
     from shared.face_model import load_face_model
     from shared.gallery import render_gallery
@@ -28,6 +37,6 @@ def run(args):
     if not args.data:
       raise InputError("--data: eval-landmarks needs an AFLW2000-3D style folder")
     from shared import landmark_eval
-    return landmark_eval.main(args)
+    return landmark_eval.main(args, load_regressor=load_regressor)
   raise InputError(f"--mode {args.mode}: not a mode of --model shared (choose from "
                    + ", ".join(MODES) + ")")
