@@ -76,7 +76,7 @@ def test_cheb_conv_matches_dense_reference(rng, order):
 def test_cheb_conv_gradient_matches_finite_differences(rng):
   lap = random_graph(rng, NUM_VERTICES)
   x = tf.constant(rng.standard_normal((1, NUM_VERTICES, 2)), tf.float64)
-  conv = layers.ChebConv(tf.cast(layers.sparse_constant(lap), tf.float64), 2, 3,
+  conv = layers.ChebConv(layers.sparse_constant(lap, np.float64), 2, 3,
                          activation="elu", dtype="float64")
   conv.build(x.shape)
   theoretical, numerical = tf.test.compute_gradient(conv, [x])
@@ -108,3 +108,37 @@ def test_res_block_matches_dense_reference(rng):
   h = dense_chebyshev(h, lap, block.conv2.kernel.numpy(), block.conv2.bias.numpy(), 3)
   skip = np.einsum("bvi,io->bvo", x, block.shortcut.kernel.numpy())
   np.testing.assert_allclose(got, elu(h + skip), atol=TOLERANCE)
+
+
+def test_resample_gradient_uses_the_transpose():
+  up = sp.random(NUM_VERTICES, NUM_COARSE, density=0.3, random_state=np.random.RandomState(3))
+  matrix = layers.sparse_constant(up, np.float64)
+  assert matrix.transpose is not matrix and matrix.transpose.shape == (NUM_COARSE, NUM_VERTICES)
+  x = tf.constant(np.random.default_rng(SEED).standard_normal((2, NUM_COARSE, 3)))
+  theoretical, numerical = tf.test.compute_gradient(lambda v: layers.resample(v, matrix), [x])
+  np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
+  lap = layers.sparse_constant(random_graph(None, NUM_VERTICES))
+  assert lap.transpose is lap  # Symmetric: its own transpose.
+
+
+def test_attached_sublayers_are_checkpointed(tmp_path):
+  import keras
+
+  class Stack(keras.layers.Layer):
+    def __init__(self):
+      super().__init__()
+      self.steps = layers.attach(self, keras.layers.Dense(2, name="a"),
+                                 keras.layers.Dense(3, name="b"))
+
+    def call(self, x):
+      for layer in self.steps:
+        x = layer(x)
+      return x
+
+  stack = Stack()
+  stack(tf.zeros([1, 4]))
+  path = tf.train.Checkpoint(m=stack).write(str(tmp_path / "ck"))
+  saved = [n for n in tf.train.load_checkpoint(path).get_variable_to_shape_map() if "kernel" in n]
+  assert len(saved) == 2 and len(stack.trainable_variables) == 4
+  with pytest.raises(ValueError, match="duplicate sub-layer name"):
+    layers.attach(stack, keras.layers.Dense(1, name="a"))

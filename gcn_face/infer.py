@@ -1,0 +1,326 @@
+"""Refining textures with a trained GCN: the pipeline, checkpoints and test mode.
+
+`TexturePipeline` chains the coarse stage (MGC regressor + synthesis), the
+per-vertex inputs and the `TextureGCN`; training, evaluation and test mode
+all use it.  A GCN checkpoint folder holds `gcn.json` (what to rebuild the
+model with) and TensorFlow checkpoint files.
+
+Test mode (`run_test`) writes, per image NAME:
+  NAME_coarse.obj, NAME_refined.obj   model-space mesh (model units) with
+                                      the coarse / refined albedo as vertex colours
+  NAME_compare.png                    input | coarse render | refined render
+  NAME_uv.png                         refined albedo in UV space (if the
+                                      face model has UVs)
+"""
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from shared import export
+from shared import lighting
+from shared.errors import InputError, fail
+from shared.fileio import write_text_atomic
+from gcn_face import coarse as coarse_lib
+from gcn_face import model as model_lib
+from gcn_face.config import GCNConfig
+
+META_FILE = "gcn.json"
+META_KIND = "face3d-gcn-checkpoint"
+META_VERSION = 1
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+UV_TEXTURE_SIZE = 512
+
+
+@dataclasses.dataclass
+class CoarseResult:
+  """The coarse stage for a batch, everything the GCN and its losses need.
+
+  images [B, H, W, 3], alpha [B, H, W, 1], coeffs (`Coefficients`),
+  features [B, F] (regressor feature, plus the embedding if any),
+  synth (`Synthesis` with `render`), inputs [B, V, 7], projected [B, V, 3],
+  visibility [B, V, 1].
+  """
+  images: tf.Tensor
+  alpha: tf.Tensor
+  coeffs: object
+  features: tf.Tensor
+  synth: object
+  inputs: tf.Tensor
+  projected: tf.Tensor
+  visibility: tf.Tensor
+
+
+@dataclasses.dataclass
+class RefineResult:
+  """albedo [B, V, 3] in [0, 1], lit [B, V, 3], render (`RenderOutput`)."""
+  albedo: tf.Tensor
+  lit: tf.Tensor
+  render: object
+
+
+class TexturePipeline:
+  """Coarse stage -> per-vertex inputs -> TextureGCN -> lit, rendered texture.
+
+  Args:
+    stage: `gcn_face.coarse.CoarseStage`.
+    topology: `shared.topology.Topology` of the stage's face model.
+    config: `GCNConfig`.
+    embedding: optional `gcn_face.model.EmbeddingModel`, concatenated to
+      the image feature (and used by the perception loss).
+  """
+
+  def __init__(self, stage, topology, config, embedding=None):
+    if topology.num_vertices[0] != stage.face_model.num_vertices:
+      raise InputError(f"{topology.path}: the hierarchy has {topology.num_vertices[0]} vertices "
+                       f"but the face model has {stage.face_model.num_vertices}")
+    self.stage = stage
+    self.topology = topology
+    self.config = config
+    self.embedding = embedding
+    self.synthesizer = stage.synthesizer
+    if self.synthesizer.camera.image_size != config.image_size:
+      raise InputError(f"the coarse stage renders {self.synthesizer.camera.image_size} px but "
+                       f"the GCN config expects {config.image_size} px")
+    self.gcn = model_lib.TextureGCN(topology, config, name="texture_gcn")
+    self.skin = tf.constant(stage.face_model.skin_mask)
+    self.symmetry = tf.constant(np.asarray(topology.symmetry[0], np.int32).reshape(-1, 2))
+
+  @property
+  def feature_size(self):
+    extra = self.embedding.output_size if self.embedding is not None else 0
+    return self.stage.feature_size + extra
+
+  def build(self):
+    """Creates the GCN's variables (for checkpoint restore) with a dummy call."""
+    v = self.stage.face_model.num_vertices
+    self.gcn(tf.zeros([1, self.feature_size]),
+             tf.zeros([1, v, model_lib.REFINER_INPUT_CHANNELS]))
+
+  def coarse(self, images, alpha=None):
+    """Runs the frozen coarse stage.
+
+    Args:
+      images: [B, H, W, 3] float32 in [0, 1].
+      alpha: [B, H, W, 1] face / skin mask, or None to use the face model's
+        projected skin region.
+
+    Returns:
+      `CoarseResult` (no gradients).
+    """
+    coeffs, features = self.stage(images)
+    synth = self.synthesizer(coeffs, render=True)
+    if alpha is None:
+      alpha = coarse_lib.projected_skin_mask(self.synthesizer, coeffs)
+    if self.embedding is not None:
+      features = tf.concat([features, self.embedding(images)], axis=-1)
+    inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
+                                                     self.synthesizer.camera, self.config)
+    return CoarseResult(images, alpha, coeffs, tf.stop_gradient(features), synth, inputs,
+                        projected, vis)
+
+  def refine(self, coarse):
+    """The GCN's albedo for a `CoarseResult`, lit and rendered on the coarse geometry."""
+    albedo = self.gcn(coarse.features, coarse.inputs)
+    lit = lighting.shade(albedo, coarse.synth.normals, coarse.coeffs.lighting)
+    render = self.synthesizer.render_attributes(coarse.synth.posed, lit)
+    return RefineResult(albedo, lit, render)
+
+
+# ---------------------------------------------------------------------------
+# Checkpoint folders.
+
+
+def write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
+               embedding_path, step):
+  """Writes `gcn.json` (atomically) describing how to rebuild the model."""
+  meta = {
+      "kind": META_KIND, "version": META_VERSION, "config": json.loads(config.to_json()),
+      "feature_size": pipeline.stage.feature_size,
+      "face_model_hash": pipeline.stage.face_model.source_hash,
+      "num_vertices": list(pipeline.topology.num_vertices),
+      "coarse_checkpoint": str(Path(coarse_checkpoint).resolve()) if coarse_checkpoint else None,
+      "sampling": str(Path(sampling).resolve()) if sampling else None,
+      "embedding_model": str(Path(embedding_path).resolve()) if embedding_path else None,
+      "gan": bool(gan), "step": int(step),
+  }
+  write_text_atomic(Path(checkpoint_dir) / META_FILE, json.dumps(meta, indent=2) + "\n")
+
+
+def read_meta(checkpoint_dir):
+  """Reads and checks `gcn.json`; returns (meta dict, GCNConfig)."""
+  path = Path(checkpoint_dir) / META_FILE
+  if not Path(checkpoint_dir).is_dir():
+    fail(checkpoint_dir, "GCN checkpoint folder not found")
+  if not path.is_file():
+    fail(checkpoint_dir, f"not a GCN checkpoint folder (no {META_FILE}); train one with "
+         "main.py --model gcn --mode train")
+  try:
+    meta = json.loads(path.read_text())
+  except ValueError as error:
+    fail(path, f"not valid JSON ({error})")
+  if meta.get("kind") != META_KIND:
+    fail(path, f"not a GCN checkpoint description (kind {meta.get('kind')!r})")
+  if meta.get("version") != META_VERSION:
+    fail(path, f"GCN checkpoint version {meta.get('version')}, this code reads {META_VERSION}")
+  return meta, GCNConfig.from_json(json.dumps(meta["config"]))
+
+
+def load_topology_for(face_model, config, sampling=None):
+  """The hierarchy: `sampling` checked against the face model, else the cache."""
+  from shared import topology as topology_lib
+  if sampling:
+    return topology_lib.load_topology(sampling, expected_source_hash=face_model.source_hash,
+                                      expected_factors=config.factors)
+  return topology_lib.get_or_build_topology(face_model, config.factors)
+
+
+def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_model=None,
+                  embedding_path=None, stage=None, topology=None):
+  """Rebuilds a trained `TexturePipeline` from a checkpoint folder.
+
+  `coarse_checkpoint`, `sampling` and `embedding_path` default to the paths
+  recorded at training time; an explicit `stage` (`CoarseStage`) or
+  `topology` replaces loading them.
+
+  Raises:
+    InputError: missing or foreign checkpoint, face model or hierarchy mismatch.
+  """
+  meta, config = read_meta(checkpoint_dir)
+  if stage is None:
+    coarse_checkpoint = coarse_checkpoint or meta.get("coarse_checkpoint")
+    if not coarse_checkpoint:
+      fail(checkpoint_dir, "no coarse checkpoint recorded; pass --coarse-checkpoint")
+    stage = coarse_lib.load_coarse_stage(coarse_checkpoint, face_model)
+  if stage.face_model.source_hash != meta["face_model_hash"]:
+    fail(checkpoint_dir, f"trained for face model {meta['face_model_hash']} but the coarse "
+         f"stage uses {stage.face_model.source_hash}")
+  if stage.feature_size != meta["feature_size"]:
+    fail(checkpoint_dir, f"trained on {meta['feature_size']}-d regressor features but the "
+         f"coarse stage gives {stage.feature_size}-d")
+  if topology is None:
+    topology = load_topology_for(stage.face_model, config, sampling or meta.get("sampling"))
+  if list(topology.num_vertices) != list(meta["num_vertices"]):
+    fail(checkpoint_dir, f"trained on a hierarchy with {meta['num_vertices']} vertices per "
+         f"level, the sampling file has {list(topology.num_vertices)}")
+  embedding_path = embedding_path or meta.get("embedding_model")
+  embedding = (model_lib.EmbeddingModel(embedding_path, config.embedding_size)
+               if embedding_path else None)
+  pipeline = TexturePipeline(stage, topology, config, embedding)
+  pipeline.build()
+  restore_generator(checkpoint_dir, pipeline.gcn)
+  return pipeline
+
+
+def restore_generator(checkpoint_dir, gcn):
+  """Restores the latest generator weights from `checkpoint_dir`."""
+  latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+  if latest is None:
+    fail(checkpoint_dir, "no checkpoint files (gcn.json without weights)")
+  status = tf.train.Checkpoint(generator=gcn).read(latest)
+  try:
+    status.assert_existing_objects_matched()
+  except AssertionError as error:
+    fail(latest, f"does not match this GCN architecture ({str(error).splitlines()[0][:200]})")
+  return latest
+
+
+# ---------------------------------------------------------------------------
+# Test mode.
+
+
+def read_image_rgba(path, size=None):
+  """Reads an image as (rgb [H, W, 3], alpha [H, W, 1] or None), float32 in [0, 1]."""
+  import cv2
+  raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+  if raw is None:
+    fail(path, "cannot read the image")
+  scale = np.iinfo(raw.dtype).max if raw.dtype.kind == "u" else 1.0
+  if raw.ndim == 2:
+    raw = raw[..., None]
+  if raw.shape[2] == 1:
+    raw = np.repeat(raw, 3, axis=2)
+  if size is not None and raw.shape[:2] != (size, size):
+    fail(path, f"image is {raw.shape[1]}x{raw.shape[0]}, the GCN needs aligned {size}x{size} "
+         "crops")
+  rgb = raw[..., 2::-1].astype(np.float32) / scale
+  alpha = raw[..., 3:4].astype(np.float32) / scale if raw.shape[2] == 4 else None
+  return rgb, alpha
+
+
+def record_stem(name, index):
+  """A file-name stem for a .bin record name: 'id7/000#2.png' -> 'id7_000_2'."""
+  stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(Path(name).with_suffix(""))).strip("._")
+  return stem or f"record{index:05d}"
+
+
+def test_inputs(input_path, size):
+  """Yields (name, rgb, alpha or None) for an image, a folder of images or a .bin."""
+  path = Path(input_path)
+  if not path.exists():
+    fail(path, "input not found")
+  if path.suffix.lower() == ".bin":
+    from gcn_face.binfile import BinReader
+    reader = BinReader(path)
+    reader.require_size(size)
+    for i in range(len(reader)):
+      rgb, alpha = reader.image_alpha(i)
+      yield record_stem(reader.names[i], i), rgb, alpha
+    return
+  files = ([path] if path.is_file() else
+           sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+  if not files:
+    fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
+  for f in files:
+    rgb, alpha = read_image_rgba(f, size)
+    yield f.stem, rgb, alpha
+
+
+def run_test(pipeline, input_path, output_dir, limit=None):
+  """Refines every input and writes meshes, comparison and UV pictures.
+
+  Returns:
+    list of written file paths.
+  """
+  output = Path(output_dir)
+  output.mkdir(parents=True, exist_ok=True)
+  model = pipeline.stage.face_model
+  faces = model.faces
+  written = []
+  step = tf.function(lambda images, alpha: _test_batch(pipeline, images, alpha))
+  step_no_alpha = tf.function(lambda images: _test_batch(pipeline, images, None))
+  for k, (name, rgb, alpha) in enumerate(test_inputs(input_path, pipeline.config.image_size)):
+    if limit is not None and k >= limit:
+      break
+    images = tf.constant(rgb[None])
+    out = (step(images, tf.constant(alpha[None])) if alpha is not None
+           else step_no_alpha(images))
+    out = {key: value.numpy()[0] for key, value in out.items()}
+    coarse_obj, refined_obj = output / f"{name}_coarse.obj", output / f"{name}_refined.obj"
+    export.write_obj(coarse_obj, out["vertices"], faces, out["coarse_albedo"])
+    export.write_obj(refined_obj, out["vertices"], faces, out["refined_albedo"])
+    compare = output / f"{name}_compare.png"
+    export.write_png(compare, export.grid([
+        rgb, export.overlay(rgb, out["coarse_render"], out["mask"]),
+        export.overlay(rgb, out["refined_render"], out["mask"])], columns=3))
+    written += [coarse_obj, refined_obj, compare]
+    if model.uv is not None:
+      from shared.texture import uv_texture_map
+      uv = output / f"{name}_uv.png"
+      export.write_png(uv, uv_texture_map(model.uv, faces, out["refined_albedo"],
+                                          UV_TEXTURE_SIZE))
+      written.append(uv)
+  return written
+
+
+def _test_batch(pipeline, images, alpha):
+  coarse = pipeline.coarse(images, alpha)
+  refined = pipeline.refine(coarse)
+  render = coarse.synth.render
+  return {"vertices": coarse.synth.vertices, "coarse_albedo": coarse.synth.albedo,
+          "refined_albedo": refined.albedo, "coarse_render": tf.clip_by_value(render.image, 0, 1),
+          "refined_render": tf.clip_by_value(refined.render.image, 0, 1), "mask": render.mask}

@@ -1,0 +1,397 @@
+"""The GCN texture model: per-vertex inputs, decoder, refiner, combine, critic.
+
+Data flow for a batch of aligned crops (see `refine_inputs` and `TextureGCN`):
+
+    image feature [B, F] ----------------------> decoder  -> [B, V, 3]
+    coarse albedo, projected colours, visibility
+                       [B, V, 7] --------------> refiner  -> [B, V, 3]
+    concat [B, V, 6] -> Chebyshev conv (3) -> tanh -> refined albedo
+
+The original works in [-1, 1] (tanh output, images x / 127.5 - 1).  Our
+albedo and images live in [0, 1]: the refiner inputs are mapped to [-1, 1]
+with 2x - 1 and the tanh output back with (t + 1) / 2, so the network sees
+the original's ranges.
+
+`normal` (the original code's default) is a U-Net-like refiner with skip
+connections and ELU; `resnet` (the paper's text) uses residual blocks.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from shared import camera as camera_lib
+from shared.errors import InputError
+from gcn_face import layers
+
+NUM_RGB = 3
+REFINER_INPUT_CHANNELS = 7   # coarse albedo (3), projected colour x visibility (3), visibility.
+FACENET_CENTRE = 127.5       # FaceNet input: (x * 255 - 127.5) / 128.
+FACENET_SCALE = 128.0
+UINT8_MAX = 255.0
+
+
+def to_signed(x):
+  """[0, 1] -> [-1, 1]."""
+  return 2.0 * x - 1.0
+
+
+def from_signed(x):
+  """[-1, 1] -> [0, 1]."""
+  return 0.5 * (x + 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Per-vertex inputs.
+
+
+def erode(alpha, radius):
+  """Grey-scale erosion of [B, H, W, 1] by a (2 radius + 1)^2 square."""
+  if radius <= 0:
+    return alpha
+  size = 2 * radius + 1
+  return -tf.nn.max_pool2d(-alpha, size, 1, "SAME")
+
+
+def _pixel_grid(image, points):
+  """Continuous pixel coordinates [B, N, 2] (u, v; centres at +0.5) -> x, y floats."""
+  return points[..., 0] - 0.5, points[..., 1] - 0.5
+
+
+def sample_bilinear(image, points):
+  """Bilinear lookup of [B, H, W, C] at [B, N, 2] continuous pixels -> [B, N, C].
+
+  Coordinates follow `shared.camera.project` (pixel (i, j) centred at
+  (j + 0.5, i + 0.5)); points outside are clamped to the border.
+  """
+  height, width = image.shape[1], image.shape[2]
+  x, y = _pixel_grid(image, points)
+  x = tf.clip_by_value(x, 0.0, width - 1.0)
+  y = tf.clip_by_value(y, 0.0, height - 1.0)
+  x0, y0 = tf.floor(x), tf.floor(y)
+  wx, wy = (x - x0)[..., None], (y - y0)[..., None]
+  x0 = tf.cast(x0, tf.int32)
+  y0 = tf.cast(y0, tf.int32)
+  x1 = tf.minimum(x0 + 1, width - 1)
+  y1 = tf.minimum(y0 + 1, height - 1)
+
+  def at(yy, xx):
+    return tf.gather_nd(image, tf.stack([yy, xx], axis=-1), batch_dims=1)
+
+  top = at(y0, x0) * (1.0 - wx) + at(y0, x1) * wx
+  bottom = at(y1, x0) * (1.0 - wx) + at(y1, x1) * wx
+  return top * (1.0 - wy) + bottom * wy
+
+
+def sample_nearest(image, points):
+  """Nearest-pixel lookup of [B, H, W, C] at [B, N, 2] -> ([B, N, C], inside [B, N])."""
+  height, width = image.shape[1], image.shape[2]
+  col = tf.cast(tf.floor(points[..., 0]), tf.int32)
+  row = tf.cast(tf.floor(points[..., 1]), tf.int32)
+  inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+  index = tf.stack([tf.clip_by_value(row, 0, height - 1), tf.clip_by_value(col, 0, width - 1)],
+                   axis=-1)
+  return tf.gather_nd(image, index, batch_dims=1), inside
+
+
+def vertex_visibility(synth, render, alpha, camera, config):
+  """Which vertices see the image: [B, V, 1] in [0, 1].
+
+  visibility = front-facing (normal towards the camera centre)
+             x eroded skin alpha sampled at the projected vertex
+             x unoccluded (vertex depth within `depth_tolerance` of the
+               rendered depth at its pixel, which must be covered).
+
+  Args:
+    synth: coarse `Synthesis` (posed [B, V, 3], normals [B, V, 3]).
+    render: its `RenderOutput` (mask, depth [B, H, W, 1]).
+    alpha: [B, H, W, 1] skin / face alpha of the input.
+    camera: `shared.camera.Camera`.
+    config: `GCNConfig`.
+  """
+  points = camera_lib.project(synth.posed, camera)
+  eye = tf.constant([0.0, 0.0, camera.distance])
+  facing = tf.reduce_sum(synth.normals * (eye - synth.posed), axis=-1, keepdims=True) > 0.0
+  skin = sample_bilinear(erode(alpha, config.erosion_radius), points)
+  covered, inside = sample_nearest(tf.concat([render.mask, render.depth], -1), points)
+  depth = camera_lib.depth(synth.posed, camera)[..., None]
+  unoccluded = ((covered[..., :1] > 0.0) & inside[..., None] &
+                (depth <= covered[..., 1:] + config.depth_tolerance))
+  return tf.cast(facing & unoccluded, tf.float32) * skin
+
+
+def refine_inputs(image, alpha, synth, render, camera, config):
+  """The refiner's per-vertex input and the projected colours.
+
+  Args:
+    image: [B, H, W, 3] input in [0, 1].
+    alpha: [B, H, W, 1].
+    synth, render: the coarse `Synthesis` and its `RenderOutput`.
+    camera, config: `Camera`, `GCNConfig`.
+
+  Returns:
+    (inputs [B, V, 7] = [2 T_pca - 1, (2 c - 1) vis, vis],
+     projected colours c [B, V, 3] in [0, 1], visibility [B, V, 1]).
+  """
+  points = camera_lib.project(synth.posed, camera)
+  colours = sample_bilinear(image, points)
+  vis = vertex_visibility(synth, render, alpha, camera, config)
+  inputs = tf.concat([to_signed(synth.albedo), to_signed(colours) * vis, vis], axis=-1)
+  return tf.stop_gradient(inputs), tf.stop_gradient(colours), tf.stop_gradient(vis)
+
+
+# ---------------------------------------------------------------------------
+# Generator.
+
+
+class _Operators:
+  """The hierarchy's sparse operators as TensorFlow constants."""
+
+  def __init__(self, topology):
+    self.laplacians = [layers.sparse_constant(l) for l in topology.rescaled_laplacians()]
+    self.down = [layers.sparse_constant(d) for d in topology.D]
+    self.up = [layers.sparse_constant(u) for u in topology.U]
+    self.num_vertices = list(topology.num_vertices)
+    self.num_steps = len(topology.D)
+
+
+def _check_widths(name, widths, count):
+  if len(widths) != count:
+    raise InputError(f"config {name} has {len(widths)} entries but the hierarchy has {count} "
+                     "steps; use a sampling file with matching factors")
+
+
+class NormalDecoder(keras.layers.Layer):
+  """Image feature [B, F] -> [B, V_0, 3]: fc, S x (unpool, cheb, ELU), cheb 3 + ELU."""
+
+  def __init__(self, ops, config, **kwargs):
+    super().__init__(**kwargs)
+    s = ops.num_steps
+    _check_widths("decoder_channels", config.decoder_channels, s)
+    self.coarse_shape = (ops.num_vertices[-1], config.decoder_fc_channels)
+    self.fc = keras.layers.Dense(int(np.prod(self.coarse_shape)), activation="relu", name="fc")
+    self.steps = []
+    for i, level in enumerate(reversed(range(s))):
+      self.steps.append(layers.attach(
+          self, layers.GraphResample(ops.up[level], name=f"unpool{level}"),
+          layers.ChebConv(ops.laplacians[level], config.decoder_channels[i], config.cheb_order,
+                          "elu", name=f"cheb{level}")))
+    self.out = layers.ChebConv(ops.laplacians[0], NUM_RGB, config.cheb_order, "elu", name="out")
+
+  def call(self, features):
+    x = tf.reshape(self.fc(features), (-1,) + self.coarse_shape)
+    for unpool, conv in self.steps:
+      x = conv(unpool(x))
+    return self.out(x)
+
+
+class ResNetDecoder(keras.layers.Layer):
+  """Image feature [B, F] -> [B, V_0, 3]: fc, S x (unpool, residual block)."""
+
+  def __init__(self, ops, config, **kwargs):
+    super().__init__(**kwargs)
+    s = ops.num_steps
+    _check_widths("resnet_decoder_channels", config.resnet_decoder_channels, s)
+    if config.resnet_decoder_channels[-1] != NUM_RGB:
+      raise InputError("config resnet_decoder_channels must end with 3 (albedo)")
+    self.coarse_shape = (ops.num_vertices[-1], config.decoder_fc_channels)
+    self.fc = keras.layers.Dense(int(np.prod(self.coarse_shape)), activation="relu", name="fc")
+    self.steps = []
+    for i, level in enumerate(reversed(range(s))):
+      self.steps.append(layers.attach(
+          self, layers.GraphResample(ops.up[level], name=f"unpool{level}"),
+          layers.ChebResBlock(ops.laplacians[level], config.resnet_decoder_channels[i],
+                              config.cheb_order, name=f"block{level}")))
+
+  def call(self, features):
+    x = tf.reshape(self.fc(features), (-1,) + self.coarse_shape)
+    for unpool, block in self.steps:
+      x = block(unpool(x))
+    return x
+
+
+class NormalRefiner(keras.layers.Layer):
+  """U-Net-like refiner [B, V_0, 7] -> [B, V_0, 3] (the original's default).
+
+  cheb (no activation); S x (pool, cheb, ELU); fc bottleneck; S x (unpool,
+  optional skip concatenation, cheb, ELU); cheb 3 + ELU.
+  """
+
+  def __init__(self, ops, config, **kwargs):
+    super().__init__(**kwargs)
+    s = ops.num_steps
+    widths = config.refiner_channels
+    _check_widths("refiner_channels", widths, s)
+    order = config.cheb_order
+    self.skip_levels = tuple(config.refiner_skip_levels)
+    self.first = layers.ChebConv(ops.laplacians[0], config.refiner_input_channels, order,
+                                 name="in")
+    self.down = [layers.attach(self, layers.GraphResample(ops.down[l], name=f"pool{l}"),
+                               layers.ChebConv(ops.laplacians[l + 1], widths[l], order, "elu",
+                                               name=f"enc{l + 1}")) for l in range(s)]
+    self.coarse_shape = (ops.num_vertices[-1], widths[-1])
+    self.fc_in = keras.layers.Dense(config.refiner_bottleneck, name="fc_in")
+    self.fc_out = keras.layers.Dense(int(np.prod(self.coarse_shape)), activation="relu",
+                                     name="fc_out")
+    self.up = [(l, *layers.attach(self, layers.GraphResample(ops.up[l], name=f"unpool{l}"),
+                                  layers.ChebConv(ops.laplacians[l], widths[l], order, "elu",
+                                                  name=f"dec{l}")))
+               for l in reversed(range(s))]
+    self.out = layers.ChebConv(ops.laplacians[0], NUM_RGB, order, "elu", name="out")
+
+  def call(self, x):
+    x = self.first(x)
+    encoded = {0: x}
+    for l, (pool, conv) in enumerate(self.down):
+      x = conv(pool(x))
+      encoded[l + 1] = x
+    flat = tf.reshape(x, [-1, int(np.prod(self.coarse_shape))])
+    x = tf.reshape(self.fc_out(self.fc_in(flat)), (-1,) + self.coarse_shape)
+    for level, unpool, conv in self.up:
+      x = unpool(x)
+      if level in self.skip_levels:
+        x = tf.concat([x, encoded[level]], axis=-1)
+      x = conv(x)
+    return self.out(x)
+
+
+class ResNetRefiner(keras.layers.Layer):
+  """The paper's refiner [B, V_0, 7] -> [B, V_0, 3]: one pool, one unpool.
+
+  block(w0) at level 0 -> pool -> 2 x block(w1) at level 1 -> unpool ->
+  block(w0) -> block(3), all residual Chebyshev blocks.
+  """
+
+  def __init__(self, ops, config, **kwargs):
+    super().__init__(**kwargs)
+    w0, w1 = config.resnet_refiner_channels
+    lap0, lap1, order = ops.laplacians[0], ops.laplacians[1], config.cheb_order
+    self.stack = layers.attach(
+        self,
+        layers.ChebResBlock(lap0, w0, order, name="block0_in"),
+        layers.GraphResample(ops.down[0], name="pool0"),
+        layers.ChebResBlock(lap1, w1, order, name="block1_a"),
+        layers.ChebResBlock(lap1, w1, order, name="block1_b"),
+        layers.GraphResample(ops.up[0], name="unpool0"),
+        layers.ChebResBlock(lap0, w0, order, name="block0_out"),
+        layers.ChebResBlock(lap0, NUM_RGB, order, name="block0_rgb"))
+
+  def call(self, x):
+    for layer in self.stack:
+      x = layer(x)
+    return x
+
+
+class TextureGCN(keras.layers.Layer):
+  """Decoder + refiner + combine: the refined albedo [B, V, 3] in [0, 1].
+
+  Args:
+    topology: `shared.topology.Topology` of the face model.
+    config: `GCNConfig` (arch "normal" or "resnet").
+  """
+
+  def __init__(self, topology, config, **kwargs):
+    super().__init__(**kwargs)
+    ops = _Operators(topology)
+    if config.arch == "normal":
+      self.decoder = NormalDecoder(ops, config, name="decoder")
+      self.refiner = NormalRefiner(ops, config, name="refiner")
+    elif config.arch == "resnet":
+      self.decoder = ResNetDecoder(ops, config, name="decoder")
+      self.refiner = ResNetRefiner(ops, config, name="refiner")
+    else:
+      raise InputError(f"unknown GCN architecture {config.arch!r}; use normal or resnet")
+    self.combine = layers.ChebConv(ops.laplacians[0], NUM_RGB, config.cheb_order,
+                                   name="combine")
+    self.num_vertices = ops.num_vertices[0]
+
+  def call(self, features, vertex_inputs):
+    """features [B, F], vertex_inputs [B, V, 7] -> albedo [B, V, 3] in [0, 1]."""
+    decoded = self.decoder(features)
+    refined = self.refiner(vertex_inputs)
+    return from_signed(tf.tanh(self.combine(tf.concat([decoded, refined], axis=-1))))
+
+  def fc_kernels(self):
+    """The fully connected weights (L2-regularised as in the original)."""
+    return [v for v in self.trainable_variables if "fc" in v.path and "kernel" in v.path]
+
+
+# ---------------------------------------------------------------------------
+# Critic (--gan).
+
+
+class Discriminator(keras.layers.Layer):
+  """WGAN critic on [B, S, S, 3] images in [0, 1] -> [B] scores.
+
+  As the original: a 1x1 conv, then 3x3 convs each followed by 2x max
+  pooling, then one VALID conv covering the remaining map.  The original's
+  batch normalisation is replaced by layer normalisation: the gradient
+  penalty is per sample, which batch statistics would couple.
+  """
+
+  def __init__(self, config, **kwargs):
+    super().__init__(**kwargs)
+    channels = config.disc_channels
+    leak = config.disc_leak
+    body = [keras.layers.Conv2D(channels[0], 1, name="conv_in"),
+            keras.layers.LeakyReLU(leak, name="act_in")]
+    for i, width in enumerate(channels[1:]):
+      body += [keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i}"),
+               keras.layers.LayerNormalization(axis=(1, 2, 3), name=f"norm{i}"),
+               keras.layers.LeakyReLU(leak, name=f"act{i}")]
+      if i < len(channels) - 2:
+        body.append(keras.layers.MaxPooling2D(2, name=f"pool{i}"))
+    final = config.image_size // 2 ** (len(channels) - 2)
+    body.append(keras.layers.Conv2D(1, final, padding="valid", name="conv_out"))
+    self.body = layers.attach(self, *body)
+
+  def call(self, images):
+    x = to_signed(images)
+    for layer in self.body:
+      x = layer(x)
+    return tf.reduce_mean(x, axis=[1, 2, 3])
+
+
+# ---------------------------------------------------------------------------
+# Optional user-supplied face embedding (FaceNet-like).
+
+
+class EmbeddingModel:
+  """A user-supplied face embedding: images [B, H, W, 3] in [0, 1] -> [B, D].
+
+  Loads a Keras `.keras` / `.h5` model or a TensorFlow SavedModel folder.
+  Images are resized to `size` and scaled as FaceNet expects,
+  (x * 255 - 127.5) / 128.  The model is frozen.
+  """
+
+  def __init__(self, path, size):
+    from pathlib import Path
+    self.path = Path(path)
+    self.size = int(size)
+    if not self.path.exists():
+      raise InputError(f"{self.path}: embedding model not found")
+    try:
+      if self.path.is_dir():
+        loaded = tf.saved_model.load(str(self.path))
+        self._fn = loaded.signatures.get("serving_default") if hasattr(
+            loaded, "signatures") and "serving_default" in loaded.signatures else loaded
+        self._loaded = loaded
+      else:
+        self._fn = keras.models.load_model(str(self.path), compile=False)
+        self._fn.trainable = False
+    except Exception as error:  # noqa: BLE001 - any load failure is a bad file.
+      raise InputError(f"{self.path}: cannot load the embedding model "
+                       f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    probe = self(tf.zeros([1, self.size, self.size, NUM_RGB]))
+    if probe.shape.rank != 2:
+      raise InputError(f"{self.path}: the embedding model returns shape {probe.shape}, "
+                       "expected [batch, D]")
+    self.output_size = int(probe.shape[-1])
+
+  def __call__(self, images):
+    x = tf.image.resize(images, [self.size, self.size])
+    x = (x * UINT8_MAX - FACENET_CENTRE) / FACENET_SCALE
+    out = self._fn(x)
+    if isinstance(out, dict):  # A SavedModel signature returns a dict.
+      out = next(iter(out.values()))
+    return tf.reshape(tf.convert_to_tensor(out, tf.float32), [tf.shape(images)[0], -1])

@@ -1,0 +1,213 @@
+"""Training the GCN texture refiner on a `.bin` of aligned crops.
+
+One step: the frozen coarse stage gives coefficients, features and the
+coarse render; the GCN predicts the refined albedo; the losses of
+`gcn_face.losses` are weighted by the sigma schedule; Adam with the
+learning rate decayed per epoch (staircase) and per-variable gradient
+clipping updates the generator.  With `gan`, `critic_steps` critic updates
+on the same batch (fresh gradient-penalty mixes each) precede every
+generator update.
+"""
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from gcn_face import losses
+from gcn_face import model as model_lib
+from gcn_face.binfile import BinReader
+from gcn_face.infer import TexturePipeline, write_meta
+
+MAX_KEEP = 3
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What a run did: steps, seconds, last loss terms and the checkpoint path."""
+  steps: int
+  seconds: float
+  terms: dict
+  checkpoint: str
+
+
+class Trainer:
+  """Owns the pipeline, critic, optimisers and the compiled step.
+
+  Args:
+    pipeline: `TexturePipeline`.
+    config: `GCNConfig`.
+    gan: train with the WGAN-GP critic.
+    seed: for the gradient-penalty mixes.
+  """
+
+  def __init__(self, pipeline, config, gan=False, seed=0):
+    self.pipeline = pipeline
+    self.config = config
+    self.gan = gan
+    self.seed = seed
+    pipeline.build()
+    self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.adam_beta1,
+                                           clipnorm=config.clip_norm)
+    self.critic = self.critic_optimizer = None
+    if gan:
+      self.critic = model_lib.Discriminator(config, name="critic")
+      self.critic(tf.zeros([1, config.image_size, config.image_size, 3]))
+      self.critic_optimizer = keras.optimizers.Adam(config.learning_rate,
+                                                    beta_1=config.adam_beta1,
+                                                    clipnorm=config.clip_norm)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    self._compiled = tf.function(self._train_step)
+
+  def checkpoint(self):
+    parts = {"generator": self.pipeline.gcn, "optimizer": self.optimizer, "step": self.step}
+    if self.gan:
+      parts.update(critic=self.critic, critic_optimizer=self.critic_optimizer)
+    return tf.train.Checkpoint(**parts)
+
+  def set_learning_rate(self, epoch):
+    rate = self.config.learning_rate * self.config.lr_decay ** epoch
+    self.optimizer.learning_rate.assign(rate)
+    if self.gan:
+      self.critic_optimizer.learning_rate.assign(rate)
+    return rate
+
+  def generator_terms(self, coarse, refined):
+    """The loss terms (dict of scalars) for one batch."""
+    cfg, p = self.config, self.pipeline
+    synth = coarse.synth
+    terms = {
+        "pixel": losses.pixel_loss(refined.render.image, refined.render.mask, coarse.images,
+                                   coarse.alpha),
+        "project": losses.projection_loss(refined.lit, coarse.projected, coarse.visibility,
+                                          synth.colours, cfg.invisible_weight),
+        "symmetry": losses.symmetry_loss(refined.albedo, p.symmetry),
+        "variance": losses.variance_loss(refined.albedo, p.skin),
+        "refine": losses.refine_loss(refined.albedo, synth.albedo),
+        "fc_l2": losses.fc_l2_loss(p.gcn.fc_kernels()),
+    }
+    if p.embedding is not None or self.gan:
+      fake = losses.composite(refined.render.image, refined.render.mask, coarse.images,
+                              coarse.alpha)
+      if p.embedding is not None:
+        terms["perception"] = losses.perception_loss(p.embedding(coarse.images),
+                                                     p.embedding(fake))
+      if self.gan:
+        terms["adversarial"] = -tf.reduce_mean(self.critic(fake))
+    return terms
+
+  def _critic_steps(self, coarse, refined):
+    fake = tf.stop_gradient(losses.composite(refined.render.image, refined.render.mask,
+                                             coarse.images, coarse.alpha))
+    loss = tf.constant(0.0)
+    for k in range(self.config.critic_steps):
+      seed = tf.stack([tf.cast(self.step, tf.int32), tf.constant(self.seed * 1000 + k)])
+      with tf.GradientTape() as tape:
+        penalty = losses.gradient_penalty(self.critic, coarse.images, fake, seed)
+        loss = losses.critic_loss(self.critic(coarse.images), self.critic(fake), penalty,
+                                  self.config)
+      variables = self.critic.trainable_variables
+      self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  def _train_step(self, images, alpha, ren, ref):
+    p = self.pipeline
+    coarse = p.coarse(images, alpha)
+    terms = {}
+    if self.gan:  # The critic first, on the current generator's output (as the original).
+      terms["critic"] = self._critic_steps(coarse, p.refine(coarse))
+    with tf.GradientTape() as tape:
+      refined = p.refine(coarse)
+      terms.update(self.generator_terms(coarse, refined))
+      total = losses.total_loss(terms, ren, ref, self.config)
+    variables = p.gcn.trainable_variables
+    self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+    self.step.assign_add(1)
+    terms["total"] = total
+    return terms
+
+  def train_step(self, images, alpha, epoch):
+    """One compiled step on a batch; returns the loss terms as floats."""
+    ren, ref = losses.sigma(self.config, epoch)
+    terms = self._compiled(images, alpha, tf.constant(ren), tf.constant(ref))
+    out = {k: float(v) for k, v in terms.items()}
+    out.update(ren=ren, ref=ref)
+    return out
+
+
+def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=None,
+          gan=False, seed=0, sampling=None, embedding_path=None, resume=False, log=print):
+  """Trains and checkpoints; returns a `TrainResult`.
+
+  Args:
+    pipeline: `TexturePipeline` (its GCN is trained, the coarse stage frozen).
+    config: `GCNConfig`.
+    data_path: the training `.bin`.
+    checkpoint_dir: output folder (gcn.json + TensorFlow checkpoints).
+    coarse_checkpoint, sampling, embedding_path: recorded in gcn.json.
+    steps: total steps; None = config.epochs x steps per epoch.
+    resume: continue from the latest checkpoint in `checkpoint_dir`.
+  """
+  reader = BinReader(data_path)
+  reader.require_size(config.image_size)
+  if len(reader) < config.batch_size:
+    from shared.errors import fail
+    fail(data_path, f"has {len(reader)} records, fewer than one batch of {config.batch_size}")
+  steps_per_epoch = config.steps_per_epoch or max(1, len(reader) // config.batch_size)
+  total_steps = steps if steps is not None else config.epochs * steps_per_epoch
+  keras.utils.set_random_seed(seed)  # Weight initialisation happens in Trainer().
+  trainer = Trainer(pipeline, config, gan=gan, seed=seed)
+  checkpoint = trainer.checkpoint()
+  manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=MAX_KEEP)
+  if resume and manager.latest_checkpoint:
+    checkpoint.read(manager.latest_checkpoint).assert_existing_objects_matched()
+    log(f"resuming from {manager.latest_checkpoint} (step {int(trainer.step)})")
+  data = iter(reader.dataset(config.batch_size, shuffle=True, seed=seed, repeat=True,
+                             drop_remainder=True))
+  Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+
+  def save():
+    path = manager.save(checkpoint_number=int(trainer.step))
+    write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
+               embedding_path, int(trainer.step))
+    return path
+
+  start = time.perf_counter()
+  first_step = int(trainer.step)
+  terms, path = {}, manager.latest_checkpoint
+  window, window_step = time.perf_counter(), first_step
+  for step in range(first_step, total_steps):
+    epoch = step // steps_per_epoch
+    trainer.set_learning_rate(epoch)
+    batch = next(data)
+    terms = trainer.train_step(batch["image"], batch["alpha"], epoch)
+    if not all(math.isfinite(v) for v in terms.values()):
+      from shared.errors import InputError
+      raise InputError(f"step {step}: non-finite loss {terms}; lower the learning rate")
+    done = step + 1
+    if done % config.log_every == 0 or done == total_steps:
+      per_step = (time.perf_counter() - window) / (done - window_step)
+      window, window_step = time.perf_counter(), done
+      shown = " ".join(f"{k} {v:.4f}" for k, v in sorted(terms.items()))
+      log(f"step {done}/{total_steps} epoch {epoch} {per_step:.2f} s/step  {shown}")
+    if done % config.checkpoint_every == 0:
+      path = save()
+  if int(trainer.step) > first_step or path is None:
+    path = save()
+  seconds = time.perf_counter() - start
+  log(f"trained {int(trainer.step) - first_step} steps in {seconds:.1f} s; checkpoint {path}")
+  sys.stdout.flush()
+  return TrainResult(int(trainer.step), seconds, terms, str(path))
+
+
+def build_pipeline(stage, config, sampling=None, embedding_path=None):
+  """A fresh `TexturePipeline` for a coarse stage (topology from cache or file)."""
+  from gcn_face.infer import load_topology_for
+  topology = load_topology_for(stage.face_model, config, sampling)
+  embedding = (model_lib.EmbeddingModel(embedding_path, config.embedding_size)
+               if embedding_path else None)
+  return TexturePipeline(stage, topology, config, embedding)

@@ -1,0 +1,238 @@
+"""The GCN pipeline on a toy face (a sphere cap, 64 px): inputs, models, training, I/O.
+
+A toy face model and a stand-in coarse stage keep these fast: the stand-in
+returns the true geometry, pose and light but the mean albedo, so the GCN
+has a texture error to remove.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import trimesh
+
+from gcn_face import binfile
+from gcn_face import infer
+from gcn_face import model as model_lib
+from gcn_face import train as train_lib
+from gcn_face.coarse import CoarseStage, projected_skin_mask
+from gcn_face.config import TINY
+from shared import topology as topology_lib
+from shared.albedo import synthetic_albedo
+from shared.camera import Camera
+from shared.coeffs import CoeffLayout
+from shared.errors import InputError
+from shared.face_model import FaceModel
+from shared.synthesis import FaceSynthesizer
+
+SEED = 0
+SIZE = 64
+CAMERA = Camera(focal=1015.0 * SIZE / 224, image_size=SIZE)
+FACTORS = (2, 2)
+FEATURES = 8
+RADIUS = 0.9          # Decimetres: a face-sized cap.
+CAP_Z = -0.2          # Keep the sphere in front of this plane (unit sphere).
+NUM_IMAGES = 6
+ALBEDO_SCALE = 2.0    # Std units of the true albedo coefficients.
+BACKGROUND = 0.2
+TOY = TINY.replace(
+    factors=FACTORS, image_size=SIZE, decoder_channels=(16, 16), refiner_channels=(16, 32),
+    refiner_skip_levels=(1,), resnet_decoder_channels=(8, 3), resnet_refiner_channels=(8, 16),
+    disc_channels=(4, 4, 4, 4), decoder_fc_channels=8, refiner_bottleneck=16, batch_size=2,
+    steps_per_epoch=2, log_every=1000, checkpoint_every=1000, learning_rate=3e-3)
+
+
+def toy_face_model():
+  sphere = trimesh.creation.icosphere(subdivisions=3)
+  keep = sphere.vertices[:, 2] > CAP_Z
+  faces = sphere.faces[keep[sphere.faces].all(axis=1)]
+  index = -np.ones(len(keep), np.int64)
+  index[keep] = np.arange(keep.sum())
+  vertices = (sphere.vertices[keep] * RADIUS).astype(np.float32)
+  faces = index[faces].astype(np.int32)
+  v = len(vertices)
+  rng = np.random.default_rng(SEED)
+  mean, basis, std = synthetic_albedo(v, faces)
+  uv = (vertices[:, :2] / (2 * RADIUS) + 0.5).astype(np.float32)
+  return FaceModel(
+      mean_shape=vertices - vertices.mean(axis=0), faces=faces,
+      id_basis=rng.normal(0, 0.01, (2, v, 3)).astype(np.float32), id_std=np.ones(2, np.float32),
+      exp_basis=rng.normal(0, 0.01, (2, v, 3)).astype(np.float32), exp_std=np.ones(2, np.float32),
+      mean_albedo=mean, albedo_basis=basis, albedo_std=std,
+      landmarks68=np.arange(68, dtype=np.int32) * (v // 68),
+      skin_mask=(vertices[:, 2] > 0.3).astype(np.float32), uv=uv, name="toy",
+      source_hash="toy-cap")
+
+
+class ToyRegressor:
+  """True geometry and light, mean albedo; features = image statistics."""
+
+  def __init__(self, layout, truth):
+    self.layout, self.truth = layout, truth
+
+  def __call__(self, images):
+    batch = tf.shape(images)[0]
+    coeffs = self.layout.split(tf.tile(self.truth[None], [batch, 1]))
+    coeffs = coeffs._replace(albedo=tf.zeros_like(coeffs.albedo))
+    stats = tf.concat([tf.reduce_mean(images, [1, 2]), tf.math.reduce_std(images, [1, 2])], -1)
+    return coeffs, tf.pad(stats, [[0, 0], [0, FEATURES - 6]])
+
+
+@pytest.fixture(scope="module")
+def toy():
+  """(face model, topology, stage, images [N, S, S, 3], alpha [N, S, S, 1], truth)."""
+  face_model = toy_face_model()
+  topology = topology_lib.build_topology(face_model.mean_shape, face_model.faces, FACTORS,
+                                         source_hash=face_model.source_hash, progress=False)
+  layout = CoeffLayout.for_model(face_model)
+  rng = np.random.default_rng(SEED)
+  truth = np.zeros(layout.size, np.float32)
+  offset = sum(layout.sizes[:5])  # The lighting part.
+  truth[offset + 2] = 0.3         # Some directional light on top of the ambient.
+  truth[offset + 3] = 0.2
+  truth = tf.constant(truth)
+  stage = CoarseStage(ToyRegressor(layout, truth), face_model, FEATURES, CAMERA)
+  synth = FaceSynthesizer(face_model, CAMERA)
+  images, alphas = [], []
+  for _ in range(NUM_IMAGES):
+    coeffs = layout.split(truth[None])
+    albedo = tf.constant(rng.normal(0, ALBEDO_SCALE, (1, layout.num_albedo)), tf.float32)
+    coeffs = coeffs._replace(albedo=albedo)
+    out = synth(coeffs)
+    mask = out.render.mask[0]
+    images.append(out.render.image[0] * mask + BACKGROUND * (1 - mask))
+    alphas.append(projected_skin_mask(synth, coeffs)[0])
+  images = tf.clip_by_value(tf.stack(images), 0, 1)
+  return face_model, topology, stage, images, tf.stack(alphas), truth
+
+
+def face_l1(image, render, mask):
+  return float(tf.reduce_sum(tf.abs(image - render) * mask) / (3 * tf.reduce_sum(mask)))
+
+
+def test_refine_inputs_visibility_and_colours(toy):
+  face_model, topology, stage, images, alpha, _ = toy
+  pipeline = infer.TexturePipeline(stage, topology, TOY)
+  coarse = pipeline.coarse(images[:2], alpha[:2])
+  posed = coarse.synth.posed.numpy()
+  vis = coarse.visibility.numpy()[..., 0]
+  z = posed[0, :, 2]
+  # Vertices at the back of the cap (facing away) are never visible.
+  assert np.all(vis[:, z < z.min() + 0.05] == 0)
+  # Front skin vertices well inside the eroded alpha are visible.
+  central = (z > z.max() - 0.15) & (face_model.skin_mask > 0)
+  assert central.any() and np.all(vis[:, central] > 0.99)
+  inputs = coarse.inputs.numpy()
+  np.testing.assert_allclose(inputs[..., :3], 2 * coarse.synth.albedo.numpy() - 1, atol=1e-6)
+  np.testing.assert_allclose(inputs[..., 6], vis)
+  np.testing.assert_allclose(inputs[..., 3:6], (2 * coarse.projected.numpy() - 1) * vis[..., None],
+                             atol=1e-6)
+
+
+def test_sample_bilinear_matches_numpy():
+  rng = np.random.default_rng(SEED)
+  image = rng.random((2, 5, 7, 3)).astype(np.float32)
+  points = np.array([[[0.5, 0.5], [3.25, 2.75], [6.5, 4.5]],
+                     [[1.0, 1.0], [2.5, 0.5], [6.9, 4.9]]], np.float32)
+  got = model_lib.sample_bilinear(tf.constant(image), tf.constant(points)).numpy()
+  for b in range(2):
+    for n, (u, v) in enumerate(points[b]):
+      x, y = min(max(u - 0.5, 0), 6), min(max(v - 0.5, 0), 4)
+      x0, y0 = int(np.floor(x)), int(np.floor(y))
+      x1, y1 = min(x0 + 1, 6), min(y0 + 1, 4)
+      fx, fy = x - x0, y - y0
+      want = ((1 - fx) * (1 - fy) * image[b, y0, x0] + fx * (1 - fy) * image[b, y0, x1]
+              + (1 - fx) * fy * image[b, y1, x0] + fx * fy * image[b, y1, x1])
+      np.testing.assert_allclose(got[b, n], want, atol=1e-6)
+  near, inside = model_lib.sample_nearest(tf.constant(image), tf.constant(points))
+  np.testing.assert_array_equal(near.numpy()[0, 1], image[0, 2, 3])
+  assert inside.numpy().all()
+
+
+@pytest.mark.parametrize("arch", ["normal", "resnet"])
+def test_generator_shapes_range_and_gradients(toy, arch):
+  face_model, topology, stage, images, alpha, _ = toy
+  config = TOY.replace(arch=arch)
+  gcn = model_lib.TextureGCN(topology, config)
+  v = face_model.num_vertices
+  features = tf.random.stateless_normal([2, FEATURES], [SEED, 1])
+  inputs = tf.random.stateless_uniform([2, v, 7], [SEED, 2])
+  with tf.GradientTape() as tape:
+    albedo = gcn(features, inputs)
+    loss = tf.reduce_mean(albedo)
+  assert albedo.shape == (2, v, 3)
+  assert np.all((albedo.numpy() >= 0) & (albedo.numpy() <= 1))
+  grads = tape.gradient(loss, gcn.trainable_variables)
+  assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+  assert len(gcn.fc_kernels()) == (3 if arch == "normal" else 1)  # decoder fc (+ bottleneck)
+
+
+def test_discriminator_scores_batch():
+  critic = model_lib.Discriminator(TOY)
+  scores = critic(tf.zeros([3, SIZE, SIZE, 3]))
+  assert scores.shape == (3,)
+
+
+def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
+  face_model, topology, stage, images, alpha, _ = toy
+  records = np.concatenate([images.numpy(), alpha.numpy()], -1)
+  data = tmp_path / "toy.bin"
+  binfile.write_bin(data, [np.round(r * 255).astype(np.uint8) for r in records],
+                    [f"{i}.png" for i in range(NUM_IMAGES)])
+  pipeline = infer.TexturePipeline(stage, topology, TOY)
+  steps = 40
+  result = train_lib.train(pipeline, TOY, data, tmp_path / "ckpt", "coarse-dir", steps=steps,
+                           log=lambda *a: None)
+  assert result.steps == steps and np.isfinite(result.terms["total"])
+  meta = json.loads((tmp_path / "ckpt" / infer.META_FILE).read_text())
+  assert meta["step"] == steps and meta["num_vertices"] == list(topology.num_vertices)
+  coarse = pipeline.coarse(images, alpha)
+  refined = pipeline.refine(coarse)
+  mask = coarse.synth.render.mask * alpha
+  before = face_l1(images, coarse.synth.render.image, mask)
+  after = face_l1(images, refined.render.image, mask)
+  assert after < 0.8 * before, (before, after)
+  # Restore into a fresh pipeline: identical output.
+  restored = infer.load_pipeline(tmp_path / "ckpt", stage=stage, topology=topology)
+  np.testing.assert_allclose(restored.refine(restored.coarse(images, alpha)).albedo.numpy(),
+                             refined.albedo.numpy(), atol=1e-6)
+
+
+def test_gan_step_runs_and_updates_critic(toy):
+  face_model, topology, stage, images, alpha, _ = toy
+  pipeline = infer.TexturePipeline(stage, topology, TOY)
+  trainer = train_lib.Trainer(pipeline, TOY.replace(critic_steps=2), gan=True)
+  before = [v.numpy().copy() for v in trainer.critic.trainable_variables]
+  terms = trainer.train_step(images[:2], alpha[:2], epoch=5)
+  assert np.isfinite(terms["critic"]) and np.isfinite(terms["adversarial"])
+  assert any(not np.allclose(b, v.numpy()) for b, v in
+             zip(before, trainer.critic.trainable_variables))
+
+
+def test_foreign_sampling_file_is_refused(toy, tmp_path):
+  face_model, topology, *_ = toy
+  path = tmp_path / "other.npz"
+  topology_lib.save_topology(path, topology, "some-other-mesh", FACTORS)
+  with pytest.raises(InputError, match="built for face model some-other-mesh"):
+    infer.load_topology_for(face_model, TOY, path)
+
+
+def test_checkpoint_errors_are_one_line(tmp_path):
+  with pytest.raises(InputError, match="GCN checkpoint folder not found"):
+    infer.read_meta(tmp_path / "missing")
+  with pytest.raises(InputError, match="not a GCN checkpoint folder"):
+    infer.read_meta(tmp_path)
+
+
+@pytest.mark.parametrize("arch", ["normal", "resnet"])
+def test_every_generator_weight_is_checkpointed(toy, tmp_path, arch):
+  _, topology, *_ = toy
+  gcn = model_lib.TextureGCN(topology, TOY.replace(arch=arch))
+  gcn(tf.zeros([1, FEATURES]), tf.zeros([1, topology.num_vertices[0], 7]))
+  critic = model_lib.Discriminator(TOY)
+  critic(tf.zeros([1, SIZE, SIZE, 3]))
+  path = tf.train.Checkpoint(generator=gcn, critic=critic).write(str(tmp_path / "ck"))
+  saved = [n for n in tf.train.load_checkpoint(path).get_variable_to_shape_map()
+           if n.endswith("VARIABLE_VALUE")]
+  assert len(saved) == len(gcn.trainable_variables) + len(critic.trainable_variables)
