@@ -107,10 +107,6 @@ class GCNConfig:
   log_every: int = 100
   checkpoint_every: int = 1000
 
-  @property
-  def num_levels(self):
-    return len(self.factors) + 1
-
   def replace(self, **changes):
     return dataclasses.replace(self, **changes)
 
@@ -129,8 +125,8 @@ PAPER = GCNConfig()
 
 # Tiny: the paper's layers, widths and losses on the ICT hierarchy (9409 ->
 # 2353 -> 589 -> 148 -> 37), with a smaller fc bottleneck and critic, a 10x
-# learning rate and 15-step "epochs" so that the sigma schedule runs its
-# course (ren reaches 1 at step 75) within the demo's 150 steps.  Narrower
+# learning rate and 12-step "epochs", so that the sigma schedule runs its
+# course (ren reaches 1 at step 60) within the demo's 120 steps.  Narrower
 # graph convolutions (8 channels) learned too slowly to beat the coarse
 # texture in that budget, and 3e-3 collapsed to a constant texture
 # (docs/gcn.md).
@@ -139,10 +135,10 @@ TINY = GCNConfig(
     refiner_bottleneck=128,
     disc_channels=(4, 8, 8, 16, 16, 16),
     learning_rate=1e-3,
-    steps_per_epoch=15,
+    steps_per_epoch=12,
     epochs=10,
-    log_every=25,
-    checkpoint_every=150,
+    log_every=20,
+    checkpoint_every=120,
 )
 
 PRESETS = {"paper": PAPER, "tiny": TINY}
