@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""MGC speed: tiny-preset training throughput and single-image inference latency.
+
+    python bench/mgc_speed.py [--train-steps 10] [--runs 20] [--config-infer paper]
+
+1. A tiny-preset training step (batch of triplets, all losses, multi-view on),
+   in images/s (3 views per triplet), after a warm-up step (tracing).
+2. Single-image inference with the ResNet-50 (paper) preset: regress, decode
+   and render one 224x224 image in one compiled call; median latency in ms,
+   with the regression alone for reference.  Untrained weights: speed does
+   not depend on their values.
+
+Wall time is measured; CPU time is reported too because on a shared machine
+wall time includes waiting for other processes.  A table, then one JSON line.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+LATENCY_GOAL_MS = 80.0
+
+
+def random_batch(batch_size, rng):
+  """A training batch of random images with plausible landmarks (speed only)."""
+  import tensorflow as tf
+  from mgc_face.model import Batch
+  images = rng.uniform(size=(batch_size, 3, 224, 224, 3)).astype(np.float32)
+  skins = np.ones((batch_size, 3, 224, 224, 1), np.float32)
+  landmarks = rng.uniform(60, 160, (batch_size, 3, 68, 2)).astype(np.float32)
+  flags = np.full(batch_size, 2.0, np.float32)
+  return Batch(*(tf.constant(a) for a in (images, skins, landmarks, flags)))
+
+
+def timed(fn, runs):
+  walls, cpus = [], []
+  for _ in range(runs):
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    walls.append(time.perf_counter() - w)
+    cpus.append(time.process_time() - c)
+  return np.array(walls), np.array(cpus)
+
+
+def bench_training(face_model, steps, batch_size, multiview, checkpoint_dir):
+  from mgc_face import train as train_lib
+  from mgc_face.config import get_config
+  config = get_config("tiny")
+  if batch_size:
+    config = config.replace(batch_size=batch_size)
+  trainer = train_lib.Trainer(face_model, config, checkpoint_dir, multiview=multiview,
+                              log=lambda message: None)
+  batch = random_batch(config.batch_size, np.random.default_rng(0))
+  trainer.train_step(batch)  # Tracing and XLA compilation.
+  walls, cpus = timed(lambda: trainer.train_step(batch), steps)
+  images = config.batch_size * 3
+  return {"train_batch_triplets": config.batch_size, "train_multiview": multiview,
+          "train_step_s": float(np.median(walls)), "train_step_cpu_s": float(np.median(cpus)),
+          "train_images_per_s": images / float(np.median(walls)),
+          "train_images_per_cpu_s": images / float(np.median(cpus))}
+
+
+def bench_inference(face_model, runs, config_name):
+  import tensorflow as tf
+  from mgc_face import infer
+  from mgc_face.config import get_config
+  regressor = infer.build_regressor(face_model, get_config(config_name))
+  reconstructor = infer.Reconstructor(regressor)
+  image = tf.constant(np.random.default_rng(1).uniform(size=(1, 224, 224, 3)).astype(np.float32))
+  reconstructor(image)
+  regressor(image)
+  walls, cpus = timed(lambda: reconstructor(image), runs)
+  reg_walls, _ = timed(lambda: regressor(image)[0].identity.numpy(), runs)
+  return {"infer_config": config_name, "infer_backbone": regressor.config.backbone,
+          "infer_ms": 1000 * float(np.median(walls)), "infer_ms_p90": 1000 * float(np.percentile(walls, 90)),
+          "infer_cpu_ms": 1000 * float(np.median(cpus)),
+          "regress_only_ms": 1000 * float(np.median(reg_walls)),
+          "infer_goal_ms": LATENCY_GOAL_MS}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--face-model", default=None)
+  parser.add_argument("--train-steps", type=int, default=10, help="timed training steps")
+  parser.add_argument("--batch-size", type=int, default=None, help="triplets (default: tiny)")
+  parser.add_argument("--no-multiview", action="store_true")
+  parser.add_argument("--runs", type=int, default=20, help="timed inference runs")
+  parser.add_argument("--config-infer", default="paper", help="preset for the latency test")
+  parser.add_argument("--skip-train", action="store_true")
+  parser.add_argument("--skip-infer", action="store_true")
+  args = parser.parse_args(argv)
+  import tempfile
+  import tensorflow as tf
+  from shared.errors import InputError
+  from shared.face_model import load_face_model
+  try:
+    face_model = load_face_model(args.face_model)
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  result = {"cpu_count": os.cpu_count(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+  if not args.skip_train:
+    with tempfile.TemporaryDirectory() as tmp:
+      result.update(bench_training(face_model, args.train_steps, args.batch_size,
+                                   not args.no_multiview, tmp))
+    print(f"tiny training step ({result['train_batch_triplets']} triplets, multiview "
+          f"{result['train_multiview']}): {result['train_step_s']:.3f} s wall, "
+          f"{result['train_step_cpu_s']:.3f} s CPU -> {result['train_images_per_s']:.1f} images/s")
+  if not args.skip_infer:
+    result.update(bench_inference(face_model, args.runs, args.config_infer))
+    verdict = "meets" if result["infer_ms"] <= LATENCY_GOAL_MS else "misses"
+    print(f"{result['infer_backbone']} inference (regress + decode + render, 1 image): "
+          f"{result['infer_ms']:.1f} ms median wall (p90 {result['infer_ms_p90']:.1f}), "
+          f"{result['infer_cpu_ms']:.1f} ms CPU; regression alone {result['regress_only_ms']:.1f} ms; "
+          f"{verdict} the {LATENCY_GOAL_MS:.0f} ms goal")
+  print(json.dumps(result))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,121 @@
+"""`python main.py --model mgc --mode train|test|eval ...`: flags and dispatch only.
+
+    train: --data DIR --checkpoint DIR [--steps N] [--no-multiview] [--batch-size B]
+           [--identity-model SAVEDMODEL] [--backbone-weights FILE] [--w-... weights]
+    test:  --checkpoint DIR --input FILE_OR_DIR --output DIR
+    eval:  --checkpoint DIR --data DIR [--split test]
+"""
+
+import dataclasses
+import json
+import sys
+
+from shared.errors import InputError
+
+MODES = ("train", "test", "eval")
+WEIGHT_PREFIX = "w_"
+EXTRA_WEIGHTS = ("landmark_detail_weight",)
+
+
+def weight_fields():
+  from mgc_face.config import MGCConfig
+  return [f for f in dataclasses.fields(MGCConfig)
+          if f.name.startswith(WEIGHT_PREFIX) or f.name in EXTRA_WEIGHTS]
+
+
+def add_arguments(parser):
+  group = parser.add_argument_group("mgc")
+  group.add_argument("--data", help="dataset folder (train.txt / test.txt, MGCNet strip format)")
+  group.add_argument("--checkpoint", help="checkpoint folder (written by train)")
+  group.add_argument("--input", help="test: an aligned 224x224 image, a strip, or a folder")
+  group.add_argument("--output", help="test: output folder")
+  group.add_argument("--steps", type=int, default=None, help="train: total steps (default: preset)")
+  group.add_argument("--batch-size", type=int, default=None,
+                     help="train: triplets per step (default: preset)")
+  group.add_argument("--learning-rate", type=float, default=None,
+                     help="train: Adam learning rate (default: preset; paper 1e-4)")
+  group.add_argument("--no-multiview", action="store_true",
+                     help="train: single-view losses only (the ablation baseline)")
+  group.add_argument("--identity-model", default=None,
+                     help="train: face-embedding SavedModel; enables the identity loss")
+  group.add_argument("--backbone-weights", default=None,
+                     help="train: ResNet-50 weights file to start from (nothing is downloaded)")
+  group.add_argument("--split", default="test", help="eval: list file to evaluate (DIR/SPLIT.txt)")
+  group.add_argument("--quiet", action="store_true", help="no progress bars")
+  for field in weight_fields():
+    flag = "--" + field.name.replace("_", "-")
+    group.add_argument(flag, type=float, default=None,
+                       help=f"loss weight (default: preset; paper {field.default})")
+
+
+def need(args, *names):
+  for name in names:
+    if getattr(args, name) in (None, ""):
+      raise InputError(f"--mode {args.mode} needs --{name.replace('_', '-')}")
+
+
+def training_config(args):
+  """The preset, or the checkpoint's own config when resuming, plus flag overrides."""
+  from mgc_face import train as train_lib
+  from mgc_face.config import MGCConfig, get_config
+  config = get_config(args.config)
+  meta = train_lib.read_meta(args.checkpoint)
+  if meta is not None:
+    saved = MGCConfig.from_dict(meta["config"])
+    if saved.name != config.name:
+      raise InputError(f"{args.checkpoint}: holds a '{saved.name}' checkpoint; resume it with "
+                       f"--config {saved.name} or use a new --checkpoint folder")
+    config = saved
+  changes = {f.name: getattr(args, f.name) for f in weight_fields()
+             if getattr(args, f.name) is not None}
+  if args.batch_size is not None:
+    changes["batch_size"] = args.batch_size
+  if args.learning_rate is not None:
+    changes["learning_rate"] = args.learning_rate
+  if args.batch_size is not None and args.batch_size < 1:
+    raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+  return config.replace(**changes)
+
+
+def run(args):
+  if args.mode not in MODES:
+    raise InputError(f"--model mgc has no mode '{args.mode}'; choose one of: {', '.join(MODES)}")
+  from shared.face_model import load_face_model
+  if args.mode == "train":
+    need(args, "data", "checkpoint")
+    from mgc_face import train as train_lib
+    config = training_config(args)
+    face_model = load_face_model(args.face_model)
+    embedder = None
+    if args.identity_model:
+      from mgc_face.model import load_face_embedder
+      embedder = load_face_embedder(args.identity_model)
+    if args.steps is not None and args.steps < 0:
+      raise InputError(f"--steps {args.steps}: must be non-negative")
+    result = train_lib.train(face_model, config, args.data, args.checkpoint, args.steps,
+                             multiview=not args.no_multiview, embedder=embedder,
+                             backbone_weights=args.backbone_weights, seed=args.seed,
+                             progress=not args.quiet)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["terms"].items()))
+    print(f"trained to step {result['steps']} ({result['skipped']} skipped) in "
+          f"{result['seconds']:.0f} s, {result['images_per_second']:.1f} images/s; {terms}")
+    print(json.dumps({k: v for k, v in result.items() if k != "terms"} | result["terms"]))
+    return 0
+  if args.mode == "test":
+    need(args, "checkpoint", "input", "output")
+    from mgc_face import infer
+    face_model = load_face_model(args.face_model)
+    regressor = infer.load_regressor(args.checkpoint, face_model)
+    written, problems = infer.reconstruct_folder(regressor, args.input, args.output,
+                                                 progress=not args.quiet)
+    print(f"wrote {written} reconstruction(s) to {args.output}"
+          + (f"; {len(problems)} input(s) skipped" if problems else ""))
+    return 0 if not problems else 1
+  need(args, "checkpoint", "data")
+  from mgc_face import evaluate, infer
+  face_model = load_face_model(args.face_model)
+  regressor = infer.load_regressor(args.checkpoint, face_model)
+  metrics = evaluate.evaluate(regressor, args.data, args.split, progress=not args.quiet)
+  print(evaluate.format_report(metrics))
+  sys.stdout.flush()
+  return 0

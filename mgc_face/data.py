@@ -1,0 +1,318 @@
+"""MGCNet's on-disk training format and its tf.data pipeline.
+
+Layout of a dataset folder DIR:
+
+    DIR/train.txt, DIR/test.txt        lines "flag subfolder frame_id"
+                                       (flag 2 = multi-view triplet, 0 = monocular)
+    DIR/<subfolder>/<frame_id>.jpg     672x224 strip: source1 | target | source2
+    DIR/<subfolder>/<frame_id>_skin.jpg  the matching skin-probability strip
+    DIR/<subfolder>/<frame_id>_lm.txt  68 landmarks per view, target first
+    DIR/<subfolder>/<frame_id>_gt.npz  ground truth (synthetic sets only)
+
+Landmark file (`_lm.txt`, this toolkit's layout): optional `#` comment lines,
+then for each view in the order target, source1, source2 a header line
+`view <name>` followed by 68 lines `x,y` in pixels of that view's 224x224
+crop (continuous coordinates, pixel centres at +0.5).  MGCNet's `_cam.txt`
+(three lines of 9 intrinsics, then per view a header and 68 `x,y` lines) is
+read as well when no `_lm.txt` exists: any line that is not exactly two
+numbers is skipped, and exactly 3 x 68 points must remain.
+
+A monocular sample (flag 0) still has a full strip; its three crops are used
+by the single-view losses only.
+"""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from shared.errors import InputError
+from shared.fileio import write_text_atomic
+
+VIEW_SIZE = 224
+NUM_VIEWS = 3
+STRIP_WIDTH = VIEW_SIZE * NUM_VIEWS
+NUM_LANDMARKS = 68
+VIEW_NAMES = ("target", "source1", "source2")
+STRIP_ORDER = (1, 0, 2)     # Strip panel index of target, source1, source2.
+LANDMARK_SUFFIX = "_lm.txt"
+CAM_SUFFIX = "_cam.txt"
+SKIN_SUFFIX = "_skin.jpg"
+IMAGE_SUFFIX = ".jpg"
+GT_SUFFIX = "_gt.npz"
+FLAG_MONO = 0
+FLAG_MULTIVIEW = 2
+VALID_FLAGS = (0, 1, 2)
+UINT8_MAX = 255.0
+LANDMARK_HEADER = ("# face3d landmarks v1: per view (target, source1, source2) a 'view NAME' "
+                   "line, then 68 lines 'x,y' in that view's 224x224 pixels")
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  """One list-file line."""
+  flag: int
+  subfolder: str
+  frame_id: str
+
+  def stem(self, root):
+    return Path(root) / self.subfolder / self.frame_id
+
+  def image_path(self, root):
+    return Path(str(self.stem(root)) + IMAGE_SUFFIX)
+
+  def skin_path(self, root):
+    return Path(str(self.stem(root)) + SKIN_SUFFIX)
+
+  def landmark_path(self, root):
+    """`_lm.txt`, or MGCNet's `_cam.txt` when only that exists."""
+    lm = Path(str(self.stem(root)) + LANDMARK_SUFFIX)
+    cam = Path(str(self.stem(root)) + CAM_SUFFIX)
+    return cam if (not lm.exists() and cam.exists()) else lm
+
+  def gt_path(self, root):
+    return Path(str(self.stem(root)) + GT_SUFFIX)
+
+
+# ----------------------------------------------------------------------------- list files
+
+def read_list(path):
+  """Parses a list file -> (records, problems) where problems are one-line strings."""
+  path = Path(path)
+  if not path.exists():
+    raise InputError(f"{path}: list file not found")
+  records, problems = [], []
+  for number, line in enumerate(path.read_text().splitlines(), 1):
+    fields = line.split()
+    if not fields or line.lstrip().startswith("#"):
+      continue
+    if len(fields) != 3 or not fields[0].lstrip("-").isdigit() or \
+        int(fields[0]) not in VALID_FLAGS:
+      problems.append(f"{path}:{number}: expected 'flag subfolder frame_id' with flag in "
+                      f"{VALID_FLAGS}, got '{line.strip()}'")
+      continue
+    records.append(Record(int(fields[0]), fields[1], fields[2]))
+  return records, problems
+
+
+def write_list(path, records):
+  """Writes a list file atomically."""
+  write_text_atomic(path, "".join(f"{r.flag} {r.subfolder} {r.frame_id}\n" for r in records))
+
+
+# ----------------------------------------------------------------------------- landmarks
+
+def format_landmarks(landmarks):
+  """[3, 68, 2] -> `_lm.txt` text."""
+  landmarks = np.asarray(landmarks, np.float64)
+  lines = [LANDMARK_HEADER]
+  for name, points in zip(VIEW_NAMES, landmarks):
+    lines.append(f"view {name}")
+    lines.extend(f"{x:.3f},{y:.3f}" for x, y in points)
+  return "\n".join(lines) + "\n"
+
+
+def write_landmarks(path, landmarks):
+  write_text_atomic(path, format_landmarks(landmarks))
+
+
+def _two_numbers(line):
+  parts = line.replace(",", " ").split()
+  if len(parts) != 2:
+    return None
+  try:
+    return float(parts[0]), float(parts[1])
+  except ValueError:
+    return None
+
+
+def read_landmarks(path):
+  """Reads `_lm.txt` (or MGCNet `_cam.txt`) -> [3, 68, 2] float32 (target first).
+
+  Raises:
+    InputError: missing file, wrong point count or non-finite values.
+  """
+  path = Path(path)
+  if not path.exists():
+    raise InputError(f"{path}: landmark file not found")
+  points = []
+  for line in path.read_text().splitlines():
+    if line.lstrip().startswith("#"):
+      continue
+    xy = _two_numbers(line)
+    if xy is not None:
+      points.append(xy)
+  expected = NUM_VIEWS * NUM_LANDMARKS
+  if len(points) != expected:
+    raise InputError(f"{path}: expected {expected} landmark lines 'x,y' ({NUM_VIEWS} views x "
+                     f"{NUM_LANDMARKS}), found {len(points)}")
+  out = np.asarray(points, np.float32).reshape(NUM_VIEWS, NUM_LANDMARKS, 2)
+  if not np.isfinite(out).all():
+    raise InputError(f"{path}: non-finite landmark values")
+  return out
+
+
+# ----------------------------------------------------------------------------- strips
+
+def split_strip(strip):
+  """[224, 672, C] strip -> [3, 224, 224, C] in the order target, source1, source2."""
+  panels = [strip[:, k * VIEW_SIZE:(k + 1) * VIEW_SIZE] for k in range(NUM_VIEWS)]
+  return np.stack([panels[k] for k in STRIP_ORDER])
+
+
+def join_strip(views):
+  """[3, 224, 224, C] (target, source1, source2) -> [224, 672, C] strip."""
+  panels = [None] * NUM_VIEWS
+  for view, k in zip(views, STRIP_ORDER):
+    panels[k] = view
+  return np.concatenate(panels, axis=1)
+
+
+def image_size(path):
+  """(width, height) from the image header (cheap), or InputError if unreadable."""
+  from PIL import Image
+  try:
+    with Image.open(path) as image:
+      return image.size
+  except FileNotFoundError:
+    raise InputError(f"{path}: not found") from None
+  except Exception as error:  # noqa: BLE001
+    raise InputError(f"{path}: not a readable image ({type(error).__name__})") from None
+
+
+def read_image(path, grayscale=False):
+  """Reads an image as float32 in [0, 1]: [H, W, 3] RGB or [H, W, 1]."""
+  import cv2
+  flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+  image = cv2.imread(str(path), flag)
+  if image is None:
+    if not Path(path).exists():
+      raise InputError(f"{path}: not found")
+    raise InputError(f"{path}: not a readable image")
+  image = image[..., None] if grayscale else image[..., ::-1]
+  return image.astype(np.float32) / UINT8_MAX
+
+
+def check_strip_size(path, width, height):
+  if (width, height) != (STRIP_WIDTH, VIEW_SIZE):
+    raise InputError(f"{path}: strip is {width}x{height}, expected {STRIP_WIDTH}x{VIEW_SIZE} "
+                     "(source1 | target | source2, 224x224 each)")
+
+
+def read_strip(path, grayscale=False):
+  """Reads a strip -> [3, 224, 224, C] float32 in [0, 1] (target first)."""
+  image = read_image(path, grayscale)
+  check_strip_size(path, image.shape[1], image.shape[0])
+  return split_strip(image)
+
+
+def read_strip_target(path):
+  """The target view of a strip as a [224, 224, 3] float32 RGB image in [0, 1]."""
+  return read_strip(path)[0]
+
+
+def read_skin_target(path):
+  """The target view of a `_skin.jpg` strip as [224, 224, 1] float32 in [0, 1]."""
+  return read_strip(path, grayscale=True)[0]
+
+
+def read_ground_truth(path):
+  """Loads a `_gt.npz` as a dict of numpy arrays (see `mgc_face.synthetic`)."""
+  from mgc_face import synthetic
+  return synthetic.read_ground_truth(path)
+
+
+# ----------------------------------------------------------------------------- validation
+
+def check_record(root, record):
+  """Returns None for a usable record, else a one-line problem."""
+  try:
+    for path, what in ((record.image_path(root), "strip"), (record.skin_path(root), "skin strip")):
+      if not path.exists():
+        return f"{path}: {what} not found"
+      width, height = image_size(path)
+      check_strip_size(path, width, height)
+    read_landmarks(record.landmark_path(root))
+  except InputError as error:
+    return str(error)
+  return None
+
+
+def scan(root, split, report=True):
+  """Reads DIR/<split>.txt and validates every record.
+
+  Returns:
+    (records that are usable, [landmarks [3, 68, 2] per record], problems).
+  Bad records are reported on stderr (one line each) and skipped.
+  """
+  root = Path(root)
+  if not root.is_dir():
+    raise InputError(f"{root}: dataset folder not found")
+  records, problems = read_list(root / f"{split}.txt")
+  good, landmarks = [], []
+  for record in records:
+    problem = check_record(root, record)
+    if problem:
+      problems.append(problem)
+      continue
+    good.append(record)
+    landmarks.append(read_landmarks(record.landmark_path(root)))
+  if report:
+    for problem in problems:
+      print(f"warning: skipping bad record: {problem}", file=sys.stderr)
+    if problems:
+      print(f"warning: {len(problems)} bad record(s) skipped in {root / (split + '.txt')}; "
+            f"{len(good)} usable", file=sys.stderr)
+  return good, landmarks, problems
+
+
+# ----------------------------------------------------------------------------- tf.data
+
+def _decode_strip(path, channels):
+  # INTEGER_ACCURATE matches OpenCV's decoder exactly (used by test and eval).
+  image = tf.io.decode_jpeg(tf.io.read_file(path), channels=channels,
+                            dct_method="INTEGER_ACCURATE")
+  image = tf.ensure_shape(image, [VIEW_SIZE, STRIP_WIDTH, channels])
+  image = tf.cast(image, tf.float32) / UINT8_MAX
+  panels = tf.split(image, NUM_VIEWS, axis=1)
+  return tf.stack([panels[k] for k in STRIP_ORDER])
+
+
+def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shuffle_buffer=256,
+                 report=True):
+  """tf.data pipeline of `mgc_face.model.Batch` tuples with a static batch size.
+
+  Records that fail validation are reported and skipped; a JPEG that fails
+  to decode later is dropped by `ignore_errors` with a logged warning.
+
+  Returns:
+    (dataset, number of usable records).
+  Raises:
+    InputError: no usable records, or fewer than one batch.
+  """
+  from mgc_face.model import Batch
+  records, landmarks, _ = scan(root, split, report)
+  if not records:
+    raise InputError(f"{Path(root) / (split + '.txt')}: no usable records")
+  if len(records) < batch_size:
+    raise InputError(f"{Path(root) / (split + '.txt')}: {len(records)} usable record(s), fewer "
+                     f"than the batch size {batch_size}")
+  root = Path(root)
+  images = tf.constant([str(r.image_path(root)) for r in records])
+  skins = tf.constant([str(r.skin_path(root)) for r in records])
+  flags = tf.constant([float(r.flag) for r in records], tf.float32)
+  ds = tf.data.Dataset.from_tensor_slices((images, skins, np.stack(landmarks), flags))
+  if shuffle:
+    ds = ds.shuffle(min(shuffle_buffer, len(records)), seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    ds = ds.repeat()
+
+  def load(image_path, skin_path, lms, flag):
+    return Batch(_decode_strip(image_path, 3), _decode_strip(skin_path, 1), lms, flag)
+
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.ignore_errors(log_warning=True)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE), len(records)

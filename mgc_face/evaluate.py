@@ -1,0 +1,126 @@
+"""Evaluation on held-out synthetic identities (DIR/test.txt with `_gt.npz` files).
+
+For every view of every held-out sample (3 per triplet) it regresses the
+coefficients and reports, averaged over views:
+
+* 3D vertex RMSE after rigid Procrustes alignment (rotation + translation,
+  no scale) of the predicted model-space shape (identity + expression) to the
+  ground truth, over the face region (`FaceModel.skin_mask`) and over all
+  vertices, in model units and in mm (`mm_per_unit`);
+* 68-landmark NME (%) of the projected landmarks against the noise-free
+  ground truth, normalised by sqrt(w h) of the ground-truth box
+  (`shared.metrics.nme_68`);
+* the photometric error: mean per-pixel RGB L2 norm (colours in [0, 1]) of
+  render vs image over the rendered skin region;
+* the same RMSE for the mean face, as a reference a trained model must beat.
+"""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from mgc_face import data as data_lib
+from mgc_face import synthetic
+from mgc_face.infer import Reconstructor
+from shared import losses
+from shared.errors import InputError
+from shared.metrics import PERCENT, nme_68
+
+SKIN_REGION = 0.5
+
+
+def rigid_align(source, target):
+  """Kabsch: the rotation R and translation t minimising |R s + t - x|^2.
+
+  Args:
+    source, target: [N, 3].
+
+  Returns:
+    source aligned to target, [N, 3].
+  """
+  source = np.asarray(source, np.float64)
+  target = np.asarray(target, np.float64)
+  mu_s, mu_t = source.mean(0), target.mean(0)
+  u, _, vt = np.linalg.svd((source - mu_s).T @ (target - mu_t))
+  d = np.sign(np.linalg.det(vt.T @ u.T))
+  rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+  return (source - mu_s) @ rotation.T + mu_t
+
+
+def aligned_rmse(predicted, truth, region=None):
+  """RMSE (same units as the input) after rigid alignment over `region` (bool [V])."""
+  if region is not None:
+    predicted, truth = predicted[region], truth[region]
+  aligned = rigid_align(predicted, truth)
+  return float(np.sqrt(np.mean(np.sum((aligned - truth) ** 2, axis=1))))
+
+
+def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True):
+  """Metrics dict over `split` (see the module docstring)."""
+  from tqdm import tqdm
+  model = regressor.face_model
+  records, _, problems = data_lib.scan(data_dir, split)
+  if not records:
+    raise InputError(f"{data_dir}/{split}.txt: no usable records")
+  region = model.skin_mask > SKIN_REGION
+  reconstructor = Reconstructor(regressor)
+  mean_shape = model.mean_shape
+  rows = {k: [] for k in ("rmse_face", "rmse_all", "rmse_face_mean_shape", "nme", "photometric")}
+  for record in tqdm(records, desc="eval", unit="sample", disable=not progress):
+    gt = synthetic.read_ground_truth(record.gt_path(data_dir))
+    if str(gt["source_hash"]) != model.source_hash:
+      raise InputError(f"{record.gt_path(data_dir)}: ground truth made with another face model "
+                       f"(hash {gt['source_hash']}, model {model.source_hash})")
+    images = data_lib.read_strip(record.image_path(data_dir))
+    skins = data_lib.read_strip(record.skin_path(data_dir), grayscale=True)
+    result = reconstructor(images[:batch_views])
+    truth = gt["vertices"]
+    for view in range(min(batch_views, len(images))):
+      rows["rmse_face"].append(aligned_rmse(result["vertices"][view], truth, region))
+      rows["rmse_all"].append(aligned_rmse(result["vertices"][view], truth))
+      rows["rmse_face_mean_shape"].append(aligned_rmse(mean_shape, truth, region))
+    rows["nme"].extend(PERCENT * nme_68(result["landmarks2d"], gt["landmarks2d"][:batch_views]))
+    photo = losses.photometric_loss(tf.constant(result["image"]), tf.constant(result["mask"]),
+                                    tf.constant(images[:batch_views]),
+                                    tf.constant((skins[:batch_views] > SKIN_REGION)
+                                                .astype(np.float32)), eps=0.0)
+    rows["photometric"].extend(photo.numpy().tolist())
+  mm = model.mm_per_unit
+  rmse_face = float(np.mean(rows["rmse_face"]))
+  mean_face = float(np.mean(rows["rmse_face_mean_shape"]))
+  return {
+      "samples": len(records), "views": len(rows["rmse_face"]), "bad_records": len(problems),
+      "rmse_face_units": rmse_face, "rmse_face_mm": rmse_face * mm,
+      "rmse_face_mm_std": float(np.std(rows["rmse_face"]) * mm),
+      "rmse_all_units": float(np.mean(rows["rmse_all"])),
+      "rmse_all_mm": float(np.mean(rows["rmse_all"]) * mm),
+      "mean_face_rmse_face_mm": mean_face * mm,
+      "rmse_vs_mean_face": rmse_face / mean_face if mean_face > 0 else float("nan"),
+      "nme_percent": float(np.mean(rows["nme"])),
+      "photometric": float(np.mean(rows["photometric"])),
+      "steps": int(getattr(regressor, "steps", 0)),
+  }
+
+
+TABLE_ROWS = (
+    ("3D RMSE, face region (model units)", "rmse_face_units", "{:.4f}"),
+    ("3D RMSE, face region (mm)", "rmse_face_mm", "{:.2f}"),
+    ("3D RMSE, all vertices (mm)", "rmse_all_mm", "{:.2f}"),
+    ("mean face RMSE, face region (mm)", "mean_face_rmse_face_mm", "{:.2f}"),
+    ("RMSE / mean-face RMSE", "rmse_vs_mean_face", "{:.3f}"),
+    ("68-landmark NME (%)", "nme_percent", "{:.2f}"),
+    ("photometric error (RGB L2)", "photometric", "{:.4f}"),
+    ("held-out samples (views)", None, None),
+)
+
+
+def format_report(metrics):
+  """A table, then the metrics as one JSON object on the last line."""
+  lines = []
+  for label, key, fmt in TABLE_ROWS:
+    value = (f"{metrics['samples']} ({metrics['views']})" if key is None
+             else fmt.format(metrics[key]))
+    lines.append(f"{label:<40} {value:>12}")
+  lines.append(json.dumps(metrics, sort_keys=True))
+  return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""Inference with a trained MGC regressor: loading, regression and test-mode exports.
+
+Public contract (other packages code against it):
+
+* `load_regressor(checkpoint_dir, face_model=None) -> Regressor` with
+  `.face_model`, `.layout`, `.feature_size` and `__call__(images [B, 224,
+  224, 3] float32 RGB in [0, 1]) -> (Coefficients, features [B, D])`;
+* `regress(regressor, images) -> Coefficients`;
+* `build_regressor(face_model, config) -> Regressor` (untrained).
+
+Test mode (`reconstruct_folder`) takes already aligned 224x224 face images
+(or 672x224 strips, of which the target view is used) and writes per image:
+`NAME.obj` (model-space mesh with lit vertex colours), `NAME_coeffs.npz`,
+`NAME_lm2d.txt` / `NAME_lm3d.txt`, `NAME_overlay.png` (input | render over
+input with the 68 landmarks), `NAME_depth.png` and `NAME_poses.png` (the
+reconstructed geometry, grey-shaded, from several yaws).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from mgc_face import data as data_lib
+from mgc_face import model as model_lib
+from mgc_face import train as train_lib
+from mgc_face.config import MGCConfig
+from shared import export
+from shared.errors import InputError
+from shared.fileio import savez_atomic, write_text_atomic
+from shared.synthesis import FaceSynthesizer
+
+COEFFS_KIND = "face3d-mgc-coefficients"
+COEFFS_VERSION = 1
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+SKIP_SUFFIXES = ("_skin", "_overlay", "_depth", "_poses")
+POSE_YAWS = (-60.0, -30.0, 0.0, 30.0, 60.0)   # Degrees, multi-pose geometry render.
+GEOMETRY_GREY = 0.75
+GEOMETRY_LIGHT = {1: -0.2, 3: 0.25}          # SH band -> value (grey key light from the left).
+NUM_SH_BANDS = 9
+LANDMARK_COLOUR = (0.1, 1.0, 0.2)
+LANDMARK_RADIUS = 1
+
+
+class Regressor(model_lib.Regressor):
+  """`mgc_face.model.Regressor` with a compiled inference path."""
+
+  def __init__(self, network, face_model, config):
+    super().__init__(network, face_model, config)
+    self._predict = tf.function(lambda images: network(images, training=False),
+                                reduce_retracing=True)
+
+  def __call__(self, images, training=False):
+    """images [B, 224, 224, 3] float32 in [0, 1] -> (`Coefficients`, features [B, D])."""
+    if training:
+      return super().__call__(images, training=True)
+    vector, features = self._predict(tf.convert_to_tensor(images, tf.float32))
+    return self.layout.split(vector), features
+
+
+def build_regressor(face_model, config, backbone_weights=None):
+  """An untrained `Regressor` (zero head: the mean face at the default pose)."""
+  base = model_lib.build_regressor(face_model, config, backbone_weights)
+  return Regressor(base.network, face_model, config)
+
+
+def load_regressor(checkpoint_dir, face_model=None):
+  """Loads the latest checkpoint in `checkpoint_dir`.
+
+  Args:
+    checkpoint_dir: a folder written by `mgc_face.train`.
+    face_model: the `FaceModel` to use; None loads the default model.  Either
+      way it must be the model the checkpoint was trained with.
+
+  Raises:
+    InputError: no checkpoint, or a checkpoint of another face model.
+  """
+  checkpoint_dir = Path(checkpoint_dir)
+  if not checkpoint_dir.is_dir():
+    raise InputError(f"{checkpoint_dir}: checkpoint folder not found")
+  latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+  meta = train_lib.read_meta(checkpoint_dir)
+  if latest is None or meta is None:
+    missing = "no checkpoint" if latest is None else f"no {train_lib.META_FILE}"
+    raise InputError(f"{checkpoint_dir}: {missing} (train one with --mode train)")
+  if face_model is None:
+    from shared.face_model import load_face_model
+    face_model = load_face_model()
+  train_lib.check_face_model(meta, face_model, checkpoint_dir)
+  config = MGCConfig.from_dict(meta["config"])
+  regressor = build_regressor(face_model, config)
+  status = tf.train.Checkpoint(network=regressor.network).restore(latest)
+  status.expect_partial()
+  try:
+    status.assert_existing_objects_matched()
+  except AssertionError as error:
+    raise InputError(f"{latest}: checkpoint does not match the '{config.name}' network "
+                     f"({str(error).splitlines()[0][:120]})") from None
+  regressor.steps = int(meta.get("steps", 0))
+  return regressor
+
+
+def regress(regressor, images):
+  """[B, 224, 224, 3] (or [224, 224, 3]) float images in [0, 1] -> `Coefficients`."""
+  images = np.asarray(images, np.float32)
+  if images.ndim == 3:
+    images = images[None]
+  if images.shape[1:] != (data_lib.VIEW_SIZE, data_lib.VIEW_SIZE, 3):
+    raise InputError(f"images must be [B, {data_lib.VIEW_SIZE}, {data_lib.VIEW_SIZE}, 3], got "
+                     f"{list(images.shape)}")
+  return regressor(images)[0]
+
+
+# ----------------------------------------------------------------------------- reconstruction
+
+class Reconstructor:
+  """Regress, decode and render in one compiled call per batch size."""
+
+  def __init__(self, regressor):
+    self.regressor = regressor
+    self.face_model = regressor.face_model
+    self.synth = FaceSynthesizer(regressor.face_model)
+    synth = self.synth
+    network = regressor.network
+    layout = regressor.layout
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+      vector, _ = network(images, training=False)
+      coeffs = layout.split(vector)
+      out = synth(coeffs)
+      r = out.render
+      return (vector, out.vertices, out.posed, out.colours, out.landmarks2d, out.landmarks3d,
+              r.image, r.mask, r.depth)
+
+    self._run = run
+
+  def __call__(self, images):
+    """images [B, 224, 224, 3] -> dict of numpy arrays (see `run`)."""
+    names = ("coefficients", "vertices", "posed", "colours", "landmarks2d", "landmarks3d",
+             "image", "mask", "depth")
+    outs = self._run(tf.convert_to_tensor(images, tf.float32))
+    return {k: v.numpy() for k, v in zip(names, outs)}
+
+  def geometry_views(self, coefficients):
+    """Grey-shaded renders of one reconstruction from `POSE_YAWS`, [N, H, W, 3]."""
+    layout = self.regressor.layout
+    n = len(POSE_YAWS)
+    coeffs = layout.split(tf.constant(np.tile(coefficients[None], [n, 1]), tf.float32))
+    sh = np.zeros((n, 3 * NUM_SH_BANDS), np.float32)
+    for band, value in GEOMETRY_LIGHT.items():
+      sh[:, [band, band + NUM_SH_BANDS, band + 2 * NUM_SH_BANDS]] = value
+    rotation = np.zeros((n, 3), np.float32)
+    rotation[:, 1] = np.radians(POSE_YAWS)
+    coeffs = coeffs._replace(rotation=tf.constant(rotation), translation=tf.zeros([n, 3]),
+                             lighting=tf.constant(sh))
+    grey = tf.fill([n, self.face_model.num_vertices, 3], GEOMETRY_GREY)
+    r = self.synth(coeffs, vertex_colours=grey).render
+    return (r.image * r.mask + (1.0 - r.mask)).numpy()
+
+
+def load_input_image(path):
+  """An aligned face as [224, 224, 3] float32; a 672x224 strip gives its target view."""
+  width, height = data_lib.image_size(path)
+  if (width, height) == (data_lib.STRIP_WIDTH, data_lib.VIEW_SIZE):
+    return data_lib.read_strip_target(path)
+  if (width, height) != (data_lib.VIEW_SIZE, data_lib.VIEW_SIZE):
+    raise InputError(f"{path}: image is {width}x{height}; test mode expects an aligned "
+                     f"{data_lib.VIEW_SIZE}x{data_lib.VIEW_SIZE} face crop (or a "
+                     f"{data_lib.STRIP_WIDTH}x{data_lib.VIEW_SIZE} strip)")
+  return data_lib.read_image(path)
+
+
+def collect_inputs(path):
+  """Image files under `path` (a file or a folder, not recursive), sorted."""
+  path = Path(path)
+  if path.is_file():
+    return [path]
+  if not path.is_dir():
+    raise InputError(f"{path}: input not found")
+  files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and
+                 not p.stem.endswith(SKIP_SUFFIXES))
+  if not files:
+    raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+  return files
+
+
+def draw_landmarks(image, points):
+  """Marks points [68, 2] (continuous pixels) on a float image copy."""
+  out = np.array(image, np.float32)
+  h, w = out.shape[:2]
+  for x, y in np.floor(points).astype(int):  # 68 points: not a hot path.
+    out[max(y - LANDMARK_RADIUS, 0):min(y + LANDMARK_RADIUS + 1, h),
+        max(x - LANDMARK_RADIUS, 0):min(x + LANDMARK_RADIUS + 1, w)] = LANDMARK_COLOUR
+  return out
+
+
+def write_reconstruction(out_dir, name, image, result, index, reconstructor):
+  """Writes all per-image outputs for batch item `index` of `result`."""
+  out_dir = Path(out_dir)
+  model = reconstructor.face_model
+  layout = reconstructor.regressor.layout
+  vector = result["coefficients"][index]
+  coeffs = layout.split(tf.constant(vector[None]))
+  export.write_obj(out_dir / f"{name}.obj", result["vertices"][index], model.faces,
+                   np.clip(result["colours"][index], 0, 1))
+  savez_atomic(out_dir / f"{name}_coeffs.npz", format_kind=np.array(COEFFS_KIND),
+               format_version=np.array(COEFFS_VERSION), coefficients=vector,
+               layout=np.array(json.dumps(train_lib.layout_dict(layout))),
+               face_model_hash=np.array(model.source_hash),
+               **{k: np.asarray(v)[0] for k, v in coeffs._asdict().items()})
+  write_text_atomic(out_dir / f"{name}_lm2d.txt", "".join(
+      f"{x:.3f} {y:.3f}\n" for x, y in result["landmarks2d"][index]))
+  write_text_atomic(out_dir / f"{name}_lm3d.txt", "".join(
+      f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in result["landmarks3d"][index]))
+  overlay = export.overlay(image, result["image"][index], result["mask"][index])
+  overlay = draw_landmarks(overlay, result["landmarks2d"][index])
+  export.write_png(out_dir / f"{name}_overlay.png", export.grid([image, overlay], 2))
+  export.write_png(out_dir / f"{name}_depth.png",
+                   export.depth_image(result["depth"][index], result["mask"][index]))
+  views = reconstructor.geometry_views(vector)
+  export.write_png(out_dir / f"{name}_poses.png", export.grid(list(views), len(views)))
+
+
+def reconstruct_folder(regressor, input_path, output_dir, log=None, progress=True):
+  """Test mode over a file or folder.  Bad images are reported and skipped.
+
+  Returns:
+    (number written, list of one-line problems).
+  Raises:
+    InputError: when no image could be processed.
+  """
+  from tqdm import tqdm
+  log = log or (lambda message: print(message, file=sys.stderr))
+  files = collect_inputs(input_path)
+  reconstructor = Reconstructor(regressor)
+  output_dir = Path(output_dir)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  written, problems = 0, []
+  for path in tqdm(files, desc="test", unit="image", disable=not progress or len(files) < 2):
+    try:
+      image = load_input_image(path)
+    except InputError as error:
+      problems.append(str(error))
+      log(f"warning: skipping {error}")
+      continue
+    result = reconstructor(image[None])
+    write_reconstruction(output_dir, path.stem, image, result, 0, reconstructor)
+    written += 1
+  if not written:
+    raise InputError(problems[0] if len(problems) == 1 else
+                     f"{input_path}: none of {len(files)} images could be used")
+  return written, problems
+
