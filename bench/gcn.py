@@ -49,7 +49,7 @@ def bfm_mesh():
 
 def hierarchy(name, factors):
   mesh = bfm_mesh() if name == "bfm" else load_face_model()
-  return topology_lib.get_or_build_topology(mesh, factors)
+  return topology_lib.get_or_build_topology(mesh, factors, progress=False)
 
 
 def gcn_step(topology, config, batch):
@@ -86,8 +86,8 @@ def full_step(config, batch):
             tf.tile(tf.reduce_mean(images, [1, 2]), [1, size // 3 + 1])[:, :size])
 
   stage = CoarseStage(regressor, face_model, size)
-  pipeline = TexturePipeline(stage, topology_lib.get_or_build_topology(
-      face_model, config.factors), config.replace(batch_size=batch))
+  topology = topology_lib.get_or_build_topology(face_model, config.factors, progress=False)
+  pipeline = TexturePipeline(stage, topology, config.replace(batch_size=batch))
   trainer = train_lib.Trainer(pipeline, config)
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(0, 1, (batch, config.image_size, config.image_size, 3)),

@@ -100,8 +100,12 @@ def run(args):
     need(args, "input", "output")
     pipeline = infer.load_pipeline(args.checkpoint, args.coarse_checkpoint, args.sampling,
                                    face_model, args.embedding_model)
-    written = infer.run_test(pipeline, args.input, args.output, args.limit)
-    print(f"wrote {len(written)} files to {args.output}")
+    result = infer.run_test(pipeline, args.input, args.output, args.limit)
+    print(f"wrote {len(result.files)} files to {args.output}")
+    coarse, refined = result.mean("coarse", "l1"), result.mean("refined", "l1")
+    if coarse is not None:
+      print(f"face-region L1 over {len(result.metrics)} image(s) with alpha: coarse "
+            f"{coarse:.4f}, refined {refined:.4f}")
     return 0
   need(args, "data")
   from gcn_face import evaluate

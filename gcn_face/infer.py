@@ -5,7 +5,8 @@ per-vertex inputs and the `TextureGCN`; training, evaluation and test mode
 all use it.  A GCN checkpoint folder holds `gcn.json` (what to rebuild the
 model with) and TensorFlow checkpoint files.
 
-Test mode (`run_test`) writes, per image NAME:
+Test mode (`run_test`) writes, per image NAME (and scores inputs that have
+an alpha channel, see `TestResult`):
   NAME_coarse.obj, NAME_refined.obj   model-space mesh (model units) with
                                       the coarse / refined albedo as vertex colours
   NAME_compare.png                    input | coarse render | refined render
@@ -280,17 +281,33 @@ def test_inputs(input_path, size):
     yield f.stem, rgb, alpha
 
 
+@dataclasses.dataclass
+class TestResult:
+  """files: written paths; metrics: per image with alpha, {name, coarse, refined}
+  (face-region L1 / PSNR / SSIM, see `gcn_face.evaluate.masked_metrics`)."""
+  files: list
+  metrics: list
+
+  def mean(self, stage, metric):
+    values = [m[stage][metric] for m in self.metrics if m[stage] is not None]
+    return float(np.mean(values)) if values else None
+
+
 def run_test(pipeline, input_path, output_dir, limit=None):
   """Refines every input and writes meshes, comparison and UV pictures.
 
+  Inputs with an alpha channel (RGBA files, .bin records) are also scored:
+  face-region metrics of the coarse and refined renders against the input.
+
   Returns:
-    list of written file paths.
+    `TestResult`.
   """
+  from gcn_face.evaluate import masked_metrics
   output = Path(output_dir)
   output.mkdir(parents=True, exist_ok=True)
   model = pipeline.stage.face_model
   faces = model.faces
-  written = []
+  result = TestResult([], [])
   step = tf.function(lambda images, alpha: _test_batch(pipeline, images, alpha))
   step_no_alpha = tf.function(lambda images: _test_batch(pipeline, images, None))
   for k, (name, rgb, alpha) in enumerate(test_inputs(input_path, pipeline.config.image_size)):
@@ -307,14 +324,19 @@ def run_test(pipeline, input_path, output_dir, limit=None):
     export.write_png(compare, export.grid([
         rgb, export.overlay(rgb, out["coarse_render"], out["mask"]),
         export.overlay(rgb, out["refined_render"], out["mask"])], columns=3))
-    written += [coarse_obj, refined_obj, compare]
+    result.files += [coarse_obj, refined_obj, compare]
     if model.uv is not None:
       from shared.texture import uv_texture_map
       uv = output / f"{name}_uv.png"
       export.write_png(uv, uv_texture_map(model.uv, faces, out["refined_albedo"],
                                           UV_TEXTURE_SIZE))
-      written.append(uv)
-  return written
+      result.files.append(uv)
+    if alpha is not None:
+      face = out["mask"] * alpha
+      result.metrics.append({"name": name,
+                             "coarse": masked_metrics(rgb, out["coarse_render"], face),
+                             "refined": masked_metrics(rgb, out["refined_render"], face)})
+  return result
 
 
 def _test_batch(pipeline, images, alpha):

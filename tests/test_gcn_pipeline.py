@@ -236,3 +236,46 @@ def test_every_generator_weight_is_checkpointed(toy, tmp_path, arch):
   saved = [n for n in tf.train.load_checkpoint(path).get_variable_to_shape_map()
            if n.endswith("VARIABLE_VALUE")]
   assert len(saved) == len(gcn.trainable_variables) + len(critic.trainable_variables)
+
+
+def test_embedding_model_feeds_decoder_and_perception(toy, tmp_path):
+  import keras
+  face_model, topology, stage, images, alpha, _ = toy
+  inputs = keras.Input((TOY.embedding_size, TOY.embedding_size, 3))
+  pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+  keras.Model(inputs, keras.layers.Dense(5)(pooled)).save(tmp_path / "embed.keras")
+  embedding = model_lib.EmbeddingModel(tmp_path / "embed.keras", TOY.embedding_size)
+  assert embedding.output_size == 5
+  pipeline = infer.TexturePipeline(stage, topology, TOY, embedding)
+  assert pipeline.feature_size == FEATURES + 5
+  trainer = train_lib.Trainer(pipeline, TOY)
+  terms = trainer.train_step(images[:2], alpha[:2], epoch=5)
+  assert 0.0 <= terms["perception"] <= 2.0
+  with pytest.raises(InputError, match="cannot load the embedding model"):
+    (tmp_path / "bad.keras").write_bytes(b"junk")
+    model_lib.EmbeddingModel(tmp_path / "bad.keras", TOY.embedding_size)
+
+
+def test_cli_bad_inputs_are_one_line(tmp_path, capsys):
+  import main as main_module
+  binfile.write_bin(tmp_path / "small.bin", [np.zeros((8, 8, 4), np.uint8)], ["a"])
+  raw = (tmp_path / "small.bin").read_bytes()
+  (tmp_path / "cut.bin").write_bytes(raw[:-3])
+  (tmp_path / "magic.bin").write_bytes(b"XXXXXXXX" + raw[8:])
+  cases = [
+      (["--mode", "train", "--data", str(tmp_path / "cut.bin"), "--coarse-checkpoint", "c",
+        "--checkpoint", "g"], "truncated"),
+      (["--mode", "train", "--data", str(tmp_path / "magic.bin"), "--coarse-checkpoint", "c",
+        "--checkpoint", "g"], "not a face3d .bin file"),
+      (["--mode", "train", "--data", str(tmp_path / "small.bin"), "--coarse-checkpoint", "c",
+        "--checkpoint", "g"], "records are 8x8x4, this job needs 224x224x4"),
+      (["--mode", "eval", "--data", str(tmp_path / "small.bin"), "--checkpoint",
+        str(tmp_path / "none")], "GCN checkpoint folder not found"),
+      (["--mode", "test", "--checkpoint", str(tmp_path)], "--mode test needs --input"),
+      (["--mode", "train", "--data", "x.bin", "--coarse-checkpoint", "c", "--checkpoint", "g",
+        "--steps", "0"], "--steps 0: must be at least 1"),
+  ]
+  for argv, message in cases:
+    assert main_module.main(["--model", "gcn"] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
