@@ -2,7 +2,8 @@
 
     train: --data DIR --checkpoint DIR [--steps N] [--no-multiview] [--batch-size B]
            [--identity-model SAVEDMODEL] [--backbone-weights FILE] [--w-... weights]
-    test:  --checkpoint DIR --input FILE_OR_DIR --output DIR
+    test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
+           [--fit-steps N] [--cnn-fallback]
     eval:  --checkpoint DIR --data DIR [--split test]
 """
 
@@ -13,6 +14,8 @@ import sys
 from shared.errors import InputError
 
 MODES = ("train", "test", "eval")
+INPUT_KINDS = ("auto", "aligned", "photo")
+ALIGNED_SIZES = ((224, 224), (672, 224))  # An aligned crop, or an MGCNet strip.
 WEIGHT_PREFIX = "w_"
 EXTRA_WEIGHTS = ("landmark_detail_weight",)
 
@@ -42,6 +45,15 @@ def add_arguments(parser):
                      help="train: ResNet-50 weights file to start from (nothing is downloaded)")
   group.add_argument("--split", default="test", help="eval: list file to evaluate (DIR/SPLIT.txt)")
   group.add_argument("--quiet", action="store_true", help="no progress bars")
+  group.add_argument("--input-kind", choices=INPUT_KINDS, default="auto",
+                     help="test: 'aligned' 224 crops/strips, or 'photo' (detect, align, fit, "
+                          "draw back on the photo); auto = aligned when every input is 224x224 "
+                          "or 672x224")
+  group.add_argument("--fit-steps", type=int, default=None,
+                     help="test on photos: fitting steps (0 = network only; default: "
+                          "shared.fitting.FitConfig)")
+  group.add_argument("--cnn-fallback", action="store_true",
+                     help="test on photos: try dlib's slow CNN detector when HOG finds no face")
   for field in weight_fields():
     flag = "--" + field.name.replace("_", "-")
     group.add_argument(flag, type=float, default=None,
@@ -77,6 +89,31 @@ def training_config(args):
   return config.replace(**changes)
 
 
+def input_kind(args):
+  """'aligned' or 'photo' for `--input-kind auto` from the input images' sizes."""
+  if args.input_kind != "auto":
+    return args.input_kind
+  from mgc_face.infer import collect_inputs
+  from shared.image_io import _header_size
+  sizes = {_header_size(p) for p in collect_inputs(args.input)}
+  return "aligned" if sizes <= set(ALIGNED_SIZES) else "photo"
+
+
+def test_photos(args, face_model):
+  """Photos in: detect, align, regress (when a checkpoint is given), fit, export."""
+  from shared import reconstruct
+  from shared.landmark_eval import fit_config_from_args
+  regressor = None
+  if args.checkpoint:
+    from mgc_face import infer
+    regressor = infer.load_regressor(args.checkpoint, face_model)
+  summary = reconstruct.reconstruct_photos(args.input, face_model, args.output,
+                                           regressor=regressor,
+                                           fit_config=fit_config_from_args(args),
+                                           cnn_fallback=args.cnn_fallback)
+  return 0 if summary["images_ok"] == summary["images"] else 1
+
+
 def run(args):
   if args.mode not in MODES:
     raise InputError(f"--model mgc has no mode '{args.mode}'; choose one of: {', '.join(MODES)}")
@@ -102,9 +139,12 @@ def run(args):
     print(json.dumps({k: v for k, v in result.items() if k != "terms"} | result["terms"]))
     return 0
   if args.mode == "test":
-    need(args, "checkpoint", "input", "output")
+    need(args, "input", "output")
     from mgc_face import infer
     face_model = load_face_model(args.face_model)
+    if input_kind(args) == "photo":
+      return test_photos(args, face_model)
+    need(args, "checkpoint")
     regressor = infer.load_regressor(args.checkpoint, face_model)
     written, problems = infer.reconstruct_folder(regressor, args.input, args.output,
                                                  progress=not args.quiet)
