@@ -13,6 +13,7 @@ import tensorflow as tf
 import trimesh
 
 from gcn_face import binfile
+from gcn_face import evaluate
 from gcn_face import infer
 from gcn_face import model as model_lib
 from gcn_face import train as train_lib
@@ -197,17 +198,19 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   restored = infer.load_pipeline(tmp_path / "ckpt", stage=stage, topology=topology)
   np.testing.assert_allclose(restored.refine(restored.coarse(images, alpha)).albedo.numpy(),
                              refined.albedo.numpy(), atol=1e-6)
-
-
-def test_gan_step_runs_and_updates_critic(toy):
-  face_model, topology, stage, images, alpha, _ = toy
-  pipeline = infer.TexturePipeline(stage, topology, TOY)
-  trainer = train_lib.Trainer(pipeline, TOY.replace(critic_steps=2), gan=True)
-  before = [v.numpy().copy() for v in trainer.critic.trainable_variables]
-  terms = trainer.train_step(images[:2], alpha[:2], epoch=5)
-  assert np.isfinite(terms["critic"]) and np.isfinite(terms["adversarial"])
-  assert any(not np.allclose(b, v.numpy()) for b, v in
-             zip(before, trainer.critic.trainable_variables))
+  # Evaluation and test mode on the same records agree with the numbers above.
+  report = evaluate.evaluate(restored, data, batch_size=NUM_IMAGES)
+  assert report["count"] == NUM_IMAGES
+  assert report["refined"]["l1"] < report["coarse"]["l1"]
+  assert report["coarse"]["l1"] == pytest.approx(before, abs=0.01)
+  result = infer.run_test(restored, data, tmp_path / "test", limit=1)
+  names = sorted(p.name for p in (tmp_path / "test").iterdir())
+  assert names == ["0_coarse.obj", "0_compare.png", "0_refined.obj", "0_uv.png"]
+  assert result.mean("refined", "l1") < result.mean("coarse", "l1")
+  from shared.export import read_obj_colours
+  vertices, faces, colours = read_obj_colours(tmp_path / "test" / "0_refined.obj")
+  assert vertices.shape == (face_model.num_vertices, 3) and len(faces) == len(face_model.faces)
+  assert colours.min() >= 0 and colours.max() <= 1
 
 
 def test_foreign_sampling_file_is_refused(toy, tmp_path):
@@ -238,7 +241,8 @@ def test_every_generator_weight_is_checkpointed(toy, tmp_path, arch):
   assert len(saved) == len(gcn.trainable_variables) + len(critic.trainable_variables)
 
 
-def test_embedding_model_feeds_decoder_and_perception(toy, tmp_path):
+def test_gan_and_embedding_step(toy, tmp_path):
+  """One compiled step with the critic and a user embedding model (perception loss)."""
   import keras
   face_model, topology, stage, images, alpha, _ = toy
   inputs = keras.Input((TOY.embedding_size, TOY.embedding_size, 3))
@@ -248,11 +252,15 @@ def test_embedding_model_feeds_decoder_and_perception(toy, tmp_path):
   assert embedding.output_size == 5
   pipeline = infer.TexturePipeline(stage, topology, TOY, embedding)
   assert pipeline.feature_size == FEATURES + 5
-  trainer = train_lib.Trainer(pipeline, TOY)
+  trainer = train_lib.Trainer(pipeline, TOY.replace(critic_steps=2), gan=True)
+  before = [v.numpy().copy() for v in trainer.critic.trainable_variables]
   terms = trainer.train_step(images[:2], alpha[:2], epoch=5)
+  assert np.isfinite(terms["critic"]) and np.isfinite(terms["adversarial"])
   assert 0.0 <= terms["perception"] <= 2.0
+  assert any(not np.allclose(b, v.numpy()) for b, v in
+             zip(before, trainer.critic.trainable_variables))
+  (tmp_path / "bad.keras").write_bytes(b"junk")
   with pytest.raises(InputError, match="cannot load the embedding model"):
-    (tmp_path / "bad.keras").write_bytes(b"junk")
     model_lib.EmbeddingModel(tmp_path / "bad.keras", TOY.embedding_size)
 
 
