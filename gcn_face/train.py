@@ -22,6 +22,7 @@ from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
 from gcn_face.infer import TexturePipeline, write_meta
+from shared.errors import InputError, fail
 
 MAX_KEEP = 3
 
@@ -51,17 +52,22 @@ class Trainer:
     self.gan = gan
     self.seed = seed
     pipeline.build()
-    self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.adam_beta1,
-                                           clipnorm=config.clip_norm)
+    self.optimizer = self._adam(pipeline.gcn.trainable_variables)
     self.critic = self.critic_optimizer = None
     if gan:
       self.critic = model_lib.Discriminator(config, name="critic")
       self.critic(tf.zeros([1, config.image_size, config.image_size, 3]))
-      self.critic_optimizer = keras.optimizers.Adam(config.learning_rate,
-                                                    beta_1=config.adam_beta1,
-                                                    clipnorm=config.clip_norm)
+      self.critic_optimizer = self._adam(self.critic.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self._compiled = tf.function(self._train_step)
+
+  def _adam(self, variables):
+    """Adam with per-variable clipping, its slots built now so a resume restores them."""
+    cfg = self.config
+    optimizer = keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.adam_beta1,
+                                      clipnorm=cfg.clip_norm)
+    optimizer.build(variables)
+    return optimizer
 
   def checkpoint(self):
     parts = {"generator": self.pipeline.gcn, "optimizer": self.optimizer, "step": self.step}
@@ -155,7 +161,6 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
   reader = BinReader(data_path)
   reader.require_size(config.image_size)
   if len(reader) < config.batch_size:
-    from shared.errors import fail
     fail(data_path, f"has {len(reader)} records, fewer than one batch of {config.batch_size}")
   steps_per_epoch = config.steps_per_epoch or max(1, len(reader) // config.batch_size)
   total_steps = steps if steps is not None else config.epochs * steps_per_epoch
@@ -164,8 +169,14 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
   checkpoint = trainer.checkpoint()
   manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=MAX_KEEP)
   if resume and manager.latest_checkpoint:
-    checkpoint.read(manager.latest_checkpoint).assert_existing_objects_matched()
-    log(f"resuming from {manager.latest_checkpoint} (step {int(trainer.step)})")
+    status = checkpoint.read(manager.latest_checkpoint)
+    try:
+      status.assert_existing_objects_matched()
+    except AssertionError as error:
+      fail(manager.latest_checkpoint, "cannot resume: the checkpoint does not match this "
+           f"model ({str(error).splitlines()[0][:200]})")
+    log(f"resuming from {manager.latest_checkpoint} (step {int(trainer.step)}, "
+        f"optimizer at {int(trainer.optimizer.iterations)})")
   data = iter(reader.dataset(config.batch_size, shuffle=True, seed=seed, repeat=True,
                              drop_remainder=True))
   Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
@@ -186,7 +197,6 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
     batch = next(data)
     terms = trainer.train_step(batch["image"], batch["alpha"], epoch)
     if not all(math.isfinite(v) for v in terms.values()):
-      from shared.errors import InputError
       raise InputError(f"step {step}: non-finite loss {terms}; lower the learning rate")
     done = step + 1
     if done % config.log_every == 0 or done == total_steps:
