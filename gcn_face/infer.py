@@ -44,7 +44,7 @@ class CoarseResult:
   images [B, H, W, 3], alpha [B, H, W, 1], coeffs (`Coefficients`),
   features [B, F] (regressor feature, plus the embedding if any),
   synth (`Synthesis` with `render`), inputs [B, V, 7], projected [B, V, 3],
-  visibility [B, V, 1].
+  visibility [B, V, 1], embedding [B, D] of the input or None.
   """
   images: tf.Tensor
   alpha: tf.Tensor
@@ -54,6 +54,7 @@ class CoarseResult:
   inputs: tf.Tensor
   projected: tf.Tensor
   visibility: tf.Tensor
+  embedding: object = None
 
 
 @dataclasses.dataclass
@@ -117,12 +118,14 @@ class TexturePipeline:
     synth = self.synthesizer(coeffs, render=True)
     if alpha is None:
       alpha = coarse_lib.projected_skin_mask(self.synthesizer, coeffs)
+    embedding = None
     if self.embedding is not None:
-      features = tf.concat([features, self.embedding(images)], axis=-1)
+      embedding = tf.stop_gradient(self.embedding(images))
+      features = tf.concat([features, embedding], axis=-1)
     inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
                                                      self.synthesizer.camera, self.config)
     return CoarseResult(images, alpha, coeffs, tf.stop_gradient(features), synth, inputs,
-                        projected, vis)
+                        projected, vis, embedding)
 
   def refine(self, coarse):
     """The GCN's albedo for a `CoarseResult`, lit and rendered on the coarse geometry."""

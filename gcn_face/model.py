@@ -53,11 +53,6 @@ def erode(alpha, radius):
   return -tf.nn.max_pool2d(-alpha, size, 1, "SAME")
 
 
-def _pixel_grid(image, points):
-  """Continuous pixel coordinates [B, N, 2] (u, v; centres at +0.5) -> x, y floats."""
-  return points[..., 0] - 0.5, points[..., 1] - 0.5
-
-
 def sample_bilinear(image, points):
   """Bilinear lookup of [B, H, W, C] at [B, N, 2] continuous pixels -> [B, N, C].
 
@@ -65,9 +60,9 @@ def sample_bilinear(image, points):
   (j + 0.5, i + 0.5)); points outside are clamped to the border.
   """
   height, width = image.shape[1], image.shape[2]
-  x, y = _pixel_grid(image, points)
-  x = tf.clip_by_value(x, 0.0, width - 1.0)
-  y = tf.clip_by_value(y, 0.0, height - 1.0)
+  # Pixel-centre coordinates: pixel (i, j) is at x = j, y = i.
+  x = tf.clip_by_value(points[..., 0] - 0.5, 0.0, width - 1.0)
+  y = tf.clip_by_value(points[..., 1] - 0.5, 0.0, height - 1.0)
   x0, y0 = tf.floor(x), tf.floor(y)
   wx, wy = (x - x0)[..., None], (y - y0)[..., None]
   x0 = tf.cast(x0, tf.int32)
@@ -94,7 +89,7 @@ def sample_nearest(image, points):
   return tf.gather_nd(image, index, batch_dims=1), inside
 
 
-def vertex_visibility(synth, render, alpha, camera, config):
+def vertex_visibility(synth, points, render, alpha, camera, config):
   """Which vertices see the image: [B, V, 1] in [0, 1].
 
   visibility = front-facing (normal towards the camera centre)
@@ -104,12 +99,12 @@ def vertex_visibility(synth, render, alpha, camera, config):
 
   Args:
     synth: coarse `Synthesis` (posed [B, V, 3], normals [B, V, 3]).
+    points: [B, V, 2] the projected vertices (pixels).
     render: its `RenderOutput` (mask, depth [B, H, W, 1]).
     alpha: [B, H, W, 1] skin / face alpha of the input.
     camera: `shared.camera.Camera`.
     config: `GCNConfig`.
   """
-  points = camera_lib.project(synth.posed, camera)
   eye = tf.constant([0.0, 0.0, camera.distance])
   facing = tf.reduce_sum(synth.normals * (eye - synth.posed), axis=-1, keepdims=True) > 0.0
   skin = sample_bilinear(erode(alpha, config.erosion_radius), points)
@@ -135,7 +130,7 @@ def refine_inputs(image, alpha, synth, render, camera, config):
   """
   points = camera_lib.project(synth.posed, camera)
   colours = sample_bilinear(image, points)
-  vis = vertex_visibility(synth, render, alpha, camera, config)
+  vis = vertex_visibility(synth, points, render, alpha, camera, config)
   inputs = tf.concat([to_signed(synth.albedo), to_signed(colours) * vis, vis], axis=-1)
   return tf.stop_gradient(inputs), tf.stop_gradient(colours), tf.stop_gradient(vis)
 
@@ -303,7 +298,6 @@ class TextureGCN(keras.layers.Layer):
       raise InputError(f"unknown GCN architecture {config.arch!r}; use normal or resnet")
     self.combine = layers.ChebConv(ops.laplacians[0], NUM_RGB, config.cheb_order,
                                    name="combine")
-    self.num_vertices = ops.num_vertices[0]
 
   def call(self, features, vertex_inputs):
     """features [B, F], vertex_inputs [B, V, 7] -> albedo [B, V, 3] in [0, 1]."""
@@ -394,4 +388,4 @@ class EmbeddingModel:
     out = self._fn(x)
     if isinstance(out, dict):  # A SavedModel signature returns a dict.
       out = next(iter(out.values()))
-    return tf.reshape(tf.convert_to_tensor(out, tf.float32), [tf.shape(images)[0], -1])
+    return tf.convert_to_tensor(out, tf.float32)

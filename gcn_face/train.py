@@ -97,18 +97,21 @@ class Trainer:
         "fc_l2": losses.fc_l2_loss(p.gcn.fc_kernels()),
     }
     if p.embedding is not None or self.gan:
-      fake = losses.composite(refined.render.image, refined.render.mask, coarse.images,
-                              coarse.alpha)
+      fake = self.fake_image(coarse, refined)
       if p.embedding is not None:
-        terms["perception"] = losses.perception_loss(p.embedding(coarse.images),
-                                                     p.embedding(fake))
+        terms["perception"] = losses.perception_loss(coarse.embedding, p.embedding(fake))
       if self.gan:
         terms["adversarial"] = -tf.reduce_mean(self.critic(fake))
     return terms
 
+  @staticmethod
+  def fake_image(coarse, refined):
+    """The refined render pasted on the input (the critic's and embedding's input)."""
+    return losses.composite(refined.render.image, refined.render.mask, coarse.images,
+                            coarse.alpha)
+
   def _critic_steps(self, coarse, refined):
-    fake = tf.stop_gradient(losses.composite(refined.render.image, refined.render.mask,
-                                             coarse.images, coarse.alpha))
+    fake = tf.stop_gradient(self.fake_image(coarse, refined))
     loss = tf.constant(0.0)
     for k in range(self.config.critic_steps):
       seed = tf.stack([tf.cast(self.step, tf.int32), tf.constant(self.seed * 1000 + k)])
