@@ -74,8 +74,8 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None):
   batch_size = batch_size or pipeline.config.batch_size
 
   @tf.function
-  def renders(images, alpha):
-    coarse = pipeline.coarse(images, alpha)
+  def renders(images, alpha, regressed):
+    coarse = pipeline.coarse(images, alpha, regressed)
     refined = pipeline.refine(coarse)
     return (tf.clip_by_value(coarse.synth.render.image, 0, 1),
             tf.clip_by_value(refined.render.image, 0, 1), coarse.synth.render.mask * alpha)
@@ -84,7 +84,9 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None):
   per_image = []
   dataset = reader.dataset(batch_size, shuffle=False).take(-(-count // batch_size))
   for batch in dataset:
-    coarse, refined, mask = (t.numpy() for t in renders(batch["image"], batch["alpha"]))
+    regressed = pipeline.regress(batch["image"])
+    coarse, refined, mask = (t.numpy() for t in renders(batch["image"], batch["alpha"],
+                                                        regressed))
     images = batch["image"].numpy()
     for k, index in enumerate(batch["index"].numpy()):
       if index >= count:

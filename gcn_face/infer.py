@@ -103,18 +103,28 @@ class TexturePipeline:
     self.gcn(tf.zeros([1, self.feature_size]),
              tf.zeros([1, v, model_lib.REFINER_INPUT_CHANNELS]))
 
-  def coarse(self, images, alpha=None):
-    """Runs the frozen coarse stage.
+  def regress(self, images):
+    """The coarse regressor alone: (Coefficients, features [B, F]).
+
+    Compiled jobs call this eagerly, outside their `tf.function`, and pass
+    the result to `coarse`: the regressor is an external frozen model with
+    its own compiled path (MGC freezes a graph per batch size on first use).
+    """
+    return self.stage(tf.convert_to_tensor(images, tf.float32))
+
+  def coarse(self, images, alpha=None, regressed=None):
+    """The coarse stage: synthesis, render and the refiner's inputs.
 
     Args:
       images: [B, H, W, 3] float32 in [0, 1].
       alpha: [B, H, W, 1] face / skin mask, or None to use the face model's
         projected skin region.
+      regressed: `regress(images)` if already computed.
 
     Returns:
       `CoarseResult` (no gradients).
     """
-    coeffs, features = self.stage(images)
+    coeffs, features = self.regress(images) if regressed is None else regressed
     synth = self.synthesizer(coeffs, render=True)
     if alpha is None:
       alpha = coarse_lib.projected_skin_mask(self.synthesizer, coeffs)
@@ -311,14 +321,17 @@ def run_test(pipeline, input_path, output_dir, limit=None):
   model = pipeline.stage.face_model
   faces = model.faces
   result = TestResult([], [])
-  step = tf.function(lambda images, alpha: _test_batch(pipeline, images, alpha))
-  step_no_alpha = tf.function(lambda images: _test_batch(pipeline, images, None))
+  step = tf.function(lambda images, alpha, regressed: _test_batch(pipeline, images, alpha,
+                                                                  regressed))
+  step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
+                                                                     regressed))
   for k, (name, rgb, alpha) in enumerate(test_inputs(input_path, pipeline.config.image_size)):
     if limit is not None and k >= limit:
       break
     images = tf.constant(rgb[None])
-    out = (step(images, tf.constant(alpha[None])) if alpha is not None
-           else step_no_alpha(images))
+    regressed = pipeline.regress(images)
+    out = (step(images, tf.constant(alpha[None]), regressed) if alpha is not None
+           else step_no_alpha(images, regressed))
     out = {key: value.numpy()[0] for key, value in out.items()}
     coarse_obj, refined_obj = output / f"{name}_coarse.obj", output / f"{name}_refined.obj"
     export.write_obj(coarse_obj, out["vertices"], faces, out["coarse_albedo"])
@@ -342,8 +355,8 @@ def run_test(pipeline, input_path, output_dir, limit=None):
   return result
 
 
-def _test_batch(pipeline, images, alpha):
-  coarse = pipeline.coarse(images, alpha)
+def _test_batch(pipeline, images, alpha, regressed):
+  coarse = pipeline.coarse(images, alpha, regressed)
   refined = pipeline.refine(coarse)
   render = coarse.synth.render
   return {"vertices": coarse.synth.vertices, "coarse_albedo": coarse.synth.albedo,

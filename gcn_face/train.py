@@ -123,9 +123,9 @@ class Trainer:
       self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss
 
-  def _train_step(self, images, alpha, ren, ref):
+  def _train_step(self, images, alpha, regressed, ren, ref):
     p = self.pipeline
-    coarse = p.coarse(images, alpha)
+    coarse = p.coarse(images, alpha, regressed)
     terms = {}
     if self.gan:  # The critic first, on the current generator's output (as the original).
       terms["critic"] = self._critic_steps(coarse, p.refine(coarse))
@@ -142,7 +142,8 @@ class Trainer:
   def train_step(self, images, alpha, epoch):
     """One compiled step on a batch; returns the loss terms as floats."""
     ren, ref = losses.sigma(self.config, epoch)
-    terms = self._compiled(images, alpha, tf.constant(ren), tf.constant(ref))
+    regressed = self.pipeline.regress(images)  # Eagerly: see TexturePipeline.regress.
+    terms = self._compiled(images, alpha, regressed, tf.constant(ren), tf.constant(ref))
     out = {k: float(v) for k, v in terms.items()}
     out.update(ren=ren, ref=ref)
     return out

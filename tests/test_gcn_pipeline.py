@@ -252,7 +252,7 @@ def test_gan_and_embedding_step(toy, tmp_path):
   assert embedding.output_size == 5
   pipeline = infer.TexturePipeline(stage, topology, TOY, embedding)
   assert pipeline.feature_size == FEATURES + 5
-  trainer = train_lib.Trainer(pipeline, TOY.replace(critic_steps=2), gan=True)
+  trainer = train_lib.Trainer(pipeline, TOY.replace(critic_steps=1), gan=True)
   before = [v.numpy().copy() for v in trainer.critic.trainable_variables]
   terms = trainer.train_step(images[:2], alpha[:2], epoch=5)
   assert np.isfinite(terms["critic"]) and np.isfinite(terms["adversarial"])
