@@ -78,8 +78,9 @@ class TexturePipeline:
 
   def __init__(self, stage, topology, config, embedding=None):
     if topology.num_vertices[0] != stage.face_model.num_vertices:
-      raise InputError(f"{topology.path}: the hierarchy has {topology.num_vertices[0]} vertices "
-                       f"but the face model has {stage.face_model.num_vertices}")
+      raise InputError(f"{topology.path or 'mesh hierarchy'}: level 0 has "
+                       f"{topology.num_vertices[0]} vertices but the face model has "
+                       f"{stage.face_model.num_vertices}")
     self.stage = stage
     self.topology = topology
     self.config = config
