@@ -42,8 +42,7 @@ class GCNConfig:
     resnet_refiner_channels: resnet variant, (width at level 0, width at
       level 1) of the one-down, one-up refiner.
   Discriminator (--gan): disc_channels for the 1x1 conv then the 3x3 convs
-    (the first `len(disc_channels) - 1` are followed by 2x max-pooling);
-    disc_leak: leaky-ReLU slope.
+    (each but the last followed by 2x max-pooling); disc_leak: leaky-ReLU slope.
   Inputs:
     image_size: the aligned crop side (pixels); the .bin must match.
     erosion_radius: pixels the skin alpha is eroded by before it is sampled

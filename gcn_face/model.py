@@ -317,8 +317,9 @@ class TextureGCN(keras.layers.Layer):
 class Discriminator(keras.layers.Layer):
   """WGAN critic on [B, S, S, 3] images in [0, 1] -> [B] scores.
 
-  As the original: a 1x1 conv, then 3x3 convs each followed by 2x max
-  pooling, then one VALID conv covering the remaining map.  The original's
+  As the original: a 1x1 conv, then 3x3 convs, a 2x max pooling after each
+  conv but the last, then one VALID conv covering the remaining map (7x7
+  at 224 px).  The original's
   batch normalisation is replaced by layer normalisation: the gradient
   penalty is per sample, which batch statistics would couple.
   """
@@ -328,14 +329,16 @@ class Discriminator(keras.layers.Layer):
     channels = config.disc_channels
     leak = config.disc_leak
     body = [keras.layers.Conv2D(channels[0], 1, name="conv_in"),
-            keras.layers.LeakyReLU(leak, name="act_in")]
+            keras.layers.LeakyReLU(leak, name="act_in"),
+            keras.layers.MaxPooling2D(2, name="pool_in")]
     for i, width in enumerate(channels[1:]):
       body += [keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i}"),
                keras.layers.LayerNormalization(axis=(1, 2, 3), name=f"norm{i}"),
                keras.layers.LeakyReLU(leak, name=f"act{i}")]
       if i < len(channels) - 2:
         body.append(keras.layers.MaxPooling2D(2, name=f"pool{i}"))
-    final = config.image_size // 2 ** (len(channels) - 2)
+    # A 2x pooling after each conv but the last: 224 -> 7 with the paper's six widths.
+    final = config.image_size // 2 ** (len(channels) - 1)
     body.append(keras.layers.Conv2D(1, final, padding="valid", name="conv_out"))
     self.body = layers.attach(self, *body)
 

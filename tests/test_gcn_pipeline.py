@@ -18,7 +18,7 @@ from gcn_face import infer
 from gcn_face import model as model_lib
 from gcn_face import train as train_lib
 from gcn_face.coarse import CoarseStage, projected_skin_mask
-from gcn_face.config import TINY
+from gcn_face.config import PAPER, TINY
 from shared import topology as topology_lib
 from shared.albedo import synthetic_albedo
 from shared.camera import Camera
@@ -173,6 +173,10 @@ def test_discriminator_scores_batch():
   critic = model_lib.Discriminator(TOY)
   scores = critic(tf.zeros([3, SIZE, SIZE, 3]))
   assert scores.shape == (3,)
+  # The paper's critic: 224 px pooled five times to 7x7, covered by one 7x7 VALID conv.
+  paper = model_lib.Discriminator(TINY.replace(disc_channels=PAPER.disc_channels))
+  paper(tf.zeros([1, 224, 224, 3]))
+  assert paper.conv_out.kernel.shape[:2] == (7, 7)
 
 
 def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
