@@ -35,6 +35,7 @@ META_KIND = "face3d-gcn-checkpoint"
 META_VERSION = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 UV_TEXTURE_SIZE = 512
+UINT8_MAX = 255
 
 
 @dataclasses.dataclass
@@ -249,22 +250,18 @@ def restore_generator(checkpoint_dir, gcn):
 
 
 def read_image_rgba(path, size=None):
-  """Reads an image as (rgb [H, W, 3], alpha [H, W, 1] or None), float32 in [0, 1]."""
-  import cv2
-  raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-  if raw is None:
-    fail(path, "cannot read the image")
-  scale = np.iinfo(raw.dtype).max if raw.dtype.kind == "u" else 1.0
-  if raw.ndim == 2:
-    raw = raw[..., None]
-  if raw.shape[2] == 1:
-    raw = np.repeat(raw, 3, axis=2)
-  if size is not None and raw.shape[:2] != (size, size):
-    fail(path, f"image is {raw.shape[1]}x{raw.shape[0]}, the GCN needs aligned {size}x{size} "
-         "crops")
-  rgb = raw[..., 2::-1].astype(np.float32) / scale
-  alpha = raw[..., 3:4].astype(np.float32) / scale if raw.shape[2] == 4 else None
-  return rgb, alpha
+  """Reads an image as (rgb [H, W, 3], alpha [H, W, 1] or None), float32 in [0, 1].
+
+  The alpha is None when the file has none or it is opaque everywhere (no mask).
+  """
+  from shared import image_io
+  rgba = image_io.read_image_rgba(path)
+  if size is not None and rgba.shape[:2] != (size, size):
+    fail(path, f"image is {rgba.shape[1]}x{rgba.shape[0]}, the GCN needs aligned "
+         f"{size}x{size} crops")
+  image = rgba.astype(np.float32) / UINT8_MAX
+  alpha = image[..., 3:] if (rgba[..., 3] < UINT8_MAX).any() else None
+  return image[..., :3], alpha
 
 
 def record_stem(name, index):

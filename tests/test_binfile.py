@@ -152,7 +152,7 @@ def test_create_bin_packs_rgba_folder_and_lists_refused(tmp_path, rng, capsys):
     np.testing.assert_array_equal(reader[i], record)
   refused = dict(reader.skipped)
   assert "no alpha channel and no coefficients file" in refused["plain.png"]
-  assert "not a readable image" in refused["broken.png"]
+  assert "cannot decode image" in refused["broken.png"]
   printed = capsys.readouterr().out
   assert printed.index("skipped 2 input(s)") < printed.index("plain.png: no alpha")
 

@@ -13,7 +13,7 @@ Inputs (DIR):
   --all-views packs the two source views too (three records per line).
 * otherwise every image in DIR (png, jpg, bmp, webp, tif; sorted by path,
   sub-folders included).  RGBA images keep their alpha.  An image without
-  alpha takes the face model's projected skin region when a coefficients
+  alpha (or with an alpha that is opaque everywhere, which is no mask) takes the face model's projected skin region when a coefficients
   file sits beside it (NAME.npz, NAME_coeffs.npz or NAME_gt.npz with the
   named coefficient parts or one `coeffs` vector); otherwise it is refused.
 
@@ -44,7 +44,6 @@ STRIP_VIEWS = 3
 TARGET_VIEW = 1          # Strip panels: source1 | target | source2.
 STRIP_PANELS = (1, 0, 2)  # --all-views: target first, then the sources.
 LIST_FIELDS = 3
-RGBA = 4
 UINT8_MAX = 255
 EXIT_INPUT_ERROR = 2
 
@@ -53,27 +52,18 @@ class Skip(Exception):
   """An input that cannot be packed; the message is the reason."""
 
 
-def to_uint8(image):
-  """uint8/uint16/float image -> uint8."""
-  if image.dtype == np.uint8:
-    return image
-  if image.dtype == np.uint16:
-    return np.round(image / 257.0).astype(np.uint8)
-  return np.clip(np.round(image.astype(np.float64) * UINT8_MAX), 0, UINT8_MAX).astype(np.uint8)
-
-
 def read_image(path):
-  """cv2 read -> RGB(A) uint8 [H, W, 3 or 4]; raises Skip when unreadable."""
-  import cv2
-  raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-  if raw is None:
-    raise Skip("not a readable image")
-  raw = to_uint8(raw)
-  if raw.ndim == 2:
-    raw = np.repeat(raw[..., None], 3, axis=2)
-  if raw.shape[2] == 4:
-    return raw[..., [2, 1, 0, 3]]
-  return raw[..., 2::-1]
+  """RGBA uint8 [H, W, 4] (alpha 255 where the file has none); Skip when unreadable."""
+  from shared import image_io
+  try:
+    return image_io.read_image_rgba(path)
+  except InputError as error:
+    raise Skip(str(error).removeprefix(f"{path}: ")) from None
+
+
+def has_mask(rgba):
+  """An alpha that is opaque everywhere (or absent) is no face mask."""
+  return bool((rgba[..., 3] < UINT8_MAX).any())
 
 
 def resize(image, size):
@@ -123,7 +113,7 @@ def _strip_loader(folder, frame, panel):
       raise Skip(f"strip image {folder / frame}.* not found")
     if skin_path is None:
       raise Skip(f"skin strip {folder / (frame + SKIN_SUFFIX)}.* not found")
-    strip, skin = read_image(strip_path), read_image(skin_path)
+    strip, skin = read_image(strip_path)[..., :3], read_image(skin_path)[..., :3]
     if strip.shape[:2] != skin.shape[:2]:
       raise Skip(f"strip {strip.shape[1]}x{strip.shape[0]} and skin strip "
                  f"{skin.shape[1]}x{skin.shape[0]} differ")
@@ -131,8 +121,8 @@ def _strip_loader(folder, frame, panel):
     if width % STRIP_VIEWS:
       raise Skip(f"strip width {width} is not a multiple of {STRIP_VIEWS}")
     view = slice(panel * width // STRIP_VIEWS, (panel + 1) * width // STRIP_VIEWS)
-    alpha = skin[:, view, :3].mean(axis=2, keepdims=True).round().astype(np.uint8)
-    return np.concatenate([strip[:, view, :3], alpha], axis=2)
+    alpha = skin[:, view].mean(axis=2, keepdims=True).round().astype(np.uint8)
+    return np.concatenate([strip[:, view], alpha], axis=2)
   return loader
 
 
@@ -157,7 +147,7 @@ def folder_sources(folder, skin_from_coefficients):
 def _image_loader(path, skin_from_coefficients):
   def loader():
     image = read_image(path)
-    if image.shape[2] == RGBA:
+    if has_mask(image):
       return image
     coeff_file = next((path.with_name(path.stem + s) for s in COEFF_SUFFIXES
                        if path.with_name(path.stem + s).is_file()), None)
@@ -166,7 +156,7 @@ def _image_loader(path, skin_from_coefficients):
                  + ", ".join(path.stem + s for s in COEFF_SUFFIXES) + ") to project the "
                  "skin region from")
     alpha = skin_from_coefficients(coeff_file, image.shape[:2])
-    return np.concatenate([image, alpha], axis=2)
+    return np.concatenate([image[..., :3], alpha], axis=2)
   return loader
 
 
