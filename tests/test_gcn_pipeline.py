@@ -211,7 +211,11 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   names = sorted(p.name for p in (tmp_path / "test").iterdir())
   assert names == ["0_coarse.obj", "0_compare.png", "0_refined.obj", "0_uv.png"]
   assert result.mean("refined", "l1") < result.mean("coarse", "l1")
-  from shared.export import read_obj_colours
+  # A plain RGB file (no alpha): the projected skin region stands in; not scored.
+  from shared.export import read_obj_colours, write_png
+  write_png(tmp_path / "photos" / "face.png", images[0].numpy())
+  plain = infer.run_test(restored, tmp_path / "photos", tmp_path / "plain")
+  assert len(plain.files) == 4 and plain.metrics == []
   vertices, faces, colours = read_obj_colours(tmp_path / "test" / "0_refined.obj")
   assert vertices.shape == (face_model.num_vertices, 3) and len(faces) == len(face_model.faces)
   assert colours.min() >= 0 and colours.max() <= 1
