@@ -271,7 +271,8 @@ def test_cli_test_mode_refuses_a_wrong_size_image(trained, tmp_path, capsys):
   bad = tmp_path / "big.png"
   cv2.imwrite(str(bad), np.zeros((300, 300, 3), np.uint8))
   code, _, stderr = run_main(["--model", "mgc", "--mode", "test", "--checkpoint", str(ckpt),
-                              "--input", str(bad), "--output", str(tmp_path / "o")], capsys)
+                              "--input", str(bad), "--input-kind", "aligned",
+                              "--output", str(tmp_path / "o")], capsys)
   assert code == 2
   lines = [line for line in stderr.splitlines() if line.startswith("error:")]
   assert len(lines) == 1 and "image is 300x300" in lines[0]
