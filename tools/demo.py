@@ -64,10 +64,12 @@ def main():
   step("evaluate MGC on held-out identities", [py, "main.py", "--model", "mgc", "--mode", "eval",
                                                "--checkpoint", str(mgc), "--data", str(data)]
        + model)
-  for split in ("train", "test"):
-    step(f"pack {split} crops into a .bin", [py, "tools/create_bin.py", "--input", str(data),
-                                             "--split", split, "--output",
-                                             str(out / f"{split}.bin")] + model)
+  step("pack training crops (all views) into a .bin",
+       [py, "tools/create_bin.py", "--input", str(data), "--all-views", "--output",
+        str(out / "train.bin")] + model)
+  step("pack held-out crops into a .bin",
+       [py, "tools/create_bin.py", "--input", str(data), "--split", "test", "--output",
+        str(out / "test.bin")] + model)
   step("train GCN (tiny)", [py, "main.py", "--model", "gcn", "--mode", "train", "--config", "tiny",
                             "--data", str(out / "train.bin"), "--coarse-checkpoint", str(mgc),
                             "--checkpoint", str(gcn)] + model)
