@@ -49,11 +49,8 @@ def add_arguments(parser):
                      help="test: 'aligned' 224 crops/strips, or 'photo' (detect, align, fit, "
                           "draw back on the photo); auto = aligned when every input is 224x224 "
                           "or 672x224")
-  group.add_argument("--fit-steps", type=int, default=None,
-                     help="test on photos: fitting steps (0 = network only; default: "
-                          "shared.fitting.FitConfig)")
-  group.add_argument("--cnn-fallback", action="store_true",
-                     help="test on photos: try dlib's slow CNN detector when HOG finds no face")
+  from shared.landmark_eval import add_photo_arguments
+  add_photo_arguments(group)
   for field in weight_fields():
     flag = "--" + field.name.replace("_", "-")
     group.add_argument(flag, type=float, default=None,

@@ -113,6 +113,11 @@ def add_eval_arguments(parser):
   parser.add_argument("--checkpoint", default=None,
                       help="MGC checkpoint folder: adds the 'network alone' row and starts "
                            "fitting from the network")
+  add_photo_arguments(parser)
+
+
+def add_photo_arguments(parser):
+  """Flags of the photo front end (detection and fitting), shared by every job that takes photos."""
   parser.add_argument("--fit-steps", type=int, default=None,
                       help="fitting steps in all, split 200:30 between the landmark and the "
                            "photometric stage (default 230; 0: no fitting)")
