@@ -280,26 +280,25 @@ def barrier(strategy):
 
 
 def check_same_step(strategy, step, checkpoint_dir):
-  """InputError unless every worker restored the same step (all-reduce MIN and MAX).
+  """InputError unless every worker restored the same step (an all-gather of the steps).
 
   Only the chief writes checkpoints, so a restarted worker that cannot see
   the chief's folder would silently start from scratch.
   """
   if strategy.num_replicas_in_sync == 1:
     return
-  value = tf.constant(float(step))
+  value = tf.constant([float(step)], tf.float32)  # Exact below 2**24 steps.
 
   @tf.function
-  def bounds():
-    per_replica = strategy.run(lambda: tf.identity(value))
-    return (strategy.reduce(tf.distribute.ReduceOp.MIN, per_replica, axis=None),
-            strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None))
+  def gather():
+    return strategy.gather(strategy.run(lambda: tf.identity(value)), axis=0)
 
-  low, high = (float(x) for x in bounds())
-  if low != high:
-    raise InputError(f"{checkpoint_dir}: the workers resumed at different steps ({low:.0f} to "
-                     f"{high:.0f}); every worker must read the chief's checkpoint folder (shared "
-                     "storage, or a copy on each machine before the restart)")
+  steps = sorted({int(s) for s in gather().numpy()})
+  if len(steps) > 1:
+    raise InputError(f"{checkpoint_dir}: the workers resumed at different steps "
+                     f"({', '.join(map(str, steps))}); every worker must read the chief's "
+                     "checkpoint folder (shared storage, or a copy on each machine before the "
+                     "restart)")
 
 
 def exit_process(code):
@@ -318,6 +317,31 @@ def exit_process(code):
     logging.shutdown()
     os._exit(code)
   sys.exit(code)
+
+
+def run_to_exit(job):
+  """Runs `job()` -> exit code; in a multi-worker process, also ends the process.
+
+  Outside a multi-worker cluster this is just `job()` (errors propagate to
+  main.py).  Inside one it reports as main.py does (`error: ...`, 2;
+  `interrupted`, 130; a traceback, 1) and then calls `exit_process`, so a
+  worker never lingers in TensorFlow's teardown after its last word.
+  """
+  if not _joined_cluster:
+    return job()
+  import traceback
+  try:
+    code = job() or 0
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    code = 2
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    code = 130
+  except Exception:  # noqa: BLE001 - a bug: show it, then still end at once.
+    traceback.print_exc()
+    code = 1
+  exit_process(code)
 
 
 # ----------------------------------------------------------------------------- input
@@ -381,13 +405,16 @@ def average_loss(per_example_loss, global_batch_size):
   return tf.nn.compute_average_loss(per_example_loss, global_batch_size=global_batch_size)
 
 
-def replica_share(batch_mean_loss, local_batch_size, global_batch_size):
-  """A loss that is already a mean over the replica's batch -> its share of the global mean.
+def replica_share(batch_mean_loss, strategy=None):
+  """A loss that is a mean over this replica's batch -> its share of the global mean.
 
-  For per-example terms this equals `average_loss`; for a term that is a
-  mean over pixels of the whole batch it is the usual approximation.
+  Every replica gets the same number of samples (`per_replica_batch_size`),
+  so this is loss / replicas; for per-example terms it equals
+  `average_loss`, and on one replica it is the loss itself.
   """
-  return batch_mean_loss * (float(local_batch_size) / float(global_batch_size))
+  strategy = strategy or tf.distribute.get_strategy()
+  replicas = strategy.num_replicas_in_sync
+  return batch_mean_loss if replicas == 1 else batch_mean_loss / float(replicas)
 
 
 def regularization_share(loss):
@@ -400,10 +427,14 @@ def reduce_sum(strategy, value):
   return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
 
 
-def reduce_all(strategy, flag):
-  """True on every replica only if it is true on all of them (e.g. 'gradients finite')."""
-  value = strategy.reduce(tf.distribute.ReduceOp.MIN, tf.cast(flag, tf.float32), axis=None)
-  return bool(value.numpy() > 0.5)
+def all_replicas(strategy, flag):
+  """A per-replica boolean -> a boolean tensor, true only if true on every replica.
+
+  (`tf.distribute.ReduceOp` has SUM and MEAN only: counts the replicas where
+  it is false.)  Call it where `strategy.reduce` may be called.
+  """
+  failed = strategy.run(lambda f: 1.0 - tf.cast(f, tf.float32), args=(flag,))
+  return strategy.reduce(tf.distribute.ReduceOp.SUM, failed, axis=None) < 0.5
 
 
 # ----------------------------------------------------------------------------- chief-only output
