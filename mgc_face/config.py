@@ -37,6 +37,7 @@ class MGCConfig:
   small_channels: tuple = (16, 32, 64, 96, 128)  # "small" backbone: one stride-2 block each.
   small_groups: int = 8               # GroupNorm groups in the "small" backbone.
   small_features: int = 256           # "small" backbone: length of the feature vector.
+  small_colour_pool: int = 16         # "small": pool factor of the input colour skip (0 = off).
   # Optimiser and schedule.
   learning_rate: float = 1e-4
   beta1: float = 0.9
@@ -94,7 +95,7 @@ PRESETS = {
     PAPER: MGCConfig(),
     TINY: MGCConfig(
         name=TINY, backbone="small", input_size=112, learning_rate=5e-4, batch_size=2,
-        steps=400, checkpoint_every=100, summary_every=10, image_summary_every=100,
+        steps=600, checkpoint_every=100, summary_every=10, image_summary_every=100,
         shuffle_buffer=256, w_landmark=0.01),
 }
 

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from mgc_face import multiview as mv
 from shared import losses
+from shared import rasterizer
 from shared.coeffs import CoeffLayout
 from shared.errors import InputError
 
@@ -43,7 +44,12 @@ def small_backbone(config, inputs):
   The final feature map is small (4x4 at 112 px); it is flattened and
   projected by a dense layer rather than averaged, which keeps the spatial
   layout that pose and landmark regression need (measured: about 1.5x lower
-  held-out landmark error than global pooling after 300 steps).
+  held-out landmark error than global pooling after 300 steps).  GroupNorm
+  normalises every image's activations, which removes its overall brightness
+  and colour, exactly what the lighting and albedo outputs need; so a coarse
+  average-pooled copy of the input (7x7x3 at 112 px) is appended to the
+  feature vector, where the linear head reads it directly (through the
+  shared dense layer its information was lost to the landmark gradients).
   """
   x = inputs
   for channels in config.small_channels:
@@ -55,7 +61,11 @@ def small_backbone(config, inputs):
     x = keras.layers.GroupNormalization(groups)(x)
     x = keras.layers.ReLU()(x)
   x = keras.layers.Flatten()(x)
-  return keras.layers.Dense(config.small_features, activation="relu", name="features")(x)
+  x = keras.layers.Dense(config.small_features, activation="relu")(x)
+  if not config.small_colour_pool:
+    return keras.layers.Identity(name="features")(x)
+  colour = keras.layers.Flatten()(keras.layers.AveragePooling2D(config.small_colour_pool)(inputs))
+  return keras.layers.Concatenate(name="features")([x, colour])
 
 
 def resnet50_backbone(config, inputs, weights=None):
@@ -198,6 +208,7 @@ class Objective:
   """
 
   def __init__(self, synthesizer, config, embedder=None):
+    rasterizer.load()  # Build/load the kernel eagerly, not while tracing.
     self.synth = synthesizer
     self.config = config
     self.embedder = embedder
