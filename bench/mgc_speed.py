@@ -77,12 +77,17 @@ def bench_inference(face_model, runs, config_name):
   image = tf.constant(np.random.default_rng(1).uniform(size=(1, 224, 224, 3)).astype(np.float32))
   reconstructor(image)
   regressor(image)
-  walls, cpus = timed(lambda: reconstructor(image), runs)
+  vector = regressor.layout.join(regressor(image)[0])
   reg_walls, _ = timed(lambda: regressor(image)[0].identity.numpy(), runs)
+  render_walls, _ = timed(lambda: [t.numpy() for t in reconstructor._decode_and_render(vector)],
+                          runs)
+  walls, cpus = timed(lambda: reconstructor(image), runs)
   return {"infer_config": config_name, "infer_backbone": regressor.config.backbone,
-          "infer_ms": 1000 * float(np.median(walls)), "infer_ms_p90": 1000 * float(np.percentile(walls, 90)),
+          "infer_ms": 1000 * float(np.median(walls)), "infer_ms_min": 1000 * float(np.min(walls)),
+          "infer_ms_p90": 1000 * float(np.percentile(walls, 90)),
           "infer_cpu_ms": 1000 * float(np.median(cpus)),
           "regress_only_ms": 1000 * float(np.median(reg_walls)),
+          "decode_render_ms": 1000 * float(np.median(render_walls)),
           "infer_goal_ms": LATENCY_GOAL_MS}
 
 
@@ -119,9 +124,10 @@ def main(argv=None):
     result.update(bench_inference(face_model, args.runs, args.config_infer))
     verdict = "meets" if result["infer_ms"] <= LATENCY_GOAL_MS else "misses"
     print(f"{result['infer_backbone']} inference (regress + decode + render, 1 image): "
-          f"{result['infer_ms']:.1f} ms median wall (p90 {result['infer_ms_p90']:.1f}), "
-          f"{result['infer_cpu_ms']:.1f} ms CPU; regression alone {result['regress_only_ms']:.1f} ms; "
-          f"{verdict} the {LATENCY_GOAL_MS:.0f} ms goal")
+          f"{result['infer_ms']:.1f} ms median wall (min {result['infer_ms_min']:.1f}, p90 "
+          f"{result['infer_ms_p90']:.1f}), {result['infer_cpu_ms']:.1f} ms CPU; regression "
+          f"{result['regress_only_ms']:.1f} ms + decode/render {result['decode_render_ms']:.1f} ms; "
+          f"median {verdict} the {LATENCY_GOAL_MS:.0f} ms goal")
   print(json.dumps(result))
   return 0
 
