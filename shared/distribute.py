@@ -422,6 +422,20 @@ def regularization_share(loss):
   return tf.nn.scale_regularization_loss(loss)
 
 
+def map_local(strategy, fn, value):
+  """`fn` called eagerly (outside `strategy.run`) on each local replica's part of `value`.
+
+  For work that must stay out of the compiled replica step (e.g. a frozen
+  model with its own compiled path).  Returns `fn`'s result as is with one
+  local replica, else a distributed value of the per-replica results.
+  """
+  results = [fn(part) for part in strategy.experimental_local_results(value)]
+  if len(results) == 1:
+    return results[0]
+  return strategy.experimental_distribute_values_from_function(
+      lambda context: results[context.replica_id_in_sync_group % len(results)])
+
+
 def reduce_sum(strategy, value):
   """Sum over replicas of a per-replica scalar (the global loss from `average_loss`)."""
   return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
