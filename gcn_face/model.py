@@ -156,53 +156,60 @@ def _check_widths(name, widths, count):
                      "steps; use a sampling file with matching factors")
 
 
-class NormalDecoder(keras.layers.Layer):
-  """Image feature [B, F] -> [B, V_0, 3]: fc, S x (unpool, cheb, ELU), cheb 3 + ELU."""
+class _UpsamplingDecoder(keras.layers.Layer):
+  """Image feature [B, F] -> [B, V_0, C]: fc to the coarsest level, then S x (unpool, block).
 
-  def __init__(self, ops, config, **kwargs):
+  Subclasses give `_block(level, index, config)`, the layer applied after
+  unpooling to `level` (index counts from the coarsest step).
+  """
+
+  def __init__(self, ops, config, widths_name, **kwargs):
     super().__init__(**kwargs)
-    s = ops.num_steps
-    _check_widths("decoder_channels", config.decoder_channels, s)
+    _check_widths(widths_name, getattr(config, widths_name), ops.num_steps)
     self.coarse_shape = (ops.num_vertices[-1], config.decoder_fc_channels)
     self.fc = keras.layers.Dense(int(np.prod(self.coarse_shape)), activation="relu", name="fc")
     self.steps = []
-    for i, level in enumerate(reversed(range(s))):
+    for i, level in enumerate(reversed(range(ops.num_steps))):
       self.steps.append(layers.attach(
           self, layers.GraphResample(ops.up[level], name=f"unpool{level}"),
-          layers.ChebConv(ops.laplacians[level], config.decoder_channels[i], config.cheb_order,
-                          "elu", name=f"cheb{level}")))
-    self.out = layers.ChebConv(ops.laplacians[0], NUM_RGB, config.cheb_order, "elu", name="out")
+          self._block(ops, level, i, config)))
 
-  def call(self, features):
-    x = tf.reshape(self.fc(features), (-1,) + self.coarse_shape)
-    for unpool, conv in self.steps:
-      x = conv(unpool(x))
-    return self.out(x)
-
-
-class ResNetDecoder(keras.layers.Layer):
-  """Image feature [B, F] -> [B, V_0, 3]: fc, S x (unpool, residual block)."""
-
-  def __init__(self, ops, config, **kwargs):
-    super().__init__(**kwargs)
-    s = ops.num_steps
-    _check_widths("resnet_decoder_channels", config.resnet_decoder_channels, s)
-    if config.resnet_decoder_channels[-1] != NUM_RGB:
-      raise InputError("config resnet_decoder_channels must end with 3 (albedo)")
-    self.coarse_shape = (ops.num_vertices[-1], config.decoder_fc_channels)
-    self.fc = keras.layers.Dense(int(np.prod(self.coarse_shape)), activation="relu", name="fc")
-    self.steps = []
-    for i, level in enumerate(reversed(range(s))):
-      self.steps.append(layers.attach(
-          self, layers.GraphResample(ops.up[level], name=f"unpool{level}"),
-          layers.ChebResBlock(ops.laplacians[level], config.resnet_decoder_channels[i],
-                              config.cheb_order, name=f"block{level}")))
+  def _block(self, ops, level, index, config):
+    raise NotImplementedError
 
   def call(self, features):
     x = tf.reshape(self.fc(features), (-1,) + self.coarse_shape)
     for unpool, block in self.steps:
       x = block(unpool(x))
     return x
+
+
+class NormalDecoder(_UpsamplingDecoder):
+  """Image feature [B, F] -> [B, V_0, 3]: fc, S x (unpool, cheb, ELU), cheb 3 + ELU."""
+
+  def __init__(self, ops, config, **kwargs):
+    super().__init__(ops, config, "decoder_channels", **kwargs)
+    self.out = layers.ChebConv(ops.laplacians[0], NUM_RGB, config.cheb_order, "elu", name="out")
+
+  def _block(self, ops, level, index, config):
+    return layers.ChebConv(ops.laplacians[level], config.decoder_channels[index],
+                           config.cheb_order, "elu", name=f"cheb{level}")
+
+  def call(self, features):
+    return self.out(super().call(features))
+
+
+class ResNetDecoder(_UpsamplingDecoder):
+  """Image feature [B, F] -> [B, V_0, 3]: fc, S x (unpool, residual block)."""
+
+  def __init__(self, ops, config, **kwargs):
+    if config.resnet_decoder_channels[-1] != NUM_RGB:
+      raise InputError("config resnet_decoder_channels must end with 3 (albedo)")
+    super().__init__(ops, config, "resnet_decoder_channels", **kwargs)
+
+  def _block(self, ops, level, index, config):
+    return layers.ChebResBlock(ops.laplacians[level], config.resnet_decoder_channels[index],
+                               config.cheb_order, name=f"block{level}")
 
 
 class NormalRefiner(keras.layers.Layer):
