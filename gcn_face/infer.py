@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from shared import export
 from shared import lighting
+from shared.embedding import FaceEmbedder
 from shared.errors import InputError, fail
 from shared.fileio import write_text_atomic
 from gcn_face import coarse as coarse_lib
@@ -223,13 +224,24 @@ def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_mo
   if list(topology.num_vertices) != list(meta["num_vertices"]):
     fail(checkpoint_dir, f"trained on a hierarchy with {meta['num_vertices']} vertices per "
          f"level, the sampling file has {list(topology.num_vertices)}")
-  embedding_path = embedding_path or meta.get("embedding_model")
-  embedding = (model_lib.EmbeddingModel(embedding_path, config.embedding_size)
-               if embedding_path else None)
-  pipeline = TexturePipeline(stage, topology, config, embedding)
+  pipeline = build_pipeline(stage, config, topology=topology,
+                            embedding_path=embedding_path or meta.get("embedding_model"))
   pipeline.build()
   restore_generator(checkpoint_dir, pipeline.gcn)
   return pipeline
+
+
+def build_pipeline(stage, config, sampling=None, embedding_path=None, topology=None):
+  """A fresh, untrained `TexturePipeline` for a coarse stage.
+
+  The topology is `topology` if given, else read from `sampling` or the
+  per-face-model cache; `embedding_path` is an optional user face-embedding
+  model (`shared.embedding.FaceEmbedder`).
+  """
+  if topology is None:
+    topology = load_topology_for(stage.face_model, config, sampling)
+  embedding = FaceEmbedder(embedding_path, config.embedding_size) if embedding_path else None
+  return TexturePipeline(stage, topology, config, embedding)
 
 
 def restore_generator(checkpoint_dir, gcn):

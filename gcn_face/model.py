@@ -26,9 +26,6 @@ from gcn_face import layers
 
 NUM_RGB = 3
 REFINER_INPUT_CHANNELS = 7   # coarse albedo (3), projected colour x visibility (3), visibility.
-FACENET_CENTRE = 127.5       # FaceNet input: (x * 255 - 127.5) / 128.
-FACENET_SCALE = 128.0
-UINT8_MAX = 255.0
 
 
 def to_signed(x):
@@ -360,42 +357,3 @@ class Discriminator(keras.layers.Layer):
 # Optional user-supplied face embedding (FaceNet-like).
 
 
-class EmbeddingModel:
-  """A user-supplied face embedding: images [B, H, W, 3] in [0, 1] -> [B, D].
-
-  Loads a Keras `.keras` / `.h5` model or a TensorFlow SavedModel folder.
-  Images are resized to `size` and scaled as FaceNet expects,
-  (x * 255 - 127.5) / 128.  The model is frozen.
-  """
-
-  def __init__(self, path, size):
-    from pathlib import Path
-    self.path = Path(path)
-    self.size = int(size)
-    if not self.path.exists():
-      raise InputError(f"{self.path}: embedding model not found")
-    try:
-      if self.path.is_dir():
-        loaded = tf.saved_model.load(str(self.path))
-        self._fn = loaded.signatures.get("serving_default") if hasattr(
-            loaded, "signatures") and "serving_default" in loaded.signatures else loaded
-        self._loaded = loaded
-      else:
-        self._fn = keras.models.load_model(str(self.path), compile=False)
-        self._fn.trainable = False
-    except Exception as error:  # noqa: BLE001 - any load failure is a bad file.
-      raise InputError(f"{self.path}: cannot load the embedding model "
-                       f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
-    probe = self(tf.zeros([1, self.size, self.size, NUM_RGB]))
-    if probe.shape.rank != 2:
-      raise InputError(f"{self.path}: the embedding model returns shape {probe.shape}, "
-                       "expected [batch, D]")
-    self.output_size = int(probe.shape[-1])
-
-  def __call__(self, images):
-    x = tf.image.resize(images, [self.size, self.size])
-    x = (x * UINT8_MAX - FACENET_CENTRE) / FACENET_SCALE
-    out = self._fn(x)
-    if isinstance(out, dict):  # A SavedModel signature returns a dict.
-      out = next(iter(out.values()))
-    return tf.convert_to_tensor(out, tf.float32)

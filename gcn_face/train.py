@@ -21,7 +21,7 @@ import tensorflow as tf
 from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
-from gcn_face.infer import TexturePipeline, write_meta
+from gcn_face.infer import TexturePipeline, build_pipeline, write_meta  # noqa: F401 (cli)
 from shared.errors import InputError, fail
 
 MAX_KEEP = 3
@@ -216,12 +216,3 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
   log(f"trained {int(trainer.step) - first_step} steps in {seconds:.1f} s; checkpoint {path}")
   sys.stdout.flush()
   return TrainResult(int(trainer.step), seconds, terms, str(path))
-
-
-def build_pipeline(stage, config, sampling=None, embedding_path=None):
-  """A fresh `TexturePipeline` for a coarse stage (topology from cache or file)."""
-  from gcn_face.infer import load_topology_for
-  topology = load_topology_for(stage.face_model, config, sampling)
-  embedding = (model_lib.EmbeddingModel(embedding_path, config.embedding_size)
-               if embedding_path else None)
-  return TexturePipeline(stage, topology, config, embedding)

@@ -24,6 +24,7 @@ from shared.albedo import synthetic_albedo
 from shared.camera import Camera
 from shared.coeffs import CoeffLayout
 from shared.errors import InputError
+from shared.embedding import FaceEmbedder
 from shared.face_model import FaceModel
 from shared.synthesis import FaceSynthesizer
 
@@ -256,7 +257,7 @@ def test_gan_and_embedding_step(toy, tmp_path):
   inputs = keras.Input((TOY.embedding_size, TOY.embedding_size, 3))
   pooled = keras.layers.GlobalAveragePooling2D()(inputs)
   keras.Model(inputs, keras.layers.Dense(5)(pooled)).save(tmp_path / "embed.keras")
-  embedding = model_lib.EmbeddingModel(tmp_path / "embed.keras", TOY.embedding_size)
+  embedding = FaceEmbedder(tmp_path / "embed.keras", TOY.embedding_size)
   assert embedding.output_size == 5
   pipeline = infer.TexturePipeline(stage, topology, TOY, embedding)
   assert pipeline.feature_size == FEATURES + 5
@@ -269,7 +270,7 @@ def test_gan_and_embedding_step(toy, tmp_path):
              zip(before, trainer.critic.trainable_variables))
   (tmp_path / "bad.keras").write_bytes(b"junk")
   with pytest.raises(InputError, match="cannot load the embedding model"):
-    model_lib.EmbeddingModel(tmp_path / "bad.keras", TOY.embedding_size)
+    FaceEmbedder(tmp_path / "bad.keras", TOY.embedding_size)
 
 
 def test_cli_bad_inputs_are_one_line(tmp_path, capsys):
