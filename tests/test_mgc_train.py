@@ -237,6 +237,22 @@ def test_procrustes_rmse_removes_rigid_motion():
   assert aligned_rmse(moved, truth, region) < 1e-9
 
 
+def test_similarity_rmse_also_removes_one_scale():
+  from mgc_face.evaluate import aligned_rmse
+  from scipy.spatial.transform import Rotation
+  rng = np.random.default_rng(5)
+  truth = rng.normal(size=(400, 3))
+  moved = 0.9 * truth @ Rotation.from_euler("xyz", [-10, 35, 5], degrees=True).as_matrix().T - 2.0
+  assert aligned_rmse(moved, truth, with_scale=True) < 1e-9
+  # Rigid alignment keeps the 10 % size error: sqrt(mean |0.1 x|^2) for centred points.
+  centred = truth - truth.mean(0)
+  np.testing.assert_allclose(aligned_rmse(moved, truth),
+                             0.1 * np.sqrt((centred ** 2).sum(1).mean()), rtol=1e-3)
+  # A mirror is not a rotation: the fitted transform stays proper.
+  mirrored = truth * np.array([-1.0, 1.0, 1.0])
+  assert aligned_rmse(mirrored, truth, with_scale=True) > 0.1
+
+
 def run_main(argv, capsys):
   code = main_module.main(argv)
   captured = capsys.readouterr()
