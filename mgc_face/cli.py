@@ -2,6 +2,7 @@
 
     train: --data DIR --checkpoint DIR [--steps N] [--no-multiview] [--batch-size B]
            [--identity-model SAVEDMODEL] [--backbone-weights FILE] [--w-... weights]
+           [--strategy default|mirrored|multiworker]  (docs/distributed.md)
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
            [--fit-steps N] [--cnn-fallback]
     eval:  --checkpoint DIR --data DIR [--split test]
@@ -45,6 +46,8 @@ def add_arguments(parser):
                      help="train: ResNet-50 weights file to start from (nothing is downloaded)")
   group.add_argument("--split", default="test", help="eval: list file to evaluate (DIR/SPLIT.txt)")
   group.add_argument("--quiet", action="store_true", help="no progress bars")
+  from shared.distribute import add_strategy_argument
+  add_strategy_argument(group)
   group.add_argument("--input-kind", choices=INPUT_KINDS, default="auto",
                      help="test: 'aligned' 224 crops/strips, or 'photo' (detect, align, fit, "
                           "draw back on the photo); auto = aligned when every input is 224x224 "
@@ -111,30 +114,40 @@ def test_photos(args, face_model):
   return 0 if summary["images_ok"] == summary["images"] else 1
 
 
+def train_mode(args, config, strategy):
+  """--mode train after the strategy is made: trains, prints a line then a JSON line."""
+  from mgc_face import train as train_lib
+  from shared.distribute import per_replica_batch_size
+  from shared.face_model import load_face_model
+  per_replica_batch_size(strategy, config.batch_size)
+  face_model = load_face_model(args.face_model)
+  embedder = None
+  if args.identity_model:
+    from mgc_face.model import load_face_embedder
+    embedder = load_face_embedder(args.identity_model)
+  result = train_lib.train(face_model, config, args.data, args.checkpoint, args.steps,
+                           multiview=not args.no_multiview, embedder=embedder,
+                           backbone_weights=args.backbone_weights, seed=args.seed,
+                           progress=not args.quiet, strategy=strategy)
+  terms = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["terms"].items()))
+  print(f"trained to step {result['steps']} ({result['skipped']} skipped) in "
+        f"{result['seconds']:.0f} s, {result['images_per_second']:.1f} images/s; {terms}")
+  print(json.dumps({k: v for k, v in result.items() if k != "terms"} | result["terms"]))
+  return 0
+
+
 def run(args):
   if args.mode not in MODES:
     raise InputError(f"--model mgc has no mode '{args.mode}'; choose one of: {', '.join(MODES)}")
   from shared.face_model import load_face_model
   if args.mode == "train":
     need(args, "data", "checkpoint")
-    from mgc_face import train as train_lib
-    config = training_config(args)
-    face_model = load_face_model(args.face_model)
-    embedder = None
-    if args.identity_model:
-      from mgc_face.model import load_face_embedder
-      embedder = load_face_embedder(args.identity_model)
+    from shared import distribute
     if args.steps is not None and args.steps < 0:
       raise InputError(f"--steps {args.steps}: must be non-negative")
-    result = train_lib.train(face_model, config, args.data, args.checkpoint, args.steps,
-                             multiview=not args.no_multiview, embedder=embedder,
-                             backbone_weights=args.backbone_weights, seed=args.seed,
-                             progress=not args.quiet)
-    terms = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["terms"].items()))
-    print(f"trained to step {result['steps']} ({result['skipped']} skipped) in "
-          f"{result['seconds']:.0f} s, {result['images_per_second']:.1f} images/s; {terms}")
-    print(json.dumps({k: v for k, v in result.items() if k != "terms"} | result["terms"]))
-    return 0
+    config = training_config(args)
+    strategy = distribute.make_strategy(args.strategy)  # Before any other TensorFlow work.
+    return distribute.run_to_exit(lambda: train_mode(args, config, strategy))
   if args.mode == "test":
     need(args, "input", "output")
     from mgc_face import infer

@@ -281,24 +281,32 @@ def _decode_strip(path, channels):
 
 
 def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shuffle_buffer=256,
-                 report=True):
+                 report=True, num_shards=1, shard_index=0):
   """tf.data pipeline of `mgc_face.model.Batch` tuples with a static batch size.
 
   Records that fail validation are reported and skipped; a JPEG that fails
   to decode later is dropped by `ignore_errors` with a logged warning.
 
+  With `num_shards` > 1 (one shard per worker, `shared.distribute`), this
+  pipeline reads only the usable records i with i mod num_shards ==
+  shard_index, chosen before shuffling: within an epoch no record is read by
+  two workers, and together they read all of them.
+
   Returns:
-    (dataset, number of usable records).
+    (dataset, number of usable records in this shard).
   Raises:
-    InputError: no usable records, or fewer than one batch.
+    InputError: no usable records, or fewer than one batch (in this shard).
   """
   from mgc_face.model import Batch
   records, landmarks, _ = scan(root, split, report)
+  list_file = Path(root) / f"{split}.txt"
   if not records:
-    raise InputError(f"{Path(root) / (split + '.txt')}: no usable records")
+    raise InputError(f"{list_file}: no usable records")
+  records, landmarks = records[shard_index::num_shards], landmarks[shard_index::num_shards]
+  where = f" in shard {shard_index} of {num_shards}" if num_shards > 1 else ""
   if len(records) < batch_size:
-    raise InputError(f"{Path(root) / (split + '.txt')}: {len(records)} usable record(s), fewer "
-                     f"than the batch size {batch_size}")
+    raise InputError(f"{list_file}: {len(records)} usable record(s){where}, fewer than the batch "
+                     f"size {batch_size}" + (" per worker" if num_shards > 1 else ""))
   root = Path(root)
   images = tf.constant([str(r.image_path(root)) for r in records])
   skins = tf.constant([str(r.skin_path(root)) for r in records])

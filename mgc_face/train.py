@@ -15,6 +15,14 @@ A step whose loss or gradients are not finite is not applied: the weights
 and the optimiser state stay as they were, the skip is logged, and the run
 aborts after `config.max_consecutive_bad_steps` such steps in a row, keeping
 the last good checkpoint.
+
+Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
+`shared.distribute` and docs/distributed.md) the variables, optimiser and
+checkpoint live in the strategy's scope, each worker reads its own shard of
+the list file, the batch size is global (each replica's batch-mean loss is
+divided by the replicas, and the optimiser sums the gradients over them),
+the finiteness check is agreed by all replicas (all apply or all skip), and
+only the chief writes checkpoints, meta.json and summaries.
 """
 
 import json
@@ -28,6 +36,7 @@ import tensorflow as tf
 
 from mgc_face import model as model_lib
 from mgc_face.config import MGCConfig
+from shared import distribute
 from shared.coeffs import CoeffLayout
 from shared.errors import InputError
 from shared.fileio import write_text_atomic
@@ -90,31 +99,44 @@ def check_face_model(meta, face_model, checkpoint_dir):
 # ----------------------------------------------------------------------------- trainer
 
 class Trainer:
-  """Owns the regressor, optimiser, objective and checkpoint manager."""
+  """Owns the regressor, optimiser, objective and checkpoint manager.
+
+  `strategy`: a `tf.distribute.Strategy` (None: the default one, a single
+  process).  The trainer's variables are created in its scope.
+  """
 
   def __init__(self, face_model, config, checkpoint_dir, multiview=True, embedder=None,
-               backbone_weights=None, log=None):
+               backbone_weights=None, log=None, strategy=None):
     self.face_model = face_model
     self.config = config
     self.multiview = multiview and config.multiview
     self.checkpoint_dir = Path(checkpoint_dir)
     self.backbone_weights = backbone_weights
     self.log = log or (lambda message: print(message, file=sys.stderr))
-    self.regressor = model_lib.build_regressor(face_model, config, backbone_weights)
-    self.synth = FaceSynthesizer(face_model)
-    self.objective = model_lib.Objective(self.synth, config, embedder)
-    self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
-    self.variables = self.regressor.network.trainable_variables
-    self.optimizer.build(self.variables)
-    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
-    self.checkpoint = tf.train.Checkpoint(network=self.regressor.network,
-                                          optimizer=self.optimizer, step=self.step,
-                                          skipped=self.skipped)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.checkpoint_dir),
-                                              max_to_keep=config.keep_checkpoints)
-    self._compute = tf.function(self._compute_gradients)
-    self._apply = tf.function(self._apply_gradients)
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.distributed = not distribute.is_default(self.strategy)
+    self.chief = distribute.is_chief(self.strategy)
+    with self.strategy.scope():
+      self.regressor = model_lib.build_regressor(face_model, config, backbone_weights)
+      self.synth = FaceSynthesizer(face_model)
+      self.objective = model_lib.Objective(self.synth, config, embedder)
+      self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
+      self.variables = self.regressor.network.trainable_variables
+      self.optimizer.build(self.variables)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
+      self.checkpoint = tf.train.Checkpoint(network=self.regressor.network,
+                                            optimizer=self.optimizer, step=self.step,
+                                            skipped=self.skipped)
+    self.saver = distribute.CheckpointSaver(self.checkpoint, self.checkpoint_dir,
+                                            config.keep_checkpoints, self.strategy)
+    self.manager = self.saver.manager
+    if self.distributed:
+      self._compute = tf.function(self._distributed_compute)
+      self._apply = tf.function(self._distributed_apply)
+    else:
+      self._compute = tf.function(self._compute_gradients)
+      self._apply = tf.function(self._apply_gradients)
     self.consecutive_bad = 0
 
   # -- checkpoints
@@ -122,7 +144,7 @@ class Trainer:
   def restore(self):
     """Restores the latest checkpoint if there is one; returns the step reached."""
     meta = read_meta(self.checkpoint_dir)
-    latest = self.manager.latest_checkpoint
+    latest = self.saver.latest_checkpoint
     if latest is None:
       return 0
     if meta is not None:
@@ -141,23 +163,30 @@ class Trainer:
     return all(np.isfinite(v.numpy()).all() for v in self.regressor.network.weights)
 
   def save(self):
-    """Saves a checkpoint and meta.json, unless a weight is not finite."""
+    """Saves a checkpoint and meta.json (chief only), unless a weight is not finite.
+
+    Every worker calls it (the weights are the same everywhere, so all take
+    the same branch); returns the path on the chief, else None.
+    """
     if not self.weights_finite():
       self.log("warning: non-finite weights; checkpoint not saved (the last good one is kept)")
       return None
-    path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-    write_meta(self.checkpoint_dir, self.face_model, self.config, int(self.step.numpy()),
-               self.multiview, self.backbone_weights)
+    path = self.saver.save(checkpoint_number=int(self.step.numpy()))
+    if self.chief:
+      write_meta(self.checkpoint_dir, self.face_model, self.config, int(self.step.numpy()),
+                 self.multiview, self.backbone_weights)
     return path
 
   # -- one step
 
   def _compute_gradients(self, batch):
+    """Per replica: (terms, gradients of its share of the global loss, finite, visuals)."""
     with tf.GradientTape() as tape:
       images = model_lib.flatten_views(batch.images)
       coeffs, _ = self.regressor(images, training=True)
       total, terms, visuals = self.objective(coeffs, batch, self.multiview)
-    grads = tape.gradient(total, self.variables)
+      share = distribute.replica_share(total, self.strategy)  # `total` with one replica.
+    grads = tape.gradient(share, self.variables)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables)]
     finite = tf.math.is_finite(total)
     for g in grads:
@@ -167,9 +196,39 @@ class Trainer:
   def _apply_gradients(self, grads):
     self.optimizer.apply_gradients(zip(grads, self.variables))
 
+  def _distributed_compute(self, batch):
+    """`_compute_gradients` on every replica.
+
+    Returns the terms averaged over replicas (the same on every worker), the
+    per-replica gradients, one finiteness flag agreed by all replicas, and
+    the per-replica visuals.
+    """
+    terms, grads, finite, visuals = self.strategy.run(self._compute_gradients, args=(batch,))
+    names = sorted(terms)
+    stacked = self.strategy.run(lambda t: tf.stack([t[k] for k in names]), args=(terms,))
+    mean = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, stacked, axis=None)
+    terms = dict(zip(names, tf.unstack(mean)))
+    return terms, grads, distribute.all_replicas(self.strategy, finite), visuals
+
+  def _distributed_apply(self, grads):
+    """The optimiser step on every replica (it all-reduces the gradients).
+
+    The gradients come in as function inputs, which carry no device; copies
+    made inside the replica function get the replica's device, which the
+    all-reduce needs.
+    """
+    self.strategy.run(lambda g: self._apply_gradients([tf.identity(x) for x in g]),
+                      args=(grads,))
+
   def train_step(self, batch):
-    """One step.  Returns (terms as floats, applied: bool, visuals)."""
+    """One step.  Returns (terms as floats, applied: bool, visuals).
+
+    `batch`: a `Batch`, or under a strategy an element of the distributed
+    dataset; the visuals are then the first local replica's.
+    """
     terms, grads, finite, visuals = self._compute(batch)
+    if self.distributed:
+      visuals = {k: self.strategy.experimental_local_results(v)[0] for k, v in visuals.items()}
     applied = bool(finite.numpy())
     if applied:
       self._apply(grads)
@@ -219,53 +278,87 @@ def append_scalars(path, step, terms):
     f.write(json.dumps({"step": step, **{k: v for k, v in terms.items()}}) + "\n")
 
 
+def make_input(trainer, data_dir, seed):
+  """The training input: (iterator of batches, usable samples this worker reads).
+
+  Under a strategy, a distributed dataset whose workers read disjoint shards
+  of the list file (`config.batch_size` is the global batch).
+  """
+  from mgc_face import data as data_lib
+  config = trainer.config
+  if not trainer.distributed:
+    dataset, count = data_lib.make_dataset(data_dir, "train", config.batch_size, seed=seed,
+                                           shuffle_buffer=config.shuffle_buffer)
+    return iter(dataset), count
+  counts = []
+
+  def shard_dataset(batch_size, num_shards, index):
+    dataset, count = data_lib.make_dataset(data_dir, "train", batch_size, seed=seed,
+                                           shuffle_buffer=config.shuffle_buffer,
+                                           num_shards=num_shards, shard_index=index)
+    counts.append(count)
+    return dataset
+
+  dataset = distribute.distribute_dataset(trainer.strategy, shard_dataset, config.batch_size)
+  return iter(dataset), sum(counts)
+
+
 def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=True,
-          embedder=None, backbone_weights=None, seed=0, progress=True, log=None):
+          embedder=None, backbone_weights=None, seed=0, progress=True, log=None, strategy=None):
   """Trains (or resumes) to `steps` total steps.
 
+  `strategy`: a `tf.distribute.Strategy` (None: the default, one process);
+  `config.batch_size` is then the global batch.  Only the chief writes
+  checkpoints, meta.json and summaries.
+
   Returns:
-    dict: steps done, skipped steps, last loss terms, wall time, images/s.
+    dict: steps done, skipped steps, last loss terms (averaged over
+    replicas), wall time, images/s (all workers together).
   """
   from tqdm import tqdm
-  from mgc_face import data as data_lib
   keras.utils.set_random_seed(seed)
   steps = config.steps if steps is None else steps
-  trainer = Trainer(face_model, config, checkpoint_dir, multiview, embedder, backbone_weights, log)
+  trainer = Trainer(face_model, config, checkpoint_dir, multiview, embedder, backbone_weights, log,
+                    strategy)
   log = trainer.log
-  start_step = trainer.restore()
-  dataset, count = data_lib.make_dataset(data_dir, "train", config.batch_size, seed=seed,
-                                         shuffle_buffer=config.shuffle_buffer)
+  strategy = trainer.strategy
+  with distribute.peer_guard(strategy, checkpoint_dir):
+    start_step = trainer.restore()
+    distribute.check_same_step(strategy, start_step, checkpoint_dir)
+    iterator, count = make_input(trainer, data_dir, seed)
   mode = "multi-view" if trainer.multiview else "single-view losses only"
+  where = f"; {distribute.describe(strategy)}" if trainer.distributed else ""
   log(f"training {config.name} ({config.backbone}) on {count} samples, {mode}, "
-      f"steps {start_step} -> {steps}")
-  writer = tf.summary.create_file_writer(str(Path(checkpoint_dir) / LOG_DIR))
+      f"steps {start_step} -> {steps}{where}")
+  writer = distribute.summary_writer(Path(checkpoint_dir) / LOG_DIR, strategy)
   terms = {}
   started = time.time()
   timed_from, timed_steps = None, 0
-  iterator = iter(dataset)
   bar = tqdm(total=steps, initial=start_step, desc="train", unit="step", disable=not progress,
              dynamic_ncols=True)
   try:
-    while int(trainer.step.numpy()) < steps:
-      batch = next(iterator)
-      terms, applied, visuals = trainer.train_step(batch)
-      step = int(trainer.step.numpy())
-      if timed_from is None:
-        timed_from = time.time()  # Excludes the first step (tracing).
-      else:
-        timed_steps += 1
-      if trainer.consecutive_bad >= config.max_consecutive_bad_steps:
-        raise InputError(f"{trainer.consecutive_bad} non-finite steps in a row at step {step}; "
-                         f"stopping (last good checkpoint kept in {checkpoint_dir})")
-      if applied and (step % config.summary_every == 0 or step == steps):
-        images = visuals if step % config.image_summary_every == 0 else None
-        write_summaries(writer, step, terms, images)
-        append_scalars(Path(checkpoint_dir) / LOG_DIR / SCALARS_FILE, step, terms)
-      if step % config.checkpoint_every == 0 or step == steps:
-        trainer.save()
-      bar.update(1)
-      if "total" in terms and np.isfinite(terms["total"]):
-        bar.set_postfix(loss=f"{terms['total']:.4f}", lm=f"{terms['landmark']:.1f}")
+    with distribute.peer_guard(strategy, checkpoint_dir):
+      while int(trainer.step.numpy()) < steps:
+        batch = next(iterator)
+        terms, applied, visuals = trainer.train_step(batch)
+        step = int(trainer.step.numpy())
+        if timed_from is None:
+          timed_from = time.time()  # Excludes the first step (tracing).
+        else:
+          timed_steps += 1
+        if trainer.consecutive_bad >= config.max_consecutive_bad_steps:
+          raise InputError(f"{trainer.consecutive_bad} non-finite steps in a row at step {step}; "
+                           f"stopping (last good checkpoint kept in {checkpoint_dir})")
+        if applied and (step % config.summary_every == 0 or step == steps):
+          images = visuals if step % config.image_summary_every == 0 else None
+          write_summaries(writer, step, terms, images)
+          if trainer.chief:
+            append_scalars(Path(checkpoint_dir) / LOG_DIR / SCALARS_FILE, step, terms)
+        if step % config.checkpoint_every == 0 or step == steps:
+          trainer.save()
+        bar.update(1)
+        if "total" in terms and np.isfinite(terms["total"]):
+          bar.set_postfix(loss=f"{terms['total']:.4f}", lm=f"{terms['landmark']:.1f}")
   except KeyboardInterrupt:
     bar.close()
     path = trainer.save()
@@ -274,6 +367,8 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
     raise
   bar.close()
   writer.flush()
+  with distribute.peer_guard(strategy, checkpoint_dir):
+    distribute.barrier(strategy)  # No worker leaves while a peer still needs it.
   elapsed = time.time() - started
   rate = (timed_steps * config.batch_size * model_lib.NUM_VIEWS /
           max(time.time() - timed_from, 1e-9)) if timed_steps else float("nan")

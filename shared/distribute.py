@@ -63,6 +63,7 @@ DOCS = "docs/distributed.md"
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                tf.errors.CancelledError, tf.errors.AbortedError, tf.errors.InternalError,
                tf.errors.FailedPreconditionError, tf.errors.UnknownError)
+LOOPBACK = "127.0.0.1"
 TASK_PATTERN = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")
 
 _joined_cluster = False  # True once this process runs multi-worker collectives.
@@ -111,6 +112,28 @@ def read_tf_config(environ=None):
     raise InputError(f"{TF_CONFIG_ENV}: task {kind}:{index} is not in the cluster "
                      f"({kind}: {len(cluster.get(kind, []))} address(es))")
   return config
+
+
+def free_ports(count, host=LOOPBACK):
+  """`count` distinct free TCP ports on `host` (bound to port 0, then released)."""
+  import socket
+  sockets = [socket.socket() for _ in range(count)]
+  try:
+    for s in sockets:
+      s.bind((host, 0))
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
+
+
+def local_cluster_config(ports, rank, host=LOOPBACK):
+  """The `TF_CONFIG` JSON text of worker `rank` in a cluster of `host:port` workers.
+
+  For trying multi-worker training on one machine (tests, bench/scaling.py).
+  """
+  return json.dumps({"cluster": {"worker": [f"{host}:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": int(rank)}})
 
 
 def _ordered_tasks(cluster):
@@ -245,6 +268,18 @@ def make_strategy(name, timeout_seconds=None, heartbeat_seconds=HEARTBEAT_TIMEOU
   except (ValueError, RuntimeError) as error:
     raise InputError(f"{TF_CONFIG_ENV}: {first_line(error)}") from None
   return strategy
+
+
+def add_strategy_argument(parser):
+  """The `--strategy` flag of both trainers' command lines."""
+  parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                      help="train: default = one process; mirrored = all local GPUs; "
+                           f"multiworker = the cluster in {TF_CONFIG_ENV} (see {DOCS})")
+
+
+def is_default(strategy):
+  """True for TensorFlow's default (no-op) strategy: the single-process code path."""
+  return strategy is None or type(strategy).__name__ == "_DefaultDistributionStrategy"
 
 
 def is_multi_worker(strategy):

@@ -1,15 +1,15 @@
 """tf.distribute: TF_CONFIG checks, per-worker sharding, and real two-worker runs on 127.0.0.1.
 
-The multi-worker tests start worker processes (this file run as a script, or
-main.py) with their own TF_CONFIG on free loopback ports, each under a hard
-time limit after which it is killed, so a hang fails the test instead of
-blocking CI.
+The multi-worker tests start worker processes (this file run as a script:
+`mgc-worker` runs the real MGC trainer, `mgc_face.train.train`, on the tiny
+preset; `toy-worker` a small renderer-based regression) with their own
+TF_CONFIG on free loopback ports, each under a hard time limit after which
+it is killed, so a hang fails the test instead of blocking CI.
 """
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,28 +23,13 @@ if __name__ == "__main__":
   sys.path.insert(0, str(REPO))
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-WORKER_LIMIT_S = 240     # Hard limit per worker process (killed after).
+from shared.distribute import free_ports, local_cluster_config  # noqa: E402
+
+WORKER_LIMIT_S = 420     # Hard limit per worker process (killed after).
 SURVIVOR_LIMIT_S = 60    # A survivor must stop this soon after its peer is killed.
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def free_ports(count):
-  """`count` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released)."""
-  sockets = [socket.socket() for _ in range(count)]
-  try:
-    for s in sockets:
-      s.bind(("127.0.0.1", 0))
-    return [s.getsockname()[1] for s in sockets]
-  finally:
-    for s in sockets:
-      s.close()
-
-
-def tf_config(ports, index):
-  return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                     "task": {"type": "worker", "index": index}})
-
 
 def worker_env(tf_config_json=None, **extra):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
@@ -90,7 +75,7 @@ def run_cluster(tmp_path, make_args, num_workers=2, limit_s=WORKER_LIMIT_S, **en
   procs, logs = [], []
   for rank in range(num_workers):
     logs.append(tmp_path / f"worker{rank}.log")
-    procs.append(start(make_args(rank), worker_env(tf_config(ports, rank), **env), logs[-1]))
+    procs.append(start(make_args(rank), worker_env(local_cluster_config(ports, rank), **env), logs[-1]))
   outcomes = [finish(p, limit_s) for p in procs]
   for rank, (code, timed_out) in enumerate(outcomes):
     assert not timed_out, f"worker {rank} hit the {limit_s} s limit:\n{tail(logs[rank])}"
@@ -229,6 +214,11 @@ def test_checkpoint_saver_on_the_chief_writes_the_folder(tmp_path):
 
 TOY_STEPS = 3
 TOY_BATCH = 2
+MGC_IDENTITIES = 5       # 4 training triplets: 2 per worker.
+MGC_STEPS = 2
+MGC_BATCH = 2            # Global: 1 triplet per worker.
+MGC_LOSS_RTOL = 1e-3     # Reduction order differs (mean of replica means vs one mean).
+MGC_WEIGHTS_RTOL = 1e-4
 
 
 def toy_args(out_dir, steps=TOY_STEPS, sleep=0.0, strategy="multiworker"):
@@ -236,25 +226,71 @@ def toy_args(out_dir, steps=TOY_STEPS, sleep=0.0, strategy="multiworker"):
           "--batch-size", TOY_BATCH, "--checkpoint", out_dir / "ckpt", "--sleep", sleep]
 
 
-def test_two_workers_match_one_worker_on_the_same_global_batch(tmp_path):
-  """Rasterizer op + XLA inside strategy.run, 2 workers: same weights, same loss as 1 worker."""
-  reference = start(toy_args(tmp_path / "single", strategy="default"), worker_env(),
+@pytest.fixture(scope="module")
+def mgc_data(tmp_path_factory, ict_model):
+  """A tiny synthetic MGC dataset: 4 training triplets (5 identities, 1 held out)."""
+  from mgc_face import synthetic
+  root = tmp_path_factory.mktemp("mgc_dist_data")
+  synthetic.generate(ict_model, root, identities=MGC_IDENTITIES, test_identities=1, seed=5,
+                     progress=False)
+  return root
+
+
+def test_mgc_shards_are_disjoint_and_complete(mgc_data):
+  """make_dataset(num_shards=2): each worker reads its own records, together all of them."""
+  from mgc_face import data as data_lib
+  records, landmarks, _ = data_lib.scan(mgc_data, "train", report=False)
+  seen = []
+  for index in range(2):
+    ds, count = data_lib.make_dataset(mgc_data, "train", 1, shuffle=True, repeat=False,
+                                      report=False, num_shards=2, shard_index=index)
+    rows = [b.landmarks.numpy()[0] for b in ds]
+    assert count == len(rows) == len(records[index::2])
+    seen.append({r.tobytes() for r in rows})
+  assert not seen[0] & seen[1]
+  assert seen[0] | seen[1] == {np.asarray(l).tobytes() for l in landmarks}
+
+
+def mgc_args(data, out_dir, steps=MGC_STEPS, strategy="multiworker", checkpoint_every=None):
+  args = [Path(__file__), "mgc-worker", "--strategy", strategy, "--steps", steps, "--data", data,
+          "--checkpoint", out_dir / "ckpt", "--batch-size", MGC_BATCH]
+  return args + (["--checkpoint-every", checkpoint_every] if checkpoint_every else [])
+
+
+def test_two_mgc_workers_match_one_worker_on_the_same_global_batch(tmp_path, mgc_data):
+  """The real tiny MGC trainer on 2 workers: same weights on both, same loss as 1 worker."""
+  reference = start(mgc_args(mgc_data, tmp_path / "single", strategy="default"), worker_env(),
                     tmp_path / "single.log")
-  results = run_cluster(tmp_path, lambda rank: toy_args(tmp_path / "multi"))
+  results = run_cluster(tmp_path, lambda rank: mgc_args(mgc_data, tmp_path / "multi"))
   code, timed_out = finish(reference, WORKER_LIMIT_S)
   assert code == 0 and not timed_out, tail(tmp_path / "single.log")
   single = result_line(tmp_path / "single.log")
   assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
   assert results[0]["chief"] and not results[1]["chief"]
   assert results[0]["replicas"] == 2 and single["replicas"] == 1
-  # Each worker read its own half of every global batch, and the halves differ.
-  assert sorted(results[0]["samples"] + results[1]["samples"]) == sorted(single["samples"])
-  assert not set(results[0]["samples"]) & set(results[1]["samples"])
-  np.testing.assert_allclose(results[0]["losses"], single["losses"], rtol=1e-4)
-  np.testing.assert_allclose(results[0]["weights_abs_sum"], single["weights_abs_sum"], rtol=1e-4)
-  # Only the chief wrote checkpoints.
+  assert results[0]["steps"] == single["steps"] == MGC_STEPS
+  assert results[0]["losses"] == results[1]["losses"]  # Averaged over replicas: one value.
+  np.testing.assert_allclose(results[0]["losses"], single["losses"], rtol=MGC_LOSS_RTOL)
+  np.testing.assert_allclose(results[0]["weights_abs_sum"], single["weights_abs_sum"],
+                             rtol=MGC_WEIGHTS_RTOL)
+  # Only the chief wrote checkpoints, meta.json and summaries.
   names = sorted(p.name for p in (tmp_path / "multi" / "ckpt").iterdir())
-  assert "checkpoint" in names and f"ckpt-{TOY_STEPS}.index" in names
+  assert {"checkpoint", f"ckpt-{MGC_STEPS}.index", "meta.json", "logs"} <= set(names), names
+  assert len(json.loads((tmp_path / "multi" / "ckpt" / "meta.json").read_text())) > 0
+  # The multi-worker checkpoint is an ordinary one: it loads without a strategy.
+  from mgc_face import infer
+  from shared.face_model import load_face_model
+  assert infer.load_regressor(tmp_path / "multi" / "ckpt", load_face_model()) is not None
+
+
+def test_main_refuses_multiworker_without_tf_config(monkeypatch, capsys, tmp_path):
+  import main as main_module
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  for model, extra in (("mgc", ["--data", tmp_path]),):
+    code = main_module.main(["--model", model, "--mode", "train", "--strategy", "multiworker",
+                             "--checkpoint", str(tmp_path / "ckpt"), *map(str, extra)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "needs the TF_CONFIG environment variable" in err[0]
 
 
 def wait_for(path, process, limit_s):
@@ -290,7 +326,7 @@ def test_killing_a_worker_stops_the_other_with_one_line(tmp_path, victim):
   for rank in range(2):
     logs.append(tmp_path / f"worker{rank}.log")
     procs.append(start(toy_args(tmp_path / "run", steps=10000, sleep=0.3),
-                       worker_env(tf_config(ports, rank)), logs[-1]))
+                       worker_env(local_cluster_config(ports, rank)), logs[-1]))
   try:
     assert wait_for(ckpt / "ckpt-3.index", procs[0], WORKER_LIMIT_S), tail(logs[0])
     os.killpg(procs[victim].pid, signal.SIGKILL)
@@ -318,7 +354,6 @@ def test_killing_a_worker_stops_the_other_with_one_line(tmp_path, victim):
 def toy_worker(argv):
   """A tiny renderer-based regression trained under a strategy (run as a script)."""
   import argparse
-  import hashlib
   parser = argparse.ArgumentParser()
   parser.add_argument("--strategy", default="default")
   parser.add_argument("--steps", type=int, default=TOY_STEPS)
@@ -387,16 +422,79 @@ def toy_worker(argv):
   except InputError as error:
     print(f"error: {error}", file=sys.stderr, flush=True)
     distribute.exit_process(2)
-  weights = np.concatenate([v.numpy().ravel() for v in net.trainable_variables])
+  digest, abs_sum = weights_digest(net.trainable_variables)
   print(json.dumps({"losses": losses, "samples": samples, "chief": distribute.is_chief(strategy),
-                    "replicas": strategy.num_replicas_in_sync,
-                    "weights_abs_sum": float(np.abs(weights.astype(np.float64)).sum()),
-                    "weights_sha256": hashlib.sha256(weights.tobytes()).hexdigest()}), flush=True)
+                    "replicas": strategy.num_replicas_in_sync, "weights_abs_sum": abs_sum,
+                    "weights_sha256": digest}), flush=True)
   distribute.exit_process(0)
 
 
+# ----------------------------------------------------------------------------- the MGC worker
+
+def weights_digest(variables):
+  """(sha256 of the float32 bytes, float64 sum of |w|) of a list of variables."""
+  import hashlib
+  weights = np.concatenate([v.numpy().ravel() for v in variables])
+  return (hashlib.sha256(weights.tobytes()).hexdigest(),
+          float(np.abs(weights.astype(np.float64)).sum()))
+
+
+def mgc_worker(argv):
+  """`mgc_face.train.train` on the tiny preset, single-view, without shuffling (run as a script).
+
+  Without shuffling, global batch k is records (2k, 2k+1) on one worker and
+  record 2k on worker 0 plus 2k+1 on worker 1 (the shards are i mod 2), so
+  the two runs see the same global batches.  Prints one JSON line.
+  """
+  import argparse
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--strategy", default="default")
+  parser.add_argument("--steps", type=int, default=MGC_STEPS)
+  parser.add_argument("--batch-size", type=int, default=MGC_BATCH)
+  parser.add_argument("--checkpoint-every", type=int, default=None)
+  parser.add_argument("--data", required=True)
+  parser.add_argument("--checkpoint", required=True)
+  args = parser.parse_args(argv)
+  from shared import distribute
+  strategy = distribute.make_strategy(args.strategy)
+
+  def job():
+    from mgc_face import train as train_lib
+    from mgc_face.config import get_config
+    from shared.face_model import load_face_model
+    config = get_config("tiny").replace(batch_size=args.batch_size, shuffle_buffer=1,
+                                        checkpoint_every=args.checkpoint_every or args.steps)
+    trainers, losses = [], []
+
+    class Recording(train_lib.Trainer):
+      """The real Trainer, remembered (for its weights) and its losses recorded."""
+
+      def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        trainers.append(self)
+
+      def train_step(self, batch):
+        terms, applied, visuals = super().train_step(batch)
+        losses.append(terms["total"])
+        print(f"step {int(self.step.numpy())} loss {terms['total']:.6f}", flush=True)
+        return terms, applied, visuals
+
+    train_lib.Trainer = Recording
+    result = train_lib.train(load_face_model(), config, args.data, args.checkpoint, args.steps,
+                             multiview=False, progress=False, strategy=strategy)
+    digest, abs_sum = weights_digest(trainers[0].variables)
+    print(json.dumps({"losses": losses, "steps": result["steps"], "weights_sha256": digest,
+                      "weights_abs_sum": abs_sum, "chief": distribute.is_chief(strategy),
+                      "replicas": strategy.num_replicas_in_sync}), flush=True)
+    return 0
+
+  distribute.exit_process(distribute.run_to_exit(job) or 0)
+
+
+WORKERS = {"toy-worker": lambda argv: toy_worker(argv), "mgc-worker": lambda argv: mgc_worker(argv)}
+
 if __name__ == "__main__":
-  if sys.argv[1:2] == ["toy-worker"]:
-    toy_worker(sys.argv[2:])
+  if sys.argv[1:2] and sys.argv[1] in WORKERS:
+    WORKERS[sys.argv[1]](sys.argv[2:])
   else:
-    sys.exit(f"usage: {sys.argv[0]} toy-worker ...")
+    sys.exit(f"usage: {sys.argv[0]} {'|'.join(WORKERS)} ...")
