@@ -35,21 +35,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, print_json, print_table  # noqa: E402
+from shared.distribute import free_ports, local_cluster_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_LIMIT_S = 1200
-
-
-def free_ports(count):
-  import socket
-  sockets = [socket.socket() for _ in range(count)]
-  try:
-    for s in sockets:
-      s.bind(("127.0.0.1", 0))
-    return [s.getsockname()[1] for s in sockets]
-  finally:
-    for s in sockets:
-      s.close()
 
 
 def make_data(path, identities):
@@ -73,7 +62,7 @@ def result_of(text, what):
 
 
 def run_workers(args, workdir, count, strategy, extra_env=None):
-  """Runs `count` training processes; returns (chief's result, wall seconds, CPU seconds)."""
+  """Runs `count` training processes; returns (chief's result, wall seconds)."""
   ports = free_ports(count) if strategy == "multiworker" else []
   threads = max(1, (os.cpu_count() or 1) // count)
   checkpoint = workdir / f"ckpt-{strategy}-{count}"
@@ -85,8 +74,7 @@ def run_workers(args, workdir, count, strategy, extra_env=None):
                **(extra_env or {}))
     env.pop("TF_CONFIG", None)
     if ports:
-      env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                     "task": {"type": "worker", "index": rank}})
+      env["TF_CONFIG"] = local_cluster_config(ports, rank)
     log = open(workdir / f"{strategy}-{count}-{rank}.log", "w+")
     procs.append((subprocess.Popen(train_command(args, checkpoint, strategy), cwd=REPO, env=env,
                                    stdout=log, stderr=subprocess.STDOUT,

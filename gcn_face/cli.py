@@ -3,6 +3,7 @@
     train: --data FILE.bin --coarse-checkpoint DIR --checkpoint DIR [--config tiny|paper]
            [--arch normal|resnet] [--gan] [--steps N] [--batch-size B] [--learning-rate LR]
            [--sampling FILE.npz] [--embedding-model PATH] [--resume]
+           [--strategy default|mirrored|multiworker]  (docs/distributed.md)
     test:  --checkpoint DIR --input IMAGE|DIR|FILE.bin --output DIR [--limit N]
     eval:  --checkpoint DIR --data FILE.bin [--output REPORT.json] [--limit N]
 
@@ -44,6 +45,8 @@ def add_arguments(parser):
   group.add_argument("--resume", action="store_true",
                      help="train: continue from the checkpoint folder")
   group.add_argument("--limit", type=int, default=None, help="test/eval: at most N images")
+  from shared.distribute import add_strategy_argument
+  add_strategy_argument(group)
 
 
 def need(args, *names):
@@ -72,28 +75,43 @@ def training_config(args):
   return config.replace(**changes)
 
 
+def load_face_model(args):
+  """The --face-model, or None (the coarse checkpoint's own)."""
+  if not args.face_model:
+    return None
+  from shared.face_model import load_face_model as load
+  return load(args.face_model)
+
+
+def train_mode(args, config, strategy):
+  """--mode train after the strategy is made: trains, prints one JSON line."""
+  from gcn_face import coarse, train
+  from shared.distribute import per_replica_batch_size
+  per_replica_batch_size(strategy, config.batch_size)
+  stage = coarse.load_coarse_stage(args.coarse_checkpoint, load_face_model(args))
+  pipeline = train.build_pipeline(stage, config, args.sampling, args.embedding_model)
+  result = train.train(pipeline, config, args.data, args.checkpoint, args.coarse_checkpoint,
+                       steps=args.steps, gan=args.gan, seed=args.seed, sampling=args.sampling,
+                       embedding_path=args.embedding_model, resume=args.resume,
+                       strategy=strategy)
+  print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
+                    "checkpoint": result.checkpoint} | result.terms))
+  return 0
+
+
 def run(args):
   if args.mode not in MODES:
     raise InputError(f"--model gcn has no mode '{args.mode}'; choose one of: {', '.join(MODES)}")
   positive(args, "steps", "batch_size", "limit")
-  face_model = None
-  if args.face_model:
-    from shared.face_model import load_face_model
-    face_model = load_face_model(args.face_model)
   if args.mode == "train":
     need(args, "data", "coarse_checkpoint", "checkpoint")
-    from gcn_face import coarse, train
     from gcn_face.binfile import BinReader
+    from shared import distribute
     config = training_config(args)
     BinReader(args.data).require_size(config.image_size)  # Fail fast, before loading models.
-    stage = coarse.load_coarse_stage(args.coarse_checkpoint, face_model)
-    pipeline = train.build_pipeline(stage, config, args.sampling, args.embedding_model)
-    result = train.train(pipeline, config, args.data, args.checkpoint, args.coarse_checkpoint,
-                         steps=args.steps, gan=args.gan, seed=args.seed, sampling=args.sampling,
-                         embedding_path=args.embedding_model, resume=args.resume)
-    print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
-                      "checkpoint": result.checkpoint} | result.terms))
-    return 0
+    strategy = distribute.make_strategy(args.strategy)  # Before any other TensorFlow work.
+    return distribute.run_to_exit(lambda: train_mode(args, config, strategy))
+  face_model = load_face_model(args)
   from gcn_face import infer
   need(args, "checkpoint")
   if args.mode == "test":

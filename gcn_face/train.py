@@ -7,6 +7,16 @@ learning rate decayed per epoch (staircase) and per-variable gradient
 clipping updates the generator.  With `gan`, `critic_steps` critic updates
 on the same batch (fresh gradient-penalty mixes each) precede every
 generator update.
+
+Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
+`shared.distribute` and docs/distributed.md) the GCN, critic, optimisers and
+checkpoint are created in the strategy's scope, each worker reads its own
+shard of the `.bin` (`BinReader.dataset(num_workers, worker_index)`), the
+frozen coarse regressor runs eagerly on each local replica's images
+(`distribute.map_local`), each replica's batch-mean loss is divided by the
+replicas (the batch size is global), and only the chief writes checkpoints
+and gcn.json.  Gradient clipping (`clip_norm`) is per replica, before the
+optimiser sums the gradients over replicas.
 """
 
 import dataclasses
@@ -22,6 +32,7 @@ from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
 from gcn_face.infer import TexturePipeline, build_pipeline, write_meta  # noqa: F401 (cli)
+from shared import distribute
 from shared.errors import InputError, fail
 
 MAX_KEEP = 3
@@ -44,22 +55,28 @@ class Trainer:
     config: `GCNConfig`.
     gan: train with the WGAN-GP critic.
     seed: for the gradient-penalty mixes.
+    strategy: a `tf.distribute.Strategy` (None: the default, one process);
+      the trainable variables are created in its scope.
   """
 
-  def __init__(self, pipeline, config, gan=False, seed=0):
+  def __init__(self, pipeline, config, gan=False, seed=0, strategy=None):
     self.pipeline = pipeline
     self.config = config
     self.gan = gan
     self.seed = seed
-    pipeline.build()
-    self.optimizer = self._adam(pipeline.gcn.trainable_variables)
-    self.critic = self.critic_optimizer = None
-    if gan:
-      self.critic = model_lib.Discriminator(config, name="critic")
-      self.critic(tf.zeros([1, config.image_size, config.image_size, 3]))
-      self.critic_optimizer = self._adam(self.critic.trainable_variables)
-    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    self._compiled = tf.function(self._train_step)
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.distributed = not distribute.is_default(self.strategy)
+    with self.strategy.scope():
+      pipeline.build()
+      self.optimizer = self._adam(pipeline.gcn.trainable_variables)
+      self.critic = self.critic_optimizer = None
+      if gan:
+        self.critic = model_lib.Discriminator(config, name="critic")
+        self.critic(tf.zeros([1, config.image_size, config.image_size, 3]))
+        self.critic_optimizer = self._adam(self.critic.trainable_variables)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    self._compiled = tf.function(self._distributed_step if self.distributed else
+                                 self._train_step)
 
   def _adam(self, variables):
     """Adam with per-variable clipping, its slots built now so a resume restores them."""
@@ -119,11 +136,24 @@ class Trainer:
         penalty = losses.gradient_penalty(self.critic, coarse.images, fake, seed)
         loss = losses.critic_loss(self.critic(coarse.images), self.critic(fake), penalty,
                                   self.config)
+        share = distribute.replica_share(loss, self.strategy)  # `loss` with one replica.
       variables = self.critic.trainable_variables
-      self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+      self.critic_optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
     return loss
 
   def _train_step(self, images, alpha, regressed, ren, ref):
+    terms = self._replica_step(images, alpha, regressed, ren, ref)
+    self.step.assign_add(1)
+    return terms
+
+  def _distributed_step(self, images, alpha, regressed, ren, ref):
+    """`_replica_step` on every replica; the terms averaged over replicas."""
+    terms = self.strategy.run(self._replica_step, args=(images, alpha, regressed, ren, ref))
+    self.step.assign_add(1)
+    return distribute.mean_terms(self.strategy, terms)
+
+  def _replica_step(self, images, alpha, regressed, ren, ref):
+    """One critic + generator update on this replica's batch; returns the loss terms."""
     p = self.pipeline
     coarse = p.coarse(images, alpha, regressed)
     terms = {}
@@ -133,24 +163,52 @@ class Trainer:
       refined = p.refine(coarse)
       terms.update(self.generator_terms(coarse, refined))
       total = losses.total_loss(terms, ren, ref, self.config)
+      share = distribute.replica_share(total, self.strategy)  # `total` with one replica.
     variables = p.gcn.trainable_variables
-    self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-    self.step.assign_add(1)
+    self.optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
     terms["total"] = total
     return terms
 
   def train_step(self, images, alpha, epoch):
-    """One compiled step on a batch; returns the loss terms as floats."""
+    """One compiled step on a batch; returns the loss terms as floats.
+
+    Under a strategy `images` and `alpha` are per-replica values (an element
+    of the distributed dataset); the terms are averaged over replicas.
+    """
     ren, ref = losses.sigma(self.config, epoch)
-    regressed = self.pipeline.regress(images)  # Eagerly: see TexturePipeline.regress.
+    # Eagerly, per local replica: see TexturePipeline.regress.
+    regressed = distribute.map_local(self.strategy, self.pipeline.regress, images)
     terms = self._compiled(images, alpha, regressed, tf.constant(ren), tf.constant(ref))
     out = {k: float(v) for k, v in terms.items()}
     out.update(ren=ren, ref=ref)
     return out
 
 
+def make_input(trainer, reader, seed):
+  """An iterator of batches {index, image, alpha}; under a strategy, of per-worker shards.
+
+  `config.batch_size` is the global batch; each worker reads the records
+  i with i mod workers == its index (InputError when its shard holds less
+  than one per-replica batch).
+  """
+  config = trainer.config
+  if not trainer.distributed:
+    return iter(reader.dataset(config.batch_size, shuffle=True, seed=seed, repeat=True,
+                               drop_remainder=True))
+
+  def shard_dataset(batch_size, num_shards, index):
+    if len(range(index, len(reader), num_shards)) < batch_size:
+      fail(reader.path, f"has {len(reader)} records: worker {index} of {num_shards} gets fewer "
+           f"than one per-replica batch of {batch_size}")
+    return reader.dataset(batch_size, shuffle=True, seed=seed, num_workers=num_shards,
+                          worker_index=index, repeat=True, drop_remainder=True)
+
+  return iter(distribute.distribute_dataset(trainer.strategy, shard_dataset, config.batch_size))
+
+
 def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=None,
-          gan=False, seed=0, sampling=None, embedding_path=None, resume=False, log=print):
+          gan=False, seed=0, sampling=None, embedding_path=None, resume=False, log=print,
+          strategy=None):
   """Trains and checkpoints; returns a `TrainResult`.
 
   Args:
@@ -161,6 +219,9 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
     coarse_checkpoint, sampling, embedding_path: recorded in gcn.json.
     steps: total steps; None = config.epochs x steps per epoch.
     resume: continue from the latest checkpoint in `checkpoint_dir`.
+    strategy: a `tf.distribute.Strategy` (None: the default, one process);
+      `config.batch_size` is then the global batch, and only the chief writes
+      checkpoints and gcn.json (its `TrainResult.checkpoint`; "" elsewhere).
   """
   reader = BinReader(data_path)
   reader.require_size(config.image_size)
@@ -169,31 +230,57 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
   steps_per_epoch = config.steps_per_epoch or max(1, len(reader) // config.batch_size)
   total_steps = steps if steps is not None else config.epochs * steps_per_epoch
   keras.utils.set_random_seed(seed)  # Weight initialisation happens in Trainer().
-  trainer = Trainer(pipeline, config, gan=gan, seed=seed)
-  checkpoint = trainer.checkpoint()
-  manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=MAX_KEEP)
-  if resume and manager.latest_checkpoint:
-    status = checkpoint.read(manager.latest_checkpoint)
+  trainer = Trainer(pipeline, config, gan=gan, seed=seed, strategy=strategy)
+  strategy = trainer.strategy
+  with strategy.scope():
+    checkpoint = trainer.checkpoint()
+  saver = distribute.CheckpointSaver(checkpoint, checkpoint_dir, MAX_KEEP, strategy)
+  if resume and saver.latest_checkpoint:
+    status = checkpoint.read(saver.latest_checkpoint)
     try:
       status.assert_existing_objects_matched()
     except AssertionError as error:
-      fail(manager.latest_checkpoint, "cannot resume: the checkpoint does not match this "
+      fail(saver.latest_checkpoint, "cannot resume: the checkpoint does not match this "
            f"model ({str(error).splitlines()[0][:200]})")
-    log(f"resuming from {manager.latest_checkpoint} (step {int(trainer.step)}, "
-        f"optimizer at {int(trainer.optimizer.iterations)})")
-  data = iter(reader.dataset(config.batch_size, shuffle=True, seed=seed, repeat=True,
-                             drop_remainder=True))
-  Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    log(f"resuming from {saver.latest_checkpoint} (step {int(trainer.step.numpy())}, "
+        f"optimizer at {int(trainer.optimizer.iterations.numpy())})")
+  if trainer.distributed:
+    log(distribute.describe(strategy))
+  with distribute.peer_guard(strategy, checkpoint_dir):
+    distribute.check_same_step(strategy, int(trainer.step.numpy()), checkpoint_dir)
+    data = make_input(trainer, reader, seed)
+  if saver.chief:
+    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
 
   def save():
-    path = manager.save(checkpoint_number=int(trainer.step))
-    write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
-               embedding_path, int(trainer.step))
+    path = saver.save(checkpoint_number=int(trainer.step.numpy()))
+    if saver.chief:
+      write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
+                 embedding_path, int(trainer.step.numpy()))
     return path
 
   start = time.perf_counter()
-  first_step = int(trainer.step)
-  terms, path = {}, manager.latest_checkpoint
+  first_step = int(trainer.step.numpy())
+  with distribute.peer_guard(strategy, checkpoint_dir):
+    terms, path = _loop(trainer, data, total_steps, steps_per_epoch, save, log,
+                        saver.latest_checkpoint)
+    distribute.barrier(strategy)  # No worker leaves while a peer still needs it.
+  seconds = time.perf_counter() - start
+  log(f"trained {int(trainer.step.numpy()) - first_step} steps in {seconds:.1f} s; "
+      f"checkpoint {path}")
+  sys.stdout.flush()
+  saver.close()
+  return TrainResult(int(trainer.step.numpy()), seconds, terms, str(path or ""))
+
+
+def _loop(trainer, data, total_steps, steps_per_epoch, save, log, latest):
+  """The steps up to `total_steps`; returns (last terms, last checkpoint path).
+
+  The same saves happen on every worker (non-chief ones get None back).
+  """
+  config = trainer.config
+  first_step = int(trainer.step.numpy())
+  terms, path = {}, latest
   window, window_step = time.perf_counter(), first_step
   for step in range(first_step, total_steps):
     epoch = step // steps_per_epoch
@@ -210,9 +297,6 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
       log(f"step {done}/{total_steps} epoch {epoch} {per_step:.2f} s/step  {shown}")
     if done % config.checkpoint_every == 0:
       path = save()
-  if int(trainer.step) > first_step or path is None:
+  if int(trainer.step.numpy()) > first_step or latest is None:
     path = save()
-  seconds = time.perf_counter() - start
-  log(f"trained {int(trainer.step) - first_step} steps in {seconds:.1f} s; checkpoint {path}")
-  sys.stdout.flush()
-  return TrainResult(int(trainer.step), seconds, terms, str(path))
+  return terms, path

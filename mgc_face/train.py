@@ -204,11 +204,8 @@ class Trainer:
     the per-replica visuals.
     """
     terms, grads, finite, visuals = self.strategy.run(self._compute_gradients, args=(batch,))
-    names = sorted(terms)
-    stacked = self.strategy.run(lambda t: tf.stack([t[k] for k in names]), args=(terms,))
-    mean = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, stacked, axis=None)
-    terms = dict(zip(names, tf.unstack(mean)))
-    return terms, grads, distribute.all_replicas(self.strategy, finite), visuals
+    return (distribute.mean_terms(self.strategy, terms), grads,
+            distribute.all_replicas(self.strategy, finite), visuals)
 
   def _distributed_apply(self, grads):
     """The optimiser step on every replica (it all-reduces the gradients).

@@ -471,6 +471,17 @@ def map_local(strategy, fn, value):
       lambda context: results[context.replica_id_in_sync_group % len(results)])
 
 
+def mean_terms(strategy, terms):
+  """A dict of per-replica scalars -> the same dict averaged over replicas (one all-reduce).
+
+  Call it where `strategy.reduce` may be called (cross-replica context).
+  """
+  names = sorted(terms)
+  stacked = strategy.run(lambda t: tf.stack([t[k] for k in names]), args=(terms,))
+  mean = strategy.reduce(tf.distribute.ReduceOp.MEAN, stacked, axis=None)
+  return dict(zip(names, tf.unstack(mean, num=len(names))))
+
+
 def reduce_sum(strategy, value):
   """Sum over replicas of a per-replica scalar (the global loss from `average_loss`)."""
   return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)

@@ -75,7 +75,8 @@ def run_cluster(tmp_path, make_args, num_workers=2, limit_s=WORKER_LIMIT_S, **en
   procs, logs = [], []
   for rank in range(num_workers):
     logs.append(tmp_path / f"worker{rank}.log")
-    procs.append(start(make_args(rank), worker_env(local_cluster_config(ports, rank), **env), logs[-1]))
+    env_rank = worker_env(local_cluster_config(ports, rank), **env)
+    procs.append(start(make_args(rank), env_rank, logs[-1]))
   outcomes = [finish(p, limit_s) for p in procs]
   for rank, (code, timed_out) in enumerate(outcomes):
     assert not timed_out, f"worker {rank} hit the {limit_s} s limit:\n{tail(logs[rank])}"
@@ -155,7 +156,7 @@ def test_shard_gives_disjoint_workers_covering_the_dataset(num_workers):
 
 
 def test_distribute_dataset_shards_per_input_pipeline():
-  """distribute_dataset passes (per-replica batch, pipelines, pipeline id) and turns auto-shard off."""
+  """distribute_dataset passes (per-replica batch, pipelines, pipeline id); no auto-shard."""
   import tensorflow as tf
   from shared import distribute
   seen = []
@@ -219,6 +220,7 @@ MGC_STEPS = 2
 MGC_BATCH = 2            # Global: 1 triplet per worker.
 MGC_LOSS_RTOL = 1e-3     # Reduction order differs (mean of replica means vs one mean).
 MGC_WEIGHTS_RTOL = 1e-4
+GCN_STEPS = 2
 
 
 def toy_args(out_dir, steps=TOY_STEPS, sleep=0.0, strategy="multiworker"):
@@ -284,9 +286,15 @@ def test_two_mgc_workers_match_one_worker_on_the_same_global_batch(tmp_path, mgc
 
 
 def test_main_refuses_multiworker_without_tf_config(monkeypatch, capsys, tmp_path):
+  """Both trainers: --strategy multiworker without TF_CONFIG is one line, exit 2."""
   import main as main_module
+  from gcn_face.binfile import write_bin
+  from gcn_face.config import get_config
+  size = get_config("tiny").image_size
+  write_bin(tmp_path / "x.bin", [np.zeros((size, size, 4), np.uint8)] * 2, ["a", "b"])
   monkeypatch.delenv("TF_CONFIG", raising=False)
-  for model, extra in (("mgc", ["--data", tmp_path]),):
+  for model, extra in (("mgc", ["--data", tmp_path]),
+                       ("gcn", ["--data", tmp_path / "x.bin", "--coarse-checkpoint", tmp_path])):
     code = main_module.main(["--model", model, "--mode", "train", "--strategy", "multiworker",
                              "--checkpoint", str(tmp_path / "ckpt"), *map(str, extra)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -429,6 +437,56 @@ def toy_worker(argv):
   distribute.exit_process(0)
 
 
+def test_two_gcn_workers_train_the_toy_face_in_step(tmp_path):
+  """GCN trainer (toy face of test_gcn_pipeline) on 2 workers: same weights, chief-only output."""
+  results = run_cluster(tmp_path, lambda rank: [Path(__file__), "gcn-worker", "--strategy",
+                                                "multiworker", "--out", tmp_path / "run"])
+  assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+  assert results[0]["steps"] == results[1]["steps"] == GCN_STEPS
+  assert results[0]["terms"] == results[1]["terms"]
+  assert all(np.isfinite(v) for v in results[0]["terms"].values())
+  assert results[0]["chief"] and not results[1]["chief"] and results[0]["replicas"] == 2
+  names = {p.name for p in (tmp_path / "run" / "ckpt").iterdir()}
+  assert {"gcn.json", "checkpoint", f"ckpt-{GCN_STEPS}.index"} <= names, names
+  assert results[0]["checkpoint"].endswith(f"ckpt-{GCN_STEPS}") and results[1]["checkpoint"] == ""
+
+
+# ----------------------------------------------------------------------------- the GCN worker
+
+def gcn_worker(argv):
+  """`gcn_face.train.train` on the toy face of tests/test_gcn_pipeline (run as a script)."""
+  import argparse
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--strategy", default="default")
+  parser.add_argument("--out", required=True)
+  args = parser.parse_args(argv)
+  from shared import distribute
+  strategy = distribute.make_strategy(args.strategy)  # Before the toy's TensorFlow work.
+
+  def job():
+    sys.path.insert(0, str(REPO / "tests"))
+    import test_gcn_pipeline as toy_lib
+    from gcn_face import binfile, infer
+    from gcn_face import train as train_lib
+    _, topology, stage, images, alpha, _ = toy_lib.toy.__wrapped__()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / f"toy-{distribute.worker_info()[1]}.bin"  # Same content on every worker.
+    records = np.concatenate([images.numpy(), alpha.numpy()], -1)
+    binfile.write_bin(data, [np.round(r * 255).astype(np.uint8) for r in records],
+                      [f"{i}.png" for i in range(len(records))])
+    pipeline = infer.TexturePipeline(stage, topology, toy_lib.TOY)
+    result = train_lib.train(pipeline, toy_lib.TOY, data, out / "ckpt", "coarse-dir",
+                             steps=GCN_STEPS, log=print, strategy=strategy)
+    digest, _ = weights_digest(pipeline.gcn.trainable_variables)
+    print(json.dumps({"steps": result.steps, "terms": result.terms, "weights_sha256": digest,
+                      "checkpoint": result.checkpoint, "chief": distribute.is_chief(strategy),
+                      "replicas": strategy.num_replicas_in_sync}), flush=True)
+    return 0
+
+  distribute.exit_process(distribute.run_to_exit(job) or 0)
+
+
 # ----------------------------------------------------------------------------- the MGC worker
 
 def weights_digest(variables):
@@ -491,7 +549,8 @@ def mgc_worker(argv):
   distribute.exit_process(distribute.run_to_exit(job) or 0)
 
 
-WORKERS = {"toy-worker": lambda argv: toy_worker(argv), "mgc-worker": lambda argv: mgc_worker(argv)}
+WORKERS = {"toy-worker": lambda argv: toy_worker(argv), "mgc-worker": lambda argv: mgc_worker(argv),
+           "gcn-worker": lambda argv: gcn_worker(argv)}
 
 if __name__ == "__main__":
   if sys.argv[1:2] and sys.argv[1] in WORKERS:
