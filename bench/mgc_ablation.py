@@ -38,7 +38,8 @@ import numpy as np  # noqa: E402
 
 ARMS = (("multiview", True), ("single_view", False))
 DEFAULT_TEST_FRACTION = 0.1
-REPORTED = ("rmse_face_mm", "rmse_all_mm", "nme_percent", "photometric", "mean_face_rmse_face_mm")
+REPORTED = ("rmse_face_mm", "mean_face_rmse_face_mm", "rmse_face_sim_mm", "mean_face_rmse_face_sim_mm",
+            "rmse_all_mm", "nme_percent", "photometric")
 
 
 def run_arm(face_model, config, data, out, seed, steps, multiview):
@@ -164,11 +165,14 @@ def main(argv=None):
       summary[f"{arm}_{key}"] = float(np.mean(values))
   summary["rmse_ratio_multiview_over_single"] = (summary["multiview_rmse_face_mm"] /
                                                  summary["single_view_rmse_face_mm"])
+  summary["sim_rmse_ratio_multiview_over_single"] = (summary["multiview_rmse_face_sim_mm"] /
+                                                     summary["single_view_rmse_face_sim_mm"])
   summary["runs"] = results
   print(f"{'':34}{'multi-view':>12}{'single-view':>13}")
   for key in REPORTED:
     print(f"{key:34}{summary['multiview_' + key]:>12.3f}{summary['single_view_' + key]:>13.3f}")
   print(f"{'RMSE ratio (multi / single)':34}{summary['rmse_ratio_multiview_over_single']:>12.3f}")
+  print(f"{'similarity RMSE ratio':34}{summary['sim_rmse_ratio_multiview_over_single']:>12.3f}")
   out.mkdir(parents=True, exist_ok=True)
   from shared.fileio import write_text_atomic
   write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n")

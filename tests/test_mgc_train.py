@@ -302,8 +302,14 @@ def test_cli_eval_prints_a_table_then_json(trained, dataset, capsys):
   assert code == 0
   metrics = json.loads(stdout.strip().splitlines()[-1])
   assert metrics["samples"] == 1 and metrics["views"] == 3
-  for key in ("rmse_face_units", "rmse_face_mm", "nme_percent", "photometric"):
-    assert np.isfinite(metrics[key])
+  for key in ("rmse_face_units", "rmse_face_mm", "nme_percent", "photometric", "rmse_face_sim_mm",
+              "mean_face_rmse_face_sim_mm", "fit_rmse_face_mm", "fit_rmse_face_sim_mm"):
+    assert np.isfinite(metrics[key]), key
+  # A similarity fit has one more degree of freedom than a rigid one.
+  assert metrics["rmse_face_sim_mm"] <= metrics["rmse_face_mm"] + 1e-9
+  assert metrics["mean_face_rmse_face_sim_mm"] <= metrics["mean_face_rmse_face_mm"] + 1e-9
+  from mgc_face.evaluate import LANDMARK_FIT
+  assert metrics["fit_landmark_steps"] == LANDMARK_FIT.landmark_steps and "+ landmark fit" in stdout
   np.testing.assert_allclose(metrics["rmse_face_mm"], 100 * metrics["rmse_face_units"], rtol=1e-6)
   assert "68-landmark NME (%)" in stdout
 
