@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-IDENTITIES = 48          # Synthetic identities in all.
-TEST_IDENTITIES = 6      # Held out for testing and evaluation.
+IDENTITIES = 96          # Synthetic identities in all.
+TEST_IDENTITIES = 12     # Held out for testing and evaluation.
 
 
 def step(title, command):
