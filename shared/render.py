@@ -1,36 +1,43 @@
 """Differentiable rendering on tensorflow-graphics' rasterizer.
 
 Visibility comes from tensorflow-graphics' CPU rasterizer kernel (built by
-`shared.rasterizer`); attributes are interpolated with tensorflow-graphics'
-own `differentiable_barycentrics` and `interpolate_vertex_attribute`, so
+`shared.rasterizer`, one call per image).  Attributes are then interpolated
+with tensorflow-graphics' differentiable barycentrics: the same per-pixel
+formula as its `differentiable_barycentrics` + `interpolate_vertex_attribute`
+(tfg's pixel grid, edge functions and `divide_no_nan` normalisation), so
 gradients flow to vertex positions (through the barycentrics of visible
 triangles) and to vertex attributes.  Like the rasterizer itself, there is
 no gradient through visibility changes.
 
 What this layer adds over calling `triangle_rasterizer.rasterize`:
 
-* the stage after the kernel (barycentrics + interpolation, forward and
-  backward) is compiled with XLA (`jit_compile=True`), which fuses the many
-  elementwise ops on [B, H, W, 3, C] tensors; on 2 CPU cores that is several
-  times faster than running them op by op (see bench/render.py);
-* vertices go to clip space once, not twice, and all attributes plus depth
-  are interpolated in one gather;
-* the per-image kernel calls are independent graph nodes, so they run in
-  parallel.
+* the stage after the kernel runs under XLA (`jit_compile=True`) as four
+  compiled functions: gather the corners of each pixel's triangle, shade
+  (forward), then a hand-written gradient in two passes, per-pixel terms and
+  the scatter into vertices (XLA's automatic gradient of the fused forward
+  recomputes all shared per-pixel terms for every scattered value);
+* barycentrics are evaluated per pixel from its triangle's three corners,
+  which are gathered together with the attributes in one [N, 3, K] gather,
+  instead of per-triangle matrices for all T triangles;
+* vertices go to clip space once, not twice, and depth is interpolated with
+  the attributes and returned as its own tensor (no slicing outside XLA);
+* the per-image kernel calls are independent graph nodes, so they can run
+  in parallel.
+
+bench/render.py prints the per-stage times.
 """
 
 import dataclasses
 
 import tensorflow as tf
 from tensorflow_graphics.rendering import barycentrics as tfg_barycentrics
-from tensorflow_graphics.rendering import framebuffer as tfg_framebuffer
-from tensorflow_graphics.rendering import interpolate as tfg_interpolate
 
 from shared import rasterizer
 
 CULL_NONE = 0  # tensorflow-graphics FaceCullingMode.NONE
 NUM_LAYERS = 1
 BACKGROUND_ID = -1
+XYW = 3  # Clip x, y, w: the corner values barycentrics are computed from.
 
 
 @dataclasses.dataclass
@@ -80,25 +87,170 @@ def visibility(clip, triangles, image_size):
   return tf.stack(ids)[..., None], tf.stack(masks)[..., None]
 
 
-@tf.function(jit_compile=True)
-def interpolate(clip, triangles, triangle_id, mask, attributes):
-  """tfg's differentiable barycentrics and attribute interpolation, under XLA.
+def _corner_planes(rows):
+  """[N, 3, K] corner rows -> planes[k][j] = rows[:, j, k], each [N]."""
+  return [[rows[:, j, k] for j in range(3)] for k in range(rows.shape[-1])]
 
-  Args:
-    clip: [B, V, 4].  triangles: [T, 3] int32.
-    triangle_id: [B, H, W, 1] int32.  mask: [B, H, W, 1] float32.
-    attributes: [B, V, C].
+
+def _pixel_grid(mask):
+  """tfg's normalized pixel centres and the coverage, each flattened to [N = B*H*W]."""
+  height, width = mask.shape[1], mask.shape[2]
+  px, py = tfg_barycentrics.normalized_pixel_coordinates(width, height)
+  flat = lambda t: tf.reshape(tf.broadcast_to(t, mask.shape[:3]), [-1])
+  return flat(px), flat(py), tf.reshape(mask, [-1])
+
+
+def _edge(a, b, px, py):
+  """Edge function p . (a x b) of corners a, b = (x, y, w) at p = (px, py, 1).
+
+  Written term by term as tfg's `compute_triangle_matrices` (d11 px + d21 py +
+  d31, ...), so the per-pixel value is the same float computation.
+  """
+  ax, ay, aw = a
+  bx, by, bw = b
+  return (ay * bw - aw * by) * px + (aw * bx - ax * bw) * py + (ax * by - ay * bx)
+
+
+def _edge_vjp(a, b, px, py, g):
+  """g times the gradients of `_edge` with respect to a (b x p) and b (p x a)."""
+  ax, ay, aw = a
+  bx, by, bw = b
+  da = ((by - bw * py) * g, (bw * px - bx) * g, (bx * py - by * px) * g)
+  db = ((aw * py - ay) * g, (ax - aw * px) * g, (ay * px - ax * py) * g)
+  return da, db
+
+
+def _barycentrics(planes, px, py):
+  """Perspective-correct barycentrics as tfg's `differentiable_barycentrics`.
+
+  tfg multiplies each triangle's matrix by the sign of its determinant; that
+  sign cancels exactly in the normalisation (negation is exact in floats), so
+  it is left out.
 
   Returns:
-    [B, H, W, C] interpolated attributes (0 on background).
+    (corners [3] of (x, y, w) planes, sum of edge values [N], barycentrics [3] of [N]
+    before masking; 0 where the sum is 0, as tfg's `divide_no_nan`).
   """
-  shape = tf.concat([tf.shape(mask)[:-1], [3]], 0)
-  framebuffer = tfg_framebuffer.Framebuffer(
-      foreground_mask=mask, triangle_id=triangle_id,
-      vertex_ids=tf.gather(triangles, triangle_id[..., 0]),
-      barycentrics=tfg_framebuffer.RasterizedAttribute(tf.zeros(shape), None, None))
-  framebuffer = tfg_barycentrics.differentiable_barycentrics(framebuffer, clip, triangles)
-  return tfg_interpolate.interpolate_vertex_attribute(attributes, framebuffer).value
+  corners = [tuple(planes[-XYW + i][j] for i in range(XYW)) for j in range(3)]
+  edges = [_edge(corners[(i + 1) % 3], corners[(i + 2) % 3], px, py) for i in range(3)]
+  total = edges[0] + edges[1] + edges[2]
+  return corners, total, [tf.math.divide_no_nan(e, total) for e in edges]
+
+
+@tf.function(jit_compile=True)
+def _gather_corners(data, triangles, triangle_id):
+  """Rows of per-vertex data at each pixel's triangle corners.
+
+  Args:
+    data: [B, V, K] per-vertex values.  triangles: [T, 3] int32.
+    triangle_id: [B, H, W, 1] int32.
+
+  Returns:
+    (index [N, 3] int32 into the flattened [B * V] vertices, rows [N, 3, K]).
+  """
+  batch, num_vertices, k = data.shape[0], tf.shape(data)[1], data.shape[-1]
+  vertex_ids = tf.gather(triangles, triangle_id[..., 0])  # [B, H, W, 3]
+  offsets = tf.reshape(tf.range(batch) * num_vertices, [batch, 1, 1, 1])
+  index = tf.reshape(vertex_ids + offsets, [-1, 3])
+  return index, tf.gather(tf.reshape(data, [-1, k]), index)
+
+
+@tf.function(jit_compile=True)
+def _shade(rows, mask):
+  """Forward: [N, 3, A + 3] corner rows (attributes, then x, y, w) and [B, H, W, 1]
+  coverage -> (attributes [B, H, W, A], depth w [B, H, W, 1]), 0 on background."""
+  planes = _corner_planes(rows)
+  px, py, m = _pixel_grid(mask)
+  _, _, unmasked = _barycentrics(planes, px, py)
+  b = [x * m for x in unmasked]
+  channels = [(b[0] * c[0] + b[1] * c[1] + b[2] * c[2]) * m for c in planes]
+  shape = mask.shape[:3]
+  values = tf.reshape(tf.stack(channels[:-XYW], -1), shape + [len(channels) - XYW])
+  return values, tf.reshape(channels[-1], shape + [1])
+
+
+def _flat_grads(d_values, d_depth, m):
+  """Upstream gradients as A + 1 masked planes [N] (attributes, then depth)."""
+  num_attr = d_values.shape[-1]
+  flat = tf.reshape(d_values, [-1, num_attr])
+  return [flat[:, c] * m for c in range(num_attr)] + [tf.reshape(d_depth, [-1]) * m]
+
+
+@tf.function(jit_compile=True)
+def _shade_vjp_pixels(rows, mask, d_values, d_depth):
+  """Backward, per pixel: gradients of the edge values and the masked barycentrics.
+
+  Kept apart from `_shade_vjp_scatter` so that XLA stores these six [N] planes
+  instead of recomputing them for each of the 3 * K scattered values.
+  """
+  planes = _corner_planes(rows)
+  px, py, m = _pixel_grid(mask)
+  corners, total, unmasked = _barycentrics(planes, px, py)
+  dys = _flat_grads(d_values, d_depth, m)
+  values = planes[:-XYW] + [[corners[j][2] for j in range(3)]]  # Depth interpolates w.
+  g = [tf.add_n([values[c][j] * dys[c] for c in range(len(dys))]) * m for j in range(3)]
+  g_dot_b = g[0] * unmasked[0] + g[1] * unmasked[1] + g[2] * unmasked[2]
+  d_edges = [tf.math.divide_no_nan(g[i] - g_dot_b, total) for i in range(3)]
+  return tuple(d_edges) + tuple(x * m for x in unmasked)
+
+
+@tf.function(jit_compile=True)
+def _shade_vjp_scatter(rows, index, mask, d_values, d_depth, d_edges, b, num_rows):
+  """Backward: per-corner gradients [N, 3, K] summed into [num_rows, K] vertices."""
+  planes = _corner_planes(rows)
+  px, py, m = _pixel_grid(mask)
+  dys = _flat_grads(d_values, d_depth, m)
+  corners = [tuple(planes[-XYW + i][j] for i in range(XYW)) for j in range(3)]
+  d_attr = [[b[j] * dy for dy in dys[:-1]] for j in range(3)]
+  d_xyw = [[0.0, 0.0, b[j] * dys[-1]] for j in range(3)]
+  for i in range(3):
+    ja, jb = (i + 1) % 3, (i + 2) % 3
+    da, db = _edge_vjp(corners[ja], corners[jb], px, py, d_edges[i])
+    d_xyw[ja] = [x + y for x, y in zip(d_xyw[ja], da)]
+    d_xyw[jb] = [x + y for x, y in zip(d_xyw[jb], db)]
+  per_corner = tf.stack([tf.stack(d_attr[j] + d_xyw[j], -1) for j in range(3)], 1)
+  return tf.math.unsorted_segment_sum(per_corner, index, num_rows)
+
+
+def interpolate_with_depth(clip, triangles, triangle_id, mask, attributes):
+  """Differentiable barycentric interpolation of attributes and depth.
+
+  Same values as tfg's `differentiable_barycentrics` followed by
+  `interpolate_vertex_attribute` (tests/test_render.py checks values and
+  gradients against them), computed per pixel under XLA with a hand-written
+  gradient: XLA's automatic one recomputes every shared per-pixel term for
+  each scattered value and was the slowest stage (see bench/render.py).
+
+  Args:
+    clip: [B, V, 4] clip-space vertices.  triangles: [T, 3] int32.
+    triangle_id: [B, H, W, 1] int32.  mask: [B, H, W, 1] float32.
+    attributes: [B, V, A].
+
+  Returns:
+    (values [B, H, W, A], depth [B, H, W, 1] = interpolated w_clip), 0 on background;
+    differentiable with respect to clip and attributes.
+  """
+  data = tf.concat([attributes, clip[..., 0:2], clip[..., 3:4]], -1)  # [B, V, A + 3]
+
+  @tf.custom_gradient
+  def shade(data):
+    index, rows = _gather_corners(data, triangles, triangle_id)
+    values, depth = _shade(rows, mask)
+
+    def grad(d_values, d_depth):
+      d_values = tf.zeros_like(values) if d_values is None else d_values
+      d_depth = tf.zeros_like(depth) if d_depth is None else d_depth
+      parts = _shade_vjp_pixels(rows, mask, d_values, d_depth)
+      total = _shade_vjp_scatter(rows, index, mask, d_values, d_depth, parts[:3], parts[3:],
+                                 data.shape[0] * data.shape[1])
+      return tf.reshape(total, tf.shape(data))
+    return (values, depth), grad
+  return shade(data)
+
+
+def interpolate(clip, triangles, triangle_id, mask, attributes):
+  """[B, H, W, A] interpolated attributes (see `interpolate_with_depth`)."""
+  return interpolate_with_depth(clip, triangles, triangle_id, mask, attributes)[0]
 
 
 def rasterize_attributes(clip, triangles, attributes, image_size):
@@ -125,10 +277,9 @@ def render(posed, triangles, attributes, camera):
     `RenderOutput` with H = W = camera.image_size.
   """
   clip = to_clip(posed, camera)
-  # w_clip is the depth along the optical axis; interpolate it with the rest.
-  stacked = tf.concat([attributes, clip[..., 3:]], axis=-1)
-  size = (camera.image_size, camera.image_size)
-  values, triangle_id, mask = rasterize_attributes(clip, triangles, stacked, size)
+  triangles = tf.convert_to_tensor(triangles, tf.int32)
+  triangle_id, mask = visibility(clip, triangles, (camera.image_size, camera.image_size))
+  # w_clip is the depth along the optical axis; it is interpolated with the rest.
+  image, depth = interpolate_with_depth(clip, triangles, triangle_id, mask, attributes)
   ids = tf.where(mask[..., 0] > 0, triangle_id[..., 0], BACKGROUND_ID)
-  return RenderOutput(image=values[..., :-1], mask=mask, depth=values[..., -1:],
-                      triangle_ids=ids)
+  return RenderOutput(image=image, mask=mask, depth=depth, triangle_ids=ids)
