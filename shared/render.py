@@ -120,6 +120,11 @@ def _edge_vjp(a, b, px, py, g):
   return da, db
 
 
+def _clip_corners(planes):
+  """The three corners' (x, y, w) planes: the last XYW of the K planes."""
+  return [tuple(planes[-XYW + i][j] for i in range(XYW)) for j in range(3)]
+
+
 def _barycentrics(planes, px, py):
   """Perspective-correct barycentrics as tfg's `differentiable_barycentrics`.
 
@@ -131,7 +136,7 @@ def _barycentrics(planes, px, py):
     (corners [3] of (x, y, w) planes, sum of edge values [N], barycentrics [3] of [N]
     before masking; 0 where the sum is 0, as tfg's `divide_no_nan`).
   """
-  corners = [tuple(planes[-XYW + i][j] for i in range(XYW)) for j in range(3)]
+  corners = _clip_corners(planes)
   edges = [_edge(corners[(i + 1) % 3], corners[(i + 2) % 3], px, py) for i in range(3)]
   total = edges[0] + edges[1] + edges[2]
   return corners, total, [tf.math.divide_no_nan(e, total) for e in edges]
@@ -203,12 +208,12 @@ def _shade_vjp_scatter(corners, index, mask, d_values, d_depth, d_edges, b, num_
   planes = _corner_planes(corners)
   px, py, m = _pixel_grid(mask)
   dys = _flat_grads(d_values, d_depth, m)
-  corners = [tuple(planes[-XYW + i][j] for i in range(XYW)) for j in range(3)]
+  xyw = _clip_corners(planes)
   d_attr = [[b[j] * dy for dy in dys[:-1]] for j in range(3)]
   d_xyw = [[0.0, 0.0, b[j] * dys[-1]] for j in range(3)]
   for i in range(3):
     ja, jb = (i + 1) % 3, (i + 2) % 3
-    da, db = _edge_vjp(corners[ja], corners[jb], px, py, d_edges[i])
+    da, db = _edge_vjp(xyw[ja], xyw[jb], px, py, d_edges[i])
     d_xyw[ja] = [x + y for x, y in zip(d_xyw[ja], da)]
     d_xyw[jb] = [x + y for x, y in zip(d_xyw[jb], db)]
   per_corner = tf.stack([tf.stack(d_attr[j] + d_xyw[j], -1) for j in range(3)], 0)
