@@ -2,7 +2,7 @@
 
 The multi-worker tests start worker processes (this file run as a script:
 `mgc-worker` runs the real MGC trainer, `mgc_face.train.train`, on the tiny
-preset; `toy-worker` a small renderer-based regression) with their own
+preset; `gcn-worker` the GCN trainer on a toy face) with their own
 TF_CONFIG on free loopback ports, each under a hard time limit after which
 it is killed, so a hang fails the test instead of blocking CI.
 """
@@ -213,19 +213,16 @@ def test_checkpoint_saver_on_the_chief_writes_the_folder(tmp_path):
 
 # ----------------------------------------------------------------------------- two workers
 
-TOY_STEPS = 3
-TOY_BATCH = 2
 MGC_IDENTITIES = 5       # 4 training triplets: 2 per worker.
 MGC_STEPS = 2
 MGC_BATCH = 2            # Global: 1 triplet per worker.
 MGC_LOSS_RTOL = 1e-3     # Reduction order differs (mean of replica means vs one mean).
 MGC_WEIGHTS_RTOL = 1e-4
 GCN_STEPS = 2
+KILL_STEPS = 10000       # The kill test's run would go on for long...
+KILL_AFTER = 2           # ...but worker 1 is killed once this step's checkpoint exists.
 
 
-def toy_args(out_dir, steps=TOY_STEPS, sleep=0.0, strategy="multiworker"):
-  return [Path(__file__), "toy-worker", "--strategy", strategy, "--steps", steps,
-          "--batch-size", TOY_BATCH, "--checkpoint", out_dir / "ckpt", "--sleep", sleep]
 
 
 @pytest.fixture(scope="module")
@@ -326,17 +323,18 @@ def assert_loadable(checkpoint_dir):
 
 
 @pytest.mark.parametrize("victim", [1])
-def test_killing_a_worker_stops_the_other_with_one_line(tmp_path, victim):
-  """kill -9 one worker mid-run: the survivor exits 2 soon with one line; the checkpoint loads."""
+def test_killing_a_worker_stops_the_other_with_one_line_then_resume(tmp_path, mgc_data, victim):
+  """Real MGC trainer, kill -9 one worker mid-run: the survivor exits 2 soon with one line, the
+  last checkpoint loads, and the same command on both workers resumes from it."""
   ports = free_ports(2)
   ckpt = tmp_path / "run" / "ckpt"
   procs, logs = [], []
   for rank in range(2):
     logs.append(tmp_path / f"worker{rank}.log")
-    procs.append(start(toy_args(tmp_path / "run", steps=10000, sleep=0.3),
+    procs.append(start(mgc_args(mgc_data, tmp_path / "run", steps=KILL_STEPS, checkpoint_every=1),
                        worker_env(local_cluster_config(ports, rank)), logs[-1]))
   try:
-    assert wait_for(ckpt / "ckpt-3.index", procs[0], WORKER_LIMIT_S), tail(logs[0])
+    assert wait_for(ckpt / f"ckpt-{KILL_AFTER}.index", procs[0], WORKER_LIMIT_S), tail(logs[0])
     os.killpg(procs[victim].pid, signal.SIGKILL)
     killed_at = time.time()
     survivor = 1 - victim
@@ -353,88 +351,21 @@ def test_killing_a_worker_stops_the_other_with_one_line(tmp_path, victim):
   assert lines[-1].startswith(f"error: worker {survivor} of 2: worker {victim} "
                               f"(127.0.0.1:{ports[victim]}) stopped responding"), lines[-1]
   step, latest = assert_loadable(ckpt)
-  assert step >= 3 and f"the last checkpoint is {latest} (step {step})" in lines[-1], lines[-1]
+  assert step >= KILL_AFTER and f"the last checkpoint is {latest} (step {step})" in lines[-1], \
+      lines[-1]
   print(f"survivor stopped {took:.1f} s after the kill: {lines[-1]}")
+  # Resume: the same command on both workers continues from that checkpoint.
+  (tmp_path / "resume").mkdir()  # For the resumed workers' logs.
+  results = run_cluster(tmp_path / "resume",
+                        lambda rank: mgc_args(mgc_data, tmp_path / "run", steps=step + 1))
+  assert [r["steps"] for r in results] == [step + 1] * 2 and len(results[0]["losses"]) == 1
+  assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+  assert tf_latest(ckpt).endswith(f"ckpt-{step + 1}")
 
 
-# ----------------------------------------------------------------------------- the toy worker
-
-def toy_worker(argv):
-  """A tiny renderer-based regression trained under a strategy (run as a script)."""
-  import argparse
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--strategy", default="default")
-  parser.add_argument("--steps", type=int, default=TOY_STEPS)
-  parser.add_argument("--batch-size", type=int, default=TOY_BATCH)
-  parser.add_argument("--checkpoint", required=True)
-  parser.add_argument("--sleep", type=float, default=0.0)
-  args = parser.parse_args(argv)
-  from shared import distribute
-  from shared.errors import InputError
-  try:
-    strategy = distribute.make_strategy(args.strategy)
-    import keras
-    import tensorflow as tf
-    from shared import render
-    from shared.camera import Camera
-    camera = Camera(image_size=32)
-    rng = np.random.default_rng(0)
-    num_v, count = 20, 16
-    base = rng.normal(0, 0.5, (num_v, 3)).astype(np.float32)
-    triangles = np.array([[i, (i + 1) % num_v, (i + 7) % num_v] for i in range(num_v)], np.int32)
-    inputs = rng.normal(size=(count, 5)).astype(np.float32)
-    targets = rng.uniform(size=(count, 32, 32, 3)).astype(np.float32)
-
-    def make_dataset(batch, num_shards, index):
-      ds = distribute.shard(tf.data.Dataset.range(count), num_shards, index)
-      ds = ds.map(lambda k: (tf.gather(inputs, k), tf.gather(targets, k), k))
-      return ds.repeat().batch(batch, drop_remainder=True)
-
-    with strategy.scope():
-      keras.utils.set_random_seed(0)
-      net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2 * num_v * 3)])
-      optimizer = keras.optimizers.Adam(1e-2)
-      optimizer.build(net.trainable_variables)
-      step = tf.Variable(0, dtype=tf.int64, trainable=False)
-      checkpoint = tf.train.Checkpoint(net=net, optimizer=optimizer, step=step)
-    saver = distribute.CheckpointSaver(checkpoint, args.checkpoint, 3, strategy)
-    data = iter(distribute.distribute_dataset(strategy, make_dataset, args.batch_size))
-
-    @tf.function
-    def train_step(batch):
-      def replica(x, target, ids):
-        with tf.GradientTape() as tape:
-          out = net(x)
-          posed = base[None] + 0.1 * tf.reshape(out[:, :num_v * 3], [-1, num_v, 3])
-          colours = tf.sigmoid(tf.reshape(out[:, num_v * 3:], [-1, num_v, 3]))
-          image = render.render(posed, triangles, colours, camera)
-          per_example = tf.reduce_mean(tf.square(image.image - target) * image.mask, [1, 2, 3])
-          loss = distribute.average_loss(per_example, args.batch_size)
-        grads = tape.gradient(loss, net.trainable_variables)
-        optimizer.apply_gradients(zip(grads, net.trainable_variables))
-        step.assign_add(1)
-        return loss, ids
-      loss, ids = strategy.run(replica, args=batch)
-      return distribute.reduce_sum(strategy, loss), strategy.experimental_local_results(ids)
-
-    losses, samples = [], []
-    with distribute.peer_guard(strategy, args.checkpoint):
-      while int(step.numpy()) < args.steps:
-        loss, ids = train_step(next(data))
-        losses.append(float(loss))
-        samples += [int(i) for part in ids for i in part.numpy()]
-        saver.save(checkpoint_number=int(step.numpy()))
-        print(f"step {int(step.numpy())} loss {float(loss):.6f}", flush=True)
-        time.sleep(args.sleep)
-      distribute.barrier(strategy)
-  except InputError as error:
-    print(f"error: {error}", file=sys.stderr, flush=True)
-    distribute.exit_process(2)
-  digest, abs_sum = weights_digest(net.trainable_variables)
-  print(json.dumps({"losses": losses, "samples": samples, "chief": distribute.is_chief(strategy),
-                    "replicas": strategy.num_replicas_in_sync, "weights_abs_sum": abs_sum,
-                    "weights_sha256": digest}), flush=True)
-  distribute.exit_process(0)
+def tf_latest(checkpoint_dir):
+  import tensorflow as tf
+  return tf.train.latest_checkpoint(str(checkpoint_dir))
 
 
 def test_two_gcn_workers_train_the_toy_face_in_step(tmp_path):
@@ -549,8 +480,7 @@ def mgc_worker(argv):
   distribute.exit_process(distribute.run_to_exit(job) or 0)
 
 
-WORKERS = {"toy-worker": lambda argv: toy_worker(argv), "mgc-worker": lambda argv: mgc_worker(argv),
-           "gcn-worker": lambda argv: gcn_worker(argv)}
+WORKERS = {"mgc-worker": lambda argv: mgc_worker(argv), "gcn-worker": lambda argv: gcn_worker(argv)}
 
 if __name__ == "__main__":
   if sys.argv[1:2] and sys.argv[1] in WORKERS:
