@@ -166,15 +166,17 @@ def _gather_corners(data, triangles, triangle_id):
 @tf.function(jit_compile=True)
 def _shade(corners, mask):
   """Forward: [A + 3, 3, N] corner planes (attributes, then x, y, w) and [B, H, W, 1]
-  coverage -> (attributes [B, H, W, A], depth w [B, H, W, 1]), 0 on background."""
+  coverage -> (attributes [B, H, W, A], depth w [B, H, W, 1]), 0 on background,
+  plus the edge-value sum [N] and the unmasked barycentrics (3 of [N]) for the
+  backward pass, so that it need not recompute them."""
   planes = _corner_planes(corners)
   px, py, m = _pixel_grid(mask)
-  _, _, unmasked = _barycentrics(planes, px, py)
+  _, total, unmasked = _barycentrics(planes, px, py)
   b = [x * m for x in unmasked]
   channels = [(b[0] * c[0] + b[1] * c[1] + b[2] * c[2]) * m for c in planes]
   shape = mask.shape[:3]
   values = tf.reshape(tf.stack(channels[:-XYW], -1), shape + [len(channels) - XYW])
-  return values, tf.reshape(channels[-1], shape + [1])
+  return values, tf.reshape(channels[-1], shape + [1]), total, tuple(unmasked)
 
 
 def _flat_grads(d_values, d_depth, m):
@@ -185,28 +187,27 @@ def _flat_grads(d_values, d_depth, m):
 
 
 @tf.function(jit_compile=True)
-def _shade_vjp_pixels(corners, mask, d_values, d_depth):
-  """Backward, per pixel: gradients of the edge values and the masked barycentrics.
+def _shade_vjp_pixels(corners, mask, total, unmasked, d_values, d_depth):
+  """Backward, per pixel: gradients of the three edge values, each [N].
 
-  Kept apart from `_shade_vjp_scatter` so that XLA stores these six [N] planes
+  Kept apart from `_shade_vjp_scatter` so that XLA stores these planes
   instead of recomputing them for each of the 3 * K scattered values.
   """
   planes = _corner_planes(corners)
-  px, py, m = _pixel_grid(mask)
-  corners, total, unmasked = _barycentrics(planes, px, py)
+  m = tf.reshape(mask, [-1])
   dys = _flat_grads(d_values, d_depth, m)
-  values = planes[:-XYW] + [[corners[j][2] for j in range(3)]]  # Depth interpolates w.
+  values = planes[:-XYW] + [[w for _, _, w in _clip_corners(planes)]]  # Depth is w.
   g = [tf.add_n([values[c][j] * dys[c] for c in range(len(dys))]) * m for j in range(3)]
   g_dot_b = g[0] * unmasked[0] + g[1] * unmasked[1] + g[2] * unmasked[2]
-  d_edges = [tf.math.divide_no_nan(g[i] - g_dot_b, total) for i in range(3)]
-  return tuple(d_edges) + tuple(x * m for x in unmasked)
+  return tuple(tf.math.divide_no_nan(g[i] - g_dot_b, total) for i in range(3))
 
 
 @tf.function(jit_compile=True)
-def _shade_vjp_scatter(corners, index, mask, d_values, d_depth, d_edges, b, num_rows):
+def _shade_vjp_scatter(corners, index, mask, d_values, d_depth, d_edges, unmasked, num_rows):
   """Backward: per-corner gradients [3, N, K] summed into [num_rows, K] vertices."""
   planes = _corner_planes(corners)
   px, py, m = _pixel_grid(mask)
+  b = [x * m for x in unmasked]
   dys = _flat_grads(d_values, d_depth, m)
   xyw = _clip_corners(planes)
   d_attr = [[b[j] * dy for dy in dys[:-1]] for j in range(3)]
@@ -243,15 +244,15 @@ def interpolate_with_depth(clip, triangles, triangle_id, mask, attributes):
   @tf.custom_gradient
   def shade(data):
     index, corners = _gather_corners(data, triangles, triangle_id)
-    values, depth = _shade(corners, mask)
+    values, depth, total, unmasked = _shade(corners, mask)
 
     def grad(d_values, d_depth):
       d_values = tf.zeros_like(values) if d_values is None else d_values
       d_depth = tf.zeros_like(depth) if d_depth is None else d_depth
-      parts = _shade_vjp_pixels(corners, mask, d_values, d_depth)
-      total = _shade_vjp_scatter(corners, index, mask, d_values, d_depth, parts[:3], parts[3:],
-                                 data.shape[0] * data.shape[1])
-      return tf.reshape(total, tf.shape(data))
+      d_edges = _shade_vjp_pixels(corners, mask, total, unmasked, d_values, d_depth)
+      d_data = _shade_vjp_scatter(corners, index, mask, d_values, d_depth, d_edges, unmasked,
+                                  data.shape[0] * data.shape[1])
+      return tf.reshape(d_data, tf.shape(data))
     return (values, depth), grad
   return shade(data)
 
