@@ -23,6 +23,38 @@ def time_call(fn, repeats, warmup=2):
   return times[len(times) // 2]
 
 
+def time_interleaved(fns, repeats, warmup=2):
+  """Times several callables round-robin, so load changes hit them alike.
+
+  Args:
+    fns: {name: callable}.
+    repeats: timed rounds (after `warmup` untimed rounds).
+
+  Returns:
+    {name: {"min": s, "median": s, "cpu": s}}: wall seconds (min and median over
+    rounds) and the minimum process CPU seconds (all threads), which depends
+    less on other jobs than wall time does.
+  """
+  for _ in range(warmup):
+    for fn in fns.values():
+      fn()
+  wall = {name: [] for name in fns}
+  cpu = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start, start_cpu = time.perf_counter(), time.process_time()
+      fn()
+      wall[name].append(time.perf_counter() - start)
+      cpu[name].append(time.process_time() - start_cpu)
+  return {name: {"min": min(wall[name]), "median": sorted(wall[name])[len(wall[name]) // 2],
+                 "cpu": min(cpu[name])} for name in fns}
+
+
+def load_average():
+  """1-minute load average (other jobs on the machine inflate wall times)."""
+  return round(os.getloadavg()[0], 2)
+
+
 def print_table(headers, rows):
   """Prints rows (lists) under headers as an aligned text table."""
   cells = [headers] + [[str(c) for c in row] for row in rows]

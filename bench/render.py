@@ -6,9 +6,20 @@ triangles, from ../shared/face_models/bfm_front_topology), it times our
 `shared.render.render` against tensorflow-graphics' `triangle_rasterizer`
 called directly on the same mesh, colours and camera, in the same run.
 The loss is a weighted sum of the colour image; gradients are taken with
-respect to vertices and colours.  Prints a table, then one JSON line.
+respect to vertices and colours (both sides do the same work: vertices to
+clip space, kernel, interpolation, backward).  Calls are timed round-robin
+after two untimed warm-up rounds.
+
+Rows per mesh: our stages (the kernel calls alone; the interpolation
+forward; the interpolation forward+backward, both from precomputed triangle
+ids), our full step and tfg's.  Columns: wall ms per image (min and median
+over repeats) and CPU ms per image (minimum process time, all threads; less
+sensitive to other jobs than wall time).  Prints the table, then one JSON
+line.
 
     python bench/render.py [--batch 8] [--repeats 10]
+
+Figures: README.md, Measured performance.
 """
 
 import argparse
@@ -26,6 +37,7 @@ from shared.face_model import load_face_model
 from shared.paths import data_file
 
 BFM = "face_models/bfm_front_topology"
+MAX_ANGLE = 0.4  # Radians: random head rotations per image.
 
 
 def meshes():
@@ -37,9 +49,10 @@ def meshes():
 
 
 def make_steps(vertices, faces, batch, cam):
+  """{name: tf.function}: our stages, our full step ("ours") and tfg's ("tfg")."""
   rng = np.random.default_rng(0)
   posed = tf.constant(np.repeat(vertices[None], batch, 0))
-  angles = tf.constant(rng.uniform(-0.4, 0.4, (batch, 3)).astype(np.float32))
+  angles = tf.constant(rng.uniform(-MAX_ANGLE, MAX_ANGLE, (batch, 3)).astype(np.float32))
   posed = tf.Variable(camera_lib.transform(posed, angles, tf.zeros([batch, 3])))
   colours = tf.Variable(rng.uniform(0, 1, (batch, len(vertices), 3)).astype(np.float32))
   weights = tf.constant(rng.uniform(0, 1, (batch, cam.image_size, cam.image_size, 3)),
@@ -47,6 +60,24 @@ def make_steps(vertices, faces, batch, cam):
   faces_t = tf.constant(faces)
   matrix = tf.constant(np.repeat(cam.projection_matrix()[None], batch, 0))
   size = (cam.image_size, cam.image_size)
+  clip = tf.Variable(render_lib.to_clip(posed, cam))
+
+  @tf.function
+  def kernel():
+    return render_lib.visibility(clip, faces_t, size)
+
+  triangle_id, mask = kernel()
+
+  @tf.function
+  def interpolation_forward():
+    return render_lib.interpolate(clip, faces_t, triangle_id, mask, colours)
+
+  @tf.function
+  def interpolation_forward_backward():
+    with tf.GradientTape() as tape:
+      image = render_lib.interpolate(clip, faces_t, triangle_id, mask, colours)
+      loss = tf.reduce_sum(image * weights)
+    return tape.gradient(loss, [clip, colours])
 
   @tf.function
   def ours():
@@ -64,7 +95,12 @@ def make_steps(vertices, faces, batch, cam):
       loss = tf.reduce_sum(out["colour"] * weights)
     return tape.gradient(loss, [posed, colours])
 
-  return ours, baseline
+  return {"kernel (visibility)": kernel, "interp fwd": interpolation_forward,
+          "interp fwd+bwd": interpolation_forward_backward, "ours": ours, "tfg": baseline}
+
+
+def per_image_ms(stats, batch):
+  return {key: round(1000.0 * value / batch, 2) for key, value in stats.items()}
 
 
 def main():
@@ -74,22 +110,26 @@ def main():
   args = parser.parse_args()
   cam = camera_lib.Camera()
   rows, results = [], {}
+  load_start = common.load_average()
   for name, vertices, faces in meshes():
-    ours, baseline = make_steps(vertices, faces, args.batch, cam)
-    t_ours = time_ms(ours, args) / args.batch
-    t_base = time_ms(baseline, args) / args.batch
+    timed = common.time_interleaved(make_steps(vertices, faces, args.batch, cam), args.repeats)
+    ms = {stage: per_image_ms(stats, args.batch) for stage, stats in timed.items()}
+    for stage, t in ms.items():
+      rows.append([name, stage, f"{t['min']:.2f}", f"{t['median']:.2f}", f"{t['cpu']:.2f}"])
+    ours, tfg = ms["ours"], ms["tfg"]
     results[name] = {"triangles": int(len(faces)), "vertices": int(len(vertices)),
-                     "ours_ms_per_image": round(t_ours, 2),
-                     "tfg_ms_per_image": round(t_base, 2),
-                     "speedup_vs_tfg": round(t_base / t_ours, 2)}
-    rows.append([name, len(faces), f"{t_ours:.2f}", f"{t_base:.2f}", f"{t_base / t_ours:.2f}x"])
-  common.print_table(["mesh", "triangles", "ours ms/img", "tfg ms/img", "ratio"], rows)
+                     "ours_ms_per_image": ours["median"], "tfg_ms_per_image": tfg["median"],
+                     "speedup_vs_tfg": round(tfg["median"] / ours["median"], 2),
+                     "ours_cpu_ms_per_image": ours["cpu"], "tfg_cpu_ms_per_image": tfg["cpu"],
+                     "stages_ms_per_image": ms}
+    rows.append([name, "ratio tfg/ours", "", f"{tfg['median'] / ours['median']:.2f}x",
+                 f"{tfg['cpu'] / ours['cpu']:.2f}x"])
+  common.print_table(["mesh", "stage", "wall min", "wall median", "CPU"], rows)
+  print("(ms per image; CPU = process time of all threads)")
   common.print_json({"bench": "render", "batch": args.batch, "image": cam.image_size,
-                     "fwd_bwd": True, **common.machine(), "results": results})
-
-
-def time_ms(fn, args):
-  return 1000.0 * common.time_call(fn, args.repeats)
+                     "fwd_bwd": True, "repeats": args.repeats,
+                     "load_average": [load_start, common.load_average()],
+                     **common.machine(), "results": results})
 
 
 if __name__ == "__main__":
