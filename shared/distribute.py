@@ -28,6 +28,12 @@ Conventions the trainers follow:
 * Only the chief writes checkpoints and summaries (`CheckpointSaver`,
   `summary_writer`); the other workers take part in the save (it may need
   collectives) into a temporary folder that is deleted at once.
+* Logged loss terms are averaged over replicas (`mean_terms`), and a NaN
+  guard's verdict is agreed by all of them (`all_replicas`), so every
+  worker prints the same numbers and takes the same branch.
+
+Trying it on one machine: `free_ports(n)` and `local_cluster_config(ports,
+rank)` give each process a `TF_CONFIG` on 127.0.0.1 (tests, bench/scaling.py).
 """
 
 import contextlib
