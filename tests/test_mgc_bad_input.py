@@ -1,7 +1,7 @@
 """MGC bad input through main.py: exit 2, one `error:` line, no traceback, nothing lost."""
 
 import dataclasses
-import hashlib
+import json
 import shutil
 
 import cv2
@@ -10,41 +10,19 @@ import pytest
 import tensorflow as tf
 
 import main as main_module
-from mgc_face import config as config_lib
 from mgc_face import data as data_lib
 from mgc_face import model as model_lib
-from mgc_face import synthetic
-from mgc_face import train as train_lib
+from test_mgc_data import tree_digest as digest
+# Fixtures: the dataset (2 training triplets) and a 2-step single-view checkpoint.
+from test_mgc_train import dataset, trained  # noqa: F401
 
-# Single-view trains compile in about half the time; a checkpoint every 2 steps.
-CONFIG = config_lib.get_config("tiny").replace(batch_size=1, checkpoint_every=2, summary_every=1,
-                                               image_summary_every=2, multiview=False,
-                                               max_consecutive_bad_steps=2)
 SAVED_STEPS = 2
+MAX_BAD_STEPS = 2
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, ict_model):
-  root = tmp_path_factory.mktemp("mgc_bad_synth")
-  synthetic.generate(ict_model, root, identities=3, test_identities=1, seed=7, progress=False)
-  return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(dataset, tmp_path_factory, ict_model):
-  ckpt = tmp_path_factory.mktemp("mgc_bad_ckpt")
-  train_lib.train(ict_model, CONFIG, dataset, ckpt, steps=SAVED_STEPS, progress=False,
-                  log=lambda message: None)
-  return ckpt
-
-
-def digest(root):
-  """sha256 over every file (name and bytes) under `root`."""
-  h = hashlib.sha256()
-  for path in sorted(p for p in root.rglob("*") if p.is_file()):
-    h.update(str(path.relative_to(root)).encode())
-    h.update(path.read_bytes())
-  return h.hexdigest()
+def checkpoint(trained):
+  return trained[0]
 
 
 def run_main(argv, capsys):
@@ -84,7 +62,10 @@ def test_nan_losses_skip_steps_then_stop_keeping_the_last_good_checkpoint(
   ckpt = tmp_path / "ckpt"
   shutil.copytree(checkpoint, ckpt)
   good = network_weights(ckpt)
-  monkeypatch.setitem(config_lib.PRESETS, config_lib.TINY, CONFIG)
+  # Resuming trains with the checkpoint's own config: give it a limit of 2 bad steps.
+  meta = json.loads((ckpt / "meta.json").read_text())
+  meta["config"]["max_consecutive_bad_steps"] = MAX_BAD_STEPS
+  (ckpt / "meta.json").write_text(json.dumps(meta))
   original = model_lib.Objective.__call__
 
   def poisoned(self, coeffs, batch, multiview=True):
@@ -96,7 +77,7 @@ def test_nan_losses_skip_steps_then_stop_keeping_the_last_good_checkpoint(
                                 "--checkpoint", str(ckpt), "--steps", "6", "--no-multiview",
                                 "--quiet"], capsys)
   assert code == 2 and len(errors) == 1, err
-  assert "2 non-finite steps in a row" in errors[0] and "last good checkpoint kept" in errors[0]
+  assert f"{MAX_BAD_STEPS} non-finite steps in a row" in errors[0] and "last good checkpoint kept" in errors[0]
   assert "step 3: non-finite loss or gradient; update skipped" in err
   assert tf.train.latest_checkpoint(str(ckpt)).endswith(f"ckpt-{SAVED_STEPS}")
   after = network_weights(ckpt)
