@@ -16,6 +16,8 @@ What this layer adds over calling `triangle_rasterizer.rasterize`:
   (forward), then a hand-written gradient in two passes, per-pixel terms and
   the scatter into vertices (XLA's automatic gradient of the fused forward
   recomputes all shared per-pixel terms for every scattered value);
+* only covered pixels are interpolated (compacted, their count padded to
+  one of a few bucket sizes so XLA compiles few shapes);
 * barycentrics are evaluated per pixel from its triangle's three corners,
   which are gathered together with the attributes in one [K, 3, N] gather,
   instead of per-triangle matrices for all T triangles;
@@ -38,6 +40,9 @@ CULL_NONE = 0  # tensorflow-graphics FaceCullingMode.NONE
 NUM_LAYERS = 1
 BACKGROUND_ID = -1
 XYW = 3  # Clip x, y, w: the corner values barycentrics are computed from.
+# Compacted pixel counts are rounded up to a multiple of N / PIXEL_BUCKETS
+# (N = B * H * W): at most this many shapes per batch size for XLA to compile.
+PIXEL_BUCKETS = 16
 
 
 @dataclasses.dataclass
@@ -88,16 +93,43 @@ def visibility(clip, triangles, image_size):
 
 
 def _corner_planes(corners):
-  """[K, 3, N] corner values -> planes[k][j] = corners[k, j], each [N]."""
+  """[K, 3, P] corner values -> planes[k][j] = corners[k, j], each [P]."""
   return [[corners[k, j] for j in range(3)] for k in range(corners.shape[0])]
 
 
-def _pixel_grid(mask):
-  """tfg's normalized pixel centres and the coverage, each flattened to [N = B*H*W]."""
-  height, width = mask.shape[1], mask.shape[2]
-  px, py = tfg_barycentrics.normalized_pixel_coordinates(width, height)
-  flat = lambda t: tf.reshape(tf.broadcast_to(t, mask.shape[:3]), [-1])
-  return flat(px), flat(py), tf.reshape(mask, [-1])
+def covered_pixels(mask):
+  """The covered pixels of a batch, compacted, so later passes skip the background.
+
+  The count is rounded up to a multiple of N / PIXEL_BUCKETS (N = B * H * W)
+  so that the XLA-compiled passes see a few distinct shapes only; the padding
+  entries point at pixel 0 with weight 0.
+
+  Args:
+    mask: [B, H, W, 1] float32 coverage.
+
+  Returns:
+    (pixels [P] int32 flat indices into B * H * W, in increasing order,
+    weight [P] float32: 1 for covered pixels, 0 for padding).
+  """
+  flat = tf.reshape(mask, [-1]) > 0
+  bucket = -(-flat.shape[0] // PIXEL_BUCKETS)
+  pixels = tf.cast(tf.where(flat)[:, 0], tf.int32)
+  count = tf.shape(pixels)[0]
+  padding = tf.maximum((count + bucket - 1) // bucket, 1) * bucket - count
+  return tf.pad(pixels, [[0, padding]]), tf.pad(tf.ones([count], tf.float32), [[0, padding]])
+
+
+def _pixel_coordinates(pixels, image_size):
+  """tfg's normalized pixel centres of flat pixel indices, each [P].
+
+  The same float operations as tfg's `normalized_pixel_coordinates`,
+  (2 i + 1) / size - 1, x right and y down in [-1, 1].
+  """
+  height, width = image_size
+  in_image = pixels % (height * width)
+  column = tf.cast(in_image % width, tf.float32)
+  row = tf.cast(in_image // width, tf.float32)
+  return (2.0 * column + 1.0) / float(width) - 1.0, (2.0 * row + 1.0) / float(height) - 1.0
 
 
 def _edge(a, b, px, py):
@@ -133,8 +165,8 @@ def _barycentrics(planes, px, py):
   it is left out.
 
   Returns:
-    (corners [3] of (x, y, w) planes, sum of edge values [N], barycentrics [3] of [N]
-    before masking; 0 where the sum is 0, as tfg's `divide_no_nan`).
+    (corners [3] of (x, y, w) planes, sum of edge values [P], barycentrics [3] of [P]
+    before weighting; 0 where the sum is 0, as tfg's `divide_no_nan`).
   """
   corners = _clip_corners(planes)
   edges = [_edge(corners[(i + 1) % 3], corners[(i + 2) % 3], px, py) for i in range(3)]
@@ -143,72 +175,89 @@ def _barycentrics(planes, px, py):
 
 
 @tf.function(jit_compile=True)
-def _gather_corners(data, triangles, triangle_id):
-  """Per-vertex data at each pixel's triangle corners, as planes.
+def _gather_corners(data, triangles, triangle_id, pixels):
+  """Per-vertex data at the corners of each compacted pixel's triangle, as planes.
 
-  The planar [K, 3, N] layout keeps every later per-pixel pass reading
-  contiguous arrays (about 15% less CPU than an [N, 3, K] layout, measured with bench/render.py).
+  The planar [K, 3, P] layout keeps every later per-pixel pass reading
+  contiguous arrays (about 15% less CPU than a [P, 3, K] layout, measured with bench/render.py).
 
   Args:
     data: [B, V, K] per-vertex values.  triangles: [T, 3] int32.
-    triangle_id: [B, H, W, 1] int32.
+    triangle_id: [B, H, W, 1] int32.  pixels: [P] int32 flat pixel indices.
 
   Returns:
-    (index [3, N] int32 into the flattened [B * V] vertices, planes [K, 3, N]).
+    (index [3, P] int32 into the flattened [B * V] vertices, planes [K, 3, P]).
   """
-  batch, num_vertices, k = data.shape[0], tf.shape(data)[1], data.shape[-1]
-  vertex_ids = tf.gather(triangles, triangle_id[..., 0])  # [B, H, W, 3]
-  offsets = tf.reshape(tf.range(batch) * num_vertices, [batch, 1, 1, 1])
-  index = tf.transpose(tf.reshape(vertex_ids + offsets, [-1, 3]))
+  num_vertices, k = tf.shape(data)[1], data.shape[-1]
+  image_pixels = triangle_id.shape[1] * triangle_id.shape[2]
+  ids = tf.gather(tf.reshape(triangle_id, [-1]), pixels)
+  vertex_ids = tf.gather(triangles, ids) + (pixels // image_pixels * num_vertices)[:, None]
+  index = tf.transpose(vertex_ids)  # [3, P]
   return index, tf.gather(tf.transpose(tf.reshape(data, [-1, k])), index, axis=1)
 
 
+def _expand(compact, pixels, image_shape):
+  """[P, C] rows of the compacted pixels -> [B, H, W, C], 0 on background.
+
+  A scatter (padding rows are 0 and add nothing to pixel 0); under XLA this
+  is cheaper than a cumulative sum of the mask and a gather.
+  """
+  num_pixels = image_shape[0] * image_shape[1] * image_shape[2]
+  image = tf.scatter_nd(pixels[:, None], compact, [num_pixels, compact.shape[-1]])
+  return tf.reshape(image, list(image_shape) + [compact.shape[-1]])
+
+
 @tf.function(jit_compile=True)
-def _shade(corners, mask):
-  """Forward: [A + 3, 3, N] corner planes (attributes, then x, y, w) and [B, H, W, 1]
-  coverage -> (attributes [B, H, W, A], depth w [B, H, W, 1]), 0 on background,
-  plus the edge-value sum [N] and the unmasked barycentrics (3 of [N]) for the
-  backward pass, so that it need not recompute them."""
+def _shade(corners, pixels, weight, mask):
+  """Forward: [A + 3, 3, P] corner planes (attributes, then x, y, w) of the
+  compacted pixels ([P] `pixels` with [P] `weight`, see `covered_pixels`) and
+  the [B, H, W, 1] coverage -> (attributes [B, H, W, A], depth w [B, H, W, 1]),
+  0 on background, plus the edge-value sum [P] and the unweighted barycentrics
+  (3 of [P]) for the backward pass, so that it need not recompute them."""
   planes = _corner_planes(corners)
-  px, py, m = _pixel_grid(mask)
-  _, total, unmasked = _barycentrics(planes, px, py)
-  b = [x * m for x in unmasked]
-  channels = [(b[0] * c[0] + b[1] * c[1] + b[2] * c[2]) * m for c in planes]
-  shape = mask.shape[:3]
-  values = tf.reshape(tf.stack(channels[:-XYW], -1), shape + [len(channels) - XYW])
-  return values, tf.reshape(channels[-1], shape + [1]), total, tuple(unmasked)
+  px, py = _pixel_coordinates(pixels, mask.shape[1:3])
+  _, total, unweighted = _barycentrics(planes, px, py)
+  b = [x * weight for x in unweighted]
+  channels = [b[0] * c[0] + b[1] * c[1] + b[2] * c[2] for c in planes]
+  image = _expand(tf.stack(channels[:-XYW] + channels[-1:], -1), pixels,  # Attributes, w.
+                  mask.shape[:3])
+  values, depth = image[..., :-1], image[..., -1:]
+  return values, depth, total, tuple(unweighted)
 
 
-def _flat_grads(d_values, d_depth, m):
-  """Upstream gradients as A + 1 masked planes [N] (attributes, then depth)."""
+def _compact_grads(d_values, d_depth, pixels, weight):
+  """Upstream image gradients at the compacted pixels, as A + 1 planes [P] (depth last)."""
   num_attr = d_values.shape[-1]
-  flat = tf.reshape(d_values, [-1, num_attr])
-  return [flat[:, c] * m for c in range(num_attr)] + [tf.reshape(d_depth, [-1]) * m]
+  rows = tf.gather(tf.reshape(d_values, [-1, num_attr]), pixels)
+  depth = tf.gather(tf.reshape(d_depth, [-1]), pixels)
+  return [rows[:, c] * weight for c in range(num_attr)] + [depth * weight]
 
 
 @tf.function(jit_compile=True)
-def _shade_vjp_pixels(corners, mask, total, unmasked, d_values, d_depth):
-  """Backward, per pixel: gradients of the three edge values, each [N].
+def _shade_vjp_pixels(corners, pixels, weight, total, unweighted, d_values, d_depth):
+  """Backward, per pixel: gradients of the three edge values (3 of [P]) and the
+  compacted upstream gradients ([A + 1, P]).
 
   Kept apart from `_shade_vjp_scatter` so that XLA stores these planes
   instead of recomputing them for each of the 3 * K scattered values.
   """
   planes = _corner_planes(corners)
-  m = tf.reshape(mask, [-1])
-  dys = _flat_grads(d_values, d_depth, m)
+  dys = _compact_grads(d_values, d_depth, pixels, weight)
   values = planes[:-XYW] + [[w for _, _, w in _clip_corners(planes)]]  # Depth is w.
-  g = [tf.add_n([values[c][j] * dys[c] for c in range(len(dys))]) * m for j in range(3)]
-  g_dot_b = g[0] * unmasked[0] + g[1] * unmasked[1] + g[2] * unmasked[2]
-  return tuple(tf.math.divide_no_nan(g[i] - g_dot_b, total) for i in range(3))
+  g = [tf.add_n([values[c][j] * dys[c] for c in range(len(dys))]) for j in range(3)]
+  g_dot_b = g[0] * unweighted[0] + g[1] * unweighted[1] + g[2] * unweighted[2]
+  d_edges = tuple(tf.math.divide_no_nan(g[i] - g_dot_b, total) for i in range(3))
+  return d_edges, tf.stack(dys)
 
 
 @tf.function(jit_compile=True)
-def _shade_vjp_scatter(corners, index, mask, d_values, d_depth, d_edges, unmasked, num_rows):
-  """Backward: per-corner gradients [3, N, K] summed into [num_rows, K] vertices."""
+def _shade_vjp_scatter(corners, index, pixels, weight, dys, d_edges, unweighted, image_size,
+                       num_rows):
+  """Backward: per-corner gradients [3, P, K] summed into [num_rows, K] vertices."""
   planes = _corner_planes(corners)
-  px, py, m = _pixel_grid(mask)
-  b = [x * m for x in unmasked]
-  dys = _flat_grads(d_values, d_depth, m)
+  px, py = _pixel_coordinates(pixels, image_size)
+  b = [x * weight for x in unweighted]
+  dys = tf.unstack(dys)
   xyw = _clip_corners(planes)
   d_attr = [[b[j] * dy for dy in dys[:-1]] for j in range(3)]
   d_xyw = [[0.0, 0.0, b[j] * dys[-1]] for j in range(3)]
@@ -226,9 +275,10 @@ def interpolate_with_depth(clip, triangles, triangle_id, mask, attributes):
 
   Same values as tfg's `differentiable_barycentrics` followed by
   `interpolate_vertex_attribute` (tests/test_render.py checks values and
-  gradients against them), computed per pixel under XLA with a hand-written
-  gradient: XLA's automatic one recomputes every shared per-pixel term for
-  each scattered value and was the slowest stage (see bench/render.py).
+  gradients against them), computed under XLA for the covered pixels only
+  (`covered_pixels`), with a hand-written gradient: XLA's automatic one
+  recomputes every shared per-pixel term for each scattered value and was
+  the slowest stage (see bench/render.py).
 
   Args:
     clip: [B, V, 4] clip-space vertices.  triangles: [T, 3] int32.
@@ -240,18 +290,20 @@ def interpolate_with_depth(clip, triangles, triangle_id, mask, attributes):
     differentiable with respect to clip and attributes.
   """
   data = tf.concat([attributes, clip[..., 0:2], clip[..., 3:4]], -1)  # [B, V, A + 3]
+  pixels, weight = covered_pixels(mask)
 
   @tf.custom_gradient
   def shade(data):
-    index, corners = _gather_corners(data, triangles, triangle_id)
-    values, depth, total, unmasked = _shade(corners, mask)
+    index, corners = _gather_corners(data, triangles, triangle_id, pixels)
+    values, depth, total, unweighted = _shade(corners, pixels, weight, mask)
 
     def grad(d_values, d_depth):
       d_values = tf.zeros_like(values) if d_values is None else d_values
       d_depth = tf.zeros_like(depth) if d_depth is None else d_depth
-      d_edges = _shade_vjp_pixels(corners, mask, total, unmasked, d_values, d_depth)
-      d_data = _shade_vjp_scatter(corners, index, mask, d_values, d_depth, d_edges, unmasked,
-                                  data.shape[0] * data.shape[1])
+      d_edges, dys = _shade_vjp_pixels(corners, pixels, weight, total, unweighted, d_values,
+                                       d_depth)
+      d_data = _shade_vjp_scatter(corners, index, pixels, weight, dys, d_edges, unweighted,
+                                  tuple(mask.shape[1:3]), data.shape[0] * data.shape[1])
       return tf.reshape(d_data, tf.shape(data))
     return (values, depth), grad
   return shade(data)
