@@ -1,11 +1,12 @@
 """`python main.py --model mgc --mode train|test|eval ...`: flags and dispatch only.
 
     train: --data DIR --checkpoint DIR [--steps N] [--no-multiview] [--batch-size B]
-           [--identity-model SAVEDMODEL] [--backbone-weights FILE] [--w-... weights]
+           [--identity-model MODEL] [--backbone-weights FILE] [--w-... weights]
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
            [--fit-steps N] [--cnn-fallback]
-    eval:  --checkpoint DIR --data DIR [--split test]
+    eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N]
+           (N landmark-fitting steps after the regression, default 200; 0: none)
 """
 
 import dataclasses
@@ -41,7 +42,7 @@ def add_arguments(parser):
   group.add_argument("--no-multiview", action="store_true",
                      help="train: single-view losses only (the ablation baseline)")
   group.add_argument("--identity-model", default=None,
-                     help="train: face-embedding SavedModel; enables the identity loss")
+                     help="train: face-embedding model (SavedModel folder or .keras; FaceNet input scaling); enables the identity loss")
   group.add_argument("--backbone-weights", default=None,
                      help="train: ResNet-50 weights file to start from (nothing is downloaded)")
   group.add_argument("--split", default="test", help="eval: list file to evaluate (DIR/SPLIT.txt)")
@@ -123,8 +124,8 @@ def train_mode(args, config, strategy):
   face_model = load_face_model(args.face_model)
   embedder = None
   if args.identity_model:
-    from mgc_face.model import load_face_embedder
-    embedder = load_face_embedder(args.identity_model)
+    from shared.embedding import FaceEmbedder
+    embedder = FaceEmbedder(args.identity_model)
   result = train_lib.train(face_model, config, args.data, args.checkpoint, args.steps,
                            multiview=not args.no_multiview, embedder=embedder,
                            backbone_weights=args.backbone_weights, seed=args.seed,
@@ -134,6 +135,14 @@ def train_mode(args, config, strategy):
         f"{result['seconds']:.0f} s, {result['images_per_second']:.1f} images/s; {terms}")
   print(json.dumps({k: v for k, v in result.items() if k != "terms"} | result["terms"]))
   return 0
+
+
+def eval_fit_config(fit_steps):
+  """The eval's landmark fit for `--fit-steps` (None: the default schedule; 0: no fit)."""
+  from mgc_face import evaluate
+  if fit_steps is None:
+    return evaluate.LANDMARK_FIT
+  return dataclasses.replace(evaluate.LANDMARK_FIT, landmark_steps=fit_steps) if fit_steps else None
 
 
 def run(args):
@@ -165,7 +174,8 @@ def run(args):
   from mgc_face import evaluate, infer
   face_model = load_face_model(args.face_model)
   regressor = infer.load_regressor(args.checkpoint, face_model)
-  metrics = evaluate.evaluate(regressor, args.data, args.split, progress=not args.quiet)
+  metrics = evaluate.evaluate(regressor, args.data, args.split, progress=not args.quiet,
+                              fit_config=eval_fit_config(args.fit_steps))
   print(evaluate.format_report(metrics))
   sys.stdout.flush()
   return 0

@@ -130,34 +130,6 @@ def build_regressor(face_model, config, backbone_weights=None):
   return Regressor(build_network(config, layout, backbone_weights), face_model, config)
 
 
-# ----------------------------------------------------------------------------- identity
-
-def load_face_embedder(path):
-  """Loads a face-embedding SavedModel as `f(images [B, H, W, 3] in [0, 1]) -> [B, D]`.
-
-  The SavedModel's `serving_default` signature (or the object itself, if
-  callable) must take one float image batch; images are resized to its
-  static input size when it has one.
-  """
-  try:
-    loaded = tf.saved_model.load(str(path))
-  except Exception as error:  # noqa: BLE001
-    raise InputError(f"{path}: not a loadable SavedModel ({type(error).__name__})") from None
-  signature = getattr(loaded, "signatures", {}).get("serving_default")
-  if signature is not None:
-    spec = list(signature.structured_input_signature[1].values())[0]
-    size = spec.shape[1:3]
-
-    def call(images):
-      outputs = signature(tf.image.resize(images, size) if size[0] else images)
-      return list(outputs.values())[0]
-  elif callable(loaded):
-    call = loaded
-  else:
-    raise InputError(f"{path}: SavedModel has no serving_default signature and is not callable")
-  return call
-
-
 # ----------------------------------------------------------------------------- objective
 
 class Batch(NamedTuple):

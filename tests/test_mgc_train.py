@@ -14,6 +14,7 @@ from mgc_face import infer
 from mgc_face import model as model_lib
 from mgc_face import synthetic
 from mgc_face import train as train_lib
+from shared.embedding import FaceEmbedder
 from shared.errors import InputError
 
 TEST_CONFIG = config_lib.get_config("tiny").replace(batch_size=1, checkpoint_every=2,
@@ -193,15 +194,15 @@ def test_identity_loss_uses_a_face_embedding_savedmodel(dataset, ict_model, tmp_
   module = Embedder()
   tf.saved_model.save(module, str(tmp_path / "embedder"),
                       signatures={"serving_default": module.embed})
-  embedder = model_lib.load_face_embedder(tmp_path / "embedder")
+  embedder = FaceEmbedder(tmp_path / "embedder")
   assert embedder(tf.zeros([2, 224, 224, 3])).shape == (2, 8)
   batch = first_batch(dataset)
   objective = model_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG, embedder)
   coeffs = model_lib.CoeffLayout.for_model(ict_model).zeros(3)
   total, terms, _ = objective(coeffs, batch, multiview=False)
   assert 0.0 < terms["identity"].numpy() <= 2.0
-  with pytest.raises(InputError, match="not a loadable SavedModel"):
-    model_lib.load_face_embedder(tmp_path / "missing")
+  with pytest.raises(InputError, match="embedding model not found"):
+    FaceEmbedder(tmp_path / "missing")
 
 
 def test_checkpoint_of_another_face_model_is_refused(trained, ict_model, dataset):
@@ -312,6 +313,12 @@ def test_cli_eval_prints_a_table_then_json(trained, dataset, capsys):
   assert metrics["fit_landmark_steps"] == LANDMARK_FIT.landmark_steps and "+ landmark fit" in stdout
   np.testing.assert_allclose(metrics["rmse_face_mm"], 100 * metrics["rmse_face_units"], rtol=1e-6)
   assert "68-landmark NME (%)" in stdout
+  # --fit-steps sets the landmark fit's length; 0 turns it off.
+  code, stdout, _ = run_main(["--model", "mgc", "--mode", "eval", "--checkpoint", str(ckpt),
+                              "--data", str(dataset), "--quiet", "--fit-steps", "0"], capsys)
+  short = json.loads(stdout.strip().splitlines()[-1])
+  assert code == 0 and short["fit_landmark_steps"] == 0 and "+ landmark fit" not in stdout
+  assert short["rmse_face_mm"] == metrics["rmse_face_mm"]
 
 
 def test_cli_needs_its_flags(capsys):
