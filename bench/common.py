@@ -10,6 +10,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+DEFAULT_THREADS = 2
+DEFAULT_REPEATS = 3
+EVAL_SUBDIR = "eval/aflw2000_16"  # In the data folder: the photo benches' default images.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def add_photo_arguments(parser):
+  """--folder, --threads and --repeats of the benches that time photos."""
+  parser.add_argument("--folder", help=f"images (default <data dir>/{EVAL_SUBDIR})")
+  parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+  parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+
+
+def limit_threads(threads):
+  """Caps OpenMP/BLAS threads (call before numpy's libraries start) and OpenCV's."""
+  for var in THREAD_VARIABLES:
+    os.environ[var] = str(threads)
+  import cv2
+  cv2.setNumThreads(threads)
+
+
 def time_call(fn, repeats, warmup=2):
   """Median seconds of `fn()` over `repeats` calls after `warmup` calls."""
   for _ in range(warmup):

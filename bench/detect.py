@@ -11,7 +11,6 @@ line with the summary (last line of output).
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,17 +18,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-DEFAULT_THREADS = 2
-DEFAULT_REPEATS = 3
-EVAL_SUBDIR = "eval/aflw2000_16"
+from bench.common import EVAL_SUBDIR, add_photo_arguments, limit_threads  # noqa: E402
+
 MS = 1000.0
 
 
 def _parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--folder", help=f"images (default <data dir>/{EVAL_SUBDIR})")
-  parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
-  parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+  add_photo_arguments(parser)
   parser.add_argument("--cnn-fallback", action="store_true",
                       help="use dlib's CNN detector when HOG finds no face")
   return parser.parse_args(argv)
@@ -48,16 +44,13 @@ def _median_time(fn, repeats):
 
 def main(argv=None):
   args = _parse_args(argv)
-  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(args.threads)
-  import cv2
+  limit_threads(args.threads)
   import numpy as np
   from shared import paths
   from shared.alignment import align_224
   from shared.errors import InputError
   from shared.image_io import read_image
   from shared.landmarks import detect_faces, load_models
-  cv2.setNumThreads(args.threads)
   try:
     folder = Path(args.folder) if args.folder else paths.data_file(EVAL_SUBDIR)
     if not folder.is_dir():

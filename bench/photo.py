@@ -23,9 +23,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-DEFAULT_THREADS = 2
-DEFAULT_REPEATS = 3
-EVAL_SUBDIR = "eval/aflw2000_16"
+from bench.common import EVAL_SUBDIR, add_photo_arguments, limit_threads  # noqa: E402
+
 MS = 1000.0
 GOAL_WITH_FIT_MS = 1000.0
 GOAL_WITHOUT_FIT_MS = 150.0
@@ -33,9 +32,7 @@ GOAL_WITHOUT_FIT_MS = 150.0
 
 def _parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--folder", help=f"images (default <data dir>/{EVAL_SUBDIR})")
-  parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
-  parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+  add_photo_arguments(parser)
   parser.add_argument("--checkpoint", help="trained MGC checkpoint folder")
   parser.add_argument("--no-regressor", action="store_true", help="time without a network")
   parser.add_argument("--batch", type=int, default=1, help="faces per fitting batch")
@@ -50,15 +47,11 @@ def _median(values):
 
 def main(argv=None):
   args = _parse_args(argv)
-  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(args.threads)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import cv2
+  limit_threads(args.threads)
   import numpy as np
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
   tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-  cv2.setNumThreads(args.threads)
   from bench.common import machine, print_json, print_table
   from shared import paths
   from shared.face_model import load_face_model
