@@ -150,12 +150,18 @@ class Reconstructor:
     synth = self.synth
     layout = regressor.layout
 
+    # Decoding has no custom op, so it compiles with XLA (about 2x faster than
+    # the plain graph for one image); the rasterizer runs outside.
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def decode(vector):
+      out = synth(layout.split(vector), render=False)
+      return out.vertices, out.posed, out.colours, out.landmarks2d, out.landmarks3d
+
     @tf.function(reduce_retracing=True)
     def decode_and_render(vector):
-      out = synth(layout.split(vector))
-      r = out.render
-      return (out.vertices, out.posed, out.colours, out.landmarks2d, out.landmarks3d,
-              r.image, r.mask, r.depth)
+      decoded = decode(vector)
+      r = synth.render_attributes(decoded[1], decoded[2])
+      return decoded + (r.image, r.mask, r.depth)
 
     self._decode_and_render = decode_and_render
 

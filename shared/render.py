@@ -30,6 +30,7 @@ bench/render.py prints the per-stage times.
 """
 
 import dataclasses
+import os
 
 import tensorflow as tf
 from tensorflow_graphics.rendering import barycentrics as tfg_barycentrics
@@ -39,6 +40,10 @@ from shared import rasterizer
 CULL_NONE = 0  # tensorflow-graphics FaceCullingMode.NONE
 NUM_LAYERS = 1
 BACKGROUND_ID = -1
+CLEAR_DEPTH = 1.0  # The kernel's z-buffer value where no triangle was drawn.
+# A small batch rasterizes each image in up to this many parallel kernel
+# calls over parts of the triangles (see `triangle_splits`).
+MAX_SPLITS = 4
 XYW = 3  # Clip x, y, w: the corner values barycentrics are computed from.
 # Compacted pixel counts are rounded up to a multiple of N / PIXEL_BUCKETS
 # (N = B * H * W): at most this many shapes per batch size for XLA to compile.
@@ -67,6 +72,41 @@ def to_clip(posed, camera):
   return tf.einsum("ij,bvj->bvi", matrix, homogeneous)
 
 
+def triangle_splits(batch_size, cores=None):
+  """How many parallel kernel calls rasterize one image: enough to use the cores.
+
+  The per-image calls of a batch already run in parallel, so only batches
+  smaller than the core count split their triangles (at most MAX_SPLITS).
+  """
+  cores = cores or os.cpu_count() or 1
+  return max(1, min(MAX_SPLITS, cores // max(batch_size, 1)))
+
+
+def _rasterize_one(ops, clip, triangles, image_size, splits):
+  """Triangle ids and z-buffer [H, W] of one image, from `splits` kernel calls.
+
+  Each call rasterizes a contiguous part of the triangles; the parts are
+  merged by depth, the earlier part winning ties, which is what one call
+  does (its depth test is strict, so the first triangle wins a tie).
+  """
+  height, width = image_size
+  count = triangles.shape[0]
+  bounds = [count * k // splits for k in range(splits + 1)]
+  ids = z_buffer = None
+  for start, stop in zip(bounds[:-1], bounds[1:]):
+    _, part_ids, part_z = ops.rasterize_triangles(clip, triangles[start:stop], width, height,
+                                                  NUM_LAYERS, CULL_NONE)
+    # The op has no shape function; state the static shapes for graph mode.
+    part_ids = tf.ensure_shape(part_ids, [NUM_LAYERS, height, width])[0] + start
+    part_z = tf.ensure_shape(part_z, [NUM_LAYERS, height, width])[0]
+    if ids is None:
+      ids, z_buffer = part_ids, part_z
+    else:
+      keep = z_buffer <= part_z
+      ids, z_buffer = tf.where(keep, ids, part_ids), tf.minimum(z_buffer, part_z)
+  return ids, z_buffer
+
+
 def visibility(clip, triangles, image_size):
   """Per-pixel triangle ids and coverage from tensorflow-graphics' kernel.
 
@@ -79,16 +119,13 @@ def visibility(clip, triangles, image_size):
     (triangle_id [B, H, W, 1] int32 (0 on background), mask [B, H, W, 1] float32).
   """
   ops = rasterizer.load()
-  height, width = image_size
   clip = tf.stop_gradient(clip)
+  splits = triangle_splits(clip.shape[0])
   ids, masks = [], []
   for b in range(clip.shape[0]):  # Unrolled: images rasterize in parallel.
-    _, tri_ids, z_buffer = ops.rasterize_triangles(clip[b], triangles, width, height,
-                                                    NUM_LAYERS, CULL_NONE)
-    # The op has no shape function; state the static shapes for graph mode.
-    ids.append(tf.ensure_shape(tri_ids, [NUM_LAYERS, height, width])[0])
-    z_buffer = tf.ensure_shape(z_buffer, [NUM_LAYERS, height, width])[0]
-    masks.append(tf.cast(tf.not_equal(z_buffer, 1.0), tf.float32))
+    tri_ids, z_buffer = _rasterize_one(ops, clip[b], triangles, image_size, splits)
+    ids.append(tri_ids)
+    masks.append(tf.cast(tf.not_equal(z_buffer, CLEAR_DEPTH), tf.float32))
   return tf.stack(ids)[..., None], tf.stack(masks)[..., None]
 
 

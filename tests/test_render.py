@@ -167,3 +167,26 @@ def test_interpolation_values_and_gradients_match_tfg_barycentrics():
     assert scale > 0
     np.testing.assert_allclose(grad.numpy() / scale, expected.numpy() / scale, atol=2e-5)
   assert np.abs(d_clip.numpy()[..., 2]).max() == 0  # Clip z only decides visibility.
+
+
+def test_split_kernel_calls_equal_one_call():
+  """Rasterizing parts of the triangles in parallel and merging by depth = one kernel call,
+  ties included (two coincident copies of a sphere: the first copy must win everywhere)."""
+  from shared import rasterizer
+  sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
+  faces = np.asarray(sphere.faces, np.int32)
+  faces = np.concatenate([faces, faces[::-1]])  # The same surface twice, reversed order.
+  posed = tf.constant(np.asarray(sphere.vertices, np.float32)[None])
+  clip = render_lib.to_clip(posed, CAM)[0]
+  ops = rasterizer.load()
+  size = (CAM.image_size, CAM.image_size)
+  ids_one, z_one = render_lib._rasterize_one(ops, clip, tf.constant(faces), size, 1)
+  for splits in (2, 3, 4):
+    ids, z = render_lib._rasterize_one(ops, clip, tf.constant(faces), size, splits)
+    np.testing.assert_array_equal(ids.numpy(), ids_one.numpy())
+    np.testing.assert_array_equal(z.numpy(), z_one.numpy())
+  covered = z_one.numpy() < render_lib.CLEAR_DEPTH
+  assert covered.any() and (ids_one.numpy()[covered] < len(faces) // 2).mean() > 0.99
+  assert render_lib.triangle_splits(8, cores=2) == 1
+  assert render_lib.triangle_splits(1, cores=2) == 2
+  assert render_lib.triangle_splits(1, cores=64) == render_lib.MAX_SPLITS
