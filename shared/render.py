@@ -14,7 +14,8 @@ What this layer adds over calling `triangle_rasterizer.rasterize`:
 * the stage after the kernel runs under XLA (`jit_compile=True`) as four
   compiled functions: gather the corners of each pixel's triangle, shade
   (forward), then a hand-written gradient in two passes, per-pixel terms and
-  the scatter into vertices (XLA's automatic gradient of the fused forward
+  the scatter into vertices, one call per triangle corner so the three
+  scatters run in parallel (XLA's automatic gradient of the fused forward
   recomputes all shared per-pixel terms for every scattered value);
 * only covered pixels are interpolated (compacted, their count padded to
   one of a few bucket sizes so XLA compiles few shapes);
@@ -275,7 +276,7 @@ def _shade_vjp_pixels(corners, pixels, weight, total, unweighted, d_values, d_de
   """Backward, per pixel: gradients of the three edge values (3 of [P]) and the
   compacted upstream gradients ([A + 1, P]).
 
-  Kept apart from `_shade_vjp_scatter` so that XLA stores these planes
+  Kept apart from `_corner_vjp_scatter` so that XLA stores these planes
   instead of recomputing them for each of the 3 * K scattered values.
   """
   planes = _corner_planes(corners)
@@ -288,23 +289,27 @@ def _shade_vjp_pixels(corners, pixels, weight, total, unweighted, d_values, d_de
 
 
 @tf.function(jit_compile=True)
-def _shade_vjp_scatter(corners, index, pixels, weight, dys, d_edges, unweighted, image_size,
-                       num_rows):
-  """Backward: per-corner gradients [3, P, K] summed into [num_rows, K] vertices."""
+def _corner_vjp_scatter(corner, corners, index, pixels, weight, dys, d_edges, unweighted,
+                        image_size, num_rows):
+  """Backward for one triangle corner (0, 1, 2): its [P, K] gradients summed into
+  [num_rows, K] vertices.
+
+  One compiled call per corner: XLA runs a scatter on one thread, and the
+  three independent calls run in parallel on TensorFlow's inter-op threads.
+  """
   planes = _corner_planes(corners)
   px, py = _pixel_coordinates(pixels, image_size)
-  b = [x * weight for x in unweighted]
+  b = weight * unweighted[corner]
   dys = tf.unstack(dys)
   xyw = _clip_corners(planes)
-  d_attr = [[b[j] * dy for dy in dys[:-1]] for j in range(3)]
-  d_xyw = [[0.0, 0.0, b[j] * dys[-1]] for j in range(3)]
-  for i in range(3):
+  d_xyw = [0.0, 0.0, b * dys[-1]]
+  for i in range(3):  # Corner j is `a` of edge j - 1 and `b` of edge j + 1.
     ja, jb = (i + 1) % 3, (i + 2) % 3
-    da, db = _edge_vjp(xyw[ja], xyw[jb], px, py, d_edges[i])
-    d_xyw[ja] = [x + y for x, y in zip(d_xyw[ja], da)]
-    d_xyw[jb] = [x + y for x, y in zip(d_xyw[jb], db)]
-  per_corner = tf.stack([tf.stack(d_attr[j] + d_xyw[j], -1) for j in range(3)], 0)
-  return tf.math.unsorted_segment_sum(per_corner, index, num_rows)
+    if corner in (ja, jb):
+      da, db = _edge_vjp(xyw[ja], xyw[jb], px, py, d_edges[i])
+      d_xyw = [x + y for x, y in zip(d_xyw, da if corner == ja else db)]
+  rows = tf.stack([b * dy for dy in dys[:-1]] + d_xyw, -1)
+  return tf.math.unsorted_segment_sum(rows, index[corner], num_rows)
 
 
 def interpolate_with_depth(clip, triangles, triangle_id, mask, attributes):
@@ -339,8 +344,10 @@ def interpolate_with_depth(clip, triangles, triangle_id, mask, attributes):
       d_depth = tf.zeros_like(depth) if d_depth is None else d_depth
       d_edges, dys = _shade_vjp_pixels(corners, pixels, weight, total, unweighted, d_values,
                                        d_depth)
-      d_data = _shade_vjp_scatter(corners, index, pixels, weight, dys, d_edges, unweighted,
-                                  tuple(mask.shape[1:3]), data.shape[0] * data.shape[1])
+      d_data = tf.add_n([
+          _corner_vjp_scatter(j, corners, index, pixels, weight, dys, d_edges, unweighted,
+                              tuple(mask.shape[1:3]), data.shape[0] * data.shape[1])
+          for j in range(3)])
       return tf.reshape(d_data, tf.shape(data))
     return (values, depth), grad
   return shade(data)
