@@ -86,10 +86,11 @@ def load_face_model(args):
 def train_mode(args, config, strategy):
   """--mode train after the strategy is made: trains, prints one JSON line."""
   from gcn_face import coarse, train
+  from gcn_face.infer import build_pipeline
   from shared.distribute import per_replica_batch_size
   per_replica_batch_size(strategy, config.batch_size)
   stage = coarse.load_coarse_stage(args.coarse_checkpoint, load_face_model(args))
-  pipeline = train.build_pipeline(stage, config, args.sampling, args.embedding_model)
+  pipeline = build_pipeline(stage, config, args.sampling, args.embedding_model)
   result = train.train(pipeline, config, args.data, args.checkpoint, args.coarse_checkpoint,
                        steps=args.steps, gan=args.gan, seed=args.seed, sampling=args.sampling,
                        embedding_path=args.embedding_model, resume=args.resume,

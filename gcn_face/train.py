@@ -31,7 +31,7 @@ import tensorflow as tf
 from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
-from gcn_face.infer import TexturePipeline, build_pipeline, write_meta  # noqa: F401 (cli)
+from gcn_face.infer import write_meta
 from shared import distribute
 from shared.errors import InputError, fail
 

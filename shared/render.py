@@ -34,7 +34,6 @@ import dataclasses
 import os
 
 import tensorflow as tf
-from tensorflow_graphics.rendering import barycentrics as tfg_barycentrics
 
 from shared import rasterizer
 
@@ -203,13 +202,13 @@ def _barycentrics(planes, px, py):
   it is left out.
 
   Returns:
-    (corners [3] of (x, y, w) planes, sum of edge values [P], barycentrics [3] of [P]
-    before weighting; 0 where the sum is 0, as tfg's `divide_no_nan`).
+    (sum of edge values [P], barycentrics [3] of [P] before weighting; 0 where
+    the sum is 0, as tfg's `divide_no_nan`).
   """
   corners = _clip_corners(planes)
   edges = [_edge(corners[(i + 1) % 3], corners[(i + 2) % 3], px, py) for i in range(3)]
   total = edges[0] + edges[1] + edges[2]
-  return corners, total, [tf.math.divide_no_nan(e, total) for e in edges]
+  return total, [tf.math.divide_no_nan(e, total) for e in edges]
 
 
 @tf.function(jit_compile=True)
@@ -254,7 +253,7 @@ def _shade(corners, pixels, weight, mask):
   (3 of [P]) for the backward pass, so that it need not recompute them."""
   planes = _corner_planes(corners)
   px, py = _pixel_coordinates(pixels, mask.shape[1:3])
-  _, total, unweighted = _barycentrics(planes, px, py)
+  total, unweighted = _barycentrics(planes, px, py)
   b = [x * weight for x in unweighted]
   channels = [b[0] * c[0] + b[1] * c[1] + b[2] * c[2] for c in planes]
   image = _expand(tf.stack(channels[:-XYW] + channels[-1:], -1), pixels,  # Attributes, w.
