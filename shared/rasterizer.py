@@ -37,6 +37,9 @@ from shared.paths import cache_dir
 
 KERNEL_SOURCES = ("rasterize_triangles_impl.cc", "rasterize_triangles_op.cc")
 KERNEL_HEADERS = ("rasterize_triangles_impl.h",)
+# Our own op, built into the same library: barycentric interpolation over the
+# rasterized pixels and its gradient (see shared/render.py).
+OWN_SOURCES = (Path(__file__).resolve().parent / "kernels" / "interpolate_op.cc",)
 LIBRARY_NAME = "rasterizer_op.so"
 SHIM_MODULE = "tensorflow_graphics.rendering.kernels.gen_rasterizer_op"
 COMPILER_ENV = "CXX"
@@ -77,11 +80,16 @@ def _cpu_signature():
   return "\n".join(sorted(set(wanted)))
 
 
+def _sources(kernel_dir):
+  """The .cc files compiled into the library: tfg's kernel, then ours."""
+  return [kernel_dir / name for name in KERNEL_SOURCES] + list(OWN_SOURCES)
+
+
 def _build_key(tf_module, kernel_dir, flags):
   digest = hashlib.sha256()
   digest.update(_cpu_signature().encode())
-  for name in KERNEL_SOURCES + KERNEL_HEADERS:
-    digest.update((kernel_dir / name).read_bytes())
+  for path in _sources(kernel_dir) + [kernel_dir / name for name in KERNEL_HEADERS]:
+    digest.update(path.read_bytes())
   digest.update(" ".join(flags).encode())
   return f"tf-{tf_module.__version__}-{digest.hexdigest()[:12]}"
 
@@ -101,6 +109,9 @@ def library_path():
   if missing:
     raise InputError(f"{kernel_dir}: tensorflow-graphics kernel sources missing: "
                      + ", ".join(missing))
+  missing = [str(p) for p in OWN_SOURCES if not p.exists()]
+  if missing:
+    raise InputError(f"{missing[0]}: kernel source missing (reinstall the package)")
   flags = list(BASE_FLAGS) + list(tf.sysconfig.get_compile_flags())
   link_flags = list(tf.sysconfig.get_link_flags())
   key = _build_key(tf, kernel_dir, flags + link_flags)
@@ -116,7 +127,7 @@ def library_path():
     compiler = _compiler()
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
     os.close(fd)
-    command = ([compiler] + flags + [str(kernel_dir / n) for n in KERNEL_SOURCES] +
+    command = ([compiler] + flags + [str(p) for p in _sources(kernel_dir)] +
                ["-o", tmp] + link_flags)
     print(f"[rasterizer] building the tensorflow-graphics CPU kernel into {out_dir} "
           "(once per TensorFlow version)...", file=sys.stderr)
