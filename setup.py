@@ -19,6 +19,8 @@ setup(
                 "tensorflow-graphics",
     packages=find_packages(include=["shared", "shared.*", "mgc_face", "mgc_face.*",
                                     "gcn_face", "gcn_face.*"]),
+    # Our interpolation op's C++ source, compiled with tfg's kernel on first use.
+    package_data={"shared": ["kernels/*.cc"]},
     python_requires=">=3.10",
     install_requires=requirements,
 )

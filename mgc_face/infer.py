@@ -140,7 +140,10 @@ def regress(regressor, images):
 # ----------------------------------------------------------------------------- reconstruction
 
 class Reconstructor:
-  """Regress, decode and render in one compiled call per batch size."""
+  """Regress, decode and render in one graph call per batch size."""
+
+  OUTPUTS = ("coefficients", "vertices", "posed", "colours", "landmarks2d", "landmarks3d",
+             "image", "mask", "depth")
 
   def __init__(self, regressor):
     rasterizer.load()  # Build/load the kernel eagerly, not while tracing.
@@ -151,31 +154,41 @@ class Reconstructor:
     layout = regressor.layout
 
     # Decoding has no custom op, so it compiles with XLA (about 2x faster than
-    # the plain graph for one image); the rasterizer runs outside.
+    # the plain graph for one image), in two parts: the rasterizer needs only
+    # the geometry, so it runs while the appearance (albedo, normals, light)
+    # is computed.
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def decode(vector):
-      out = synth(layout.split(vector), render=False)
-      return out.vertices, out.posed, out.colours, out.landmarks2d, out.landmarks3d
+    def geometry(vector):
+      return synth.geometry(layout.split(vector))
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def appearance(vector, vertices):
+      return synth.appearance(layout.split(vector), vertices)[2]
+
     def decode_and_render(vector):
-      decoded = decode(vector)
-      r = synth.render_attributes(decoded[1], decoded[2])
-      return decoded + (r.image, r.mask, r.depth)
+      vertices, posed, landmarks3d, landmarks2d = geometry(vector)
+      colours = appearance(vector, vertices)
+      r = synth.render_attributes(posed, colours)
+      return vertices, posed, colours, landmarks2d, landmarks3d, r.image, r.mask, r.depth
 
-    self._decode_and_render = decode_and_render
+    # The frozen regressor graph (`Regressor._inference`) is called inside the
+    # same graph: one dispatch per image instead of one per stage.  One trace
+    # per batch size (the frozen graph has a static batch).
+    @tf.function
+    def reconstruct(images):
+      vector, _ = regressor._inference(int(images.shape[0]))(images)
+      return (vector,) + decode_and_render(vector)
+
+    self._decode_and_render = tf.function(decode_and_render, reduce_retracing=True)
+    self._reconstruct = reconstruct
 
   def __call__(self, images):
     """images [B, 224, 224, 3] -> dict of numpy arrays: coefficients, vertices,
     posed, colours, landmarks2d, landmarks3d, image, mask, depth."""
-    coeffs, _ = self.regressor(tf.convert_to_tensor(images, tf.float32))
-    vector = self.regressor.layout.join(coeffs)
-    names = ("vertices", "posed", "colours", "landmarks2d", "landmarks3d", "image", "mask",
-             "depth")
-    outs = self._decode_and_render(vector)
-    result = {k: v.numpy() for k, v in zip(names, outs)}
-    result["coefficients"] = vector.numpy()
-    return result
+    images = tf.convert_to_tensor(images, tf.float32)
+    self.regressor._inference(int(images.shape[0]))  # Freeze eagerly, not while tracing.
+    outs = self._reconstruct(images)
+    return {k: v.numpy() for k, v in zip(self.OUTPUTS, outs)}
 
   def geometry_views(self, coefficients):
     """Grey-shaded renders of one reconstruction from `POSE_YAWS`, [N, H, W, 3]."""

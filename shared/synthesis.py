@@ -58,19 +58,32 @@ class FaceSynthesizer:
     Returns:
       `Synthesis`.
     """
-    dec = self.decoder
-    vertices = dec.shape(coeffs.identity, coeffs.expression)
+    vertices, posed, landmarks3d, landmarks2d = self.geometry(coeffs)
+    normals, albedo, colours = self.appearance(coeffs, vertices, vertex_colours)
+    out = Synthesis(vertices, posed, normals, albedo, colours, landmarks2d, landmarks3d)
+    if render:
+      out.render = render_lib.render(posed, self.decoder.faces, colours, self.camera)
+    return out
+
+  def geometry(self, coeffs):
+    """Shape and pose: (vertices [B, V, 3] model space, posed [B, V, 3],
+    landmarks3d [B, 68, 3] posed, landmarks2d [B, 68, 2] pixels)."""
+    vertices = self.decoder.shape(coeffs.identity, coeffs.expression)
     posed = camera_lib.transform(vertices, coeffs.rotation, coeffs.translation)
+    landmarks3d = self.decoder.landmarks(posed)
+    return vertices, posed, landmarks3d, camera_lib.project(landmarks3d, self.camera)
+
+  def appearance(self, coeffs, vertices, vertex_colours=None):
+    """Albedo and lighting on model-space `vertices` [B, V, 3]: (normals [B, V, 3]
+    rotated, albedo [B, V, 3] (or `vertex_colours`), lit colours [B, V, 3]).
+
+    Independent of the rasterizer, so it can run while the posed mesh is
+    rasterized."""
+    dec = self.decoder
     rotation = camera_lib.rotation_matrix(coeffs.rotation)
     normals = tf.einsum("bij,bvj->bvi", rotation, dec.normals(vertices))
     albedo = dec.albedo(coeffs.albedo) if vertex_colours is None else vertex_colours
-    colours = lighting.shade(albedo, normals, coeffs.lighting)
-    landmarks3d = dec.landmarks(posed)
-    landmarks2d = camera_lib.project(landmarks3d, self.camera)
-    out = Synthesis(vertices, posed, normals, albedo, colours, landmarks2d, landmarks3d)
-    if render:
-      out.render = render_lib.render(posed, dec.faces, colours, self.camera)
-    return out
+    return normals, albedo, lighting.shade(albedo, normals, coeffs.lighting)
 
   def render_attributes(self, posed, attributes):
     """Renders arbitrary per-vertex attributes [B, V, C] on posed vertices."""
