@@ -1,22 +1,16 @@
 """Batch-norm folding and frozen inference graphs: same outputs as the Keras network."""
 
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mgc_face import freeze
 
-
-def _trained_like(network, seed):
-  """Non-trivial batch-norm statistics and weights (untrained ones fold to zero biases)."""
-  rng = np.random.default_rng(seed)
-  ranges = {"gamma": (0.5, 1.5), "beta": (-0.2, 0.2), "moving_mean": (-0.2, 0.2),
-            "moving_variance": (0.3, 2.0)}
-  for layer in network._flatten_layers(include_self=False):
-    if isinstance(layer, keras.layers.BatchNormalization):
-      for weight in layer.weights:
-        low, high = ranges[weight.path.split("/")[-1]]
-        weight.assign(rng.uniform(low, high, weight.shape).astype(np.float32))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from mgc_speed import trained_like_batch_norms  # noqa: E402
 
 
 def _batch_norms(network):
@@ -42,7 +36,7 @@ def _residual_net():
 
 
 def _check_same_outputs(network, shape, atol):
-  _trained_like(network, 0)
+  trained_like_batch_norms(network, np.random.default_rng(0))
   folded = freeze.fold_batch_norms(network)
   images = tf.constant(np.random.default_rng(1).uniform(size=shape).astype(np.float32))
   frozen = freeze.freeze(folded, tf.TensorSpec(shape, tf.float32))
