@@ -155,14 +155,27 @@ void ParallelFor(OpKernelContext* context, int64_t total, int64_t cost,
   context->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(total, cost, work);
 }
 
-class InterpolateAttributesOp : public OpKernel {
+// Both ops: read and check the shared inputs, then run on them.
+class InterpolateOpBase : public OpKernel {
  public:
-  explicit InterpolateAttributesOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit InterpolateOpBase(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
     Problem p;
     ReadProblem(context, &p);
-    if (!context->status().ok()) return;
+    if (context->status().ok()) Run(context, p);
+  }
+
+ protected:
+  virtual void Run(OpKernelContext* context, const Problem& p) = 0;
+};
+
+class InterpolateAttributesOp : public InterpolateOpBase {
+ public:
+  using InterpolateOpBase::InterpolateOpBase;
+
+ protected:
+  void Run(OpKernelContext* context, const Problem& p) override {
     Tensor* image = nullptr;
     Tensor* depth = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(
@@ -205,14 +218,12 @@ class InterpolateAttributesOp : public OpKernel {
   }
 };
 
-class InterpolateAttributesGradOp : public OpKernel {
+class InterpolateAttributesGradOp : public InterpolateOpBase {
  public:
-  explicit InterpolateAttributesGradOp(OpKernelConstruction* context) : OpKernel(context) {}
+  using InterpolateOpBase::InterpolateOpBase;
 
-  void Compute(OpKernelContext* context) override {
-    Problem p;
-    ReadProblem(context, &p);
-    if (!context->status().ok()) return;
+ protected:
+  void Run(OpKernelContext* context, const Problem& p) override {
     const Tensor& d_image_tensor = context->input(5);
     const Tensor& d_depth_tensor = context->input(6);
     OP_REQUIRES(context, d_image_tensor.shape() ==
