@@ -15,10 +15,10 @@ What this layer adds over calling `triangle_rasterizer.rasterize`:
   (shared/kernels/interpolate_op.cc, built into the same library as tfg's
   kernel) that evaluate tfg's formula with the same float operations, for
   the covered pixels only, reading each pixel's three corners directly.
-  Values are bit-identical to tfg's; the gradient is the exact
-  vector-Jacobian product, summed into vertices per image (tfg instead
-  builds per-triangle matrices for all triangles, gathers them per pixel
-  and lets autodiff scatter every intermediate);
+  Values equal tfg's (bit-identical on the development machine); the
+  gradient is the exact vector-Jacobian product, summed into vertices per
+  image (tfg instead builds per-triangle matrices for all triangles, gathers
+  them per pixel and lets autodiff scatter every intermediate);
 * vertices go to clip space once, not twice, and depth comes out of the same
   pass as the attributes;
 * the per-image kernel calls are independent graph nodes, so they run in

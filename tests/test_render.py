@@ -157,7 +157,9 @@ def test_interpolation_values_and_gradients_match_tfg_barycentrics():
       loss = tf.reduce_sum(out * weights)
     results.append([out] + tape.gradient(loss, [clip, colours]))
   (out, d_clip, d_col), (ref, ref_clip, ref_col) = results
-  np.testing.assert_array_equal(out.numpy(), ref.numpy())
+  # Bit-identical on the development machine; a tolerance keeps the test valid where
+  # TensorFlow's own kernels (tfg's side) use fused multiply-adds.
+  np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-6, atol=1e-7)
   for grad, expected in [(d_col, ref_col), (d_clip, ref_clip)]:
     scale = np.abs(expected.numpy()).max()
     assert scale > 0
