@@ -87,10 +87,15 @@ def _sources(kernel_dir):
   return [kernel_dir / name for name in KERNEL_SOURCES] + list(OWN_SOURCES)
 
 
+def _kernel_files(kernel_dir):
+  """Every file the build reads: the sources, then tfg's header."""
+  return _sources(kernel_dir) + [kernel_dir / name for name in KERNEL_HEADERS]
+
+
 def _build_key(tf_module, kernel_dir, flags):
   digest = hashlib.sha256()
   digest.update(_cpu_signature().encode())
-  for path in _sources(kernel_dir) + [kernel_dir / name for name in KERNEL_HEADERS]:
+  for path in _kernel_files(kernel_dir):
     digest.update(path.read_bytes())
   digest.update(" ".join(flags).encode())
   return f"tf-{tf_module.__version__}-{digest.hexdigest()[:12]}"
@@ -132,13 +137,10 @@ def library_path():
   """
   import tensorflow as tf
   kernel_dir = _kernel_dir()
-  missing = [n for n in KERNEL_SOURCES + KERNEL_HEADERS if not (kernel_dir / n).exists()]
+  missing = [path for path in _kernel_files(kernel_dir) if not path.exists()]
   if missing:
-    raise InputError(f"{kernel_dir}: tensorflow-graphics kernel sources missing: "
-                     + ", ".join(missing))
-  missing = [str(p) for p in OWN_SOURCES if not p.exists()]
-  if missing:
-    raise InputError(f"{missing[0]}: kernel source missing (reinstall the package)")
+    raise InputError(f"{missing[0]}: kernel source missing ({len(missing)} file(s) in all; "
+                     "reinstall tensorflow-graphics==2021.12.3 and this package)")
   flags = list(BASE_FLAGS) + list(tf.sysconfig.get_compile_flags())
   link_flags = list(tf.sysconfig.get_link_flags())
   key = _build_key(tf, kernel_dir, flags + link_flags)

@@ -26,8 +26,8 @@ vertex / triangle ids are range-checked, failing with InvalidArgument.
 */
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -92,9 +92,9 @@ struct Problem {
     }
   }
 
-  // Unnormalised edge values, their sum and the barycentrics of pixel (px, py).
-  static inline float Barycentrics(const Xyw xyw[3], float px, float py, float e[3],
-                                   float bary[3]) {
+  // Barycentrics of pixel (px, py); returns the sum of the unnormalised edge values.
+  static inline float Barycentrics(const Xyw xyw[3], float px, float py, float bary[3]) {
+    float e[3];
     for (int i = 0; i < 3; ++i) e[i] = Edge(xyw[(i + 1) % 3], xyw[(i + 2) % 3], px, py);
     const float total = e[0] + e[1] + e[2];
     for (int i = 0; i < 3; ++i) bary[i] = DivideNoNan(e[i], total);
@@ -201,9 +201,9 @@ class InterpolateAttributesOp : public InterpolateOpBase {
           int64_t vertex[3];
           Xyw xyw[3];
           p.Corners(b, t, vertex, xyw);
-          float e[3], bary[3];
+          float bary[3];
           Problem::Barycentrics(xyw, PixelX(static_cast<int>(col), static_cast<int>(p.width)),
-                                py, e, bary);
+                                py, bary);
           const float* c0 = p.attributes + vertex[0] * channels;
           const float* c1 = p.attributes + vertex[1] * channels;
           const float* c2 = p.attributes + vertex[2] * channels;
@@ -275,8 +275,8 @@ class InterpolateAttributesGradOp : public InterpolateOpBase {
             int64_t vertex[3];
             Xyw xyw[3];
             p.Corners(b, t, vertex, xyw);
-            float e[3], bary[3];
-            const float total = Problem::Barycentrics(xyw, px, py, e, bary);
+            float bary[3];
+            const float total = Problem::Barycentrics(xyw, px, py, bary);
             const float* c[3] = {p.attributes + vertex[0] * channels,
                                  p.attributes + vertex[1] * channels,
                                  p.attributes + vertex[2] * channels};
