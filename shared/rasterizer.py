@@ -11,11 +11,27 @@ it unchanged.  Our own interpolation op (`kernels/interpolate_op.cc`, see
 `shared.render`) is compiled into the same library; the sources compile in
 parallel processes, then link.
 
-The kernel is compiled with `-O3 -march=native -ffp-contract=off`: about 1.5x
-faster than `-O2` on the face meshes (bench/render.py), with bit-identical
-output (no FMA contraction, so depths, barycentrics and triangle ids match the
-`-O2` build exactly).  Since `-march=native` code is specific to the CPU, the
-cache key includes the CPU's model and feature flags.
+The kernel is compiled with the first of `FLAG_SETS` that compiles:
+
+1. `fast`: `-O3 -march=native -ffp-contract=off`, about 1.5x faster than `-O2`
+   on the face meshes (bench/render.py), with bit-identical output (no FMA
+   contraction, so depths, barycentrics and triangle ids match the `-O2`
+   build exactly);
+2. `fast-no-avx512fp16`: the same without AVX512-FP16, which TensorFlow's
+   bundled Eigen (`PacketMathFP16.h`) cannot compile with g++ 12 on CPUs that
+   have it (Sapphire Rapids and later);
+3. `portable`: `-O3 -ffp-contract=off` for the compiler's default target.
+
+The set used is recorded in `build.json` beside the library and printed by
+`python -m shared.rasterizer`.  `FACE3D_KERNEL_FAST_EXTRA_FLAGS` (whitespace
+separated) adds flags to the first set only, so a test can force it to fail
+(`-mavx512fp16` reproduces the Eigen failure on any x86-64 CPU).
+
+The cache key covers everything that decides what is built: the CPU's model
+and feature flags (what `-march=native` compiles for), the sources, the
+compiler's version, TensorFlow's flags and the whole ordered list of flag sets
+(with the extra flags), so a cache folder always holds the first set of that
+list that compiles with that compiler.
 
 The build is safe when several processes start at once: one takes an
 exclusive file lock and builds into a temporary file that is renamed into
@@ -25,8 +41,10 @@ place; the others wait on the lock and then load the finished library.
 import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -46,8 +64,16 @@ LIBRARY_NAME = "rasterizer_op.so"
 SHIM_MODULE = "tensorflow_graphics.rendering.kernels.gen_rasterizer_op"
 COMPILER_ENV = "CXX"
 DEFAULT_COMPILER = "g++"
-BASE_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-O3", "-march=native", "-ffp-contract=off",
-              "-w", "-DUSE_OZONE")
+COMMON_FLAGS = ("-std=c++17", "-shared", "-fPIC", "-w", "-DUSE_OZONE")
+# Tried in order; the first that compiles and links is kept (see module doc).
+FLAG_SETS = (
+    ("fast", ("-O3", "-march=native", "-ffp-contract=off")),
+    ("fast-no-avx512fp16", ("-O3", "-march=native", "-mno-avx512fp16", "-ffp-contract=off")),
+    ("portable", ("-O3", "-ffp-contract=off")),
+)
+FAST_EXTRA_FLAGS_ENV = "FACE3D_KERNEL_FAST_EXTRA_FLAGS"
+BUILD_INFO_NAME = "build.json"
+COMPILER_TIMEOUT_S = 30
 CPUINFO = Path("/proc/cpuinfo")
 CPUINFO_KEYS = ("model name", "flags")
 
@@ -92,20 +118,48 @@ def _kernel_files(kernel_dir):
   return _sources(kernel_dir) + [kernel_dir / name for name in KERNEL_HEADERS]
 
 
-def _build_key(tf_module, kernel_dir, flags):
+def flag_sets():
+  """The `(name, flags)` sets to try in order, with the extra first-set flags."""
+  extra = tuple(os.environ.get(FAST_EXTRA_FLAGS_ENV, "").split())
+  (name, flags), rest = FLAG_SETS[0], FLAG_SETS[1:]
+  return ((name, flags + extra),) + rest
+
+
+def _compiler_version(compiler):
+  """The compiler's `--version` banner (first line), part of the cache key."""
+  try:
+    out = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                         timeout=COMPILER_TIMEOUT_S)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    raise InputError(f"{compiler}: the C++ compiler does not run ({e})") from None
+  return (out.stdout.strip().splitlines() or ["unknown version"])[0]
+
+
+def _build_key(tf_module, kernel_dir, tf_flags, compiler_version, sets):
   digest = hashlib.sha256()
   digest.update(_cpu_signature().encode())
   for path in _kernel_files(kernel_dir):
     digest.update(path.read_bytes())
-  digest.update(" ".join(flags).encode())
+  digest.update(compiler_version.encode())
+  digest.update(json.dumps([list(COMMON_FLAGS), list(tf_flags),
+                            [[name, list(flags)] for name, flags in sets]]).encode())
   return f"tf-{tf_module.__version__}-{digest.hexdigest()[:12]}"
+
+
+def first_error_line(stderr):
+  """The compiler's first `error:` line (not a warning, not the last line)."""
+  lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+  for line in lines:
+    if re.search(r"(^|: )(fatal )?error:", line):
+      return line
+  return lines[-1] if lines else "unknown error"
 
 
 def _compile_and_link(compiler, flags, link_flags, sources, output, work_dir):
   """Compiles the sources to objects in parallel processes, then links `output`.
 
   Raises:
-    InputError: naming the first failing step and the compiler's last line.
+    InputError: naming the first failing step and the compiler's first error line.
   """
   with tempfile.TemporaryDirectory(dir=work_dir) as objects:
     compile_flags = [f for f in flags if f != "-shared"]
@@ -122,8 +176,40 @@ def _compile_and_link(compiler, flags, link_flags, sources, output, work_dir):
       steps = [("linking", link.stderr, link.returncode)]
     for step, stderr, code in steps:
       if code != 0:
-        last = (stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise InputError(f"{step}: building the rasterizer kernel failed: {last}")
+        raise InputError(f"{step}: building the rasterizer kernel failed: "
+                         f"{first_error_line(stderr)}")
+
+
+def _build(compiler, sets, tf_flags, link_flags, sources, target, out_dir):
+  """Builds `target` with the first flag set that compiles; writes `build.json`.
+
+  Raises:
+    InputError: every set failed; names the last (most portable) set's first
+      error line and the sets tried.
+  """
+  failures = []
+  for name, flags in sets:
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    os.close(fd)
+    all_flags = list(COMMON_FLAGS) + list(flags) + list(tf_flags)
+    try:
+      _compile_and_link(compiler, all_flags, link_flags, sources, tmp, out_dir)
+    except InputError as error:
+      os.unlink(tmp)
+      failures.append({"flag_set": name, "error": str(error)})
+      if len(failures) < len(sets):
+        print(f"[rasterizer] flag set '{name}' failed ({error}); trying the next",
+              file=sys.stderr)
+      continue
+    info = {"flag_set": name, "flags": list(flags), "compiler": compiler,
+            "compiler_version": _compiler_version(compiler), "failed": failures}
+    info_tmp = out_dir / (BUILD_INFO_NAME + ".tmp")
+    info_tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(info_tmp, out_dir / BUILD_INFO_NAME)
+    os.replace(tmp, target)  # Last, so an existing library always has its build.json.
+    return
+  raise InputError(f"{failures[-1]['error']} (flag sets tried: "
+                   + ", ".join(f["flag_set"] for f in failures) + ")")
 
 
 def library_path():
@@ -141,9 +227,11 @@ def library_path():
   if missing:
     raise InputError(f"{missing[0]}: kernel source missing ({len(missing)} file(s) in all; "
                      "reinstall tensorflow-graphics==2021.12.3 and this package)")
-  flags = list(BASE_FLAGS) + list(tf.sysconfig.get_compile_flags())
+  tf_flags = list(tf.sysconfig.get_compile_flags())
   link_flags = list(tf.sysconfig.get_link_flags())
-  key = _build_key(tf, kernel_dir, flags + link_flags)
+  compiler = _compiler()
+  sets = flag_sets()
+  key = _build_key(tf, kernel_dir, tf_flags + link_flags, _compiler_version(compiler), sets)
   out_dir = cache_dir() / "rasterizer" / key
   out_dir.mkdir(parents=True, exist_ok=True)
   target = out_dir / LIBRARY_NAME
@@ -153,18 +241,18 @@ def library_path():
     fcntl.flock(lock, fcntl.LOCK_EX)
     if target.exists():  # Built by another process while we waited.
       return target
-    compiler = _compiler()
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-    os.close(fd)
     print(f"[rasterizer] building the tensorflow-graphics CPU kernel into {out_dir} "
           "(once per TensorFlow version)...", file=sys.stderr)
-    try:
-      _compile_and_link(compiler, flags, link_flags, _sources(kernel_dir), tmp, out_dir)
-    except InputError:
-      os.unlink(tmp)
-      raise
-    os.replace(tmp, target)
+    _build(compiler, sets, tf_flags, link_flags, _sources(kernel_dir), target, out_dir)
   return target
+
+
+def build_info(library):
+  """The `build.json` recorded beside `library` (flag set used, compiler), or {}."""
+  try:
+    return json.loads((Path(library).parent / BUILD_INFO_NAME).read_text())
+  except (OSError, ValueError):
+    return {}
 
 
 def load():
@@ -197,7 +285,11 @@ def cpu_backend():
 if __name__ == "__main__":
   # `python -m shared.rasterizer` builds the kernel ahead of time.
   try:
-    print(library_path())
+    path = library_path()
+    info = build_info(path)
+    print(path)
+    print(f"flag set: {info.get('flag_set', 'unknown')} "
+          f"({' '.join(info.get('flags', []))}; {info.get('compiler_version', '')})")
   except InputError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
