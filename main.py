@@ -30,7 +30,8 @@ def common_parser(add_help=True):
   parser.add_argument("--mode", required=add_help, help="train, test, eval, eval-landmarks, ...")
   parser.add_argument("--face-model", default=None,
                       help="face model: project .npz, ICT npz or FaceXModel/ folder, or "
-                           "BFM_model_front.mat (default: ICT via FACE3D_FACE_MODEL or ../shared)")
+                           "BFM_model_front.mat (default: FACE3D_FACE_MODEL, else the embedded "
+                           "ICT-FaceKit light model)")
   parser.add_argument("--config", default="tiny", help="config preset: tiny or paper")
   parser.add_argument("--seed", type=int, default=0)
   return parser

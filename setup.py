@@ -1,7 +1,8 @@
 """Installs the face reconstruction toolkit (packages shared, mgc_face, gcn_face).
 
 The tensorflow-graphics rasterizer kernel is compiled on first use (or by
-`python -m shared.rasterizer`) and cached per TensorFlow version.
+`python -m shared.rasterizer`) and cached per TensorFlow version.  The
+default face model (ICT-FaceKit light, MIT) ships as package data.
 """
 
 from pathlib import Path
@@ -19,8 +20,11 @@ setup(
                 "tensorflow-graphics",
     packages=find_packages(include=["shared", "shared.*", "mgc_face", "mgc_face.*",
                                     "gcn_face", "gcn_face.*"]),
-    # Our interpolation op's C++ source, compiled with tfg's kernel on first use.
-    package_data={"shared": ["kernels/*.cc"]},
+    # Our interpolation op's C++ source, compiled with tfg's kernel on first use,
+    # and the embedded default face model (ICT-FaceKit light, MIT) with its licence.
+    package_data={"shared": ["kernels/*.cc", "assets/ict_face_light/*.npz",
+                             "assets/ict_face_light/LICENSE-ICT-FaceKit",
+                             "assets/ict_face_light/*.md"]},
     python_requires=">=3.10",
     install_requires=requirements,
 )

@@ -7,8 +7,12 @@ avoid confusion with this package) is found, in order, through:
 2. `../shared` relative to the repository root (the folder holding `main.py`);
 3. `../shared` relative to the current working directory.
 
-The default face model is `FACE3D_FACE_MODEL` if set, else
-`<data dir>/face_models/ict_face_light/ict_face_light.npz`.
+The default face model is `FACE3D_FACE_MODEL` if set, else the ICT-FaceKit
+light model embedded in this package (`shared/assets/ict_face_light/`, MIT,
+see its ATTRIBUTION.md), else `<data dir>/face_models/ict_face_light/
+ict_face_light.npz`.  So a clone or a `pip install` needs no data folder for
+the demo; the data folder holds only the evaluation images and the BFM
+topology used by some tests and benchmarks.
 """
 
 import os
@@ -21,6 +25,8 @@ FACE_MODEL_ENV = "FACE3D_FACE_MODEL"
 CACHE_DIR_ENV = "FACE3D_CACHE_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ICT_RELATIVE = Path("face_models/ict_face_light/ict_face_light.npz")
+EMBEDDED_FACE_MODEL = Path(__file__).resolve().parent / "assets" / "ict_face_light" / \
+    "ict_face_light.npz"
 ICT_HELP = ("get ICT-FaceKit from https://github.com/ICT-VGL/ICT-FaceKit and pass "
             "its FaceXModel/ folder with --face-model, or set " + FACE_MODEL_ENV)
 
@@ -62,7 +68,9 @@ def default_face_model_path():
     if not path.exists():
       raise InputError(f"{path}: not found (from {FACE_MODEL_ENV}); {ICT_HELP}")
     return path
-  looked = []
+  looked = [str(EMBEDDED_FACE_MODEL)]
+  if EMBEDDED_FACE_MODEL.exists():
+    return EMBEDDED_FACE_MODEL
   for candidate in data_dir_candidates():
     path = candidate / ICT_RELATIVE
     looked.append(str(path))
