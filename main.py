@@ -15,7 +15,6 @@ import importlib
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 MODELS = {"mgc": "mgc_face.cli", "gcn": "gcn_face.cli", "shared": "shared.cli"}
@@ -34,6 +33,9 @@ def common_parser(add_help=True):
                            "ICT-FaceKit light model)")
   parser.add_argument("--config", default="tiny", help="config preset: tiny or paper")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--verbose", action="store_true",
+                      help="show TensorFlow's and other libraries' log lines (also "
+                           "FACE3D_VERBOSE=1)")
   return parser
 
 
@@ -45,6 +47,8 @@ def load_mgc_regressor(checkpoint_dir, face_model):
 
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
+  from shared import quiet
+  quiet.setup(verbose_flag="--verbose" in argv)  # Before anything imports TensorFlow.
   from shared.errors import InputError
   pre, _ = common_parser(add_help=False).parse_known_args(argv)
   module_name = MODELS[pre.model]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
+TEST_ONLY = ("pytest", "hypothesis")   # In requirements.txt, not needed to run the toolkit.
 requirements = [line.split("#")[0].strip()
                 for line in Path(__file__).with_name("requirements.txt").read_text().splitlines()
-                if line.split("#")[0].strip() and not line.startswith("pytest")]
+                if line.split("#")[0].strip() and not line.startswith(TEST_ONLY)]
 
 setup(
     name="face3d-tf2",

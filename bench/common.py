@@ -6,8 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import quiet  # noqa: E402
+
+quiet.setup()  # Before any bench imports TensorFlow; FACE3D_VERBOSE=1 keeps library logs.
 
 
 DEFAULT_THREADS = 2

@@ -27,6 +27,7 @@ from shared import lighting
 from shared.embedding import FaceEmbedder
 from shared.errors import InputError, fail
 from shared.fileio import write_text_atomic
+from shared.image_io import IMAGE_SUFFIXES, list_images
 from gcn_face import coarse as coarse_lib
 from gcn_face import model as model_lib
 from gcn_face.config import GCNConfig
@@ -34,7 +35,6 @@ from gcn_face.config import GCNConfig
 META_FILE = "gcn.json"
 META_KIND = "face3d-gcn-checkpoint"
 META_VERSION = 1
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 UV_TEXTURE_SIZE = 512
 UINT8_MAX = 255
 
@@ -180,11 +180,15 @@ def read_meta(checkpoint_dir):
     meta = json.loads(path.read_text())
   except ValueError as error:
     fail(path, f"not valid JSON ({error})")
-  if meta.get("kind") != META_KIND:
-    fail(path, f"not a GCN checkpoint description (kind {meta.get('kind')!r})")
+  if not isinstance(meta, dict) or meta.get("kind") != META_KIND:
+    fail(path, "not a GCN checkpoint description (kind "
+         f"{meta.get('kind') if isinstance(meta, dict) else None!r})")
   if meta.get("version") != META_VERSION:
     fail(path, f"GCN checkpoint version {meta.get('version')}, this code reads {META_VERSION}")
-  return meta, GCNConfig.from_json(json.dumps(meta["config"]))
+  try:
+    return meta, GCNConfig.from_json(json.dumps(meta["config"]))
+  except (KeyError, TypeError, ValueError) as error:
+    fail(path, f"damaged 'config' ({type(error).__name__}: {error})")
 
 
 def load_topology_for(face_model, config, sampling=None):
@@ -254,6 +258,7 @@ def restore_generator(checkpoint_dir, gcn):
     status.assert_existing_objects_matched()
   except AssertionError as error:
     fail(latest, f"does not match this GCN architecture ({str(error).splitlines()[0][:200]})")
+  status.expect_partial()  # Inference needs the generator only, not the optimizer's slots.
   return latest
 
 
@@ -295,8 +300,7 @@ def test_inputs(input_path, size):
       rgb, alpha = reader.image_alpha(i)
       yield record_stem(reader.names[i], i), rgb, alpha
     return
-  files = ([path] if path.is_file() else
-           sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+  files = [path] if path.is_file() else list_images(path)
   if not files:
     fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
   for f in files:

@@ -78,13 +78,21 @@ class Record:
 
 # ----------------------------------------------------------------------------- list files
 
+def _read_text(path, kind):
+  """The file's text; InputError if it is not UTF-8 text."""
+  try:
+    return Path(path).read_text()
+  except UnicodeDecodeError:
+    raise InputError(f"{path}: not a text {kind} (not UTF-8)") from None
+
+
 def read_list(path):
   """Parses a list file -> (records, problems) where problems are one-line strings."""
   path = Path(path)
   if not path.exists():
     raise InputError(f"{path}: list file not found")
   records, problems = [], []
-  for number, line in enumerate(path.read_text().splitlines(), 1):
+  for number, line in enumerate(_read_text(path, "list file").splitlines(), 1):
     fields = line.split()
     if not fields or line.lstrip().startswith("#"):
       continue
@@ -138,7 +146,7 @@ def read_landmarks(path):
   if not path.exists():
     raise InputError(f"{path}: landmark file not found")
   points = []
-  for line in path.read_text().splitlines():
+  for line in _read_text(path, "landmark file").splitlines():
     if line.lstrip().startswith("#"):
       continue
     xy = _two_numbers(line)
@@ -186,7 +194,9 @@ def read_image(path, grayscale=False):
   """Reads an image as float32 in [0, 1]: [H, W, 3] RGB or [H, W, 1]."""
   import cv2
   flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
-  image = cv2.imread(str(path), flag)
+  from shared import quiet
+  with quiet.native_stderr_silenced():  # libjpeg prints its own warnings.
+    image = cv2.imread(str(path), flag)
   if image is None:
     if not Path(path).exists():
       raise InputError(f"{path}: not found")

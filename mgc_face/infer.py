@@ -32,11 +32,11 @@ from shared import export
 from shared import rasterizer
 from shared.errors import InputError
 from shared.fileio import savez_atomic, write_text_atomic
+from shared.image_io import IMAGE_SUFFIXES, list_images
 from shared.synthesis import FaceSynthesizer
 
 COEFFS_KIND = "face3d-mgc-coefficients"
 COEFFS_VERSION = 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SKIP_SUFFIXES = ("_skin", "_overlay", "_depth", "_poses")
 POSE_YAWS = (-60.0, -30.0, 0.0, 30.0, 60.0)   # Degrees, multi-pose geometry render.
 GEOMETRY_GREY = 0.75
@@ -226,8 +226,7 @@ def collect_inputs(path):
     return [path]
   if not path.is_dir():
     raise InputError(f"{path}: input not found")
-  files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and
-                 not p.stem.endswith(SKIP_SUFFIXES))
+  files = list_images(path, skip_stem_suffixes=SKIP_SUFFIXES)
   if not files:
     raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
   return files

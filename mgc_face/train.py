@@ -66,7 +66,7 @@ def read_meta(checkpoint_dir):
     meta = json.loads(path.read_text())
   except ValueError as error:
     raise InputError(f"{path}: not valid JSON ({error})") from None
-  if meta.get("kind") != META_KIND:
+  if not isinstance(meta, dict) or meta.get("kind") != META_KIND:
     raise InputError(f"{path}: not an MGC checkpoint description")
   if meta.get("format_version") != META_VERSION:
     raise InputError(f"{path}: checkpoint format version {meta.get('format_version')}; this "

@@ -7,8 +7,27 @@ or value and the problem.
 """
 
 
+import struct
+import zipfile
+import zlib
+
+# What parsers raise on a corrupt or truncated file (numpy's npy/npz reader,
+# zipfile, zlib, scipy.io, struct, text decoding).  Loaders catch these around
+# parsing and raise `InputError` instead; never around the code after it.
+CORRUPT_FILE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
+                       OverflowError, SyntaxError, MemoryError, zipfile.BadZipFile, zlib.error,
+                       struct.error)
+
+
 class InputError(Exception):
   """A problem with user input, reported as one line without a traceback."""
+
+
+def corrupt(path, kind, error):
+  """Raises `InputError` for a file whose parsing raised `error` (one line)."""
+  detail = (str(error).strip().splitlines() or [""])[0][:200]
+  raise InputError(f"{path}: corrupt or unreadable {kind} ({type(error).__name__}"
+                   + (f": {detail}" if detail else "") + ")") from None
 
 
 def fail(path, problem):

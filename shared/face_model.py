@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from shared import albedo as albedo_lib
-from shared.errors import InputError
+from shared.errors import CORRUPT_FILE_ERRORS, InputError, corrupt
 from shared.fileio import savez_atomic
 
 FORMAT_KIND = "face3d-face-model"
@@ -256,14 +256,22 @@ def load_ict_npz(path, data):
 def load_npz(path):
   """Reads a `.npz`: the project's format or the ICT light layout."""
   try:
-    data = np.load(path, allow_pickle=False)
-  except Exception as error:  # noqa: BLE001 - any parse failure is a bad file.
-    raise InputError(f"{path}: not a readable .npz file ({type(error).__name__})") from None
-  with data:
-    if "format_kind" in data.files:
-      return load_project_npz(path, data)
-    if "mean_shape" in data.files and "id_basis" in data.files:
-      return load_ict_npz(path, data)
+    handle = open(path, "rb")  # Ours to close, even when np.load fails.
+  except OSError as error:
+    corrupt(path, ".npz face model", error)
+  with handle:
+    try:
+      data = np.load(handle, allow_pickle=False)
+    except Exception as error:  # noqa: BLE001 - any parse failure is a bad file.
+      raise InputError(f"{path}: not a readable .npz file ({type(error).__name__})") from None
+    try:
+      with data:   # Members are decompressed (and CRC-checked) on access.
+        if "format_kind" in data.files:
+          return load_project_npz(path, data)
+        if "mean_shape" in data.files and "id_basis" in data.files:
+          return load_ict_npz(path, data)
+    except CORRUPT_FILE_ERRORS as error:
+      corrupt(path, ".npz face model", error)
   raise InputError(f"{path}: .npz is neither a face3d face model nor an ICT-FaceKit npz "
                    "(no 'format_kind' or 'mean_shape'/'id_basis' arrays)")
 

@@ -17,17 +17,25 @@ Conversions on reading:
   `IMREAD_COLOR`), but not by `read_image_rgba` (OpenCV ignores it for
   `IMREAD_UNCHANGED`).
 
+`IMAGE_SUFFIXES` lists the file types OpenCV decodes; every command that
+takes a folder of images lists it with `list_images` (one list for the
+photo, MGC and GCN test modes and tools/create_bin.py).  OpenCV's own error
+lines are silenced (see `shared.quiet`): a file it can't decode gives our
+one-line `InputError` instead.
+
 Images above `MAX_IMAGE_PIXELS` are refused before decoding (the header is
 read with Pillow), so a huge or hostile file gives one line, not an
 out-of-memory kill.  An 8000 x 8000 photo (64 MP, 192 MB as RGB) is allowed;
 detection downsizes it itself (see `shared.landmarks`).
 """
 
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from shared import quiet
 from shared.errors import fail
 from shared.fileio import atomic_path
 
@@ -37,6 +45,34 @@ UINT16_MAX = 65535
 PNG_SUFFIX = ".png"
 READ_FLAGS_RGB = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
 READ_FLAGS_RGBA = cv2.IMREAD_UNCHANGED
+# Every type OpenCV 4 decodes (tests/test_image_io.py writes and reads each).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".sr", ".ras", ".hdr", ".pic", ".avif")
+
+quiet.quiet_opencv()
+
+
+def is_image_file(path):
+  """True if `path`'s suffix (any case) is one of `IMAGE_SUFFIXES`."""
+  return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder, recursive=False, skip_stem_suffixes=()):
+  """The image files in `folder`, sorted by path.
+
+  Args:
+    folder: a folder.
+    recursive: also look in sub-folders.
+    skip_stem_suffixes: leave out files whose stem ends with one of these
+      (e.g. the `_overlay` outputs of an earlier run).
+
+  Returns:
+    A sorted list of `Path`s whose suffix is in `IMAGE_SUFFIXES`.
+  """
+  folder = Path(folder)
+  found = folder.rglob("*") if recursive else folder.iterdir()
+  return sorted(p for p in found if p.is_file() and is_image_file(p) and
+                not p.stem.endswith(tuple(skip_stem_suffixes)))
 
 
 def _check_readable(path):
@@ -62,8 +98,10 @@ def _header_size(path):
   except ImportError:
     return None
   try:
-    with Image.open(path) as im:
-      return im.size
+    with warnings.catch_warnings():   # e.g. "Corrupt EXIF data": OpenCV decides below.
+      warnings.simplefilter("ignore")
+      with Image.open(path) as im:
+        return im.size
   except Image.DecompressionBombError:
     return (MAX_IMAGE_PIXELS + 1, 1)
   except Exception:  # Not a format Pillow knows, or corrupt: OpenCV decides.
@@ -73,7 +111,8 @@ def _header_size(path):
 def _decode(path, flags):
   """`cv2.imread` with an `InputError` when the file can't be decoded."""
   try:
-    image = cv2.imread(str(path), flags)
+    with quiet.native_stderr_silenced():  # libjpeg prints its own warnings.
+      image = cv2.imread(str(path), flags)
   except cv2.error as e:
     fail(path, f"cannot decode image ({str(e).strip().splitlines()[-1]})")
   if image is None or image.size == 0:

@@ -284,6 +284,8 @@ def cpu_backend():
 
 if __name__ == "__main__":
   # `python -m shared.rasterizer` builds the kernel ahead of time.
+  from shared import quiet
+  quiet.setup()
   try:
     path = library_path()
     info = build_info(path)

@@ -64,7 +64,7 @@ from shared import camera as camera_lib
 from shared import fitting
 from shared.errors import InputError
 from shared.fileio import savez_atomic, write_text_atomic
-from shared.image_io import read_image
+from shared.image_io import IMAGE_SUFFIXES, list_images, read_image
 from shared.landmarks import detect_faces
 from shared.synthesis import FaceSynthesizer
 from shared.texture import uv_texture_map
@@ -73,7 +73,6 @@ SUMMARY_KIND = "face3d-photo-summary"
 SUMMARY_VERSION = 1
 COEFFS_KIND = "face3d-photo-coefficients"
 COEFFS_VERSION = 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 OUTPUT_MARKER = "_face"            # files named <stem>_face<k>... are our outputs
 OUTPUT_SUFFIXES = ("_overlay",)
 OVERLAY_MAX_SIDE = 2048
@@ -111,8 +110,7 @@ def collect_inputs(inputs):
   for item in items:
     path = Path(item)
     if path.is_dir():
-      found = sorted(p for p in path.iterdir() if p.is_file() and
-                     p.suffix.lower() in IMAGE_SUFFIXES and not _is_output(p))
+      found = [p for p in list_images(path) if not _is_output(p)]
       if not found:
         raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
       files.extend(found)

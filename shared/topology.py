@@ -231,8 +231,8 @@ def load_topology(path, expected_source_hash=None, expected_factors=None):
   if not path.is_file():
     fail(path, "topology file not found; create it with tools/make_sampling.py")
   try:
-    with np.load(path, allow_pickle=False) as data:
-      topo = _read(path, data)
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+      topo = _read(path, data)  # (Our handle: closed even when np.load fails.)
   except InputError:
     raise
   except Exception as e:  # zip, zlib, format and value errors of a corrupt file.

@@ -10,8 +10,11 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared import quiet  # noqa: E402
+
+quiet.setup()  # As the command lines do: no library log lines (FACE3D_VERBOSE=1 for them).
 
 import pytest  # noqa: E402
 

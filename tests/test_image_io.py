@@ -109,3 +109,46 @@ def test_write_png_checks_suffix_and_reports_unwritable_path(tmp_path):
     image_io.write_png(blocker / "out.png", _rgb_test_image())
   with pytest.raises(ValueError):
     image_io.write_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.float32))
+
+
+LOSSLESS_8BIT = {".png", ".bmp", ".dib", ".tif", ".tiff", ".ppm", ".pnm", ".sr", ".ras"}
+GRAY_ONLY = {".pgm", ".pbm"}
+FLOAT_FORMATS = {".pfm", ".hdr", ".pic"}   # Linear float: read back through the [0, 1] clip.
+
+
+@pytest.mark.parametrize("suffix", image_io.IMAGE_SUFFIXES)
+def test_every_listed_format_reads_and_is_listed(tmp_path, suffix):
+  rgb = _rgb_test_image(12, 10)
+  path = tmp_path / f"photo{suffix.upper() if suffix == '.ppm' else suffix}"
+  if suffix in GRAY_ONLY:
+    source = rgb[..., 1]
+    if suffix == ".pbm":  # 1 bit: black or white.
+      source = np.where(source >= 50, 255, 0).astype(np.uint8)
+    written = cv2.imwrite(str(path), source)
+    expected = np.repeat(source[..., None], 3, axis=2)
+  elif suffix in FLOAT_FORMATS:
+    source = rgb.astype(np.float32) / 255.0
+    written = cv2.imwrite(str(path), cv2.cvtColor(source, cv2.COLOR_RGB2BGR))
+    expected = rgb
+  else:
+    written = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    expected = rgb
+  assert written, suffix
+  (tmp_path / "notes.txt").write_text("not an image")
+  assert image_io.list_images(tmp_path) == [path]
+  image = image_io.read_image(path)
+  assert image.shape == (12, 10, 3) and image.dtype == np.uint8
+  tolerance = 0 if suffix in LOSSLESS_8BIT or suffix in GRAY_ONLY else 40
+  if suffix in FLOAT_FORMATS:
+    tolerance = 3    # .hdr keeps 8 mantissa bits per channel.
+  assert np.abs(image.astype(int) - expected).max() <= tolerance, suffix
+
+
+def test_list_images_skips_outputs_and_recurses(tmp_path):
+  rgb = _rgb_test_image()
+  (tmp_path / "sub").mkdir()
+  for name in ("a.ppm", "a_overlay.png", "sub/b.webp"):
+    cv2.imwrite(str(tmp_path / name), rgb)
+  assert image_io.list_images(tmp_path, skip_stem_suffixes=("_overlay",)) == [tmp_path / "a.ppm"]
+  assert image_io.list_images(tmp_path, recursive=True) == sorted(
+      [tmp_path / "a.ppm", tmp_path / "a_overlay.png", tmp_path / "sub" / "b.webp"])

@@ -35,8 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.errors import InputError, fail  # noqa: E402
+from shared.image_io import IMAGE_SUFFIXES, list_images  # noqa: E402
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 COEFF_SUFFIXES = ("_coeffs.npz", ".npz", "_gt.npz")
 COEFF_VECTOR_KEYS = ("coeffs", "coefficients")
 SKIN_SUFFIX = "_skin"
@@ -136,8 +136,7 @@ def _find(folder, stem):
 
 def folder_sources(folder, skin_from_coefficients):
   """Every image under `folder`, with alpha from the file or from coefficients."""
-  files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                 and p.is_file())
+  files = list_images(folder, recursive=True)
   if not files:
     fail(folder, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
   for path in files:
@@ -319,4 +318,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  from shared import quiet
+  quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library logs.
   sys.exit(main())

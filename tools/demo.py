@@ -43,11 +43,14 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--output", default="out/demo")
   parser.add_argument("--face-model", default=None)
+  parser.add_argument("--verbose", action="store_true",
+                      help="show TensorFlow's and other libraries' log lines")
   args = parser.parse_args()
   out = Path(args.output)
   py = sys.executable
   model = ["--face-model", args.face_model] if args.face_model else []
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if args.verbose:  # Inherited by every step (see shared/quiet.py).
+    os.environ["FACE3D_VERBOSE"] = "1"
   start = time.time()
   data, mgc, gcn = out / "data", out / "mgc_checkpoint", out / "gcn_checkpoint"
   step("render the face model", [py, "main.py", "--model", "shared", "--mode", "render",

@@ -57,4 +57,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  from shared import quiet
+  quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library logs.
   sys.exit(main())

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.errors import InputError  # noqa: E402
@@ -70,4 +69,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  from shared import quiet
+  quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library logs.
   sys.exit(main())
