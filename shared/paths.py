@@ -38,7 +38,7 @@ def data_dir_candidates():
     out.append(Path(os.environ[DATA_DIR_ENV]))
   out.append(REPO_ROOT.parent / "shared")
   out.append(Path.cwd().parent / "shared")
-  return out
+  return list(dict.fromkeys(out))  # Without repeats (the two are often the same).
 
 
 def find_data_dir(required=True):

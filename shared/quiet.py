@@ -139,6 +139,8 @@ class _QuietLoader(importlib.abc.Loader):
     return self._inner.create_module(spec)
 
   def exec_module(self, module):
+    for finder in [f for f in sys.meta_path if isinstance(f, _QuietImportFinder)]:
+      sys.meta_path.remove(finder)  # Imported once per process; the hook's job is done.
     with _FilteredStderr():
       self._inner.exec_module(module)
     _quiet_python_loggers()
@@ -153,7 +155,6 @@ class _QuietImportFinder(importlib.abc.MetaPathFinder):
   def find_spec(self, name, path=None, target=None):
     if name != QUIET_MODULE:
       return None
-    sys.meta_path.remove(self)  # Once; also keeps the search below from recursing.
     spec = importlib.machinery.PathFinder.find_spec(name, path)
     if spec is not None and spec.loader is not None:
       spec.loader = _QuietLoader(spec.loader)

@@ -9,12 +9,13 @@ import trimesh
 
 from shared import face_model as fm
 from shared.errors import InputError
+from shared.paths import EMBEDDED_FACE_MODEL as ICT_NPZ  # Needs no data folder.
 
 BFM_DIR = "face_models/bfm_front_topology"
 
 
-def test_ict_npz_units_centre_and_albedo(ict_model, data_dir):
-  raw = np.load(data_dir / "face_models/ict_face_light/ict_face_light.npz")
+def test_ict_npz_units_centre_and_albedo(ict_model):
+  raw = np.load(ICT_NPZ)
   m = ict_model
   assert (m.num_vertices, m.num_id, m.num_exp, m.num_albedo) == (9409, 100, 53, 80)
   np.testing.assert_allclose(m.mean_shape.mean(0), 0, atol=1e-4)
@@ -24,7 +25,7 @@ def test_ict_npz_units_centre_and_albedo(ict_model, data_dir):
   np.testing.assert_array_equal(m.faces, raw["faces"])
   assert 0.2 < m.skin_mask.mean() < 0.9 and m.skin_mask[m.landmarks68[30]] == 1
   # Synthetic albedo is deterministic.
-  again = fm.load_face_model(data_dir / "face_models/ict_face_light/ict_face_light.npz")
+  again = fm.load_face_model(ICT_NPZ)
   np.testing.assert_array_equal(again.albedo_basis, m.albedo_basis)
 
 
@@ -57,8 +58,8 @@ def test_project_npz_wrong_version(ict_model, tmp_path):
     fm.load_face_model(path)
 
 
-def test_ict_npz_with_mismatched_basis(tmp_path, data_dir):
-  raw = dict(np.load(data_dir / "face_models/ict_face_light/ict_face_light.npz"))
+def test_ict_npz_with_mismatched_basis(tmp_path):
+  raw = dict(np.load(ICT_NPZ))
   raw["id_basis"] = raw["id_basis"][:, :100]
   np.savez(tmp_path / "bad.npz", **raw)
   with pytest.raises(InputError, match=r"bad.npz: id_basis has shape \(100, 100, 3\)"):
@@ -130,9 +131,9 @@ def write_obj(path, vertices, faces, uv=None):
   path.write_text("\n".join(lines) + "\n")
 
 
-def test_ict_folder_matches_npz(tmp_path, data_dir):
+def test_ict_folder_matches_npz(tmp_path):
   """A FaceXModel/ folder written from the npz reads back as the same model."""
-  raw = np.load(data_dir / "face_models/ict_face_light/ict_face_light.npz")
+  raw = np.load(ICT_NPZ)
   folder = tmp_path / "FaceXModel"
   folder.mkdir()
   mean = raw["mean_shape"].astype(np.float64)
