@@ -103,7 +103,7 @@ def format_table(result, per_image=True):
 # ----------------------------------------------------------------------------- three methods
 
 METHODS = ("detector", "network", "fitted")
-METHOD_LABELS = {"detector": "detector raw (dlib)", "network": "network alone",
+METHOD_LABELS = {"detector": "detector raw", "network": "network alone",
                  "fitted": "fitted model"}
 NO_CHECKPOINT = "n/a: no checkpoint"
 
@@ -123,6 +123,20 @@ def add_photo_arguments(parser):
                            "photometric stage (default 230; 0: no fitting)")
   parser.add_argument("--cnn-fallback", action="store_true",
                       help="run dlib's slow CNN detector on images where HOG finds no face")
+  parser.add_argument("--landmarks", choices=tuple(LANDMARK_MODES), default="dense",
+                      help="dense: BlazeFace + MediaPipe's 468 points, fitted densely (default); "
+                           "mesh68: the same detector, fitted to the 68 points read off the "
+                           "mesh; dlib: dlib's detector and 68-point predictor")
+
+
+# --landmarks -> (shared.landmarks backend, points the fit follows)
+LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68"),
+                  "dlib": ("dlib", "68")}
+
+
+def landmark_mode_from_args(args):
+  """(backend, fit_points) for `--landmarks` (default: dense)."""
+  return LANDMARK_MODES[getattr(args, "landmarks", None) or "dense"]
 
 
 def fit_config_from_args(args):
@@ -133,7 +147,7 @@ def fit_config_from_args(args):
 
 
 def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fallback=False,
-                     batch_size=8, log=None):
+                     batch_size=8, log=None, landmark_mode=LANDMARK_MODES["dense"]):
   """68-point NME of the raw detector, the network alone and the fitted model.
 
   Every image runs through the photo pipeline (`shared.reconstruct`): dlib on
@@ -151,6 +165,7 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
       (Coefficients, features).
     fit_config: `FitConfig` (default: the defaults).
     cnn_fallback: see `shared.landmarks.detect_faces`.
+    landmark_mode: (backend, fit points), a value of `LANDMARK_MODES`.
     batch_size: faces fitted together (the last batch is padded).
     log: optional callable for progress lines.
 
@@ -162,7 +177,9 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
   from shared import alignment, fitting
   from shared.reconstruct import PhotoReconstructor
   fit_config = fit_config or fitting.FitConfig()
-  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, batch_size)
+  backend, fit_points = landmark_mode
+  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, batch_size,
+                                backend=backend, fit_points=fit_points)
   samples = metrics.load_aflw2000_folder(folder)
   rows, jobs = [], []
   for image_path, gt, yaw in samples:
@@ -177,10 +194,9 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
   for first in range(0, len(jobs), batch_size):
     chunk = jobs[first:first + batch_size]
     padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-    crops = np.stack([j.aligned.image for _, j in padded]).astype(np.float32) / 255.0
-    crop_lms = np.stack([j.aligned.landmarks68 for _, j in padded])
+    crops, crop_lms, dense = pipeline.batch_inputs([j for _, j in padded])
     init = pipeline.regress(crops)
-    result = pipeline.fit(crops, crop_lms, init)
+    result = pipeline.fit(crops, crop_lms, init, dense)
     network = None
     if init is not None:
       network = pipeline.synthesizer(init, render=False).landmarks2d.numpy()
@@ -299,7 +315,8 @@ def main(args, load_regressor=None):
   elif checkpoint:
     regressor = load_regressor(checkpoint, face_model)
   result = evaluate_methods(args.data, face_model, regressor, fit_config_from_args(args),
-                            cnn_fallback=bool(getattr(args, "cnn_fallback", False)))
+                            cnn_fallback=bool(getattr(args, "cnn_fallback", False)),
+                            landmark_mode=landmark_mode_from_args(args))
   print(format_methods_table(result, note))
   print(json.dumps(result_json(result, note)))
   return 0

@@ -59,7 +59,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from shared import alignment, export
+from shared import alignment, dense_fit, export
 from shared import camera as camera_lib
 from shared import fitting
 from shared.errors import InputError
@@ -86,6 +86,9 @@ DEFAULT_MAX_BATCH = 8
 # astronaut) 0.04-0.09.  Weaker HOG detections are ignored (and listed).
 MIN_HOG_SCORE = 0.1
 SUMMARY_FILE = "summary.json"
+DEFAULT_BACKEND = "mediapipe"      # shared.landmarks backends
+FIT_POINTS = ("dense", "68")       # fit to the 468 mesh points or to the 68 landmarks
+DEFAULT_FIT_POINTS = "dense"
 
 
 @dataclasses.dataclass
@@ -94,6 +97,13 @@ class FaceJob:
   index: int
   face: object          # shared.landmarks.Face
   aligned: object       # shared.alignment.Aligned
+
+  @property
+  def crop_dense(self):
+    """`float32 [468, 2]` the face's mesh points in crop pixels, or None."""
+    if self.face.dense is None:
+      return None
+    return alignment.transform_points(self.face.dense[:, :2], self.aligned.matrix).astype(np.float32)
 
 
 def collect_inputs(inputs):
@@ -184,11 +194,21 @@ class PhotoReconstructor:
 
   def __init__(self, face_model, regressor=None, fit_config=fitting.FitConfig(),
                cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True,
-               min_hog_score=MIN_HOG_SCORE):
+               min_hog_score=MIN_HOG_SCORE, backend=DEFAULT_BACKEND, fit_points=DEFAULT_FIT_POINTS):
     self.min_hog_score = float(min_hog_score)
     self.face_model = fitting.bfm_landmark_convention(face_model) if bfm_landmarks else face_model
     self.synthesizer = FaceSynthesizer(self.face_model)
     self.fitter = fitting.Fitter(self.synthesizer, fit_config)
+    self.backend = backend
+    self.dense_fitter = None
+    self.output_landmarks = np.asarray(self.face_model.landmarks68)
+    if fit_points == "dense" and backend == "mediapipe":
+      if bfm_landmarks:
+        self.output_landmarks = np.asarray(fitting.bfm_landmark_convention(
+            face_model, interior=True).landmarks68)
+      vertices, weights = dense_fit.load_correspondence(self.face_model)
+      dense_synth = FaceSynthesizer(dense_fit.dense_model(self.face_model, vertices))
+      self.dense_fitter = fitting.Fitter(dense_synth, fit_config, point_weights=weights)
     self.fit_config = fit_config
     self.regressor = regressor
     self.cnn_fallback = cnn_fallback
@@ -200,7 +220,7 @@ class PhotoReconstructor:
   def detect(self, image):
     """[H, W, 3] uint8 -> list of `FaceJob` (aligned crops)."""
     start = time.perf_counter()
-    faces = detect_faces(image, cnn_fallback=self.cnn_fallback)
+    faces = detect_faces(image, cnn_fallback=self.cnn_fallback, backend=self.backend)
     self.timings["detect"].append(time.perf_counter() - start)
     start = time.perf_counter()
     jobs = [FaceJob(k, f, alignment.align_224(image, f.landmarks68)) for k, f in enumerate(faces)]
@@ -218,12 +238,25 @@ class PhotoReconstructor:
     self.timings["regress"].append(time.perf_counter() - start)
     return coeffs
 
-  def fit(self, crops, landmarks, init=None):
+  def batch_inputs(self, jobs):
+    """(crops [B, 224, 224, 3] float32 in [0, 1], 68 landmarks [B, 68, 2] and
+    dense points [B, 468, 2] or None, in crop pixels) of a padded batch."""
+    crops = np.stack([j.aligned.image for j in jobs]).astype(np.float32) / 255.0
+    landmarks = np.stack([j.aligned.landmarks68 for j in jobs])
+    dense = None
+    if self.dense_fitter is not None and all(j.face.dense is not None for j in jobs):
+      dense = np.stack([j.crop_dense for j in jobs])
+    return crops, landmarks, dense
+
+  def fit(self, crops, landmarks, init=None, dense=None):
     """Fits one padded batch from `init` (None: the posed mean face).
 
     Args:
       crops: [B, 224, 224, 3] float32 in [0, 1].  landmarks: [B, 68, 2] crop pixels.
       init: optional `Coefficients` (e.g. from `regress`).
+      dense: optional [B, 468, 2] mesh points in crop pixels: then the fit
+        follows them (`shared.dense_fit`) and the 68 landmarks serve only the
+        skin mask; the result's landmarks are the model's 68 all the same.
 
     Returns:
       `fitting.FitResult`.
@@ -232,9 +265,21 @@ class PhotoReconstructor:
     skin = None
     if self.fit_config.photometric_steps > 0:
       skin = fitting.skin_from_landmarks(crops, landmarks)
-    result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
+    if dense is not None and self.dense_fitter is not None:
+      result = self.dense_fitter.fit(crops, dense, init=init, skin=skin)
+      result.synthesis = self.with_model_landmarks(result.synthesis)
+    else:
+      result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
     self.timings["fit"].append(time.perf_counter() - start)
     return result
+
+  def with_model_landmarks(self, synthesis):
+    """`synthesis` with its landmarks replaced by the model's 68 output
+    landmarks (posed and projected) after a fit to the dense points: all 68
+    in BFM's convention (`fitting.ICT_BFM_LANDMARKS68`) for ICT."""
+    landmarks3d = tf.gather(synthesis.posed, self.output_landmarks, axis=1)
+    return dataclasses.replace(synthesis, landmarks3d=landmarks3d,
+                               landmarks2d=camera_lib.project(landmarks3d, self.synthesizer.camera))
 
   def reconstruct(self, jobs):
     """Fits all `jobs` of one image; returns a list of per-face numpy dicts."""
@@ -243,9 +288,8 @@ class PhotoReconstructor:
       chunk = jobs[first:first + self.max_batch]
       size = _batch_size(len(chunk), self.max_batch)
       padded = chunk + [chunk[-1]] * (size - len(chunk))   # static batch sizes
-      crops = np.stack([j.aligned.image for j in padded]).astype(np.float32) / 255.0
-      landmarks = np.stack([j.aligned.landmarks68 for j in padded])
-      result = self.fit(crops, landmarks, self.regress(crops))
+      crops, landmarks, dense = self.batch_inputs(padded)
+      result = self.fit(crops, landmarks, self.regress(crops), dense)
       syn, r = result.synthesis, result.synthesis.render
       arrays = {name: np.asarray(value) for name, value in (
           ("vertices", syn.vertices), ("posed", syn.posed), ("colours", syn.colours),
