@@ -18,8 +18,10 @@ and write per face, in ORIGINAL image coordinates where it applies:
     <stem>_face<k>_coeffs.npz     coefficients, pose, boxes, transforms, landmarks
     <stem>_face<k>_lm2d.txt       68 fitted landmarks, original-image pixels (x y)
     <stem>_face<k>_lm3d.txt       68 landmarks in 3D, crop-camera space, model units
-    <stem>_face<k>_overlay.png    the render warped back onto the photo, landmarks
-    <stem>_face<k>_depth.png      depth map IN THE 224 CROP (near = bright)
+    <stem>_face<k>_overlay.png    the face rendered in the photo's frame (face region,
+                                  blended), fitted landmarks
+    <stem>_face<k>_depth.png      depth map in the photo's frame (overlay size; near =
+                                  bright); the crop's raw depth is in the npz
 
 plus `<stem>_overlay.png` with every face of the image, and one
 `summary.json` per run.  Every write is atomic.
@@ -50,6 +52,7 @@ only.  One image is in memory at a time.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -59,7 +62,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from shared import alignment, dense_fit, export
+from shared import alignment, dense_fit, export, photo_render
 from shared import camera as camera_lib
 from shared import fitting
 from shared.errors import InputError
@@ -362,8 +365,14 @@ class PhotoReconstructor:
     write_text_atomic(out / f"{name}_lm2d.txt", "".join(f"{x:.3f} {y:.3f}\n" for x, y in lm2d))
     write_text_atomic(out / f"{name}_lm3d.txt", "".join(
         f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in record["landmarks3d"]))
-    export.write_png(out / f"{name}_depth.png",
-                     export.depth_image(record["depth"], record["mask"]))
+    if "photo" in record:     # depth in the photo's frame (`photo_layers`)
+      layers = record["photo"]
+      export.write_png(out / f"{name}_depth.png",
+                       export.depth_image(layers.depth, (layers.alpha > 0.5) &
+                                          (layers.rgb[..., 3:] > 0)))
+    else:
+      export.write_png(out / f"{name}_depth.png",
+                       export.depth_image(record["depth"], record["mask"]))
     files.update(coeffs=f"{name}_coeffs.npz", lm2d=f"{name}_lm2d.txt",
                  lm3d=f"{name}_lm3d.txt", depth=f"{name}_depth.png",
                  overlay=f"{name}_overlay.png")
@@ -385,19 +394,31 @@ class PhotoReconstructor:
     scale = np.array([[size[0] / width, 0, 0], [0, size[1] / height, 0]])
     return base.astype(np.float32) / 255.0, scale
 
+  def photo_layers(self, record, scale, size):
+    """The fitted face rendered in the overlay frame (`overlay_base`'s
+    `scale` of the photo, `size = (w, h)`): `photo_render.PhotoLayers` whose
+    `rgb` holds the lit colours and the face-region weight (4 channels)."""
+    to_photo = alignment.compose_affine(scale, record["job"].aligned.inverse)
+    attributes = np.concatenate([np.clip(record["colours"], 0.0, 1.0),
+                                 self.region[:, None]], axis=-1)
+    return photo_render.render_in_photo(record["posed"], self.face_model.faces, attributes,
+                                        self.synthesizer.camera, to_photo, size)
+
+  @functools.cached_property
+  def region(self):
+    """[V] face-region blend weights of the overlay (`photo_render.region_weights`)."""
+    return photo_render.region_weights(self.face_model)
+
   def overlay(self, base, scale, records, landmarks):
-    """Renders and fitted landmarks of `records` warped back onto `base` (from
-    `overlay_base`); uint8 [h, w, 3]."""
+    """Fitted faces and landmarks of `records` drawn onto `base` (from
+    `overlay_base`): each face rendered in the photo's frame, face region
+    only, blended at `OVERLAY_OPACITY` with soft edges; uint8 [h, w, 3]."""
     size = (base.shape[1], base.shape[0])
     out = base
     for record in records:
-      to_photo = alignment.compose_affine(scale, record["job"].aligned.inverse)
-      render = np.concatenate([np.clip(record["image"], 0, 1), record["mask"]], -1)
-      # A zero border, so the replicated border of `warp_affine` is empty.
-      render = np.pad(render.astype(np.float32), [(1, 1), (1, 1), (0, 0)])
-      to_photo = alignment.compose_affine(to_photo, [[1, 0, -1], [0, 1, -1]])
-      warped = alignment.warp_affine(render, to_photo, size)
-      out = export.overlay(out, warped[..., :3], warped[..., 3:], OVERLAY_OPACITY)
+      layers = record.get("photo") or self.photo_layers(record, scale, size)
+      out = export.overlay(out, layers.rgb[..., :3], layers.alpha * layers.rgb[..., 3:],
+                           OVERLAY_OPACITY)
     out = export.to_uint8(out)
     radius = max(1, round(min(size) / 300))
     for lm in landmarks:
@@ -447,6 +468,7 @@ class PhotoReconstructor:
     del image
     all_landmarks = []
     for record in records:
+      record["photo"] = self.photo_layers(record, scale, (base.shape[1], base.shape[0]))
       face_entry, lm2d = self.write_face(output_dir, stem, record)
       export.write_png(Path(output_dir) / face_entry["files"]["overlay"],
                        self.overlay(base, scale, [record], [lm2d]))
@@ -478,6 +500,7 @@ def _obj_with_uv(vertices, faces, colours, uv, mtl_name):
 
 def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                        fit_config=fitting.FitConfig(), log=print, cnn_fallback=False,
+                       landmarks="dense",
                        max_batch=DEFAULT_MAX_BATCH):
   """Reconstructs every face in every image; see the module doc for outputs.
 
@@ -492,7 +515,9 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       face, posed from the landmarks.
     fit_config: `fitting.FitConfig`; `fit_config.with_steps(0)` disables fitting.
     log: called with one line per image (and per problem).
-    cnn_fallback: try dlib's slow CNN detector when HOG finds no face.
+    cnn_fallback: try dlib's slow CNN detector when no other detector finds a face.
+    landmarks: `"dense"` (default), `"mesh68"` or `"dlib"` (see
+      `shared.landmark_eval.LANDMARK_MODES`).
     max_batch: faces fitted together at most.
 
   Returns:
@@ -505,7 +530,12 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   started = time.perf_counter()
-  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch)
+  from shared.landmark_eval import LANDMARK_MODES
+  if landmarks not in LANDMARK_MODES:
+    raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
+  backend, fit_points = LANDMARK_MODES[landmarks]
+  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch,
+                                backend=backend, fit_points=fit_points)
   images = [pipeline.process_image(path, output_dir, log) for path in files]
   faces = sum(len(entry["faces"]) for entry in images)
   t = pipeline.timings
