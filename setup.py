@@ -19,8 +19,9 @@ setup(
                 "tensorflow-graphics",
     packages=find_packages(include=["shared", "shared.*", "mgc_face", "mgc_face.*",
                                     "gcn_face", "gcn_face.*"]),
-    # Our interpolation op's C++ source, compiled with tfg's kernel on first use.
-    package_data={"shared": ["kernels/*.cc"]},
+    # Our interpolation op's C++ source, compiled with tfg's kernel on first use; the
+    # 468-point -> ICT vertex correspondence (shared/dense_fit.py).
+    package_data={"shared": ["kernels/*.cc", "correspondence/*.npz"]},
     python_requires=">=3.10",
     install_requires=requirements,
 )

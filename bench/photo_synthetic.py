@@ -26,7 +26,7 @@ FOCAL = 1100.0
 MAX_YAW = 80.0
 MAX_PITCH = 15.0
 IDENTITY_STD = 0.7
-EXPRESSION_STD = 0.5
+EXPRESSION_STD = 0.3
 BACKGROUND = 0.35
 LIGHT = {1: -0.25, 2: 0.2, 3: 0.3}
 
@@ -68,6 +68,8 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--landmarks", default="dense", choices=("dense", "mesh68"))
   parser.add_argument("--fit-steps", type=int, default=None)
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="override a FitConfig field (float), e.g. --set visibility_ramp=0.3")
   args = parser.parse_args(argv)
   import numpy as np
   from shared import alignment, metrics
@@ -78,7 +80,10 @@ def main(argv=None):
   face_model = load_face_model()
   images, truth, yaws = render_faces(face_model, args.faces, args.seed)
   backend, fit_points = LANDMARK_MODES[args.landmarks]
+  import dataclasses
   config = FitConfig() if args.fit_steps is None else FitConfig().with_steps(args.fit_steps)
+  config = dataclasses.replace(config, **{k: float(v) for k, v in
+                                          (item.split("=", 1) for item in args.set)})
   pipe = PhotoReconstructor(face_model, fit_config=config, max_batch=8, backend=backend,
                             fit_points=fit_points)
   rows = []
@@ -99,7 +104,7 @@ def main(argv=None):
       nme = metrics.nme_68(pred[None], truth[k][None])[0] * 100
       raw = metrics.nme_68(job.face.landmarks68[None], truth[k][None])[0] * 100
       rows.append({"yaw": float(yaws[k]), "nme": float(nme), "raw": float(raw)})
-  out = {"bench": "photo_synthetic", "faces": args.faces, "found": len(jobs),
+  out = {"bench": "photo_synthetic", "faces": args.faces, "found": len(jobs), "set": args.set,
          "landmarks": args.landmarks, "seed": args.seed, "bins": {}}
   print(f"{'|yaw| bin':<10}{'faces':>6}{'found':>6}{'raw 68 %':>10}{'fitted %':>10}")
   for lo, hi in ((0, 30), (30, 60), (60, 90)):

@@ -170,6 +170,11 @@ class FitConfig:
   # Stage 2 moves shape and pose at this fraction of `learning_rate`; 0 keeps
   # the stage-1 geometry and runs the cheap colour-only stage.
   photometric_geometry_ratio: float = 0.0
+  # Dense points (`Fitter(point_weights=...)`): a point's weight is scaled by
+  # clip(n_z / ramp, 0, 1), n its vertex's mean-shape normal turned by the
+  # closed-form start pose (n_z = 1 facing the camera); the mesh model
+  # guesses the points it cannot see.  <= 0: off.
+  visibility_ramp: float = 0.0
 
   @property
   def steps(self):
@@ -437,6 +442,10 @@ class Fitter:
     self.num_landmarks = len(synthesizer.face_model.landmarks68)
     if self.point_weights is None and self.num_landmarks != NUM_LANDMARKS:
       raise ValueError(f"Fitter: a {self.num_landmarks}-point model needs point_weights")
+    model = synthesizer.face_model
+    mean = tf.constant(np.asarray(model.mean_shape, np.float32)[None])
+    self.point_normals = tf.gather(synthesizer.decoder.normals(mean)[0],
+                                   np.asarray(model.landmarks68)).numpy()    # [N, 3]
     self.camera = synthesizer.camera
     self.layout = synthesizer.layout
     self.decoder = synthesizer.decoder
@@ -599,7 +608,12 @@ class Fitter:
     """[B, N] landmark weights for faces at `rotation` [B, 3] radians (module doc)."""
     c = self.config
     if self.point_weights is not None:
-      return np.tile(self.point_weights[None], [len(rotation), 1])
+      weights = np.tile(self.point_weights[None], [len(rotation), 1])
+      if c.visibility_ramp > 0:
+        turn = camera_lib.rotation_matrix(tf.constant(np.asarray(rotation, np.float32))).numpy()
+        facing = np.einsum("bj,nj->bn", turn[:, 2], self.point_normals)     # n_z per point
+        weights *= np.clip(facing / c.visibility_ramp, 0.0, 1.0)
+      return weights.astype(np.float32)
     weights = np.tile(c.landmark_weights()[None], [len(rotation), 1])
     if c.contour_pose_sigma > 0:
       angle = np.degrees(np.asarray(rotation))[:, :2]
