@@ -27,8 +27,6 @@ MAX_YAW = 80.0
 MAX_PITCH = 15.0
 IDENTITY_STD = 0.7
 EXPRESSION_STD = 0.3
-BACKGROUND = 0.35
-LIGHT = {1: -0.25, 2: 0.2, 3: 0.3}
 
 
 def render_faces(face_model, count, seed):
@@ -36,6 +34,7 @@ def render_faces(face_model, count, seed):
   import numpy as np
   import tensorflow as tf
   from shared import camera as camera_lib, fitting
+  from shared.photo_render import shaded_photos
   from shared.synthesis import FaceSynthesizer
   model = fitting.bfm_landmark_convention(face_model, interior=True)
   synth = FaceSynthesizer(model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
@@ -43,21 +42,15 @@ def render_faces(face_model, count, seed):
   yaw = np.linspace(0, MAX_YAW, count) * rng.choice([-1, 1], count)
   pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
   coeffs = synth.layout.zeros(count)
-  light = np.zeros(coeffs.lighting.shape, np.float32)
-  for band, value in LIGHT.items():
-    light[:, band::9] = value
   coeffs = coeffs._replace(
       identity=tf.constant(rng.normal(0, IDENTITY_STD, coeffs.identity.shape), tf.float32),
       expression=tf.constant(rng.normal(0, EXPRESSION_STD, coeffs.expression.shape), tf.float32),
-      rotation=tf.constant(np.radians(np.stack([pitch, yaw, np.zeros(count)], -1)), tf.float32),
-      lighting=tf.constant(light))
+      rotation=tf.constant(np.radians(np.stack([pitch, yaw, np.zeros(count)], -1)), tf.float32))
   images, marks = [], []
   for first in range(0, count, 4):
     part = type(coeffs)(*[v[first:first + 4] for v in coeffs])
-    syn = synth(part)
-    r = syn.render
-    img = r.image.numpy() * r.mask.numpy() + BACKGROUND * (1 - r.mask.numpy())
-    images.append((np.clip(img, 0, 1) * 255).round().astype(np.uint8))
+    image, syn = shaded_photos(synth, part)
+    images.append(image)
     marks.append(syn.landmarks2d.numpy())
   return np.concatenate(images), np.concatenate(marks), yaw
 

@@ -134,3 +134,24 @@ def region_weights(face_model, rounds=REGION_SMOOTHING):
   # Fall to 0 at the border: rescale so the region's interior keeps 1.
   weights = np.clip((weights - 0.5) * 2.0, 0.0, 1.0) * inside
   return weights.astype(np.float32)
+
+
+# Synthetic "photos" of the model (correspondence tool, synthetic bench, tests).
+SYNTHETIC_LIGHT = {1: -0.25, 2: 0.2, 3: 0.3}   # SH band -> coefficient, every colour
+SYNTHETIC_BACKGROUND = 0.35
+
+
+def shaded_photos(synthesizer, coeffs):
+  """Renders `coeffs` (their lighting replaced by `SYNTHETIC_LIGHT`, a soft
+  key light from the upper side) on a grey background.
+
+  Returns:
+    (images `uint8 [B, S, S, 3]`, the `Synthesis`).
+  """
+  light = np.zeros(coeffs.lighting.shape, np.float32)
+  for band, value in SYNTHETIC_LIGHT.items():
+    light[:, band::9] = value
+  syn = synthesizer(coeffs._replace(lighting=tf.constant(light)))
+  mask = syn.render.mask.numpy()
+  image = syn.render.image.numpy() * mask + SYNTHETIC_BACKGROUND * (1 - mask)
+  return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), syn

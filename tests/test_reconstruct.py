@@ -226,18 +226,14 @@ def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkey
 
 def _shaded_render(ict_model, yaw_degrees, identity_seed, size=320):
   """A synthetic photo of one face: shaded render on a grey background, uint8."""
+  from shared.photo_render import shaded_photos
   from shared.synthesis import FaceSynthesizer
   synth = FaceSynthesizer(ict_model, camera_lib.Camera(focal=800.0, image_size=size))
   rng = np.random.default_rng(identity_seed)
-  light = np.zeros((1, 27), np.float32)
-  for band, value in ((1, -0.25), (2, 0.2), (3, 0.3)):
-    light[:, band::9] = value
   coeffs = synth.layout.zeros(1)._replace(
       identity=tf.constant(rng.normal(0, 0.6, (1, ict_model.id_basis.shape[0])), tf.float32),
-      rotation=tf.constant([[0.0, math.radians(yaw_degrees), 0.0]]), lighting=tf.constant(light))
-  r = synth(coeffs).render
-  image = r.image.numpy()[0] * r.mask.numpy()[0] + 0.35 * (1 - r.mask.numpy()[0])
-  return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+      rotation=tf.constant([[0.0, math.radians(yaw_degrees), 0.0]]))
+  return shaded_photos(synth, coeffs)[0][0]
 
 
 def test_two_faces_of_different_pose_give_two_reconstructions(tmp_path, ict_model):

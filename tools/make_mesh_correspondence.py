@@ -30,8 +30,6 @@ YAWS = (-30.0, -15.0, 0.0, 15.0, 30.0)
 PITCHES = (-10.0, 0.0, 10.0)
 IDENTITIES = 3
 IDENTITY_STD = 0.7
-BACKGROUND = 0.35
-LIGHT = {1: -0.25, 2: 0.2, 3: 0.3}    # SH band -> coefficient, every colour
 MIN_FACING = 0.2                    # vertex normal z (towards the camera) to count
 MAX_MATCH_PX = 4.0                  # at this render scale, about 2 mm on the face
 MAX_SPREAD_MM = 6.0
@@ -43,6 +41,7 @@ def render_batch(face_model, rng):
   """Shaded renders [N, S, S, 3] uint8 and the visible facing vertex sets."""
   import tensorflow as tf
   from shared import camera as camera_lib
+  from shared.photo_render import shaded_photos
   from shared.synthesis import FaceSynthesizer
   synth = FaceSynthesizer(face_model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
   poses = [(p, y) for p in PITCHES for y in YAWS]
@@ -51,24 +50,19 @@ def render_batch(face_model, rng):
   identity = rng.normal(0.0, IDENTITY_STD, coeffs.identity.shape).astype(np.float32)
   identity[:len(poses)] = 0.0                       # the mean face at every pose, too
   rotation = np.radians([[p, y, 0.0] for p, y in poses] * IDENTITIES).astype(np.float32)
-  light = np.zeros(coeffs.lighting.shape, np.float32)
-  for band, value in LIGHT.items():
-    light[:, band::9] = value
-  coeffs = coeffs._replace(identity=tf.constant(identity), rotation=tf.constant(rotation),
-                           lighting=tf.constant(light))
+  coeffs = coeffs._replace(identity=tf.constant(identity), rotation=tf.constant(rotation))
   out = []
   for first in range(0, count, 5):
     part = type(coeffs)(*[v[first:first + 5] for v in coeffs])
-    syn = synth(part)
+    image, syn = shaded_photos(synth, part)
     r = syn.render
-    image = np.clip(r.image.numpy() * r.mask.numpy() + BACKGROUND * (1 - r.mask.numpy()), 0, 1)
     projected = camera_lib.project(syn.posed, synth.camera).numpy()
     for b in range(len(image)):
       ids = r.triangle_ids.numpy()[b].ravel()
       visible = np.zeros(face_model.num_vertices, bool)
       visible[face_model.faces[np.unique(ids[ids >= 0])].ravel()] = True
       visible &= syn.normals.numpy()[b, :, 2] > MIN_FACING
-      out.append(((image[b] * 255).round().astype(np.uint8), projected[b], visible))
+      out.append((image[b], projected[b], visible))
   return out
 
 
