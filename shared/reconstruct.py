@@ -204,19 +204,30 @@ class PhotoReconstructor:
     self.fitter = fitting.Fitter(self.synthesizer, fit_config)
     self.backend = backend
     self.dense_fitter = None
+    self.dense_note = None
     self.output_landmarks = np.asarray(self.face_model.landmarks68)
     if fit_points == "dense" and backend == "mediapipe":
-      if bfm_landmarks:
-        self.output_landmarks = np.asarray(fitting.bfm_landmark_convention(
-            face_model, interior=True).landmarks68)
-      vertices, weights = dense_fit.load_correspondence(self.face_model)
-      dense_synth = FaceSynthesizer(dense_fit.dense_model(self.face_model, vertices))
-      self.dense_fitter = fitting.Fitter(dense_synth, fit_config, point_weights=weights)
+      self._setup_dense(face_model, fit_config, bfm_landmarks)
     self.fit_config = fit_config
     self.regressor = regressor
     self.cnn_fallback = cnn_fallback
     self.max_batch = int(max_batch)
     self.timings = {"read": [], "detect": [], "align": [], "regress": [], "fit": [], "write": []}
+
+  def _setup_dense(self, face_model, fit_config, bfm_landmarks):
+    """The dense fitter (468 points, `shared.dense_fit`) and the 68 output
+    vertices; without a correspondence for this model (e.g. BFM), the fit
+    follows the 68 points read off the mesh and `dense_note` says so."""
+    try:
+      vertices, weights = dense_fit.load_correspondence(self.face_model)
+    except InputError as error:
+      self.dense_note = f"note: {error}; fitting the 68 points read off the mesh"
+      return
+    if bfm_landmarks:
+      self.output_landmarks = np.asarray(fitting.bfm_landmark_convention(
+          face_model, interior=True).landmarks68)
+    dense_synth = FaceSynthesizer(dense_fit.dense_model(self.face_model, vertices))
+    self.dense_fitter = fitting.Fitter(dense_synth, fit_config, point_weights=weights)
 
   # -- stages -------------------------------------------------------------------------------
 
@@ -536,6 +547,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   backend, fit_points = LANDMARK_MODES[landmarks]
   pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch,
                                 backend=backend, fit_points=fit_points)
+  if pipeline.dense_note:
+    log(pipeline.dense_note)
   images = [pipeline.process_image(path, output_dir, log) for path in files]
   faces = sum(len(entry["faces"]) for entry in images)
   t = pipeline.timings

@@ -65,3 +65,15 @@ def test_dense_fit_recovers_a_synthetic_face(ict_model):
   true68 = synth(truth, render=False).landmarks2d.numpy()
   assert result.losses["landmark_error_px"][0] < 1.0
   assert np.linalg.norm(fitted - true68, axis=-1).mean() < 2.0
+
+
+def test_pipeline_without_a_correspondence_fits_the_68_with_a_note(ict_model, monkeypatch):
+  from shared import reconstruct
+
+  def missing(model, path=None):
+    raise InputError("x.npz: made for a 9409-vertex model, not BFM")
+  monkeypatch.setattr(dense_fit, "load_correspondence", missing)
+  pipeline = reconstruct.PhotoReconstructor(ict_model, fit_config=fitting.FitConfig().with_steps(0))
+  assert pipeline.dense_fitter is None
+  assert pipeline.dense_note.startswith("note: x.npz") and "68 points read off the mesh" in \
+      pipeline.dense_note
