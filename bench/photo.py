@@ -40,7 +40,8 @@ def _parse_args(argv):
   parser.add_argument("--no-regressor", action="store_true", help="time without a network")
   parser.add_argument("--batch", type=int, default=1, help="faces per fitting batch")
   parser.add_argument("--config", default="tiny", help="MGC config of the untrained regressor")
-  parser.add_argument("--landmarks", default="dense", choices=("dense", "mesh68", "dlib"),
+  parser.add_argument("--landmarks", default="dense",
+                      choices=("dense", "mesh68", "dlib", "auto"),
                       help="landmark front end and the points the fit follows")
   return parser.parse_args(argv)
 

@@ -126,12 +126,13 @@ def add_photo_arguments(parser):
   parser.add_argument("--landmarks", choices=tuple(LANDMARK_MODES), default="dense",
                       help="dense: BlazeFace + MediaPipe's 468 points, fitted densely (default); "
                            "mesh68: the same detector, fitted to the 68 points read off the "
-                           "mesh; dlib: dlib's detector and 68-point predictor")
+                           "mesh; dlib: dlib's detector and 68-point predictor; auto: dense, "
+                           "but faces dlib's HOG also finds are fitted to dlib's 68")
 
 
 # --landmarks -> (shared.landmarks backend, points the fit follows)
 LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68"),
-                  "dlib": ("dlib", "68")}
+                  "dlib": ("dlib", "68"), "auto": ("auto", "dense")}
 
 
 def landmark_mode_from_args(args):
@@ -191,8 +192,12 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
     if faces:
       jobs.append((row, faces[0]))
   predictions = {m: {} for m in METHODS}
-  for first in range(0, len(jobs), batch_size):
-    chunk = jobs[first:first + batch_size]
+  by_job = {id(job): (row, job) for row, job in jobs}
+  chunks = [[by_job[id(j)] for j in group[k:k + batch_size]]
+            for group in pipeline.groups([job for _, job in jobs])
+            for k in range(0, len(group), batch_size)]
+  done = 0
+  for chunk in chunks:
     padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
     crops, crop_lms, dense = pipeline.batch_inputs([j for _, j in padded])
     init = pipeline.regress(crops)
@@ -207,8 +212,9 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
       predictions["fitted"][row["image"]] = alignment.transform_points(fitted[b], inverse)
       if network is not None:
         predictions["network"][row["image"]] = alignment.transform_points(network[b], inverse)
+    done += len(chunk)
     if log:
-      log(f"fitted {min(first + batch_size, len(jobs))}/{len(jobs)} faces")
+      log(f"fitted {done}/{len(jobs)} faces")
   methods = {}
   for method in METHODS:
     if method == "network" and regressor is None:

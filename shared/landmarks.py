@@ -49,7 +49,9 @@ CNN_MAX_SIDE = 512            # longest side for the slow CNN fallback
 HOG_UPSAMPLE = 0              # dlib pyramid upsampling steps for HOG
 CNN_UPSAMPLE = 0
 HOG_SCORE_THRESHOLD = 0.0     # dlib's default adjust_threshold
-BACKENDS = ("mediapipe", "dlib")
+BACKENDS = ("mediapipe", "dlib", "auto")
+AUTO_MIN_IOU = 0.3            # auto: a HOG box overlapping a mesh face's box this much
+AUTO_MIN_HOG_SCORE = 0.1      # ... and scoring this much gives that face dlib's 68 points
 DEFAULT_BACKEND = "mediapipe"
 MESH_REFINE_PASSES = 1        # extra mesh passes in the crop of the previous points
 MESH_EYE_CORNERS = (33, 263)  # mesh points whose line sets the refined ROI's rotation
@@ -73,12 +75,16 @@ class Face:
     detector: `"blazeface"`, `"hog"` or `"cnn"`.
     dense: `float32 [468, 3]` MediaPipe mesh points (x, y in pixels, z in
       pixels, nearer smaller), or None (dlib backend).
+    points68: `"mesh"` when `landmarks68` are read off `dense`, `"dlib"`
+      when they are dlib's predictor's (the dlib backend, and in the `auto`
+      backend the faces HOG also finds).
   """
   box: np.ndarray
   landmarks68: np.ndarray
   score: float
   detector: str
   dense: np.ndarray = None      # float32 [468, 3] MediaPipe points (x, y, z px), or None
+  points68: str = "dlib"        # where landmarks68 come from: "dlib" or "mesh"
 
   @property
   def size(self):
@@ -191,7 +197,10 @@ def detect_faces(image_rgb, max_side=DETECT_MAX_SIDE, upsample=HOG_UPSAMPLE, cnn
     upsample: HOG pyramid upsampling steps (0: faces >= ~80 px in the copy).
     cnn_fallback: when HOG finds nothing, try dlib's CNN detector.
     backend: `"mediapipe"` (BlazeFace + 468-point mesh, dlib as a fallback
-      detector) or `"dlib"` (module doc).
+      detector), `"dlib"` (module doc), or `"auto"`: mediapipe, and every
+      face that dlib's HOG also finds (box IoU > `AUTO_MIN_IOU`, score >=
+      `AUTO_MIN_HOG_SCORE`) takes dlib's 68 points (`points68 = "dlib"`),
+      keeping its mesh.
 
   Returns:
     list of `Face` in ORIGINAL image continuous pixel coordinates, largest box
@@ -209,6 +218,9 @@ def detect_faces(image_rgb, max_side=DETECT_MAX_SIDE, upsample=HOG_UPSAMPLE, cnn
     raise InputError(f"unknown landmark backend {backend!r} (expected one of {BACKENDS})")
   if backend == "mediapipe":
     return _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback)
+  if backend == "auto":
+    return _with_dlib_points(image_rgb, _detect_mediapipe(image_rgb, max_side, upsample,
+                                                          cnn_fallback), max_side, upsample)
   return _detect_dlib(image_rgb, max_side, upsample, cnn_fallback)
 
 
@@ -244,7 +256,7 @@ def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector):
     return None
   return Face(box=np.asarray(box, np.float32),
               landmarks68=face_mesh.to_68(mesh.points[:, :2]).astype(np.float32),
-              score=float(score), detector=detector, dense=mesh.points)
+              score=float(score), detector=detector, dense=mesh.points, points68="mesh")
 
 
 def _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback):
@@ -261,3 +273,21 @@ def _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback):
   faces = [f for f in faces if f is not None]
   faces.sort(key=lambda f: f.size, reverse=True)
   return faces
+
+
+def _with_dlib_points(image_rgb, faces, max_side, upsample):
+  """`faces` (mesh faces), each found by HOG as well given dlib's 68 points."""
+  from shared.blazeface import iou
+  hog = [f for f in _detect_dlib(image_rgb, max_side, upsample, cnn_fallback=False)
+         if f.score >= AUTO_MIN_HOG_SCORE]
+  if not hog:
+    return faces
+  boxes = np.stack([f.box for f in hog]).astype(np.float64)
+  out = []
+  for face in faces:
+    overlap = iou(np.asarray(face.box, np.float64), boxes)
+    best = int(np.argmax(overlap))
+    if overlap[best] > AUTO_MIN_IOU:
+      face = dataclasses.replace(face, landmarks68=hog[best].landmarks68, points68="dlib")
+    out.append(face)
+  return out

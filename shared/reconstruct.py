@@ -258,9 +258,21 @@ class PhotoReconstructor:
     crops = np.stack([j.aligned.image for j in jobs]).astype(np.float32) / 255.0
     landmarks = np.stack([j.aligned.landmarks68 for j in jobs])
     dense = None
-    if self.dense_fitter is not None and all(j.face.dense is not None for j in jobs):
+    if all(self.fits_dense(j) for j in jobs):
       dense = np.stack([j.crop_dense for j in jobs])
     return crops, landmarks, dense
+
+  def fits_dense(self, job):
+    """Whether `job`'s face is fitted to its 468 points (else to its 68)."""
+    return (self.dense_fitter is not None and job.face.dense is not None and
+            getattr(job.face, "points68", "mesh") == "mesh")
+
+  def groups(self, jobs):
+    """`jobs` split into those fitted densely and the rest (each kind is
+    fitted in its own batches); empty groups left out."""
+    dense = [j for j in jobs if self.fits_dense(j)]
+    rest = [j for j in jobs if not self.fits_dense(j)]
+    return [g for g in (dense, rest) if g]
 
   def fit(self, crops, landmarks, init=None, dense=None):
     """Fits one padded batch from `init` (None: the posed mean face).
@@ -298,8 +310,9 @@ class PhotoReconstructor:
   def reconstruct(self, jobs):
     """Fits all `jobs` of one image; returns a list of per-face numpy dicts."""
     records = []
-    for first in range(0, len(jobs), self.max_batch):
-      chunk = jobs[first:first + self.max_batch]
+    chunks = [g[k:k + self.max_batch] for g in self.groups(jobs)
+              for k in range(0, len(g), self.max_batch)]
+    for chunk in chunks:
       size = _batch_size(len(chunk), self.max_batch)
       padded = chunk + [chunk[-1]] * (size - len(chunk))   # static batch sizes
       crops, landmarks, dense = self.batch_inputs(padded)
@@ -318,7 +331,7 @@ class PhotoReconstructor:
         record["landmark_error_px"] = float(result.losses["landmark_error_px"][b])
         record["job"] = job
         records.append(record)
-    return records
+    return sorted(records, key=lambda r: r["job"].index)
 
   # -- outputs ------------------------------------------------------------------------------
 

@@ -140,3 +140,19 @@ def test_mirror_pass_maps_keypoints_back(astronaut_faces):
 @pytest.mark.parametrize("value", [0, 255])
 def test_blank_image_has_no_face(value):
   assert landmarks.detect_faces(np.full((300, 400, 3), value, np.uint8), cnn_fallback=False) == []
+
+
+def test_auto_backend_gives_hog_faces_dlib_points_and_keeps_the_mesh(astronaut_faces):
+  image = skimage.data.astronaut()
+  auto = landmarks.detect_faces(image, backend="auto")
+  dlib_faces = landmarks.detect_faces(image, backend="dlib", cnn_fallback=False)
+  assert len(auto) == 1 and auto[0].points68 == "dlib" and auto[0].detector == "blazeface"
+  np.testing.assert_array_equal(auto[0].landmarks68, dlib_faces[0].landmarks68)
+  np.testing.assert_array_equal(auto[0].dense, astronaut_faces[0].dense)
+  assert astronaut_faces[0].points68 == "mesh"
+
+
+def test_auto_backend_leaves_faces_hog_misses_on_the_mesh(monkeypatch, astronaut_faces):
+  monkeypatch.setattr(landmarks, "_detect_dlib", lambda *a, **k: [])
+  auto = landmarks.detect_faces(skimage.data.astronaut(), backend="auto")
+  assert auto[0].points68 == "mesh"

@@ -77,3 +77,21 @@ def test_pipeline_without_a_correspondence_fits_the_68_with_a_note(ict_model, mo
   assert pipeline.dense_fitter is None
   assert pipeline.dense_note.startswith("note: x.npz") and "68 points read off the mesh" in \
       pipeline.dense_note
+
+
+def test_pipeline_groups_dense_and_68_point_faces_and_keeps_their_order(ict_model):
+  from shared import reconstruct
+  from shared.landmarks import Face
+  pipeline = reconstruct.PhotoReconstructor(ict_model,
+                                            fit_config=fitting.FitConfig().with_steps(0))
+  dense = np.zeros((468, 3), np.float32)
+
+  def job(k, points68, with_dense=True):
+    face = Face(box=np.zeros(4, np.float32), landmarks68=np.zeros((68, 2), np.float32),
+                score=1.0, detector="blazeface", dense=dense if with_dense else None,
+                points68=points68)
+    return reconstruct.FaceJob(k, face, None)
+  jobs = [job(0, "dlib"), job(1, "mesh"), job(2, "mesh", False), job(3, "mesh")]
+  groups = pipeline.groups(jobs)
+  assert [[j.index for j in g] for g in groups] == [[1, 3], [0, 2]]
+  assert pipeline.fits_dense(jobs[1]) and not pipeline.fits_dense(jobs[0])
