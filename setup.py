@@ -21,11 +21,12 @@ setup(
                 "tensorflow-graphics",
     packages=find_packages(include=["shared", "shared.*", "mgc_face", "mgc_face.*",
                                     "gcn_face", "gcn_face.*"]),
-    # Our interpolation op's C++ source, compiled with tfg's kernel on first use,
-    # and the embedded default face model (ICT-FaceKit light, MIT) with its licence.
+    # Our interpolation op's C++ source, compiled with tfg's kernel on first use; the
+    # embedded default face model (ICT-FaceKit light, MIT) with its licence; the
+    # 468-point -> ICT vertex correspondence (shared/dense_fit.py).
     package_data={"shared": ["kernels/*.cc", "assets/ict_face_light/*.npz",
                              "assets/ict_face_light/LICENSE-ICT-FaceKit",
-                             "assets/ict_face_light/*.md"]},
+                             "assets/ict_face_light/*.md", "correspondence/*.npz"]},
     python_requires=">=3.10",
     install_requires=requirements,
 )

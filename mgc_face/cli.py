@@ -111,7 +111,8 @@ def test_photos(args, face_model):
   summary = reconstruct.reconstruct_photos(args.input, face_model, args.output,
                                            regressor=regressor,
                                            fit_config=fit_config_from_args(args),
-                                           cnn_fallback=args.cnn_fallback)
+                                           cnn_fallback=args.cnn_fallback,
+                                           landmarks=getattr(args, "landmarks", "dense"))
   return 0 if summary["images_ok"] == summary["images"] else 1
 
 

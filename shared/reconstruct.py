@@ -18,8 +18,10 @@ and write per face, in ORIGINAL image coordinates where it applies:
     <stem>_face<k>_coeffs.npz     coefficients, pose, boxes, transforms, landmarks
     <stem>_face<k>_lm2d.txt       68 fitted landmarks, original-image pixels (x y)
     <stem>_face<k>_lm3d.txt       68 landmarks in 3D, crop-camera space, model units
-    <stem>_face<k>_overlay.png    the render warped back onto the photo, landmarks
-    <stem>_face<k>_depth.png      depth map IN THE 224 CROP (near = bright)
+    <stem>_face<k>_overlay.png    the face rendered in the photo's frame (face region,
+                                  blended), fitted landmarks
+    <stem>_face<k>_depth.png      depth map in the photo's frame (overlay size; near =
+                                  bright); the crop's raw depth is in the npz
 
 plus `<stem>_overlay.png` with every face of the image, and one
 `summary.json` per run.  Every write is atomic.
@@ -50,6 +52,7 @@ only.  One image is in memory at a time.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -59,7 +62,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from shared import alignment, export
+from shared import alignment, dense_fit, export, photo_render
 from shared import camera as camera_lib
 from shared import fitting
 from shared.errors import InputError
@@ -85,6 +88,9 @@ DEFAULT_MAX_BATCH = 8
 # astronaut) 0.04-0.09.  Weaker HOG detections are ignored (and listed).
 MIN_HOG_SCORE = 0.1
 SUMMARY_FILE = "summary.json"
+DEFAULT_BACKEND = "mediapipe"      # shared.landmarks backends
+FIT_POINTS = ("dense", "68")       # fit to the 468 mesh points or to the 68 landmarks
+DEFAULT_FIT_POINTS = "dense"
 
 
 @dataclasses.dataclass
@@ -93,6 +99,13 @@ class FaceJob:
   index: int
   face: object          # shared.landmarks.Face
   aligned: object       # shared.alignment.Aligned
+
+  @property
+  def crop_dense(self):
+    """`float32 [468, 2]` the face's mesh points in crop pixels, or None."""
+    if self.face.dense is None:
+      return None
+    return alignment.transform_points(self.face.dense[:, :2], self.aligned.matrix).astype(np.float32)
 
 
 def collect_inputs(inputs):
@@ -182,23 +195,44 @@ class PhotoReconstructor:
 
   def __init__(self, face_model, regressor=None, fit_config=fitting.FitConfig(),
                cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True,
-               min_hog_score=MIN_HOG_SCORE):
+               min_hog_score=MIN_HOG_SCORE, backend=DEFAULT_BACKEND, fit_points=DEFAULT_FIT_POINTS):
     self.min_hog_score = float(min_hog_score)
     self.face_model = fitting.bfm_landmark_convention(face_model) if bfm_landmarks else face_model
     self.synthesizer = FaceSynthesizer(self.face_model)
     self.fitter = fitting.Fitter(self.synthesizer, fit_config)
+    self.backend = backend
+    self.dense_fitter = None
+    self.dense_note = None
+    self.output_landmarks = np.asarray(self.face_model.landmarks68)
+    if fit_points == "dense" and backend == "mediapipe":
+      self._setup_dense(face_model, fit_config, bfm_landmarks)
     self.fit_config = fit_config
     self.regressor = regressor
     self.cnn_fallback = cnn_fallback
     self.max_batch = int(max_batch)
     self.timings = {"read": [], "detect": [], "align": [], "regress": [], "fit": [], "write": []}
 
+  def _setup_dense(self, face_model, fit_config, bfm_landmarks):
+    """The dense fitter (468 points, `shared.dense_fit`) and the 68 output
+    vertices; without a correspondence for this model (e.g. BFM), the fit
+    follows the 68 points read off the mesh and `dense_note` says so."""
+    try:
+      vertices, weights = dense_fit.load_correspondence(self.face_model)
+    except InputError as error:
+      self.dense_note = f"note: {error}; fitting the 68 points read off the mesh"
+      return
+    if bfm_landmarks:
+      self.output_landmarks = np.asarray(fitting.bfm_landmark_convention(
+          face_model, interior=True).landmarks68)
+    dense_synth = FaceSynthesizer(dense_fit.dense_model(self.face_model, vertices))
+    self.dense_fitter = fitting.Fitter(dense_synth, fit_config, point_weights=weights)
+
   # -- stages -------------------------------------------------------------------------------
 
   def detect(self, image):
     """[H, W, 3] uint8 -> list of `FaceJob` (aligned crops)."""
     start = time.perf_counter()
-    faces = detect_faces(image, cnn_fallback=self.cnn_fallback)
+    faces = detect_faces(image, cnn_fallback=self.cnn_fallback, backend=self.backend)
     self.timings["detect"].append(time.perf_counter() - start)
     start = time.perf_counter()
     jobs = [FaceJob(k, f, alignment.align_224(image, f.landmarks68)) for k, f in enumerate(faces)]
@@ -216,12 +250,37 @@ class PhotoReconstructor:
     self.timings["regress"].append(time.perf_counter() - start)
     return coeffs
 
-  def fit(self, crops, landmarks, init=None):
+  def batch_inputs(self, jobs):
+    """(crops [B, 224, 224, 3] float32 in [0, 1], 68 landmarks [B, 68, 2] and
+    dense points [B, 468, 2] or None, in crop pixels) of a padded batch."""
+    crops = np.stack([j.aligned.image for j in jobs]).astype(np.float32) / 255.0
+    landmarks = np.stack([j.aligned.landmarks68 for j in jobs])
+    dense = None
+    if all(self.fits_dense(j) for j in jobs):
+      dense = np.stack([j.crop_dense for j in jobs])
+    return crops, landmarks, dense
+
+  def fits_dense(self, job):
+    """Whether `job`'s face is fitted to its 468 points (else to its 68)."""
+    return (self.dense_fitter is not None and job.face.dense is not None and
+            getattr(job.face, "points68", "mesh") == "mesh")
+
+  def groups(self, jobs):
+    """`jobs` split into those fitted densely and the rest (each kind is
+    fitted in its own batches); empty groups left out."""
+    dense = [j for j in jobs if self.fits_dense(j)]
+    rest = [j for j in jobs if not self.fits_dense(j)]
+    return [g for g in (dense, rest) if g]
+
+  def fit(self, crops, landmarks, init=None, dense=None):
     """Fits one padded batch from `init` (None: the posed mean face).
 
     Args:
       crops: [B, 224, 224, 3] float32 in [0, 1].  landmarks: [B, 68, 2] crop pixels.
       init: optional `Coefficients` (e.g. from `regress`).
+      dense: optional [B, 468, 2] mesh points in crop pixels: then the fit
+        follows them (`shared.dense_fit`) and the 68 landmarks serve only the
+        skin mask; the result's landmarks are the model's 68 all the same.
 
     Returns:
       `fitting.FitResult`.
@@ -230,20 +289,32 @@ class PhotoReconstructor:
     skin = None
     if self.fit_config.photometric_steps > 0:
       skin = fitting.skin_from_landmarks(crops, landmarks)
-    result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
+    if dense is not None and self.dense_fitter is not None:
+      result = self.dense_fitter.fit(crops, dense, init=init, skin=skin)
+      result.synthesis = self.with_model_landmarks(result.synthesis)
+    else:
+      result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
     self.timings["fit"].append(time.perf_counter() - start)
     return result
+
+  def with_model_landmarks(self, synthesis):
+    """`synthesis` with its landmarks replaced by the model's 68 output
+    landmarks (posed and projected) after a fit to the dense points: all 68
+    in BFM's convention (`fitting.ICT_BFM_LANDMARKS68`) for ICT."""
+    landmarks3d = tf.gather(synthesis.posed, self.output_landmarks, axis=1)
+    return dataclasses.replace(synthesis, landmarks3d=landmarks3d,
+                               landmarks2d=camera_lib.project(landmarks3d, self.synthesizer.camera))
 
   def reconstruct(self, jobs):
     """Fits all `jobs` of one image; returns a list of per-face numpy dicts."""
     records = []
-    for first in range(0, len(jobs), self.max_batch):
-      chunk = jobs[first:first + self.max_batch]
+    chunks = [g[k:k + self.max_batch] for g in self.groups(jobs)
+              for k in range(0, len(g), self.max_batch)]
+    for chunk in chunks:
       size = _batch_size(len(chunk), self.max_batch)
       padded = chunk + [chunk[-1]] * (size - len(chunk))   # static batch sizes
-      crops = np.stack([j.aligned.image for j in padded]).astype(np.float32) / 255.0
-      landmarks = np.stack([j.aligned.landmarks68 for j in padded])
-      result = self.fit(crops, landmarks, self.regress(crops))
+      crops, landmarks, dense = self.batch_inputs(padded)
+      result = self.fit(crops, landmarks, self.regress(crops), dense)
       syn, r = result.synthesis, result.synthesis.render
       arrays = {name: np.asarray(value) for name, value in (
           ("vertices", syn.vertices), ("posed", syn.posed), ("colours", syn.colours),
@@ -258,7 +329,7 @@ class PhotoReconstructor:
         record["landmark_error_px"] = float(result.losses["landmark_error_px"][b])
         record["job"] = job
         records.append(record)
-    return records
+    return sorted(records, key=lambda r: r["job"].index)
 
   # -- outputs ------------------------------------------------------------------------------
 
@@ -316,8 +387,14 @@ class PhotoReconstructor:
     write_text_atomic(out / f"{name}_lm2d.txt", "".join(f"{x:.3f} {y:.3f}\n" for x, y in lm2d))
     write_text_atomic(out / f"{name}_lm3d.txt", "".join(
         f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in record["landmarks3d"]))
-    export.write_png(out / f"{name}_depth.png",
-                     export.depth_image(record["depth"], record["mask"]))
+    if "photo" in record:     # depth in the photo's frame (`photo_layers`)
+      layers = record["photo"]
+      export.write_png(out / f"{name}_depth.png",
+                       export.depth_image(layers.depth, (layers.alpha > 0.5) &
+                                          (layers.rgb[..., 3:] > 0)))
+    else:
+      export.write_png(out / f"{name}_depth.png",
+                       export.depth_image(record["depth"], record["mask"]))
     files.update(coeffs=f"{name}_coeffs.npz", lm2d=f"{name}_lm2d.txt",
                  lm3d=f"{name}_lm3d.txt", depth=f"{name}_depth.png",
                  overlay=f"{name}_overlay.png")
@@ -339,19 +416,31 @@ class PhotoReconstructor:
     scale = np.array([[size[0] / width, 0, 0], [0, size[1] / height, 0]])
     return base.astype(np.float32) / 255.0, scale
 
+  def photo_layers(self, record, scale, size):
+    """The fitted face rendered in the overlay frame (`overlay_base`'s
+    `scale` of the photo, `size = (w, h)`): `photo_render.PhotoLayers` whose
+    `rgb` holds the lit colours and the face-region weight (4 channels)."""
+    to_photo = alignment.compose_affine(scale, record["job"].aligned.inverse)
+    attributes = np.concatenate([np.clip(record["colours"], 0.0, 1.0),
+                                 self.region[:, None]], axis=-1)
+    return photo_render.render_in_photo(record["posed"], self.face_model.faces, attributes,
+                                        self.synthesizer.camera, to_photo, size)
+
+  @functools.cached_property
+  def region(self):
+    """[V] face-region blend weights of the overlay (`photo_render.region_weights`)."""
+    return photo_render.region_weights(self.face_model)
+
   def overlay(self, base, scale, records, landmarks):
-    """Renders and fitted landmarks of `records` warped back onto `base` (from
-    `overlay_base`); uint8 [h, w, 3]."""
+    """Fitted faces and landmarks of `records` drawn onto `base` (from
+    `overlay_base`): each face rendered in the photo's frame, face region
+    only, blended at `OVERLAY_OPACITY` with soft edges; uint8 [h, w, 3]."""
     size = (base.shape[1], base.shape[0])
     out = base
     for record in records:
-      to_photo = alignment.compose_affine(scale, record["job"].aligned.inverse)
-      render = np.concatenate([np.clip(record["image"], 0, 1), record["mask"]], -1)
-      # A zero border, so the replicated border of `warp_affine` is empty.
-      render = np.pad(render.astype(np.float32), [(1, 1), (1, 1), (0, 0)])
-      to_photo = alignment.compose_affine(to_photo, [[1, 0, -1], [0, 1, -1]])
-      warped = alignment.warp_affine(render, to_photo, size)
-      out = export.overlay(out, warped[..., :3], warped[..., 3:], OVERLAY_OPACITY)
+      layers = record.get("photo") or self.photo_layers(record, scale, size)
+      out = export.overlay(out, layers.rgb[..., :3], layers.alpha * layers.rgb[..., 3:],
+                           OVERLAY_OPACITY)
     out = export.to_uint8(out)
     radius = max(1, round(min(size) / 300))
     for lm in landmarks:
@@ -401,6 +490,7 @@ class PhotoReconstructor:
     del image
     all_landmarks = []
     for record in records:
+      record["photo"] = self.photo_layers(record, scale, (base.shape[1], base.shape[0]))
       face_entry, lm2d = self.write_face(output_dir, stem, record)
       export.write_png(Path(output_dir) / face_entry["files"]["overlay"],
                        self.overlay(base, scale, [record], [lm2d]))
@@ -432,6 +522,7 @@ def _obj_with_uv(vertices, faces, colours, uv, mtl_name):
 
 def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                        fit_config=fitting.FitConfig(), log=print, cnn_fallback=False,
+                       landmarks="dense",
                        max_batch=DEFAULT_MAX_BATCH):
   """Reconstructs every face in every image; see the module doc for outputs.
 
@@ -446,7 +537,9 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       face, posed from the landmarks.
     fit_config: `fitting.FitConfig`; `fit_config.with_steps(0)` disables fitting.
     log: called with one line per image (and per problem).
-    cnn_fallback: try dlib's slow CNN detector when HOG finds no face.
+    cnn_fallback: try dlib's slow CNN detector when no other detector finds a face.
+    landmarks: `"dense"` (default), `"mesh68"` or `"dlib"` (see
+      `shared.landmark_eval.LANDMARK_MODES`).
     max_batch: faces fitted together at most.
 
   Returns:
@@ -459,7 +552,14 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   started = time.perf_counter()
-  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch)
+  from shared.landmark_eval import LANDMARK_MODES
+  if landmarks not in LANDMARK_MODES:
+    raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
+  backend, fit_points = LANDMARK_MODES[landmarks]
+  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch,
+                                backend=backend, fit_points=fit_points)
+  if pipeline.dense_note:
+    log(pipeline.dense_note)
   images = [pipeline.process_image(path, output_dir, log) for path in files]
   faces = sum(len(entry["faces"]) for entry in images)
   t = pipeline.timings

@@ -1,4 +1,5 @@
-"""Tests for shared.landmarks (dlib backend) and shared.landmark_eval."""
+"""Tests for shared.landmarks (dlib backend; the MediaPipe backend is in
+test_blazeface.py) and shared.landmark_eval."""
 
 import sys
 
@@ -24,7 +25,7 @@ def astronaut():
 
 @pytest.fixture(scope="module")
 def astronaut_faces(astronaut):
-  return landmarks.detect_faces(astronaut)
+  return landmarks.detect_faces(astronaut, backend="dlib")
 
 
 def test_astronaut_has_one_face_with_landmarks_in_its_box(astronaut_faces):
@@ -52,7 +53,7 @@ def test_landmarks_are_dlib_pixels_plus_half(astronaut, astronaut_faces):
 
 def test_big_image_is_downscaled_and_mapped_back(astronaut, astronaut_faces):
   big = cv2.resize(astronaut, (512 * UPSCALE, 512 * UPSCALE), interpolation=cv2.INTER_LINEAR)
-  faces = landmarks.detect_faces(big, max_side=landmarks.DETECT_MAX_SIDE)
+  faces = landmarks.detect_faces(big, max_side=landmarks.DETECT_MAX_SIDE, backend="dlib")
   assert faces    # at 1024 px HOG also fires weakly elsewhere; the largest is the face
   small = astronaut_faces[0]
   face_size = small.size
@@ -88,7 +89,7 @@ def test_missing_dlib_gives_install_hint(monkeypatch):
 
 def test_evaluate_detector_on_aflw2000_16(data_dir):
   folder = data_dir / AFLW_SUBDIR
-  result = landmark_eval.evaluate_detector(folder, cnn_fallback=False)
+  result = landmark_eval.evaluate_detector(folder, cnn_fallback=False, backend="dlib")
   assert result["images"] == 16
   assert result["detected"] >= 12
   assert result["nme_percent"] < 5.0
@@ -103,7 +104,7 @@ def test_cnn_fallback_finds_a_turned_face(data_dir):
   folder = data_dir / AFLW_SUBDIR
   gt, _ = metrics.read_aflw2000_mat(folder / "image04331.mat")
   image = read_image(folder / "image04331.jpg")
-  assert landmarks.detect_faces(image, max_side=300, cnn_fallback=False) == []
-  faces = landmarks.detect_faces(image, max_side=300, cnn_fallback=True)
+  assert landmarks.detect_faces(image, max_side=300, cnn_fallback=False, backend="dlib") == []
+  faces = landmarks.detect_faces(image, max_side=300, cnn_fallback=True, backend="dlib")
   assert len(faces) == 1 and faces[0].detector == "cnn"
   assert metrics.nme_68(faces[0].landmarks68, gt) < 0.10

@@ -21,7 +21,7 @@ BOX_SLACK = 0.15           # fitted landmarks may leave the detector box by this
 PER_FACE_SUFFIXES = (".obj", ".mtl", "_texture.png", "_coeffs.npz", "_lm2d.txt", "_lm3d.txt",
                      "_overlay.png", "_depth.png")
 AFLW_SUBDIR = "eval/aflw2000_16"
-AFLW_FOUND, AFLW_MISSED = "image00050", "image00475"   # HOG finds / misses
+AFLW_FOUND, AFLW_MISSED = "image00050", "image00475"   # HOG finds / misses (BlazeFace: both)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,8 @@ def test_astronaut_writes_every_output(run, ict_model):
     assert data["rotation"].shape == (3,) and data["landmarks2d"].shape == (68, 2)
   texture = cv2.imread(str(out / "astronaut_face0_texture.png"))
   assert texture.shape == (reconstruct.TEXTURE_SIZE, reconstruct.TEXTURE_SIZE, 3)
-  assert cv2.imread(str(out / "astronaut_face0_depth.png")).shape == (224, 224, 3)
+  # Depth is in the photo's frame (the overlay's size), like the overlay.
+  assert cv2.imread(str(out / "astronaut_face0_depth.png")).shape == (512, 512, 3)
 
 
 def test_landmarks_are_in_original_coordinates_inside_the_box(run):
@@ -123,7 +124,7 @@ def test_summary_json_is_valid(run):
                                                "write"}
   face = on_disk["results"][0]["faces"][0]
   assert set(face["pose_degrees"]) == {"yaw", "pitch", "roll"}
-  assert len(face["box"]) == 4 and face["detector"] == "hog"
+  assert len(face["box"]) == 4 and face["detector"] == "blazeface"
 
 
 def test_a_rerun_into_the_input_folder_skips_its_own_outputs(run):
@@ -178,7 +179,7 @@ def test_eval_landmarks_prints_a_table_then_one_json_line(two_aflw, capsys):
   parser.add_argument("--data")
   parser.add_argument("--face-model", default=None)
   landmark_eval.add_eval_arguments(parser)
-  args = parser.parse_args(["--data", str(two_aflw), "--fit-steps", "64"])
+  args = parser.parse_args(["--data", str(two_aflw), "--fit-steps", "64", "--landmarks", "dlib"])
   assert landmark_eval.main(args) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   result = json.loads(lines[-1])
@@ -190,8 +191,20 @@ def test_eval_landmarks_prints_a_table_then_one_json_line(two_aflw, capsys):
     assert 0 < result[method]["nme_percent"] < 6, result[method]
     assert set(result[method]["bins"]) == {"[0,30)", "[30,60)", "[60,90]"}
   table = "\n".join(lines[:-1])
-  assert "detector raw (dlib)" in table and "fitted model" in table
+  assert "detector raw" in table and "fitted model" in table
   assert "network alone" in table and landmark_eval.NO_CHECKPOINT in table
+
+
+def test_eval_landmarks_dense_finds_the_profile_too(two_aflw, capsys):
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--data")
+  parser.add_argument("--face-model", default=None)
+  landmark_eval.add_eval_arguments(parser)
+  args = parser.parse_args(["--data", str(two_aflw), "--fit-steps", "64"])   # dense default
+  assert landmark_eval.main(args) == 0
+  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert result["detected"] == 2 and result["failures"] == []
+  assert 0 < result["fitted"]["nme_percent"] < 10, result["fitted"]
 
 
 def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkeypatch):
@@ -209,3 +222,36 @@ def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkey
   assert entry["weak_detections"] == [{"box": [20.0, 20.0, 100.0, 100.0],
                                        "score": round(reconstruct.MIN_HOG_SCORE / 2, 4)}]
   assert len(lines) == 2 and "weak detection" in lines[0] and "no face found" in lines[1]
+
+
+def _shaded_render(ict_model, yaw_degrees, identity_seed, size=320):
+  """A synthetic photo of one face: shaded render on a grey background, uint8."""
+  from shared.photo_render import shaded_photos
+  from shared.synthesis import FaceSynthesizer
+  synth = FaceSynthesizer(ict_model, camera_lib.Camera(focal=800.0, image_size=size))
+  rng = np.random.default_rng(identity_seed)
+  coeffs = synth.layout.zeros(1)._replace(
+      identity=tf.constant(rng.normal(0, 0.6, (1, ict_model.id_basis.shape[0])), tf.float32),
+      rotation=tf.constant([[0.0, math.radians(yaw_degrees), 0.0]]))
+  return shaded_photos(synth, coeffs)[0][0]
+
+
+def test_two_faces_of_different_pose_give_two_reconstructions(tmp_path, ict_model):
+  """A composite of two synthetic faces (frontal, and turned 45 degrees then
+  mirrored) runs without the data folder and gives two faces, whose fitted
+  yaws differ by about the rendered difference."""
+  left = _shaded_render(ict_model, 0.0, 1)
+  right = np.ascontiguousarray(_shaded_render(ict_model, 45.0, 2)[:, ::-1])
+  cv2.imwrite(str(tmp_path / "pair.png"), np.concatenate([left, right], 1)[..., ::-1])
+  out = tmp_path / "out"
+  summary = reconstruct.reconstruct_photos(tmp_path / "pair.png", ict_model, out, fit_config=FIT,
+                                           log=lambda line: None)
+  faces = summary["results"][0]["faces"]
+  assert len(faces) == 2
+  for face in faces:
+    for suffix in (".obj", "_overlay.png", "_depth.png", "_lm2d.txt"):
+      assert (out / f"{face['name']}{suffix}").is_file()
+  by_x = sorted(faces, key=lambda f: f["box"][0])
+  assert by_x[0]["box"][2] <= 330 and by_x[1]["box"][0] >= 310      # one face per half
+  yaws = [f["pose_degrees"]["yaw"] for f in by_x]
+  assert abs(yaws[0]) < 12 and 30 < abs(yaws[1]) < 60

@@ -1,0 +1,158 @@
+"""Tests for shared.blazeface (anchors, decoding, weighted NMS against plain
+numpy references), shared.face_mesh and the MediaPipe backend of
+shared.landmarks."""
+
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+
+from shared import alignment, blazeface, face_mesh, landmarks
+
+ASTRONAUT_FACE_CENTRE = (222.0, 128.0)   # roughly, in the 512 x 512 image
+
+
+def _reference_anchors(size, stride):
+  """MediaPipe's SsdAnchorsCalculator for one layer, one fixed-size anchor
+  per cell, written as the loops of the C++ code."""
+  cells = size // stride
+  out = []
+  for y in range(cells):
+    for x in range(cells):
+      out.append(((x + 0.5) / cells, (y + 0.5) / cells))
+  return np.array(out, np.float32)
+
+
+def test_anchors_match_the_ssd_reference():
+  anchors = blazeface.ssd_anchors()
+  assert anchors.shape == (2304, 2)
+  np.testing.assert_allclose(anchors, _reference_anchors(192, 4), atol=1e-7)
+  assert anchors[1, 0] > anchors[0, 0] and anchors[1, 1] == anchors[0, 1]   # x runs fastest
+
+
+def test_decode_against_a_hand_computed_anchor():
+  anchors = np.array([[0.25, 0.75], [0.5, 0.5]], np.float32)
+  raw = np.zeros((2, 16), np.float32)
+  raw[1, :4] = [19.2, -9.6, 48.0, 96.0]          # offsets and size in input pixels
+  raw[1, 4:6] = [-38.4, 0.0]                     # first keypoint
+  logits = np.array([0.0, 200.0], np.float32)
+  boxes, keypoints, scores = blazeface.decode(raw, logits, anchors, size=192)
+  cx, cy, w, h = 0.5 + 0.1, 0.5 - 0.05, 0.25, 0.5
+  np.testing.assert_allclose(boxes[1], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], atol=1e-7)
+  np.testing.assert_allclose(keypoints[1, 0], [0.3, 0.5], atol=1e-7)
+  np.testing.assert_allclose(keypoints[0, 3], [0.25, 0.75], atol=1e-7)
+  np.testing.assert_allclose(scores, [0.5, 1.0 / (1.0 + math.exp(-100.0))])   # clipped logit
+
+
+def _reference_weighted_nms(boxes, keypoints, scores, min_score, threshold):
+  """MediaPipe's weighted NMS, element by element."""
+  order = [i for i in sorted(range(len(scores)), key=lambda i: -scores[i]) if scores[i] > min_score]
+  out = []
+  while order:
+    top = order[0]
+    members, rest = [], []
+    for i in order:
+      (members if blazeface.iou(boxes[top], boxes[i:i + 1])[0] > threshold else rest).append(i)
+    w = sum(scores[i] for i in members)
+    box = sum(boxes[i] * scores[i] for i in members) / w
+    kp = sum(keypoints[i] * scores[i] for i in members) / w
+    out.append((box, kp, scores[top]))
+    order = rest
+  return out
+
+
+def test_weighted_nms_matches_the_reference():
+  rng = np.random.default_rng(3)
+  centres = rng.uniform(0.2, 0.8, (40, 2))
+  centres[:15] = [0.3, 0.3] + rng.normal(0, 0.01, (15, 2))    # one dense cluster
+  sizes = rng.uniform(0.1, 0.3, (40, 1))
+  boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], -1)
+  keypoints = rng.uniform(0, 1, (40, 6, 2))
+  scores = rng.uniform(0, 1, 40)
+  b, k, s = blazeface.weighted_nms(boxes, keypoints, scores, 0.3, 0.3, 100)
+  ref = _reference_weighted_nms(boxes, keypoints, scores, 0.3, 0.3)
+  assert len(s) == len(ref) >= 2
+  for i, (rb, rk, rs) in enumerate(ref):
+    np.testing.assert_allclose(b[i], rb, atol=1e-12)
+    np.testing.assert_allclose(k[i], rk, atol=1e-12)
+    assert s[i] == rs
+  assert np.all(np.diff(s) <= 0)
+
+
+def test_iou_of_known_boxes():
+  box = np.array([0.0, 0.0, 2.0, 2.0])
+  others = np.array([[1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0]])
+  np.testing.assert_allclose(blazeface.iou(box, others), [1 / 7, 0.0, 1.0])
+
+
+def test_letterbox_keeps_the_aspect_and_centres():
+  m = blazeface.letterbox_matrix(400, 200)
+  np.testing.assert_allclose(alignment.transform_points([[0, 0], [400, 200]], m),
+                             [[0, 48], [192, 144]])
+
+
+def test_roi_matrix_levels_the_eyes_and_centres_the_box():
+  box = np.array([100.0, 50.0, 200.0, 170.0])
+  eye_a, eye_b = np.array([120.0, 90.0]), np.array([180.0, 110.0])
+  centre, side, angle = face_mesh.roi_from_eyes(box, eye_a, eye_b)
+  assert side == pytest.approx(1.5 * 120.0)
+  m = face_mesh.roi_matrix(centre, side, angle)
+  a, b = alignment.transform_points([eye_a, eye_b], m)
+  assert a[1] == pytest.approx(b[1]) and b[0] > a[0]
+  np.testing.assert_allclose(alignment.transform_points(centre, m), [96.0, 96.0])
+  assert np.linalg.norm(b - a) == pytest.approx(np.linalg.norm(eye_b - eye_a) * 192 / side)
+
+
+def test_mp68_rows_average_their_points():
+  points = np.random.default_rng(0).normal(size=(468, 2))
+  out = face_mesh.to_68(points)
+  assert out.shape == (68, 2)
+  np.testing.assert_allclose(out[8], points[152])
+  np.testing.assert_allclose(out[27], (points[168] + points[6]) / 2)
+
+
+@pytest.fixture(scope="module")
+def astronaut_faces():
+  return landmarks.detect_faces(skimage.data.astronaut())
+
+
+def test_astronaut_gives_exactly_one_face_and_no_mission_patch(astronaut_faces):
+  assert len(astronaut_faces) == 1
+  face = astronaut_faces[0]
+  assert face.detector == "blazeface" and face.dense.shape == (468, 3)
+  x0, y0, x1, y1 = face.box
+  assert x0 <= ASTRONAUT_FACE_CENTRE[0] <= x1 and y0 <= ASTRONAUT_FACE_CENTRE[1] <= y1
+  xy = face.dense[:, :2]
+  assert np.all(xy.min(0) > [x0 - 20, y0 - 20]) and np.all(xy.max(0) < [x1 + 20, y1 + 20])
+
+
+def test_mirror_pass_maps_keypoints_back(astronaut_faces):
+  image = skimage.data.astronaut()
+  plain = blazeface.detect(image, blazeface.DetectorConfig(mirror=False))[0]
+  mirrored = blazeface.detect(np.ascontiguousarray(image[:, ::-1]),
+                              blazeface.DetectorConfig(mirror=False))[0]
+  back = mirrored.keypoints[list(blazeface.MIRROR_KEYPOINTS)] * [-1, 1] + [image.shape[1], 0]
+  assert np.abs(back - plain.keypoints).max() < 4.0     # the model is nearly symmetric
+  assert plain.keypoints[0, 0] < plain.keypoints[1, 0]   # first eye is on the image left
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_blank_image_has_no_face(value):
+  assert landmarks.detect_faces(np.full((300, 400, 3), value, np.uint8), cnn_fallback=False) == []
+
+
+def test_auto_backend_gives_hog_faces_dlib_points_and_keeps_the_mesh(astronaut_faces):
+  image = skimage.data.astronaut()
+  auto = landmarks.detect_faces(image, backend="auto")
+  dlib_faces = landmarks.detect_faces(image, backend="dlib", cnn_fallback=False)
+  assert len(auto) == 1 and auto[0].points68 == "dlib" and auto[0].detector == "blazeface"
+  np.testing.assert_array_equal(auto[0].landmarks68, dlib_faces[0].landmarks68)
+  np.testing.assert_array_equal(auto[0].dense, astronaut_faces[0].dense)
+  assert astronaut_faces[0].points68 == "mesh"
+
+
+def test_auto_backend_leaves_faces_hog_misses_on_the_mesh(monkeypatch, astronaut_faces):
+  monkeypatch.setattr(landmarks, "_detect_dlib", lambda *a, **k: [])
+  auto = landmarks.detect_faces(skimage.data.astronaut(), backend="auto")
+  assert auto[0].points68 == "mesh"

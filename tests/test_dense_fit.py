@@ -1,0 +1,97 @@
+"""Tests for shared.dense_fit: the 468-point correspondence file and fitting
+to dense points."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from shared import dense_fit, fitting
+from shared.errors import InputError
+from shared.synthesis import FaceSynthesizer
+
+
+def test_correspondence_round_trip(tmp_path, ict_model):
+  rng = np.random.default_rng(0)
+  vertices = rng.integers(0, ict_model.num_vertices, 468)
+  weights = rng.uniform(0, 1, 468).astype(np.float32)
+  path = tmp_path / "c.npz"
+  dense_fit.save_correspondence(path, ict_model, vertices, weights, spread_mm=weights * 3)
+  got_v, got_w = dense_fit.load_correspondence(ict_model, path)
+  np.testing.assert_array_equal(got_v, vertices)
+  np.testing.assert_array_equal(got_w, weights)
+  with np.load(path) as data:
+    np.testing.assert_allclose(data["spread_mm"], weights * 3)
+
+
+def test_correspondence_for_another_model_is_an_input_error(tmp_path, ict_model):
+  import dataclasses
+  path = tmp_path / "c.npz"
+  dense_fit.save_correspondence(path, ict_model, np.zeros(468), np.ones(468))
+  small = dataclasses.replace(ict_model, mean_shape=ict_model.mean_shape[:100])
+  with pytest.raises(InputError, match="100-vertex|made for"):
+    dense_fit.load_correspondence(small, path)
+  (tmp_path / "bad.npz").write_bytes(b"nope")
+  with pytest.raises(InputError, match="cannot read"):
+    dense_fit.load_correspondence(ict_model, tmp_path / "bad.npz")
+
+
+def test_packaged_correspondence_loads_and_spans_the_face(ict_model):
+  vertices, weights = dense_fit.load_correspondence(ict_model)
+  assert vertices.shape == (468,) and weights.shape == (468,)
+  assert weights.sum() >= 400                       # measured: 410 points kept
+  assert len(np.unique(vertices[weights > 0])) > 300
+  points = ict_model.mean_shape[vertices[weights > 0]]
+  extent = points.max(0) - points.min(0)
+  assert extent[0] > 1.0 and extent[1] > 1.2        # decimetres: cheek to cheek, brow to chin
+
+
+def test_dense_fit_recovers_a_synthetic_face(ict_model):
+  """Points = the correspondence vertices of a known face, projected: the fit
+  puts the model's 68 landmarks within a pixel or two of the truth."""
+  model = fitting.bfm_landmark_convention(ict_model)
+  vertices, weights = dense_fit.load_correspondence(model)
+  synth = FaceSynthesizer(model)
+  dense_synth = FaceSynthesizer(dense_fit.dense_model(model, vertices))
+  rng = np.random.default_rng(2)
+  truth = synth.layout.zeros(1)._replace(
+      identity=tf.constant(rng.normal(0, 0.8, (1, model.id_basis.shape[0])), tf.float32),
+      rotation=tf.constant([[0.1, 0.6, -0.1]]), translation=tf.constant([[0.1, -0.05, 0.2]]))
+  target = dense_synth(truth, render=False).landmarks2d.numpy()
+  fitter = fitting.Fitter(dense_synth, fitting.FitConfig(landmark_steps=150, photometric_steps=0),
+                          point_weights=weights)
+  images = np.zeros((1, 224, 224, 3), np.float32)
+  result = fitter.fit(images, target)
+  fitted = synth(result.coeffs, render=False).landmarks2d.numpy()
+  true68 = synth(truth, render=False).landmarks2d.numpy()
+  assert result.losses["landmark_error_px"][0] < 1.0
+  assert np.linalg.norm(fitted - true68, axis=-1).mean() < 2.0
+
+
+def test_pipeline_without_a_correspondence_fits_the_68_with_a_note(ict_model, monkeypatch):
+  from shared import reconstruct
+
+  def missing(model, path=None):
+    raise InputError("x.npz: made for a 9409-vertex model, not BFM")
+  monkeypatch.setattr(dense_fit, "load_correspondence", missing)
+  pipeline = reconstruct.PhotoReconstructor(ict_model, fit_config=fitting.FitConfig().with_steps(0))
+  assert pipeline.dense_fitter is None
+  assert pipeline.dense_note.startswith("note: x.npz") and "68 points read off the mesh" in \
+      pipeline.dense_note
+
+
+def test_pipeline_groups_dense_and_68_point_faces_and_keeps_their_order(ict_model):
+  from shared import reconstruct
+  from shared.landmarks import Face
+  pipeline = reconstruct.PhotoReconstructor(ict_model,
+                                            fit_config=fitting.FitConfig().with_steps(0))
+  dense = np.zeros((468, 3), np.float32)
+
+  def job(k, points68, with_dense=True):
+    face = Face(box=np.zeros(4, np.float32), landmarks68=np.zeros((68, 2), np.float32),
+                score=1.0, detector="blazeface", dense=dense if with_dense else None,
+                points68=points68)
+    return reconstruct.FaceJob(k, face, None)
+  jobs = [job(0, "dlib"), job(1, "mesh"), job(2, "mesh", False), job(3, "mesh")]
+  groups = pipeline.groups(jobs)
+  assert [[j.index for j in g] for g in groups] == [[1, 3], [0, 2]]
+  assert pipeline.fits_dense(jobs[1]) and not pipeline.fits_dense(jobs[0])
