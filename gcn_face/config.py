@@ -50,6 +50,8 @@ class GCNConfig:
     depth_tolerance: model units a vertex may lie behind the rendered
       surface and still count as unoccluded.
     embedding_size: the user embedding model's image size (FaceNet: 160).
+    delit_input: also feed the refiner the projected colour divided by the
+      coarse shading (3 more channels; not in the original).
   Losses (weights multiply the sigma schedule as in the original):
     pixel_weight: masked per-pixel L2 between the refined render and input.
     project_weight, invisible_weight: projected-colour L1 (visible) plus
@@ -80,6 +82,7 @@ class GCNConfig:
   disc_channels: tuple = (16, 32, 64, 128, 256, 512)
   disc_leak: float = 0.2
   image_size: int = 224
+  delit_input: bool = False
   erosion_radius: int = 2
   depth_tolerance: float = 0.05
   embedding_size: int = 160

@@ -104,7 +104,7 @@ class TexturePipeline:
     """Creates the GCN's variables (for checkpoint restore) with a dummy call."""
     v = self.stage.face_model.num_vertices
     self.gcn(tf.zeros([1, self.feature_size]),
-             tf.zeros([1, v, model_lib.REFINER_INPUT_CHANNELS]))
+             tf.zeros([1, v, model_lib.refiner_input_channels(self.config)]))
 
   def regress(self, images):
     """The coarse regressor alone: (Coefficients, features [B, F]).
@@ -136,13 +136,18 @@ class TexturePipeline:
       embedding = tf.stop_gradient(self.embedding(images))
       features = tf.concat([features, embedding], axis=-1)
     inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
-                                                     self.synthesizer.camera, self.config)
+                                                     self.synthesizer.camera, self.config,
+                                                     coeffs.lighting)
     return CoarseResult(images, alpha, coeffs, tf.stop_gradient(features), synth, inputs,
                         projected, vis, embedding)
 
   def refine(self, coarse):
     """The GCN's albedo for a `CoarseResult`, lit and rendered on the coarse geometry."""
-    albedo = self.gcn(coarse.features, coarse.inputs)
+    return self.shade_and_render(coarse, self.gcn(coarse.features, coarse.inputs))
+
+  def shade_and_render(self, coarse, albedo):
+    """Any per-vertex albedo [B, V, 3] lit by the coarse lighting and rendered on the
+    coarse geometry -> `RefineResult` (the refined one, or the ground truth's)."""
     lit = lighting.shade(albedo, coarse.synth.normals, coarse.coeffs.lighting)
     render = self.synthesizer.render_attributes(coarse.synth.posed, lit)
     return RefineResult(albedo, lit, render)
