@@ -287,8 +287,35 @@ def record_stem(name, index):
   return stem or f"record{index:05d}"
 
 
-def test_inputs(input_path, size):
-  """Yields (name, rgb, alpha or None) for an image, a folder of images or a .bin."""
+class PhotoFrontEnd:
+  """Real photos to aligned crops through the photo pipeline's own front end.
+
+  `shared.reconstruct.PhotoReconstructor.detect` finds every face and its 68
+  landmarks and aligns it to the 224 x 224 MGCNet crop; weak HOG detections
+  are dropped as `PhotoReconstructor.process_image` drops them.
+  """
+
+  def __init__(self, face_model):
+    from shared.reconstruct import PhotoReconstructor
+    self.front = PhotoReconstructor(face_model)
+
+  def crops(self, path, image):
+    """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1])."""
+    jobs = [j for j in self.front.detect(image)
+            if not (j.face.detector == "hog" and j.face.score < self.front.min_hog_score)]
+    if not jobs:
+      fail(path, "no face found")
+    return [(f"_face{k}", np.asarray(j.aligned.image[..., :3], np.float32) / UINT8_MAX)
+            for k, j in enumerate(jobs)]
+
+
+def test_inputs(input_path, size, face_model=None):
+  """Yields (name, rgb, alpha or None) for an image, a folder of images or a .bin.
+
+  An image of `size` x `size` pixels is taken as an aligned crop; any other
+  size as a photo: each face found in it (`PhotoFrontEnd`, which needs
+  `face_model`) becomes one crop named STEM_faceK, without alpha.
+  """
   path = Path(input_path)
   if not path.exists():
     fail(path, "input not found")
@@ -304,9 +331,15 @@ def test_inputs(input_path, size):
            sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
   if not files:
     fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
+  front = None
   for f in files:
-    rgb, alpha = read_image_rgba(f, size)
-    yield f.stem, rgb, alpha
+    rgb, alpha = read_image_rgba(f)
+    if rgb.shape[:2] == (size, size):
+      yield f.stem, rgb, alpha
+      continue
+    front = front or PhotoFrontEnd(face_model)
+    for suffix, crop in front.crops(f, export.to_uint8(rgb)):
+      yield f.stem + suffix, crop, None
 
 
 @dataclasses.dataclass
@@ -340,7 +373,8 @@ def run_test(pipeline, input_path, output_dir, limit=None):
                                                                   regressed))
   step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
                                                                      regressed))
-  for k, (name, rgb, alpha) in enumerate(test_inputs(input_path, pipeline.config.image_size)):
+  inputs = test_inputs(input_path, pipeline.config.image_size, model)
+  for k, (name, rgb, alpha) in enumerate(inputs):
     if limit is not None and k >= limit:
       break
     images = tf.constant(rgb[None])
@@ -350,24 +384,38 @@ def run_test(pipeline, input_path, output_dir, limit=None):
     out = {key: value.numpy()[0] for key, value in out.items()}
     coarse_obj, refined_obj = output / f"{name}_coarse.obj", output / f"{name}_refined.obj"
     export.write_obj(coarse_obj, out["vertices"], faces, out["coarse_albedo"])
-    export.write_obj(refined_obj, out["vertices"], faces, out["refined_albedo"])
+    if model.uv is None:
+      export.write_obj(refined_obj, out["vertices"], faces, out["refined_albedo"])
     compare = output / f"{name}_compare.png"
     export.write_png(compare, export.grid([
         rgb, export.overlay(rgb, out["coarse_render"], out["mask"]),
         export.overlay(rgb, out["refined_render"], out["mask"])], columns=3))
     result.files += [coarse_obj, refined_obj, compare]
     if model.uv is not None:
-      from shared.texture import uv_texture_map
-      uv = output / f"{name}_uv.png"
-      export.write_png(uv, uv_texture_map(model.uv, faces, out["refined_albedo"],
-                                          UV_TEXTURE_SIZE))
-      result.files.append(uv)
+      result.files += write_textured_obj(output, name, model, out["vertices"],
+                                         out["refined_albedo"])
     if alpha is not None:
       face = out["mask"] * alpha
       result.metrics.append({"name": name,
                              "coarse": masked_metrics(rgb, out["coarse_render"], face),
                              "refined": masked_metrics(rgb, out["refined_render"], face)})
   return result
+
+
+def write_textured_obj(output, name, model, vertices, albedo):
+  """NAME_refined.obj with vertex colours, UVs and a material naming NAME_uv.png
+  (the albedo in UV space), plus NAME_refined.mtl; returns [uv png, mtl].
+
+  The OBJ and MTL text come from the photo pipeline (`shared.reconstruct`).
+  """
+  from shared.reconstruct import _mtl_text, _obj_with_uv
+  from shared.texture import uv_texture_map
+  uv, mtl = output / f"{name}_uv.png", output / f"{name}_refined.mtl"
+  export.write_png(uv, uv_texture_map(model.uv, model.faces, albedo, UV_TEXTURE_SIZE))
+  write_text_atomic(mtl, _mtl_text(uv.name))
+  write_text_atomic(output / f"{name}_refined.obj",
+                    _obj_with_uv(vertices, model.faces, albedo, model.uv, mtl.name))
+  return [uv, mtl]
 
 
 def _test_batch(pipeline, images, alpha, regressed):

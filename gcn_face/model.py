@@ -321,12 +321,18 @@ class TextureGCN(keras.layers.Layer):
       raise InputError(f"unknown GCN architecture {config.arch!r}; use normal or resnet")
     self.combine = layers.ChebConv(ops.laplacians[0], NUM_RGB, config.cheb_order,
                                    name="combine")
+    self.combine_inputs = config.combine_inputs
 
   def call(self, features, vertex_inputs):
-    """features [B, F], vertex_inputs [B, V, 7] -> albedo [B, V, 3] in [0, 1]."""
-    decoded = self.decoder(features)
-    refined = self.refiner(vertex_inputs)
-    return from_signed(tf.tanh(self.combine(tf.concat([decoded, refined], axis=-1))))
+    """features [B, F], vertex_inputs [B, V, C] -> albedo [B, V, 3] in [0, 1].
+
+    With `combine_inputs` the combine convolution also sees the per-vertex
+    inputs themselves: a direct, full-resolution path for detail.
+    """
+    parts = [self.decoder(features), self.refiner(vertex_inputs)]
+    if self.combine_inputs:
+      parts.append(vertex_inputs)
+    return from_signed(tf.tanh(self.combine(tf.concat(parts, axis=-1))))
 
   def fc_kernels(self):
     """The fully connected weights (L2-regularised as in the original)."""

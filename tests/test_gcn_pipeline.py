@@ -210,13 +210,15 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   assert report["coarse"]["l1"] == pytest.approx(before, abs=0.01)
   result = infer.run_test(restored, data, tmp_path / "test", limit=1)
   names = sorted(p.name for p in (tmp_path / "test").iterdir())
-  assert names == ["0_coarse.obj", "0_compare.png", "0_refined.obj", "0_uv.png"]
+  assert names == ["0_coarse.obj", "0_compare.png", "0_refined.mtl", "0_refined.obj", "0_uv.png"]
+  assert "mtllib 0_refined.mtl" in (tmp_path / "test" / "0_refined.obj").read_text()
+  assert "map_Kd 0_uv.png" in (tmp_path / "test" / "0_refined.mtl").read_text()
   assert result.mean("refined", "l1") < result.mean("coarse", "l1")
   # A plain RGB file (no alpha): the projected skin region stands in; not scored.
   from shared.export import read_obj_colours, write_png
   write_png(tmp_path / "photos" / "face.png", images[0].numpy())
   plain = infer.run_test(restored, tmp_path / "photos", tmp_path / "plain")
-  assert len(plain.files) == 4 and plain.metrics == []
+  assert len(plain.files) == 5 and plain.metrics == []
   vertices, faces, colours = read_obj_colours(tmp_path / "test" / "0_refined.obj")
   assert vertices.shape == (face_model.num_vertices, 3) and len(faces) == len(face_model.faces)
   assert colours.min() >= 0 and colours.max() <= 1
