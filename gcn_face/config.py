@@ -138,13 +138,15 @@ PAPER = GCNConfig()
 #
 # Issue 15 (synthetic faces with albedo detail outside the basis): tiny also
 # feeds the refiner the de-lit projected colour, adds the level-0 skip
-# connection (a full-resolution path for detail), and lowers the symmetry
-# weight (moles and freckles are not symmetric) and the floor of the refine
-# weight (which pulls towards the detail-free coarse albedo).  Measured on
-# 12 held-out identities: face-region L1 -1.7 % -> -36.6 % (docs/gcn.md).
+# connection and lets the combine convolution see the per-vertex inputs
+# (full-resolution paths for detail), and lowers the symmetry weight (moles
+# and freckles are not symmetric) and the floor of the refine weight (which
+# pulls towards the detail-free coarse albedo).  Measured on 12 held-out
+# identities, the face-region L1 change went from -2 % to -26..-59 % (docs/gcn.md).
 TINY = GCNConfig(
     name="tiny",
     delit_input=True,
+    combine_inputs=True,
     refiner_skip_levels=(0, 2, 3),
     symmetry_weight=0.1,
     ref_min=0.05,
