@@ -18,7 +18,7 @@ the coarse geometry, so they are compared on the same pixels.  Per image:
 Reported numbers are means over the images.  With `pictures`, one PNG per
 image: top row input | coarse | refined | ground truth, each lit by the
 coarse lighting on the coarse geometry and pasted over the input; bottom
-row the face region of the input, then the same three albedos unlit.
+row the input inside the coarse render's coverage, then the three albedos unlit.
 """
 
 import json
