@@ -57,7 +57,8 @@ def gcn_step(topology, config, batch):
   rng = np.random.default_rng(0)
   features = tf.constant(rng.standard_normal((batch, FEATURES[config.name])), tf.float32)
   inputs = tf.constant(rng.uniform(-1, 1, (batch, topology.num_vertices[0],
-                                           model_lib.REFINER_INPUT_CHANNELS)), tf.float32)
+                                           model_lib.refiner_input_channels(config))),
+                       tf.float32)
   target = tf.constant(rng.uniform(0, 1, (batch, topology.num_vertices[0], 3)), tf.float32)
   gcn(features, inputs)
 

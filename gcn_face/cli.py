@@ -5,7 +5,7 @@
            [--sampling FILE.npz] [--embedding-model PATH] [--resume]
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
     test:  --checkpoint DIR --input IMAGE|DIR|FILE.bin --output DIR [--limit N]
-    eval:  --checkpoint DIR --data FILE.bin [--output REPORT.json] [--limit N]
+    eval:  --checkpoint DIR --data FILE.bin [--output REPORT.json] [--pictures DIR] [--limit N]
 
 test and eval reuse the coarse checkpoint, sampling file and embedding model
 recorded at training time unless given again.
@@ -45,6 +45,9 @@ def add_arguments(parser):
   group.add_argument("--resume", action="store_true",
                      help="train: continue from the checkpoint folder")
   group.add_argument("--limit", type=int, default=None, help="test/eval: at most N images")
+  group.add_argument("--pictures", default=None,
+                     help="eval: folder for one picture per image (input | coarse | refined | "
+                          "ground truth, renders above, albedos below)")
   from shared.distribute import add_strategy_argument
   add_strategy_argument(group)
 
@@ -130,8 +133,10 @@ def run(args):
   from gcn_face import evaluate
   pipeline = infer.load_pipeline(args.checkpoint, args.coarse_checkpoint, args.sampling,
                                  face_model, args.embedding_model)
-  result = evaluate.evaluate(pipeline, args.data, limit=args.limit)
+  result = evaluate.evaluate(pipeline, args.data, limit=args.limit, pictures=args.pictures)
   print(evaluate.format_report(result))
+  if args.pictures:
+    print(f"wrote {len(result['pictures'])} pictures to {args.pictures}")
   if args.output:
     evaluate.write_report(args.output, result)
     print(f"wrote {args.output}")

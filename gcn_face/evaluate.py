@@ -7,22 +7,37 @@ the coarse geometry, so they are compared on the same pixels.  Per image:
 * L1: mean absolute RGB difference over the face region (values in [0, 1]);
 * PSNR: 10 log10(1 / MSE) with the MSE over the face region;
 * SSIM: scikit-image's SSIM map (7x7 window, data range 1) averaged over
-  the face region and the three channels.
+  the face region and the three channels;
+* albedo RMSE (when the .bin comes from a synthetic dataset whose `_gt.npz`
+  files hold the per-vertex `albedo`): the root mean square difference, over
+  the RGB channels of the visible vertices (the refiner's visibility > 0.5:
+  front-facing, unoccluded, inside the eroded alpha), between the coarse or
+  refined albedo and the true one.  Vertices correspond by index, so this
+  compares textures even where the coarse geometry is off.
 
-Reported numbers are means over the images.
+Reported numbers are means over the images.  With `pictures`, one PNG per
+image: top row input | coarse | refined | ground truth, each lit by the
+coarse lighting on the coarse geometry and pasted over the input; bottom
+row the input inside the coarse render's coverage, then the three albedos unlit.
 """
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from gcn_face.binfile import BinReader
+from shared import export
 from shared.errors import fail
 from shared.fileio import write_text_atomic
 
 METRICS = ("l1", "psnr", "ssim")
+ALBEDO_METRIC = "albedo_rmse"
+TRUTH_SUFFIX = "_gt.npz"       # The synthetic dataset's ground truth beside each strip.
+VIEW_SEPARATOR = "#"           # create_bin names a source view 'id/frame#k'.
+VISIBLE_THRESHOLD = 0.5
 STAGES = ("coarse", "refined")
 MIN_FACE_PIXELS = 1
 NUM_RGB = 3
@@ -54,7 +69,59 @@ def masked_metrics(image, render, mask):
   return {"l1": l1, "psnr": psnr, "ssim": ssim}
 
 
-def evaluate(pipeline, data_path, batch_size=None, limit=None):
+def albedo_rmse(albedo, truth, visibility):
+  """RMSE over the RGB values of the visible vertices, or None if none is visible.
+
+  Args:
+    albedo, truth: [V, 3] in [0, 1].
+    visibility: [V] or [V, 1]; a vertex counts when it exceeds VISIBLE_THRESHOLD.
+  """
+  visible = np.asarray(visibility).reshape(-1) > VISIBLE_THRESHOLD
+  if not visible.any():
+    return None
+  diff = np.asarray(albedo, np.float64)[visible] - np.asarray(truth, np.float64)[visible]
+  return float(np.sqrt(np.mean(diff ** 2)))
+
+
+def truth_albedo(reader, num_vertices):
+  """The true per-vertex albedo of each record, from the synthetic `_gt.npz` files.
+
+  A record named 'SUB/FRAME' or 'SUB/FRAME#k' (tools/create_bin.py on an MGC
+  strip dataset) has its truth at SOURCE/SUB/FRAME_gt.npz, SOURCE being the
+  folder recorded in the .bin; the albedo is the same in all views.
+
+  Returns:
+    list of [V, 3] float32 arrays or None (no file, no albedo, other mesh).
+  """
+  source = reader.metadata.get("source")
+  out = []
+  for name in reader.names:
+    albedo = None
+    path = Path(source) / (name.split(VIEW_SEPARATOR)[0] + TRUTH_SUFFIX) if source else None
+    if path is not None and path.is_file():
+      with np.load(path, allow_pickle=False) as data:
+        if "albedo" in data.files and data["albedo"].shape == (num_vertices, NUM_RGB):
+          albedo = data["albedo"].astype(np.float32)
+    out.append(albedo)
+  return out
+
+
+def comparison_picture(image, mask, renders, albedos=None):
+  """input | coarse | refined [| truth] over the input; a second row of albedos if given.
+
+  Args:
+    image: [H, W, 3]; mask: [H, W, 1] render coverage (where renders are pasted).
+    renders: list of [H, W, 3] lit renders (coarse, refined, optional truth).
+    albedos: optional list of unlit albedo renders, same order; the row starts
+      with the input inside `mask`.
+  """
+  tiles = [image] + [export.overlay(image, r, mask) for r in renders]
+  if albedos is not None:
+    tiles += [image * mask] + [export.overlay(np.ones_like(image), a, mask) for a in albedos]
+  return export.grid(tiles, columns=len(renders) + 1)
+
+
+def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
   """Evaluates the coarse and refined renders on a held-out .bin.
 
   Args:
@@ -62,9 +129,12 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None):
     data_path: the .bin of held-out crops (with alpha).
     batch_size: images per forward pass (default: the config's batch size).
     limit: evaluate at most this many images.
+    pictures: optional folder for one comparison PNG per image.
 
   Returns:
-    dict: count, seconds, per stage the mean of each metric, and per_image.
+    dict: count, seconds, per stage the mean of each metric (albedo_rmse over
+    the images with a true albedo, when any has one), per_image, and the
+    written pictures.
   """
   reader = BinReader(data_path)
   reader.require_size(pipeline.config.image_size)
@@ -72,45 +142,99 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None):
   if count == 0:
     fail(data_path, "no records to evaluate")
   batch_size = batch_size or pipeline.config.batch_size
-
-  @tf.function
-  def renders(images, alpha, regressed):
-    coarse = pipeline.coarse(images, alpha, regressed)
-    refined = pipeline.refine(coarse)
-    return (tf.clip_by_value(coarse.synth.render.image, 0, 1),
-            tf.clip_by_value(refined.render.image, 0, 1), coarse.synth.render.mask * alpha)
+  num_vertices = pipeline.stage.face_model.num_vertices
+  truths = truth_albedo(reader, num_vertices)
+  has_truth = any(t is not None for t in truths)
+  renders = tf.function(lambda images, alpha, regressed, truth: _eval_batch(
+      pipeline, images, alpha, regressed, truth, pictures is not None))
 
   start = time.perf_counter()
-  per_image = []
+  per_image, written = [], []
   dataset = reader.dataset(batch_size, shuffle=False).take(-(-count // batch_size))
   for batch in dataset:
+    indices = batch["index"].numpy()
+    truth = None
+    if has_truth:
+      truth = tf.constant(np.stack([np.zeros((num_vertices, NUM_RGB), np.float32)
+                                    if truths[i] is None else truths[i] for i in indices]))
     regressed = pipeline.regress(batch["image"])
-    coarse, refined, mask = (t.numpy() for t in renders(batch["image"], batch["alpha"],
-                                                        regressed))
+    out = {k: v.numpy() for k, v in renders(batch["image"], batch["alpha"], regressed,
+                                            truth).items()}
     images = batch["image"].numpy()
-    for k, index in enumerate(batch["index"].numpy()):
+    for k, index in enumerate(indices):
       if index >= count:
         break
       row = {"index": int(index), "name": reader.names[index]}
-      for stage, render in zip(STAGES, (coarse, refined)):
-        row[stage] = masked_metrics(images[k], render[k], mask[k])
+      for stage in STAGES:
+        row[stage] = masked_metrics(images[k], out[stage][k], out["face"][k])
+        if row[stage] is not None and truths[index] is not None:
+          row[stage][ALBEDO_METRIC] = albedo_rmse(out[f"{stage}_albedo"][k], truths[index],
+                                                  out["visibility"][k])
       per_image.append(row)
+      if pictures is not None:
+        written.append(_write_picture(pictures, reader.names[index], index, images[k], out, k,
+                                      truths[index] is not None))
   valid = [r for r in per_image if r["coarse"] is not None]
   if not valid:
     fail(data_path, "no image has a face region (render x alpha is empty everywhere)")
   summary = {stage: {m: float(np.mean([r[stage][m] for r in valid])) for m in METRICS}
              for stage in STAGES}
+  scored = [r for r in valid if r["coarse"].get(ALBEDO_METRIC) is not None]
+  for stage in STAGES:
+    if scored:
+      summary[stage][ALBEDO_METRIC] = float(np.mean([r[stage][ALBEDO_METRIC] for r in scored]))
   return {"count": len(valid), "skipped_empty": len(per_image) - len(valid),
-          "seconds": time.perf_counter() - start, **summary, "per_image": per_image}
+          "albedo_count": len(scored), "seconds": time.perf_counter() - start, **summary,
+          "per_image": per_image, "pictures": [str(p) for p in written]}
+
+
+def _eval_batch(pipeline, images, alpha, regressed, truth, unlit):
+  """Renders and albedos of one batch (a dict of tensors) for `evaluate`."""
+  coarse = pipeline.coarse(images, alpha, regressed)
+  refined = pipeline.refine(coarse)
+  render = coarse.synth.render
+  out = {"coarse": render.image, "refined": refined.render.image,
+         "coarse_albedo": coarse.synth.albedo, "refined_albedo": refined.albedo}
+  albedos = [coarse.synth.albedo, refined.albedo]
+  if truth is not None:
+    out["truth"] = pipeline.shade_and_render(coarse, truth).render.image
+    albedos.append(truth)
+  if unlit:
+    for name, albedo in zip(("coarse_unlit", "refined_unlit", "truth_unlit"), albedos):
+      out[name] = pipeline.synthesizer.render_attributes(coarse.synth.posed, albedo).image
+  out = {k: tf.clip_by_value(v, 0.0, 1.0) for k, v in out.items()}
+  out.update(face=render.mask * alpha, mask=render.mask, visibility=coarse.visibility)
+  return out
+
+
+def _write_picture(folder, name, index, image, out, k, truth):
+  """Writes the comparison PNG of record `index`; returns its path."""
+  from gcn_face.infer import record_stem
+  stages = list(STAGES) + (["truth"] if truth else [])
+  picture = comparison_picture(image, out["mask"][k], [out[s][k] for s in stages],
+                               [out[f"{s}_unlit"][k] for s in stages])
+  path = Path(folder) / f"{record_stem(name, index)}_eval.png"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  export.write_png(path, picture)
+  return path
 
 
 def format_report(result):
   """A small table: metric rows, coarse / refined columns."""
-  lines = [f"{'':8s}{'coarse':>10s}{'refined':>10s}"]
-  for metric in METRICS:
-    lines.append(f"{metric:8s}{result['coarse'][metric]:10.4f}{result['refined'][metric]:10.4f}")
+  lines = [f"{'':12s}{'coarse':>10s}{'refined':>10s}{'change':>9s}"]
+  for metric in METRICS + (ALBEDO_METRIC,):
+    if metric not in result["coarse"]:
+      continue
+    before, after = result["coarse"][metric], result["refined"][metric]
+    change = f"{100.0 * (after - before) / before:+8.1f}%" if before else ""
+    lines.append(f"{metric:12s}{before:10.4f}{after:10.4f} {change}")
   lines.append(f"({result['count']} held-out images; face region = render mask x alpha; "
-               "L1 on [0, 1] RGB, lower is better; PSNR dB and SSIM, higher is better)")
+               "L1 on [0, 1] RGB, lower is better; PSNR dB and SSIM, higher is better")
+  if ALBEDO_METRIC in result["coarse"]:
+    lines.append(f" albedo_rmse: per-vertex albedo vs the ground truth on the visible "
+                 f"vertices, {result['albedo_count']} images, lower is better)")
+  else:
+    lines[-1] += "; no ground-truth albedo found)"
   return "\n".join(lines)
 
 

@@ -104,7 +104,7 @@ class TexturePipeline:
     """Creates the GCN's variables (for checkpoint restore) with a dummy call."""
     v = self.stage.face_model.num_vertices
     self.gcn(tf.zeros([1, self.feature_size]),
-             tf.zeros([1, v, model_lib.REFINER_INPUT_CHANNELS]))
+             tf.zeros([1, v, model_lib.refiner_input_channels(self.config)]))
 
   def regress(self, images):
     """The coarse regressor alone: (Coefficients, features [B, F]).
@@ -136,13 +136,18 @@ class TexturePipeline:
       embedding = tf.stop_gradient(self.embedding(images))
       features = tf.concat([features, embedding], axis=-1)
     inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
-                                                     self.synthesizer.camera, self.config)
+                                                     self.synthesizer.camera, self.config,
+                                                     coeffs.lighting)
     return CoarseResult(images, alpha, coeffs, tf.stop_gradient(features), synth, inputs,
                         projected, vis, embedding)
 
   def refine(self, coarse):
     """The GCN's albedo for a `CoarseResult`, lit and rendered on the coarse geometry."""
-    albedo = self.gcn(coarse.features, coarse.inputs)
+    return self.shade_and_render(coarse, self.gcn(coarse.features, coarse.inputs))
+
+  def shade_and_render(self, coarse, albedo):
+    """Any per-vertex albedo [B, V, 3] lit by the coarse lighting and rendered on the
+    coarse geometry -> `RefineResult` (the refined one, or the ground truth's)."""
     lit = lighting.shade(albedo, coarse.synth.normals, coarse.coeffs.lighting)
     render = self.synthesizer.render_attributes(coarse.synth.posed, lit)
     return RefineResult(albedo, lit, render)
@@ -287,8 +292,35 @@ def record_stem(name, index):
   return stem or f"record{index:05d}"
 
 
-def test_inputs(input_path, size):
-  """Yields (name, rgb, alpha or None) for an image, a folder of images or a .bin."""
+class PhotoFrontEnd:
+  """Real photos to aligned crops through the photo pipeline's own front end.
+
+  `shared.reconstruct.PhotoReconstructor.detect` finds every face and its 68
+  landmarks and aligns it to the 224 x 224 MGCNet crop; weak HOG detections
+  are dropped as `PhotoReconstructor.process_image` drops them.
+  """
+
+  def __init__(self, face_model):
+    from shared.reconstruct import PhotoReconstructor
+    self.front = PhotoReconstructor(face_model)
+
+  def crops(self, path, image):
+    """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1])."""
+    jobs = [j for j in self.front.detect(image)
+            if not (j.face.detector == "hog" and j.face.score < self.front.min_hog_score)]
+    if not jobs:
+      fail(path, "no face found")
+    return [(f"_face{k}", np.asarray(j.aligned.image[..., :3], np.float32) / UINT8_MAX)
+            for k, j in enumerate(jobs)]
+
+
+def test_inputs(input_path, size, face_model=None):
+  """Yields (name, rgb, alpha or None) for an image, a folder of images or a .bin.
+
+  An image of `size` x `size` pixels is taken as an aligned crop; any other
+  size as a photo: each face found in it (`PhotoFrontEnd`, which needs
+  `face_model`) becomes one crop named STEM_faceK, without alpha.
+  """
   path = Path(input_path)
   if not path.exists():
     fail(path, "input not found")
@@ -303,9 +335,15 @@ def test_inputs(input_path, size):
   files = [path] if path.is_file() else list_images(path)
   if not files:
     fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
+  front = None
   for f in files:
-    rgb, alpha = read_image_rgba(f, size)
-    yield f.stem, rgb, alpha
+    rgb, alpha = read_image_rgba(f)
+    if rgb.shape[:2] == (size, size):
+      yield f.stem, rgb, alpha
+      continue
+    front = front or PhotoFrontEnd(face_model)
+    for suffix, crop in front.crops(f, export.to_uint8(rgb)):
+      yield f.stem + suffix, crop, None
 
 
 @dataclasses.dataclass
@@ -339,7 +377,8 @@ def run_test(pipeline, input_path, output_dir, limit=None):
                                                                   regressed))
   step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
                                                                      regressed))
-  for k, (name, rgb, alpha) in enumerate(test_inputs(input_path, pipeline.config.image_size)):
+  inputs = test_inputs(input_path, pipeline.config.image_size, model)
+  for k, (name, rgb, alpha) in enumerate(inputs):
     if limit is not None and k >= limit:
       break
     images = tf.constant(rgb[None])
@@ -349,24 +388,38 @@ def run_test(pipeline, input_path, output_dir, limit=None):
     out = {key: value.numpy()[0] for key, value in out.items()}
     coarse_obj, refined_obj = output / f"{name}_coarse.obj", output / f"{name}_refined.obj"
     export.write_obj(coarse_obj, out["vertices"], faces, out["coarse_albedo"])
-    export.write_obj(refined_obj, out["vertices"], faces, out["refined_albedo"])
+    if model.uv is None:
+      export.write_obj(refined_obj, out["vertices"], faces, out["refined_albedo"])
     compare = output / f"{name}_compare.png"
     export.write_png(compare, export.grid([
         rgb, export.overlay(rgb, out["coarse_render"], out["mask"]),
         export.overlay(rgb, out["refined_render"], out["mask"])], columns=3))
     result.files += [coarse_obj, refined_obj, compare]
     if model.uv is not None:
-      from shared.texture import uv_texture_map
-      uv = output / f"{name}_uv.png"
-      export.write_png(uv, uv_texture_map(model.uv, faces, out["refined_albedo"],
-                                          UV_TEXTURE_SIZE))
-      result.files.append(uv)
+      result.files += write_textured_obj(output, name, model, out["vertices"],
+                                         out["refined_albedo"])
     if alpha is not None:
       face = out["mask"] * alpha
       result.metrics.append({"name": name,
                              "coarse": masked_metrics(rgb, out["coarse_render"], face),
                              "refined": masked_metrics(rgb, out["refined_render"], face)})
   return result
+
+
+def write_textured_obj(output, name, model, vertices, albedo):
+  """NAME_refined.obj with vertex colours, UVs and a material naming NAME_uv.png
+  (the albedo in UV space), plus NAME_refined.mtl; returns [uv png, mtl].
+
+  The OBJ and MTL text come from the photo pipeline (`shared.reconstruct`).
+  """
+  from shared.reconstruct import _mtl_text, _obj_with_uv
+  from shared.texture import uv_texture_map
+  uv, mtl = output / f"{name}_uv.png", output / f"{name}_refined.mtl"
+  export.write_png(uv, uv_texture_map(model.uv, model.faces, albedo, UV_TEXTURE_SIZE))
+  write_text_atomic(mtl, _mtl_text(uv.name))
+  write_text_atomic(output / f"{name}_refined.obj",
+                    _obj_with_uv(vertices, model.faces, albedo, model.uv, mtl.name))
+  return [uv, mtl]
 
 
 def _test_batch(pipeline, images, alpha, regressed):

@@ -21,11 +21,19 @@ import numpy as np
 import tensorflow as tf
 
 from shared import camera as camera_lib
+from shared import lighting
 from shared.errors import InputError
 from gcn_face import layers
 
 NUM_RGB = 3
 REFINER_INPUT_CHANNELS = 7   # coarse albedo (3), projected colour x visibility (3), visibility.
+DELIT_CHANNELS = 3           # Optional: the projected colour divided by the coarse shading.
+MIN_IRRADIANCE = 0.05        # Below this the de-lit colour is not trusted (vis set to 0 there).
+
+
+def refiner_input_channels(config):
+  """Channels of the refiner's per-vertex input: 7, or 10 with `config.delit_input`."""
+  return REFINER_INPUT_CHANNELS + (DELIT_CHANNELS if config.delit_input else 0)
 
 
 def to_signed(x):
@@ -112,7 +120,7 @@ def vertex_visibility(synth, points, render, alpha, camera, config):
   return tf.cast(facing & unoccluded, tf.float32) * skin
 
 
-def refine_inputs(image, alpha, synth, render, camera, config):
+def refine_inputs(image, alpha, synth, render, camera, config, sh=None):
   """The refiner's per-vertex input and the projected colours.
 
   Args:
@@ -120,15 +128,26 @@ def refine_inputs(image, alpha, synth, render, camera, config):
     alpha: [B, H, W, 1].
     synth, render: the coarse `Synthesis` and its `RenderOutput`.
     camera, config: `Camera`, `GCNConfig`.
+    sh: [B, 27] the coarse SH lighting; needed with `config.delit_input`.
 
   Returns:
-    (inputs [B, V, 7] = [2 T_pca - 1, (2 c - 1) vis, vis],
+    (inputs [B, V, C] = [2 T_pca - 1, (2 c - 1) vis, vis] and, with
+     `config.delit_input`, (2 d - 1) vis with d = clip(c / irradiance, 0, 1),
+     the image colour divided by the coarse shading: a direct estimate of the
+     albedo where the vertex is seen (C = `refiner_input_channels(config)`),
      projected colours c [B, V, 3] in [0, 1], visibility [B, V, 1]).
   """
   points = camera_lib.project(synth.posed, camera)
   colours = sample_bilinear(image, points)
   vis = vertex_visibility(synth, points, render, alpha, camera, config)
-  inputs = tf.concat([to_signed(synth.albedo), to_signed(colours) * vis, vis], axis=-1)
+  parts = [to_signed(synth.albedo), to_signed(colours) * vis, vis]
+  if config.delit_input:
+    irradiance = lighting.irradiance(synth.normals, sh)
+    lit_enough = tf.cast(tf.reduce_min(irradiance, -1, keepdims=True) > MIN_IRRADIANCE,
+                         tf.float32)
+    delit = tf.clip_by_value(colours / tf.maximum(irradiance, MIN_IRRADIANCE), 0.0, 1.0)
+    parts.append(to_signed(delit) * vis * lit_enough)
+  inputs = tf.concat(parts, axis=-1)
   return tf.stop_gradient(inputs), tf.stop_gradient(colours), tf.stop_gradient(vis)
 
 
@@ -302,12 +321,18 @@ class TextureGCN(keras.layers.Layer):
       raise InputError(f"unknown GCN architecture {config.arch!r}; use normal or resnet")
     self.combine = layers.ChebConv(ops.laplacians[0], NUM_RGB, config.cheb_order,
                                    name="combine")
+    self.combine_inputs = config.combine_inputs
 
   def call(self, features, vertex_inputs):
-    """features [B, F], vertex_inputs [B, V, 7] -> albedo [B, V, 3] in [0, 1]."""
-    decoded = self.decoder(features)
-    refined = self.refiner(vertex_inputs)
-    return from_signed(tf.tanh(self.combine(tf.concat([decoded, refined], axis=-1))))
+    """features [B, F], vertex_inputs [B, V, C] -> albedo [B, V, 3] in [0, 1].
+
+    With `combine_inputs` the combine convolution also sees the per-vertex
+    inputs themselves: a direct, full-resolution path for detail.
+    """
+    parts = [self.decoder(features), self.refiner(vertex_inputs)]
+    if self.combine_inputs:
+      parts.append(vertex_inputs)
+    return from_signed(tf.tanh(self.combine(tf.concat(parts, axis=-1))))
 
   def fc_kernels(self):
     """The fully connected weights (L2-regularised as in the original)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mgc_face import data as data_lib
-from shared import export
+from shared import albedo_detail, export
 from shared.errors import InputError
 from shared.fileio import savez_atomic, write_text_atomic
 
@@ -177,7 +177,7 @@ def background(rng, size, config):
 class ViewRenderer:
   """Renders the 3 views of one identity in one batched call (tf.function, B = 3)."""
 
-  def __init__(self, face_model, camera=None):
+  def __init__(self, face_model, camera=None, detail_config=albedo_detail.DEFAULT):
     import tensorflow as tf
     from shared import lighting, rasterizer
     from shared.synthesis import FaceSynthesizer
@@ -186,23 +186,26 @@ class ViewRenderer:
     self.layout = self.synth.layout
     synth = self.synth
     skin = tf.constant(face_model.skin_mask)[None, :, None]
+    self.detail = albedo_detail.AlbedoDetail(face_model, detail_config)  # Beyond the basis.
 
     @tf.function(reduce_retracing=True)
-    def render(coeffs):
+    def render(coeffs, scale, offset):
       out = synth(coeffs, render=False)
       dec = synth.decoder
       head_normals = dec.normals(out.vertices)          # Lighting fixed to the head.
-      colours = lighting.shade(out.albedo, head_normals, coeffs.lighting)
+      albedo = albedo_detail.apply_detail(out.albedo, scale, offset)
+      colours = lighting.shade(albedo, head_normals, coeffs.lighting)
       views = coeffs.identity.shape[0]
       attributes = tf.concat([colours, tf.tile(skin, [views, 1, 1])], -1)
       r = synth.render_attributes(out.posed, attributes)
       return (r.image[..., :3], r.image[..., 3:] * r.mask, r.mask, out.vertices, out.posed,
-              out.landmarks2d, out.landmarks3d)
+              out.landmarks2d, out.landmarks3d, albedo)
 
     self._render = render
 
-  def __call__(self, coeffs):
-    return [t.numpy() for t in self._render(coeffs)]
+  def __call__(self, coeffs, detail=None):
+    """detail: (scale, offset) [V, 3] from `self.detail.sample(rng)`; None: no detail."""
+    return [t.numpy() for t in self._render(coeffs, *(detail or self.detail.identity()))]
 
 
 def coefficients(layout, identity, expression, albedo, rotation, translation, lighting):
@@ -221,18 +224,20 @@ def coefficients(layout, identity, expression, albedo, rotation, translation, li
 
 
 def write_ground_truth(path, coeffs_vector, vertices, posed, landmarks2d, landmarks3d,
-                       face_model):
+                       face_model, albedo=None):
   """Writes `_gt.npz`: coefficients [3, N] (layout order), vertices [V, 3] (model
   space, shared by the views), posed [3, V, 3], landmarks2d [3, 68, 2] (noise
-  free), landmarks3d [3, 68, 3], the face model's source_hash; views ordered
+  free), landmarks3d [3, 68, 3], the face model's source_hash, albedo [V, 3] (the
+  per-vertex albedo with its detail, target view's; optional); views ordered
   target, source1, source2."""
+  extra = {} if albedo is None else {"albedo": np.asarray(albedo, np.float32)}
   savez_atomic(path, format_kind=np.array(GT_FORMAT_KIND), format_version=np.array(FORMAT_VERSION),
                coefficients=np.asarray(coeffs_vector, np.float32),
                vertices=np.asarray(vertices, np.float32), posed=np.asarray(posed, np.float32),
                landmarks2d=np.asarray(landmarks2d, np.float32),
                landmarks3d=np.asarray(landmarks3d, np.float32),
                source_hash=np.array(face_model.source_hash),
-               view_order=np.array(",".join(data_lib.VIEW_NAMES)))
+               view_order=np.array(",".join(data_lib.VIEW_NAMES)), **extra)
 
 
 def read_ground_truth(path):
@@ -284,7 +289,8 @@ def render_sample(renderer, rng, config, shapes=None):
   else:
     shape = [np.stack([s[k] for s in shapes]) for k in range(3)]
   coeffs = coefficients(layout, *shape, rotation, translation, lighting)
-  colour, skin, mask, vertices, posed, lm2d, lm3d = renderer(coeffs)
+  detail = renderer.detail.sample(rng)  # Per-identity albedo detail, fixed to the head.
+  colour, skin, mask, vertices, posed, lm2d, lm3d, albedo = renderer(coeffs, detail)
   size = colour.shape[1]
   backgrounds = np.stack([background(rng, size, config) for _ in range(3)])
   image = colour * mask + backgrounds * (1.0 - mask)
@@ -292,7 +298,7 @@ def render_sample(renderer, rng, config, shapes=None):
   vector = np.concatenate([np.asarray(c) for c in coeffs], -1)
   return dict(image=np.clip(image, 0, 1), skin=np.clip(skin, 0, 1), coefficients=vector,
               vertices=vertices, posed=posed, landmarks2d=lm2d, landmarks3d=lm3d,
-              noisy_landmarks=noisy)
+              noisy_landmarks=noisy, albedo=albedo)
 
 
 def write_sample(root, record, sample, face_model):
@@ -302,7 +308,8 @@ def write_sample(root, record, sample, face_model):
   data_lib.write_landmarks(Path(str(record.stem(root)) + data_lib.LANDMARK_SUFFIX),
                            sample["noisy_landmarks"])
   write_ground_truth(record.gt_path(root), sample["coefficients"], sample["vertices"][0],
-                     sample["posed"], sample["landmarks2d"], sample["landmarks3d"], face_model)
+                     sample["posed"], sample["landmarks2d"], sample["landmarks3d"], face_model,
+                     albedo=sample["albedo"][0])
 
 
 def generate(face_model, output, identities, test_identities, seed, views=3,

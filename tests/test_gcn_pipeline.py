@@ -128,6 +128,15 @@ def test_refine_inputs_visibility_and_colours(toy):
   inputs = coarse.inputs.numpy()
   np.testing.assert_allclose(inputs[..., :3], 2 * coarse.synth.albedo.numpy() - 1, atol=1e-6)
   np.testing.assert_allclose(inputs[..., 6], vis)
+  # The de-lit colour: projected colour / coarse irradiance, clipped, times visibility.
+  assert TOY.delit_input and inputs.shape[-1] == model_lib.refiner_input_channels(TOY) == 10
+  from shared import lighting
+  irradiance = lighting.irradiance(coarse.synth.normals, coarse.coeffs.lighting).numpy()
+  delit = np.clip(coarse.projected.numpy() / np.maximum(irradiance, model_lib.MIN_IRRADIANCE),
+                  0, 1)
+  trusted = irradiance.min(-1, keepdims=True) > model_lib.MIN_IRRADIANCE
+  np.testing.assert_allclose(inputs[..., 7:], (2 * delit - 1) * vis[..., None] * trusted,
+                             atol=1e-5)
   np.testing.assert_allclose(inputs[..., 3:6], (2 * coarse.projected.numpy() - 1) * vis[..., None],
                              atol=1e-6)
 
@@ -152,14 +161,16 @@ def test_sample_bilinear_matches_numpy():
   assert inside.numpy().all()
 
 
-@pytest.mark.parametrize("arch", ["normal", "resnet"])
-def test_generator_shapes_range_and_gradients(toy, arch):
+@pytest.mark.parametrize("arch,combine_inputs", [("normal", False), ("resnet", False),
+                                                 ("normal", True)])
+def test_generator_shapes_range_and_gradients(toy, arch, combine_inputs):
   face_model, topology, stage, images, alpha, _ = toy
-  config = TOY.replace(arch=arch)
+  config = TOY.replace(arch=arch, combine_inputs=combine_inputs)
   gcn = model_lib.TextureGCN(topology, config)
   v = face_model.num_vertices
   features = tf.random.stateless_normal([2, FEATURES], [SEED, 1])
-  inputs = tf.random.stateless_uniform([2, v, 7], [SEED, 2])
+  inputs = tf.random.stateless_uniform([2, v, model_lib.refiner_input_channels(config)],
+                                       [SEED, 2])
   with tf.GradientTape() as tape:
     albedo = gcn(features, inputs)
     loss = tf.reduce_mean(albedo)
@@ -210,13 +221,15 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   assert report["coarse"]["l1"] == pytest.approx(before, abs=0.01)
   result = infer.run_test(restored, data, tmp_path / "test", limit=1)
   names = sorted(p.name for p in (tmp_path / "test").iterdir())
-  assert names == ["0_coarse.obj", "0_compare.png", "0_refined.obj", "0_uv.png"]
+  assert names == ["0_coarse.obj", "0_compare.png", "0_refined.mtl", "0_refined.obj", "0_uv.png"]
+  assert "mtllib 0_refined.mtl" in (tmp_path / "test" / "0_refined.obj").read_text()
+  assert "map_Kd 0_uv.png" in (tmp_path / "test" / "0_refined.mtl").read_text()
   assert result.mean("refined", "l1") < result.mean("coarse", "l1")
   # A plain RGB file (no alpha): the projected skin region stands in; not scored.
   from shared.export import read_obj_colours, write_png
   write_png(tmp_path / "photos" / "face.png", images[0].numpy())
   plain = infer.run_test(restored, tmp_path / "photos", tmp_path / "plain")
-  assert len(plain.files) == 4 and plain.metrics == []
+  assert len(plain.files) == 5 and plain.metrics == []
   vertices, faces, colours = read_obj_colours(tmp_path / "test" / "0_refined.obj")
   assert vertices.shape == (face_model.num_vertices, 3) and len(faces) == len(face_model.faces)
   assert colours.min() >= 0 and colours.max() <= 1
@@ -296,3 +309,19 @@ def test_cli_bad_inputs_are_one_line(tmp_path, capsys):
     assert main_module.main(["--model", "gcn"] + argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_photo_front_end_crops_faces(tmp_path):
+  """A photo that is not an aligned crop goes through the photo pipeline's detector
+  and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha."""
+  import cv2
+  from skimage import data
+  from shared.face_model import load_face_model
+  cv2.imwrite(str(tmp_path / "astronaut.png"), data.astronaut()[..., ::-1])
+  inputs = list(infer.test_inputs(tmp_path, 224, load_face_model()))
+  assert [name for name, _, _ in inputs] == ["astronaut_face0"]
+  _, rgb, alpha = inputs[0]
+  assert rgb.shape == (224, 224, 3) and alpha is None and 0.2 < rgb.mean() < 0.8
+  cv2.imwrite(str(tmp_path / "astronaut.png"), np.zeros((300, 300, 3), np.uint8))
+  with pytest.raises(InputError, match="no face found"):
+    list(infer.test_inputs(tmp_path / "astronaut.png", 224, load_face_model()))

@@ -82,7 +82,8 @@ def main():
                                       "--output", str(out / "gcn_test")] + model)
   step("evaluate GCN (coarse vs refined)", [py, "main.py", "--model", "gcn", "--mode", "eval",
                                             "--checkpoint", str(gcn), "--coarse-checkpoint",
-                                            str(mgc), "--data", str(out / "test.bin")] + model)
+                                            str(mgc), "--data", str(out / "test.bin"),
+                                            "--pictures", str(out / "gcn_eval")] + model)
   photo = out / "photo" / "astronaut.png"
   save_astronaut(photo)
   step("reconstruct a real photo", [py, "main.py", "--model", "mgc", "--mode", "test",
