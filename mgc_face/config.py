@@ -41,8 +41,23 @@ class MGCConfig:
   input_size: int = 224               # Network input side (images are resized to it).
   small_channels: tuple = (16, 32, 64, 96, 128)  # "small" backbone: one stride-2 block each.
   small_groups: int = 8               # GroupNorm groups in the "small" backbone.
+  small_norm: str = "group"           # "small" backbone normalisation: "group" or "batch".
   small_features: int = 256           # "small" backbone: length of the feature vector.
   small_colour_pool: int = 16         # "small": pool factor of the input colour skip (0 = off).
+  coord_channels: bool = False        # Append x, y coordinate channels to the input (CoordConv).
+  # Landmark head ("small" only): per-landmark heatmaps -> spatial soft-argmax -> 68 points,
+  # whose normalised coordinates feed the coefficient head beside the pooled features.
+  landmark_head: bool = False
+  heatmap_block: int = 1              # Heatmaps at the output of this block (0-based; stride 2^(k+1)).
+  heatmap_channels: int = 64          # Channels of the conv before the 68 heatmap logits.
+  landmark_hidden: int = 256          # Hidden units of the landmark -> coefficient MLP (0: linear).
+  w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
+  w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
+  heatmap_sigma: float = 1.0          # Its Gaussian targets' std, in heatmap cells.
+  # Start of the landmark -> coefficient map from face-model samples (mgc_face/prior_init.py).
+  prior_init_samples: int = 0         # Random faces drawn from the model's prior (0: zero start).
+  prior_init_noise: float = 2.0       # Pixels of noise added to their projected landmarks.
+  prior_init_ridge: float = 0.1       # Ridge penalty of the map.
   # Optimiser and schedule.
   learning_rate: float = 1e-4
   beta1: float = 0.9

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from mgc_face import model as model_lib
+from mgc_face import prior_init
 from mgc_face.config import MGCConfig
 from shared import distribute
 from shared.coeffs import CoeffLayout
@@ -106,7 +107,7 @@ class Trainer:
   """
 
   def __init__(self, face_model, config, checkpoint_dir, multiview=True, embedder=None,
-               backbone_weights=None, log=None, strategy=None):
+               backbone_weights=None, log=None, strategy=None, seed=0):
     self.face_model = face_model
     self.config = config
     self.multiview = multiview and config.multiview
@@ -118,6 +119,8 @@ class Trainer:
     self.chief = distribute.is_chief(self.strategy)
     with self.strategy.scope():
       self.regressor = model_lib.build_regressor(face_model, config, backbone_weights)
+      # Landmark head: the coefficient map starts from face-model samples (a resume overwrites it).
+      prior_init.init_coefficient_head(self.regressor.network, face_model, config, seed)
       self.synth = FaceSynthesizer(face_model)
       self.objective = model_lib.Objective(self.synth, config, embedder)
       self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
@@ -183,8 +186,8 @@ class Trainer:
     """Per replica: (terms, gradients of its share of the global loss, finite, visuals)."""
     with tf.GradientTape() as tape:
       images = model_lib.flatten_views(batch.images)
-      coeffs, _ = self.regressor(images, training=True)
-      total, terms, visuals = self.objective(coeffs, batch, self.multiview)
+      coeffs, head = self.regressor.head_landmarks(images, training=True)
+      total, terms, visuals = self.objective(coeffs, batch, self.multiview, head)
       share = distribute.replica_share(total, self.strategy)  # `total` with one replica.
     grads = tape.gradient(share, self.variables)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables)]
@@ -316,7 +319,7 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
   keras.utils.set_random_seed(seed)
   steps = config.steps if steps is None else steps
   trainer = Trainer(face_model, config, checkpoint_dir, multiview, embedder, backbone_weights, log,
-                    strategy)
+                    strategy, seed)
   log = trainer.log
   strategy = trainer.strategy
   with distribute.peer_guard(strategy, checkpoint_dir):
