@@ -36,6 +36,7 @@ from mgc_face import evaluate as eval_lib
 from mgc_face import model as model_lib
 from mgc_face import prior_init
 from mgc_face import synthetic
+from mgc_face import train as train_lib
 from mgc_face.config import MGCConfig, get_config
 from shared import losses
 from shared.coeffs import CoeffLayout
@@ -125,7 +126,7 @@ def main():
   test = load_split(args.test_data or args.data, "test")
   network = model_lib.build_network(config, layout)
   prior_init.init_coefficient_head(network, face_model, config, args.seed)
-  optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
+  optimizer = train_lib.make_optimizer(config, args.steps)
   weights = tf.constant(losses.landmark_weights(config.landmark_detail_weight))
   sizes = layout.sizes
   # Supervised parts: identity, expression, rotation, translation (not albedo, light).

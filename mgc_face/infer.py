@@ -176,7 +176,7 @@ class Reconstructor:
     # per batch size (the frozen graph has a static batch).
     @tf.function
     def reconstruct(images):
-      vector, _ = regressor._inference(int(images.shape[0]))(images)
+      vector = regressor._inference(int(images.shape[0]))(images)[0]
       return (vector,) + decode_and_render(vector)
 
     self._decode_and_render = tf.function(decode_and_render, reduce_retracing=True)

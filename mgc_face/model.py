@@ -399,11 +399,9 @@ class Objective:
     total = (c.w_landmark * terms["landmark"] + c.w_photometric * terms["photometric"] +
              c.w_reg_shape * terms["reg_shape"] + c.w_reg_albedo * terms["reg_albedo"])
     if head is not None:
-      terms["landmark_head"] = tf.reduce_mean(
-          losses.landmark_loss(head[0], landmarks, self.landmark_weights))
-      terms["heatmap"] = tf.reduce_mean(heatmap_cross_entropy(head[1], landmarks,
-                                                              c.heatmap_sigma))
-      total += c.w_landmark_head * terms["landmark_head"] + c.w_heatmap * terms["heatmap"]
+      head_total, head_terms = self.head_terms(head, landmarks)
+      terms.update(head_terms)
+      total += head_total
     composite = losses.composite(rendered.image, rendered.mask, images)
     if self.embedder is not None and c.w_identity > 0:
       identity = losses.identity_loss(self.embedder(composite), self.embedder(images))
@@ -417,6 +415,18 @@ class Objective:
       total += c.w_multiview * mv_total
     terms["total"] = total
     return total, terms, visuals
+
+  def head_terms(self, head, landmarks):
+    """The landmark head's own terms: (weighted sum, {landmark_head, heatmap}).
+
+    head: (points [N, 68, 2], heatmap logits [N, h, w, 68]); landmarks [N, 68, 2].
+    """
+    c = self.config
+    terms = {"landmark_head": tf.reduce_mean(
+                 losses.landmark_loss(head[0], landmarks, self.landmark_weights)),
+             "heatmap": tf.reduce_mean(heatmap_cross_entropy(head[1], landmarks,
+                                                             c.heatmap_sigma))}
+    return c.w_landmark_head * terms["landmark_head"] + c.w_heatmap * terms["heatmap"], terms
 
   def multiview(self, coeffs, r, batch):
     """The multi-view terms for all (target, source) pairs at once (r: `RenderOutput`)."""

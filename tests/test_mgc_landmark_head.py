@@ -133,3 +133,34 @@ def test_landmark_head_learns_a_fixed_target(head_config, ict_model):
     optimizer.apply_gradients([(g, v) for g, v in zip(grads, network.trainable_variables)
                                if g is not None])
   assert float(loss()) < 0.5 * first
+
+
+def test_prior_map_reads_shape_and_pose_from_clean_landmarks(ict_model):
+  """The ridge map fitted on face-model samples predicts fresh samples' coefficients."""
+  from mgc_face import prior_init
+  config = config_lib.get_config("tiny").replace(prior_init_samples=1500, prior_init_noise=1.0)
+  weights, bias = prior_init.prior_map(ict_model, config, seed=0)
+  layout = CoeffLayout.for_model(ict_model)
+  assert weights.shape == (139, layout.size) and bias.shape == (layout.size,)
+  keep = prior_init.supervised_columns(layout)
+  assert np.all(weights[:, ~keep] == 0) and np.all(bias[~keep] == 0)
+  landmarks, truth = prior_init.sample_prior(ict_model, 200, seed=7)
+  predicted = model_lib.normalise_landmarks(tf.constant(landmarks)).numpy() @ weights + bias
+  parts = layout.split(tf.constant(predicted))
+  true_parts = layout.split(tf.constant(truth))
+  yaw = np.corrcoef(parts.rotation.numpy()[:, 1], true_parts.rotation.numpy()[:, 1])[0, 1]
+  first_id = np.corrcoef(parts.identity.numpy()[:, 0], true_parts.identity.numpy()[:, 0])[0, 1]
+  assert yaw > 0.95 and first_id > 0.5, (yaw, first_id)
+
+
+def test_prior_start_fills_only_the_landmark_rows(ict_model):
+  from mgc_face import prior_init
+  config = config_lib.get_config("tiny").replace(prior_init_samples=300)
+  layout = CoeffLayout.for_model(ict_model)
+  network = model_lib.build_network(config, layout)
+  prior_init.init_coefficient_head(network, ict_model, config, seed=0)
+  weights, bias = prior_init.prior_map(ict_model, config, seed=0)
+  images = tf.random.uniform([1, 224, 224, 3], seed=3)
+  coefficients, features, points, _ = network(images)
+  expected = model_lib.normalise_landmarks(points).numpy() @ weights + bias
+  np.testing.assert_allclose(coefficients.numpy(), expected, rtol=1e-4, atol=1e-4)
