@@ -133,7 +133,7 @@ PRESETS = {
         landmark_warmup_steps=1000),
 }
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
-# identities, still falling), not yet run end to end: about 40-50 min on 2 shared cores.
+# identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,
                                           checkpoint_every=500, summary_every=50,
                                           image_summary_every=1000)
