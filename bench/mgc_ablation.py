@@ -146,6 +146,10 @@ def main(argv=None):
     face_model = load_face_model(args.face_model)
     config = get_config(args.config)
     steps = args.steps or config.steps
+    if config.landmark_head and steps <= config.landmark_warmup_steps:
+      raise InputError(f"--steps {steps}: the '{config.name}' preset trains only its landmark "
+                       f"head for the first {config.landmark_warmup_steps} steps, so the arms "
+                       "would not differ; use more steps")
     if not (data / "train.txt").exists():
       test = max(1, round(DEFAULT_TEST_FRACTION * args.identities))
       synthetic.generate(face_model, data, args.identities, test, args.data_seed)

@@ -55,7 +55,8 @@ def timed(fn, runs):
 def bench_training(face_model, steps, batch_size, multiview, checkpoint_dir):
   from mgc_face import train as train_lib
   from mgc_face.config import get_config
-  config = get_config("tiny")
+  # Full steps (the tiny preset's first landmark_warmup_steps train the head only, no rendering).
+  config = get_config("tiny").replace(landmark_warmup_steps=0)
   if batch_size:
     config = config.replace(batch_size=batch_size)
   trainer = train_lib.Trainer(face_model, config, checkpoint_dir, multiview=multiview,

@@ -80,8 +80,8 @@ class Regressor(model_lib.Regressor):
     if training:
       return super().__call__(images, training=True)
     images = tf.convert_to_tensor(images, tf.float32)
-    vector, features = self._inference(int(images.shape[0]))(images)
-    return self.layout.split(vector), features
+    outputs = self._inference(int(images.shape[0]))(images)
+    return self.layout.split(outputs[0]), outputs[1]
 
 
 def build_regressor(face_model, config, backbone_weights=None):
@@ -176,7 +176,7 @@ class Reconstructor:
     # per batch size (the frozen graph has a static batch).
     @tf.function
     def reconstruct(images):
-      vector, _ = regressor._inference(int(images.shape[0]))(images)
+      vector = regressor._inference(int(images.shape[0]))(images)[0]
       return (vector,) + decode_and_render(vector)
 
     self._decode_and_render = tf.function(decode_and_render, reduce_retracing=True)

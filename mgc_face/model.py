@@ -32,14 +32,37 @@ from shared.errors import InputError
 IMAGE_SIZE = 224
 NUM_VIEWS = 3          # target, source1, source2 (target first).
 NUM_SOURCES = NUM_VIEWS - 1
+NUM_LANDMARKS = 68
 SKIN_CERTAIN = 0.5     # MGCNet: skin probabilities above 0.5 count as 1.
 CONV_KERNEL = 3
 
 
 # ----------------------------------------------------------------------------- network
 
-def small_backbone(config, inputs):
-  """Conv-GroupNorm-ReLU blocks, each halving the resolution, then a dense embedding.
+def small_encoder(config, inputs):
+  """Conv-GroupNorm-ReLU blocks, each halving the resolution: the list of block outputs."""
+  x = inputs
+  maps = []
+  for channels in config.small_channels:
+    x = keras.layers.Conv2D(channels, CONV_KERNEL, strides=2, padding="same", use_bias=False)(x)
+    x = keras.layers.ReLU()(normalisation(config, channels)(x))
+    x = keras.layers.Conv2D(channels, CONV_KERNEL, padding="same", use_bias=False)(x)
+    x = keras.layers.ReLU()(normalisation(config, channels)(x))
+    maps.append(x)
+  return maps
+
+
+def normalisation(config, channels):
+  """The small net's normalisation layer: GroupNorm (default) or BatchNorm."""
+  if config.small_norm == "batch":
+    return keras.layers.BatchNormalization()
+  if config.small_norm != "group":
+    raise InputError(f"unknown small_norm '{config.small_norm}'; choose group or batch")
+  return keras.layers.GroupNormalization(min(config.small_groups, channels))
+
+
+def small_backbone(config, inputs, maps=None):
+  """The small encoder, then a dense embedding of its last map (plus a colour skip).
 
   The final feature map is small (4x4 at 112 px); it is flattened and
   projected by a dense layer rather than averaged, which keeps the spatial
@@ -50,22 +73,135 @@ def small_backbone(config, inputs):
   average-pooled copy of the input (7x7x3 at 112 px) is appended to the
   feature vector, where the linear head reads it directly (through the
   shared dense layer its information was lost to the landmark gradients).
+  `maps`: the encoder's block outputs when already built.
   """
-  x = inputs
-  for channels in config.small_channels:
-    groups = min(config.small_groups, channels)
-    x = keras.layers.Conv2D(channels, CONV_KERNEL, strides=2, padding="same", use_bias=False)(x)
-    x = keras.layers.GroupNormalization(groups)(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(channels, CONV_KERNEL, padding="same", use_bias=False)(x)
-    x = keras.layers.GroupNormalization(groups)(x)
-    x = keras.layers.ReLU()(x)
-  x = keras.layers.Flatten()(x)
+  maps = small_encoder(config, inputs) if maps is None else maps
+  x = keras.layers.Flatten()(maps[-1])
   x = keras.layers.Dense(config.small_features, activation="relu")(x)
   if not config.small_colour_pool:
     return keras.layers.Identity(name="features")(x)
-  colour = keras.layers.Flatten()(keras.layers.AveragePooling2D(config.small_colour_pool)(inputs))
+  colour = inputs[..., :3] if config.coord_channels else inputs
+  colour = keras.layers.Flatten()(keras.layers.AveragePooling2D(config.small_colour_pool)(colour))
   return keras.layers.Concatenate(name="features")([x, colour])
+
+
+class CoordChannels(keras.layers.Layer):
+  """[B, H, W, C] -> [B, H, W, C + 2]: appends x and y in [-1, 1] (CoordConv)."""
+
+  def call(self, inputs):
+    shape = tf.shape(inputs)
+    ys = tf.linspace(-1.0, 1.0, shape[1])
+    xs = tf.linspace(-1.0, 1.0, shape[2])
+    grid = tf.stack(tf.meshgrid(xs, ys), -1)[None]
+    grid = tf.tile(tf.cast(grid, inputs.dtype), [shape[0], 1, 1, 1])
+    return tf.concat([inputs, grid], -1)
+
+
+def soft_argmax(logits, image_size=IMAGE_SIZE):
+  """Spatial soft-argmax: expected cell centre of each channel's softmax.
+
+  Args:
+    logits: [B, H, W, K] heatmap logits on a grid covering the image.
+    image_size: side of the image the grid covers (pixels).
+
+  Returns:
+    [B, K, 2] (x, y) in that image's continuous pixels (pixel centres at
+    +0.5), so cell (i, j) has centre ((j + 0.5) s, (i + 0.5) s), s = size / W.
+  """
+  shape = tf.shape(logits)
+  height, width, count = shape[1], shape[2], shape[3]
+  flat = tf.reshape(tf.transpose(logits, [0, 3, 1, 2]), [shape[0], count, height * width])
+  probs = tf.reshape(tf.nn.softmax(flat, -1), [shape[0], count, height, width])
+  cell_x = tf.cast(image_size, logits.dtype) / tf.cast(width, logits.dtype)
+  cell_y = tf.cast(image_size, logits.dtype) / tf.cast(height, logits.dtype)
+  xs = (tf.cast(tf.range(width), logits.dtype) + 0.5) * cell_x
+  ys = (tf.cast(tf.range(height), logits.dtype) + 0.5) * cell_y
+  x = tf.einsum("bkhw,w->bk", probs, xs)
+  y = tf.einsum("bkhw,h->bk", probs, ys)
+  return tf.stack([x, y], -1)
+
+
+class SoftArgmax(keras.layers.Layer):
+  """Keras wrapper of `soft_argmax` (landmarks in the 224-px input's pixels)."""
+
+  def __init__(self, image_size=IMAGE_SIZE, **kwargs):
+    super().__init__(**kwargs)
+    self.image_size = image_size
+
+  def call(self, logits):
+    return soft_argmax(logits, self.image_size)
+
+  def get_config(self):
+    return {**super().get_config(), "image_size": self.image_size}
+
+
+def normalise_landmarks(points, image_size=IMAGE_SIZE):
+  """[B, 68, 2] pixels -> [B, 139]: shape (centred, unit RMS radius) | centre | log size.
+
+  Position (centre / size - 0.5) and size (log of the RMS radius over the
+  image size) are separated from the shape, so the coefficient head sees
+  the face's shape in the same units at every distance and position.
+  """
+  centre = tf.reduce_mean(points, axis=1, keepdims=True)
+  centred = points - centre
+  radius = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(centred), -1), -1) + 1e-6)
+  shape = tf.reshape(centred / radius[:, None, None], [-1, points.shape[1] * 2])
+  size = float(image_size)
+  return tf.concat([shape, centre[:, 0] / size - 0.5, tf.math.log(radius / size)[:, None]], -1)
+
+
+class LandmarkFeatures(keras.layers.Layer):
+  """Keras wrapper of `normalise_landmarks` (no gradient into the heatmaps).
+
+  The landmark head is trained by its own landmark loss; the objective's
+  gradients reach the backbone through the pooled features only.
+  """
+
+  def call(self, points):
+    return normalise_landmarks(tf.stop_gradient(points))
+
+
+def landmark_head(config, maps):
+  """Heatmaps at block `config.heatmap_block` (deeper maps upsampled and added) -> [B, 68, 2]."""
+  level = config.heatmap_block
+  size = maps[level].shape[1]
+  x = maps[level]
+  for deeper in maps[level + 1:]:
+    up = keras.layers.Resizing(size, size, interpolation="bilinear")(deeper)
+    x = keras.layers.Concatenate()([x, up])
+  x = keras.layers.Conv2D(config.heatmap_channels, CONV_KERNEL, padding="same", use_bias=False)(x)
+  x = keras.layers.ReLU()(normalisation(config, config.heatmap_channels)(x))
+  logits = keras.layers.Conv2D(NUM_LANDMARKS, 1, name="heatmaps")(x)
+  return SoftArgmax(IMAGE_SIZE, name="landmarks")(logits), logits
+
+
+def heatmap_cross_entropy(logits, points, sigma, image_size=IMAGE_SIZE):
+  """Cross-entropy of the heatmaps' softmax against Gaussians at `points`.
+
+  Args:
+    logits: [B, H, W, K] heatmap logits on a grid covering the image.
+    points: [B, K, 2] target (x, y) in the image's pixels.
+    sigma: Gaussian std in grid cells.
+    image_size: side of the image (pixels).
+
+  Returns:
+    [B] mean over the K landmarks of -sum_cells target * log softmax(logits)
+    (nats).  Unlike the soft-argmax distance it pulls probability towards the
+    target everywhere on the grid, which trains a fresh head much faster.
+  """
+  shape = tf.shape(logits)
+  height, width = shape[1], shape[2]
+  cell = tf.cast(image_size, logits.dtype) / tf.cast(width, logits.dtype)
+  xs = (tf.cast(tf.range(width), logits.dtype) + 0.5) * cell
+  ys = (tf.cast(tf.range(height), logits.dtype) + 0.5) * cell
+  scale = 2.0 * tf.square(sigma * cell)
+  dx = tf.square(xs[None, None, :] - points[..., 0:1]) / scale          # [B, K, W]
+  dy = tf.square(ys[None, None, :] - points[..., 1:2]) / scale          # [B, K, H]
+  log_target = -(dy[..., :, None] + dx[..., None, :])                   # [B, K, H, W]
+  flat = lambda x: tf.reshape(x, [shape[0], shape[3], height * width])  # noqa: E731
+  target = tf.nn.softmax(flat(log_target), -1)
+  log_probs = tf.nn.log_softmax(flat(tf.transpose(logits, [0, 3, 1, 2])), -1)
+  return tf.reduce_mean(-tf.reduce_sum(target * log_probs, -1), -1)
 
 
 def resnet50_backbone(config, inputs, weights=None):
@@ -84,7 +220,14 @@ BACKBONES = {"small": small_backbone, "resnet50": resnet50_backbone}
 
 
 def build_network(config, layout, backbone_weights=None):
-  """Keras model: images [B, 224, 224, 3] -> (coefficients [B, size], features [B, D])."""
+  """Keras model: images [B, 224, 224, 3] -> (coefficients [B, size], features [B, D]).
+
+  With `config.landmark_head` the model has two more outputs, the head's
+  landmarks [B, 68, 2] (pixels of the 224-px input) and its heatmap logits
+  [B, h, w, 68], and the coefficient
+  layer reads their normalised coordinates (and an MLP of them) beside the
+  features.
+  """
   if config.backbone not in BACKBONES:
     raise InputError(f"unknown backbone '{config.backbone}'; choose one of: "
                      + ", ".join(sorted(BACKBONES)))
@@ -97,10 +240,25 @@ def build_network(config, layout, backbone_weights=None):
   else:
     if backbone_weights:
       raise InputError("--backbone-weights applies to the resnet50 backbone only")
-    features = small_backbone(config, x)
+    if config.coord_channels:
+      x = CoordChannels()(x)
+    maps = small_encoder(config, x)
+    features = small_backbone(config, x, maps)
+  outputs = []
+  head_input = features
+  if config.landmark_head:
+    if config.backbone != "small":
+      raise InputError("the landmark head needs the small backbone")
+    points, logits = landmark_head(config, maps)
+    shape = LandmarkFeatures()(points)
+    parts = [features, shape]
+    if config.landmark_hidden:
+      parts.append(keras.layers.Dense(config.landmark_hidden, activation="relu")(shape))
+    head_input = keras.layers.Concatenate()(parts)
+    outputs = [points, logits]
   coefficients = keras.layers.Dense(layout.size, kernel_initializer="zeros",
-                                    bias_initializer="zeros", name="coefficients")(features)
-  return keras.Model(images, [coefficients, features], name=f"mgc_{config.backbone}")
+                                    bias_initializer="zeros", name="coefficients")(head_input)
+  return keras.Model(images, [coefficients, features] + outputs, name=f"mgc_{config.backbone}")
 
 
 class Regressor:
@@ -120,8 +278,15 @@ class Regressor:
 
   def __call__(self, images, training=False):
     """images [B, 224, 224, 3] float32 in [0, 1] -> (`Coefficients`, features [B, D])."""
-    vector, features = self.network(images, training=training)
+    vector, features = self.network(images, training=training)[:2]
     return self.layout.split(vector), features
+
+  def head_landmarks(self, images, training=False):
+    """(`Coefficients`, None or the landmark head's (points [B, 68, 2], logits [B, h, w, 68]))
+    from one forward pass."""
+    outputs = self.network(images, training=training)
+    head = tuple(outputs[2:4]) if len(outputs) > 2 else None
+    return self.layout.split(outputs[0]), head
 
 
 def build_regressor(face_model, config, backbone_weights=None):
@@ -170,7 +335,7 @@ class Objective:
   """MGCNet's total loss for a batch of triplets.
 
   total = w_lm lm + w_pix photo + w_reg_s reg_shape + w_reg_c reg_albedo
-          [+ w_id identity]
+          [+ w_id identity] [+ w_lm_head landmark_head]
           + w_mv (w_pixel pixel + w_ssim ssim + w_epi epipolar + w_depth depth)
 
   Single-view terms are averaged over all B x 3 views.  Multi-view terms are
@@ -203,13 +368,16 @@ class Objective:
     # it compiles with XLA too; the rasterizer runs outside.
     self._decode = tf.function(decode, jit_compile=True)
 
-  def __call__(self, coeffs, batch, multiview=True):
+  def __call__(self, coeffs, batch, multiview=True, head=None):
     """Losses for coefficients of all views.
 
     Args:
       coeffs: `Coefficients` with batch B * 3 (sample-major, target first).
       batch: `Batch`.
       multiview: include the multi-view terms.
+      head: None or the landmark head's (points [B * 3, 68, 2], heatmap
+        logits); `w_landmark_head` and `w_heatmap` pull them to the batch's
+        landmarks (the same detector-like labels as the landmark term).
 
     Returns:
       (total scalar, dict of scalar terms, dict of visuals [.., H, W, C]).
@@ -230,6 +398,10 @@ class Objective:
              "reg_shape": tf.reduce_mean(reg_shape), "reg_albedo": tf.reduce_mean(reg_albedo)}
     total = (c.w_landmark * terms["landmark"] + c.w_photometric * terms["photometric"] +
              c.w_reg_shape * terms["reg_shape"] + c.w_reg_albedo * terms["reg_albedo"])
+    if head is not None:
+      head_total, head_terms = self.head_terms(head, landmarks)
+      terms.update(head_terms)
+      total += head_total
     composite = losses.composite(rendered.image, rendered.mask, images)
     if self.embedder is not None and c.w_identity > 0:
       identity = losses.identity_loss(self.embedder(composite), self.embedder(images))
@@ -243,6 +415,18 @@ class Objective:
       total += c.w_multiview * mv_total
     terms["total"] = total
     return total, terms, visuals
+
+  def head_terms(self, head, landmarks):
+    """The landmark head's own terms: (weighted sum, {landmark_head, heatmap}).
+
+    head: (points [N, 68, 2], heatmap logits [N, h, w, 68]); landmarks [N, 68, 2].
+    """
+    c = self.config
+    terms = {"landmark_head": tf.reduce_mean(
+                 losses.landmark_loss(head[0], landmarks, self.landmark_weights)),
+             "heatmap": tf.reduce_mean(heatmap_cross_entropy(head[1], landmarks,
+                                                             c.heatmap_sigma))}
+    return c.w_landmark_head * terms["landmark_head"] + c.w_heatmap * terms["heatmap"], terms
 
   def multiview(self, coeffs, r, batch):
     """The multi-view terms for all (target, source) pairs at once (r: `RenderOutput`)."""

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from mgc_face import model as model_lib
+from mgc_face import prior_init
 from mgc_face.config import MGCConfig
 from shared import distribute
 from shared.coeffs import CoeffLayout
@@ -98,6 +99,31 @@ def check_face_model(meta, face_model, checkpoint_dir):
 
 # ----------------------------------------------------------------------------- trainer
 
+def network_shape(config):
+  """The config fields that decide the network's variables (a checkpoint must match them)."""
+  return (config.backbone, config.input_size, tuple(config.small_channels), config.small_norm,
+          config.coord_channels, config.landmark_head, config.heatmap_block,
+          config.heatmap_channels, config.landmark_hidden)
+
+
+def make_optimizer(config, total_steps=None):
+  """Adam with `config.learning_rate`, constant or cosine-decayed over `total_steps`
+  (default `config.steps`) to `config.learning_rate_floor` x the start.
+
+  The schedule reads the optimiser's own iteration count, which the checkpoint
+  keeps, so a resumed run continues on the same curve.
+  """
+  rate = config.learning_rate
+  if config.learning_rate_decay == "cosine":
+    rate = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, max(int(total_steps or config.steps), 1),
+        alpha=config.learning_rate_floor)
+  elif config.learning_rate_decay != "constant":
+    raise InputError(f"unknown learning_rate_decay '{config.learning_rate_decay}'; choose "
+                     "constant or cosine")
+  return keras.optimizers.Adam(rate, beta_1=config.beta1)
+
+
 class Trainer:
   """Owns the regressor, optimiser, objective and checkpoint manager.
 
@@ -106,7 +132,7 @@ class Trainer:
   """
 
   def __init__(self, face_model, config, checkpoint_dir, multiview=True, embedder=None,
-               backbone_weights=None, log=None, strategy=None):
+               backbone_weights=None, log=None, strategy=None, seed=0, total_steps=None):
     self.face_model = face_model
     self.config = config
     self.multiview = multiview and config.multiview
@@ -118,9 +144,11 @@ class Trainer:
     self.chief = distribute.is_chief(self.strategy)
     with self.strategy.scope():
       self.regressor = model_lib.build_regressor(face_model, config, backbone_weights)
+      # Landmark head: the coefficient map starts from face-model samples (a resume overwrites it).
+      prior_init.init_coefficient_head(self.regressor.network, face_model, config, seed)
       self.synth = FaceSynthesizer(face_model)
       self.objective = model_lib.Objective(self.synth, config, embedder)
-      self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
+      self.optimizer = make_optimizer(config, total_steps)
       self.variables = self.regressor.network.trainable_variables
       self.optimizer.build(self.variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -150,8 +178,7 @@ class Trainer:
     if meta is not None:
       check_face_model(meta, self.face_model, self.checkpoint_dir)
       saved = MGCConfig.from_dict(meta["config"])
-      if (saved.backbone, saved.input_size, tuple(saved.small_channels)) != (
-          self.config.backbone, self.config.input_size, tuple(self.config.small_channels)):
+      if network_shape(saved) != network_shape(self.config):
         raise InputError(f"{self.checkpoint_dir}: checkpoint has backbone '{saved.backbone}' at "
                          f"{saved.input_size} px (config '{saved.name}'); resume with "
                          f"--config {saved.name} or use a new --checkpoint folder")
@@ -179,12 +206,19 @@ class Trainer:
 
   # -- one step
 
-  def _compute_gradients(self, batch):
-    """Per replica: (terms, gradients of its share of the global loss, finite, visuals)."""
+  def _compute_gradients(self, batch, head_only=False):
+    """Per replica: (terms, gradients of its share of the global loss, finite, visuals).
+
+    `head_only`: the landmark head's own terms only (warm-up; no rendering).
+    """
     with tf.GradientTape() as tape:
       images = model_lib.flatten_views(batch.images)
-      coeffs, _ = self.regressor(images, training=True)
-      total, terms, visuals = self.objective(coeffs, batch, self.multiview)
+      coeffs, head = self.regressor.head_landmarks(images, training=True)
+      if head_only:
+        total, terms = self.objective.head_terms(head, model_lib.flatten_views(batch.landmarks))
+        terms["total"], visuals = total, {}
+      else:
+        total, terms, visuals = self.objective(coeffs, batch, self.multiview, head)
       share = distribute.replica_share(total, self.strategy)  # `total` with one replica.
     grads = tape.gradient(share, self.variables)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables)]
@@ -196,14 +230,15 @@ class Trainer:
   def _apply_gradients(self, grads):
     self.optimizer.apply_gradients(zip(grads, self.variables))
 
-  def _distributed_compute(self, batch):
+  def _distributed_compute(self, batch, head_only=False):
     """`_compute_gradients` on every replica.
 
     Returns the terms averaged over replicas (the same on every worker), the
     per-replica gradients, one finiteness flag agreed by all replicas, and
     the per-replica visuals.
     """
-    terms, grads, finite, visuals = self.strategy.run(self._compute_gradients, args=(batch,))
+    terms, grads, finite, visuals = self.strategy.run(self._compute_gradients, args=(batch,),
+                                                      kwargs={"head_only": head_only})
     return (distribute.mean_terms(self.strategy, terms), grads,
             distribute.all_replicas(self.strategy, finite), visuals)
 
@@ -220,10 +255,16 @@ class Trainer:
   def train_step(self, batch):
     """One step.  Returns (terms as floats, applied: bool, visuals).
 
+    With a landmark head, the first `config.landmark_warmup_steps` steps train
+    the network on the head's own terms only (no rendering: about a third of
+    a full step's time), so the head localises before the objective starts.
+
     `batch`: a `Batch`, or under a strategy an element of the distributed
     dataset; the visuals are then the first local replica's.
     """
-    terms, grads, finite, visuals = self._compute(batch)
+    head_only = bool(self.config.landmark_head and
+                     int(self.step.numpy()) < self.config.landmark_warmup_steps)
+    terms, grads, finite, visuals = self._compute(batch, head_only)
     if self.distributed:
       visuals = {k: self.strategy.experimental_local_results(v)[0] for k, v in visuals.items()}
     applied = bool(finite.numpy())
@@ -316,7 +357,7 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
   keras.utils.set_random_seed(seed)
   steps = config.steps if steps is None else steps
   trainer = Trainer(face_model, config, checkpoint_dir, multiview, embedder, backbone_weights, log,
-                    strategy)
+                    strategy, seed, steps)
   log = trainer.log
   strategy = trainer.strategy
   with distribute.peer_guard(strategy, checkpoint_dir):
@@ -355,7 +396,8 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
           trainer.save()
         bar.update(1)
         if "total" in terms and np.isfinite(terms["total"]):
-          bar.set_postfix(loss=f"{terms['total']:.4f}", lm=f"{terms['landmark']:.1f}")
+          bar.set_postfix(loss=f"{terms['total']:.4f}",
+                          lm=f"{terms.get('landmark', terms.get('landmark_head', 0.0)):.1f}")
   except KeyboardInterrupt:
     bar.close()
     path = trainer.save()

@@ -65,11 +65,12 @@ def test_nan_losses_skip_steps_then_stop_keeping_the_last_good_checkpoint(
   # Resuming trains with the checkpoint's own config: give it a limit of 2 bad steps.
   meta = json.loads((ckpt / "meta.json").read_text())
   meta["config"]["max_consecutive_bad_steps"] = MAX_BAD_STEPS
+  meta["config"]["landmark_warmup_steps"] = 0  # The objective runs from the first step.
   (ckpt / "meta.json").write_text(json.dumps(meta))
   original = model_lib.Objective.__call__
 
-  def poisoned(self, coeffs, batch, multiview=True):
-    total, terms, visuals = original(self, coeffs, batch, multiview)
+  def poisoned(self, coeffs, batch, multiview=True, head=None):
+    total, terms, visuals = original(self, coeffs, batch, multiview, head)
     return total * np.float32("nan"), terms, visuals
 
   monkeypatch.setattr(model_lib.Objective, "__call__", poisoned)

@@ -17,8 +17,11 @@ from mgc_face import train as train_lib
 from shared.embedding import FaceEmbedder
 from shared.errors import InputError
 
+# No landmark-head warm-up (the step tests need the full objective) and a small prior sample.
 TEST_CONFIG = config_lib.get_config("tiny").replace(batch_size=1, checkpoint_every=2,
-                                                     summary_every=1, image_summary_every=2)
+                                                     summary_every=1, image_summary_every=2,
+                                                     landmark_warmup_steps=0,
+                                                     prior_init_samples=300)
 # Checkpoint and resume tests train single-view: it compiles in about half the time.
 SINGLE_VIEW = TEST_CONFIG.replace(multiview=False)
 
@@ -324,3 +327,20 @@ def test_cli_eval_prints_a_table_then_json(trained, dataset, capsys):
 def test_cli_needs_its_flags(capsys):
   code, _, stderr = run_main(["--model", "mgc", "--mode", "train"], capsys)
   assert code == 2 and "needs --data" in stderr
+
+
+def test_landmark_warmup_steps_train_the_head_only(dataset, ict_model, tmp_path):
+  config = SINGLE_VIEW.replace(landmark_warmup_steps=1)
+  trainer = train_lib.Trainer(ict_model, config, tmp_path, log=lambda m: None)
+  batch = first_batch(dataset)
+  head_kernel = trainer.regressor.network.get_layer("heatmaps").kernel.numpy().copy()
+  coefficient_kernel = trainer.regressor.network.get_layer("coefficients").kernel.numpy().copy()
+  terms, applied, _ = trainer.train_step(batch)
+  assert applied and set(terms) == {"landmark_head", "heatmap", "total"}
+  assert not np.allclose(trainer.regressor.network.get_layer("heatmaps").kernel.numpy(),
+                         head_kernel)
+  # The coefficient layer has no gradient from the head's terms (stop_gradient).
+  np.testing.assert_array_equal(
+      trainer.regressor.network.get_layer("coefficients").kernel.numpy(), coefficient_kernel)
+  terms, applied, _ = trainer.train_step(batch)
+  assert applied and {"landmark", "photometric", "landmark_head"} <= set(terms)

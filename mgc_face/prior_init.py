@@ -1,0 +1,103 @@
+"""Starting the landmark head's coefficient map from the face model alone (no images, no labels).
+
+With `config.landmark_head` the coefficient layer reads the normalised
+coordinates of the head's 68 points (`model.normalise_landmarks`, 139
+numbers).  A zero start makes the network learn the inverse of the face
+model's projection from a few hundred self-supervised steps.  Instead,
+`init_coefficient_head` draws `config.prior_init_samples` random faces from
+the face model's prior (identity ~ N(0, 1), sparse expressions, poses and
+positions within the ranges of `synthetic.SyntheticConfig`), projects their
+landmarks with the training camera (no rendering), adds
+`config.prior_init_noise` px of Gaussian noise (the head's expected error),
+and solves a ridge regression from the normalised landmarks to identity,
+expression, rotation and translation.  The solution fills the layer's rows
+for those 139 inputs; every other weight keeps its zero start, so albedo and
+lighting still start at the mean and ambient light.
+
+This uses nothing but the face model, which the self-supervised objective
+already decodes through; no image or ground truth of the data set is read.
+It does assume the synthetic set's pose and expression ranges (documented
+in docs/mgc.md).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from mgc_face import model as model_lib
+from mgc_face import synthetic
+from shared.coeffs import CoeffLayout
+from shared.synthesis import FaceSynthesizer
+
+CHUNK = 512
+SUPERVISED_PARTS = ("identity", "expression", "rotation", "translation")
+
+
+def sample_prior(face_model, count, seed, config=synthetic.SyntheticConfig()):
+  """`count` random faces: (landmarks [count, 68, 2] pixels, coefficient vectors [count, size]).
+
+  Albedo and lighting are zero (they do not move the landmarks).
+  """
+  layout = CoeffLayout.for_model(face_model)
+  rng = np.random.default_rng(seed)
+  rows = []
+  for _ in range(count):
+    identity, expression, _ = synthetic.sample_identity(rng, layout, config)
+    rotation, translation = synthetic.sample_poses(rng, config)
+    view = rng.integers(0, rotation.shape[0])
+    rows.append(np.concatenate([identity, np.zeros(layout.num_albedo), expression,
+                                rotation[view], translation[view],
+                                np.zeros(layout.size - layout.num_id - layout.num_albedo -
+                                         layout.num_exp - 6)]))
+  vectors = np.asarray(rows, np.float32)
+  synth = FaceSynthesizer(face_model)
+  geometry = tf.function(lambda v: synth.geometry(layout.split(v))[3], reduce_retracing=True)
+  landmarks = np.concatenate([geometry(tf.constant(vectors[k:k + CHUNK])).numpy()
+                              for k in range(0, count, CHUNK)])
+  return landmarks, vectors
+
+
+def ridge(inputs, targets, penalty):
+  """Ridge regression with an intercept: (W [D, T], b [T]) minimising
+  |X W + b - Y|^2 + penalty |W|^2 over the rows of X = inputs."""
+  mean_x, mean_y = inputs.mean(0), targets.mean(0)
+  x = inputs - mean_x
+  weights = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (targets - mean_y))
+  return weights, mean_y - mean_x @ weights
+
+
+def supervised_columns(layout):
+  """Bool [size]: the identity, expression, rotation and translation entries."""
+  keep = np.zeros(layout.size, bool)
+  starts = np.cumsum((0,) + tuple(layout.sizes))
+  names = ("identity", "albedo", "expression", "rotation", "translation", "lighting")
+  for k, name in enumerate(names):
+    if name in SUPERVISED_PARTS:
+      keep[starts[k]:starts[k + 1]] = True
+  return keep
+
+
+def prior_map(face_model, config, seed=0):
+  """(W [139, size], b [size]): ridge map from normalised landmarks to coefficients."""
+  layout = CoeffLayout.for_model(face_model)
+  landmarks, vectors = sample_prior(face_model, config.prior_init_samples, seed)
+  rng = np.random.default_rng(seed + 1)
+  noisy = landmarks + rng.normal(0, config.prior_init_noise, landmarks.shape)
+  inputs = model_lib.normalise_landmarks(tf.constant(noisy, tf.float32)).numpy().astype(np.float64)
+  weights, bias = ridge(inputs, vectors.astype(np.float64), config.prior_init_ridge)
+  keep = supervised_columns(layout)
+  weights[:, ~keep] = 0.0
+  bias[~keep] = 0.0
+  return weights.astype(np.float32), bias.astype(np.float32)
+
+
+def init_coefficient_head(network, face_model, config, seed=0):
+  """Writes `prior_map` into the coefficient layer's landmark rows (no-op when off)."""
+  if not (config.landmark_head and config.prior_init_samples):
+    return
+  weights, bias = prior_map(face_model, config, seed)
+  layer = network.get_layer("coefficients")
+  kernel = np.zeros(layer.kernel.shape, np.float32)
+  features = int(network.outputs[1].shape[-1])
+  kernel[features:features + weights.shape[0]] = weights
+  layer.kernel.assign(kernel)
+  layer.bias.assign(bias)
