@@ -506,6 +506,7 @@ class PhotoReconstructor:
 
 
 def mtl_text(texture_name):
+  """MTL text of one material `face` whose diffuse map is `texture_name`."""
   return f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture_name}\n"
 
 
