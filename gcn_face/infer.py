@@ -412,13 +412,13 @@ def write_textured_obj(output, name, model, vertices, albedo):
 
   The OBJ and MTL text come from the photo pipeline (`shared.reconstruct`).
   """
-  from shared.reconstruct import _mtl_text, _obj_with_uv
+  from shared.reconstruct import mtl_text, obj_with_uv
   from shared.texture import uv_texture_map
   uv, mtl = output / f"{name}_uv.png", output / f"{name}_refined.mtl"
   export.write_png(uv, uv_texture_map(model.uv, model.faces, albedo, UV_TEXTURE_SIZE))
-  write_text_atomic(mtl, _mtl_text(uv.name))
+  write_text_atomic(mtl, mtl_text(uv.name))
   write_text_atomic(output / f"{name}_refined.obj",
-                    _obj_with_uv(vertices, model.faces, albedo, model.uv, mtl.name))
+                    obj_with_uv(vertices, model.faces, albedo, model.uv, mtl.name))
   return [uv, mtl]
 
 

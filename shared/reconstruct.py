@@ -367,9 +367,9 @@ class PhotoReconstructor:
     if model.uv is not None:
       texture = uv_texture_map(model.uv, model.faces, self.texture_colours(record), TEXTURE_SIZE)
       export.write_png(out / f"{name}_texture.png", texture)
-      write_text_atomic(out / f"{name}.mtl", _mtl_text(f"{name}_texture.png"))
+      write_text_atomic(out / f"{name}.mtl", mtl_text(f"{name}_texture.png"))
       write_text_atomic(out / f"{name}.obj",
-                        _obj_with_uv(record["vertices"], model.faces, colours, model.uv,
+                        obj_with_uv(record["vertices"], model.faces, colours, model.uv,
                                      f"{name}.mtl"))
       files.update(obj=f"{name}.obj", mtl=f"{name}.mtl", texture=f"{name}_texture.png")
     else:
@@ -505,11 +505,12 @@ class PhotoReconstructor:
     return entry
 
 
-def _mtl_text(texture_name):
+def mtl_text(texture_name):
+  """MTL text of one material `face` whose diffuse map is `texture_name`."""
   return f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture_name}\n"
 
 
-def _obj_with_uv(vertices, faces, colours, uv, mtl_name):
+def obj_with_uv(vertices, faces, colours, uv, mtl_name):
   """OBJ text with vertex colours, per-vertex texture coordinates and a material."""
   base = export.obj_text(vertices, faces, colours)
   lines = base.splitlines()
