@@ -80,10 +80,12 @@ def interpreter(relative):
   """A cached, allocated `tf.lite.Interpreter` for a model file of the package."""
   import tensorflow as tf
   import warnings
-  with warnings.catch_warnings():
+  from shared import quiet
+  # TF Lite's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate" here.
+  with warnings.catch_warnings(), quiet.native_stderr_silenced():
     warnings.simplefilter("ignore")
     it = tf.lite.Interpreter(model_path=str(model_file(relative)), num_threads=NUM_THREADS)
-  it.allocate_tensors()
+    it.allocate_tensors()
   return it
 
 
