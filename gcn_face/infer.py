@@ -297,7 +297,7 @@ class PhotoFrontEnd:
 
   `shared.reconstruct.PhotoReconstructor.detect` finds every face and its 68
   landmarks and aligns it to the 224 x 224 MGCNet crop; weak HOG detections
-  are dropped as `PhotoReconstructor.process_image` drops them.
+  are dropped by the same `PhotoReconstructor.drop_weak`.
   """
 
   def __init__(self, face_model):
@@ -306,8 +306,7 @@ class PhotoFrontEnd:
 
   def crops(self, path, image):
     """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1])."""
-    jobs = [j for j in self.front.detect(image)
-            if not (j.face.detector == "hog" and j.face.score < self.front.min_hog_score)]
+    jobs, _ = self.front.drop_weak(self.front.detect(image))
     if not jobs:
       fail(path, "no face found")
     return [(f"_face{k}", np.asarray(j.aligned.image[..., :3], np.float32) / UINT8_MAX)

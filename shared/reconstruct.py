@@ -239,6 +239,14 @@ class PhotoReconstructor:
     self.timings["align"].append(time.perf_counter() - start)
     return jobs
 
+  def drop_weak(self, jobs):
+    """Splits `FaceJob`s into (kept, renumbered 0..; weak HOG detections below
+    `min_hog_score`), the ones a true face can lose to (docs/photos.md)."""
+    weak = [j for j in jobs if j.face.detector == "hog" and j.face.score < self.min_hog_score]
+    kept = [dataclasses.replace(j, index=k) for k, j in enumerate(
+        j for j in jobs if not any(j is w for w in weak))]
+    return kept, weak
+
   def regress(self, crops):
     """The network's `Coefficients` for [B, 224, 224, 3] crops, or None without one."""
     if self.regressor is None:
@@ -471,10 +479,8 @@ class PhotoReconstructor:
       message = f"{path}: out of memory during detection"
       log(f"skipped: {message}")
       return {**entry, "status": "error", "error": message}
-    weak = [j for j in jobs if j.face.detector == "hog" and j.face.score < self.min_hog_score]
+    jobs, weak = self.drop_weak(jobs)
     if weak:
-      jobs = [dataclasses.replace(j, index=k) for k, j in enumerate(
-          j for j in jobs if not any(j is w for w in weak))]
       entry["weak_detections"] = [{"box": [round(float(v), 2) for v in j.face.box],
                                    "score": round(float(j.face.score), 4)} for j in weak]
       log(f"{path}: note: ignored {len(weak)} weak detection(s) (HOG score < "
