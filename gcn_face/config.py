@@ -67,7 +67,9 @@ class GCNConfig:
   Optimisation:
     batch_size, learning_rate, lr_decay (per epoch, staircase), clip_norm
     (per variable), epochs; steps_per_epoch None means len(data) / batch;
-    adam_beta1.  log_every / checkpoint_every: steps.
+    adam_beta1.  log_every (TensorBoard scalars) / checkpoint_every: steps;
+    keep_checkpoints; max_consecutive_bad_steps: non-finite steps in a row
+    before a run stops (shared.train_loop).
   """
   name: str = "paper"
   arch: str = "normal"
@@ -111,6 +113,8 @@ class GCNConfig:
   steps_per_epoch: object = None
   log_every: int = 100
   checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  max_consecutive_bad_steps: int = 50  # Abort when this many steps in a row are non-finite.
 
   def replace(self, **changes):
     return dataclasses.replace(self, **changes)

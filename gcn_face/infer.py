@@ -3,7 +3,7 @@
 `TexturePipeline` chains the coarse stage (MGC regressor + synthesis), the
 per-vertex inputs and the `TextureGCN`; training, evaluation and test mode
 all use it.  A GCN checkpoint folder holds `gcn.json` (what to rebuild the
-model with) and TensorFlow checkpoint files.
+model with, `gcn_face.checkpoint`) and TensorFlow checkpoint files.
 
 Test mode (`run_test`) writes, per image NAME (and scores inputs that have
 an alpha channel, see `TestResult`):
@@ -15,7 +15,6 @@ an alpha channel, see `TestResult`):
 """
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
@@ -28,13 +27,10 @@ from shared.embedding import FaceEmbedder
 from shared.errors import InputError, fail
 from shared.fileio import write_text_atomic
 from shared.image_io import IMAGE_SUFFIXES, list_images
+from gcn_face import checkpoint as checkpoint_lib
 from gcn_face import coarse as coarse_lib
 from gcn_face import model as model_lib
-from gcn_face.config import GCNConfig
 
-META_FILE = "gcn.json"
-META_KIND = "face3d-gcn-checkpoint"
-META_VERSION = 1
 UV_TEXTURE_SIZE = 512
 UINT8_MAX = 255
 
@@ -157,45 +153,6 @@ class TexturePipeline:
 # Checkpoint folders.
 
 
-def write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
-               embedding_path, step):
-  """Writes `gcn.json` (atomically) describing how to rebuild the model."""
-  meta = {
-      "kind": META_KIND, "version": META_VERSION, "config": json.loads(config.to_json()),
-      "feature_size": pipeline.stage.feature_size,
-      "face_model_hash": pipeline.stage.face_model.source_hash,
-      "num_vertices": list(pipeline.topology.num_vertices),
-      "coarse_checkpoint": str(Path(coarse_checkpoint).resolve()) if coarse_checkpoint else None,
-      "sampling": str(Path(sampling).resolve()) if sampling else None,
-      "embedding_model": str(Path(embedding_path).resolve()) if embedding_path else None,
-      "gan": bool(gan), "step": int(step),
-  }
-  write_text_atomic(Path(checkpoint_dir) / META_FILE, json.dumps(meta, indent=2) + "\n")
-
-
-def read_meta(checkpoint_dir):
-  """Reads and checks `gcn.json`; returns (meta dict, GCNConfig)."""
-  path = Path(checkpoint_dir) / META_FILE
-  if not Path(checkpoint_dir).is_dir():
-    fail(checkpoint_dir, "GCN checkpoint folder not found")
-  if not path.is_file():
-    fail(checkpoint_dir, f"not a GCN checkpoint folder (no {META_FILE}); train one with "
-         "main.py --model gcn --mode train")
-  try:
-    meta = json.loads(path.read_text())
-  except ValueError as error:
-    fail(path, f"not valid JSON ({error})")
-  if not isinstance(meta, dict) or meta.get("kind") != META_KIND:
-    fail(path, "not a GCN checkpoint description (kind "
-         f"{meta.get('kind') if isinstance(meta, dict) else None!r})")
-  if meta.get("version") != META_VERSION:
-    fail(path, f"GCN checkpoint version {meta.get('version')}, this code reads {META_VERSION}")
-  try:
-    return meta, GCNConfig.from_json(json.dumps(meta["config"]))
-  except (KeyError, TypeError, ValueError) as error:
-    fail(path, f"damaged 'config' ({type(error).__name__}: {error})")
-
-
 def load_topology_for(face_model, config, sampling=None):
   """The hierarchy: `sampling` checked against the face model, else the cache."""
   from shared import topology as topology_lib
@@ -216,7 +173,7 @@ def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_mo
   Raises:
     InputError: missing or foreign checkpoint, face model or hierarchy mismatch.
   """
-  meta, config = read_meta(checkpoint_dir)
+  meta, config = checkpoint_lib.read_meta(checkpoint_dir)
   if stage is None:
     coarse_checkpoint = coarse_checkpoint or meta.get("coarse_checkpoint")
     if not coarse_checkpoint:

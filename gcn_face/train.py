@@ -8,34 +8,44 @@ clipping updates the generator.  With `gan`, `critic_steps` critic updates
 on the same batch (fresh gradient-penalty mixes each) precede every
 generator update.
 
+The loop (automatic resume, skipped non-finite steps, atomic checkpoints,
+tqdm, TensorBoard) is `shared.train_loop`'s, the same as the MGC trainer's;
+a step whose generator loss or gradients are not finite is not applied,
+and a critic update whose loss or gradients are not finite is not applied
+either (and marks the step as skipped).  The folder's metadata (gcn.json)
+is `gcn_face.checkpoint`'s.
+
 Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
 `shared.distribute` and docs/distributed.md) the GCN, critic, optimisers and
 checkpoint are created in the strategy's scope, each worker reads its own
 shard of the `.bin` (`BinReader.dataset(num_workers, worker_index)`), the
 frozen coarse regressor runs eagerly on each local replica's images
 (`distribute.map_local`), each replica's batch-mean loss is divided by the
-replicas (the batch size is global), and only the chief writes checkpoints
-and gcn.json.  Gradient clipping (`clip_norm`) is per replica, before the
-optimiser sums the gradients over replicas.
+replicas (the batch size is global), and only the chief writes checkpoints,
+gcn.json and summaries.  Gradient clipping (`clip_norm`) is per replica,
+before the optimiser sums the gradients over replicas.
 """
 
 import dataclasses
-import math
-import sys
-import time
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from gcn_face import checkpoint as checkpoint_lib
 from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
-from gcn_face.infer import write_meta
 from shared import distribute
-from shared.errors import InputError, fail
+from shared import train_loop
+from shared.errors import fail
 
-MAX_KEEP = 3
+
+def loop_config(config):
+  """The shared loop's settings from a `GCNConfig` (scalars every `log_every` steps)."""
+  return train_loop.LoopConfig(
+      checkpoint_every=config.checkpoint_every, summary_every=config.log_every,
+      image_summary_every=config.log_every, keep_checkpoints=config.keep_checkpoints,
+      max_consecutive_bad_steps=config.max_consecutive_bad_steps)
 
 
 @dataclasses.dataclass
@@ -48,7 +58,7 @@ class TrainResult:
 
 
 class Trainer:
-  """Owns the pipeline, critic, optimisers and the compiled step.
+  """Owns the pipeline, critic, optimisers and the guarded, compiled step.
 
   Args:
     pipeline: `TexturePipeline`.
@@ -57,9 +67,10 @@ class Trainer:
     seed: for the gradient-penalty mixes.
     strategy: a `tf.distribute.Strategy` (None: the default, one process);
       the trainable variables are created in its scope.
+    log: one-line messages (default: stderr).
   """
 
-  def __init__(self, pipeline, config, gan=False, seed=0, strategy=None):
+  def __init__(self, pipeline, config, gan=False, seed=0, strategy=None, log=None):
     self.pipeline = pipeline
     self.config = config
     self.gan = gan
@@ -74,9 +85,10 @@ class Trainer:
         self.critic = model_lib.Discriminator(config, name="critic")
         self.critic(tf.zeros([1, config.image_size, config.image_size, 3]))
         self.critic_optimizer = self._adam(self.critic.trainable_variables)
-      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    self._compiled = tf.function(self._distributed_step if self.distributed else
-                                 self._train_step)
+    self.guard = train_loop.GuardedStep(self._replica_compute, self._replica_apply,
+                                        self.strategy, log)
+    self.log = self.guard.log
+    self.step, self.skipped = self.guard.step, self.guard.skipped
 
   def _adam(self, variables):
     """Adam with per-variable clipping, its slots built now so a resume restores them."""
@@ -86,11 +98,17 @@ class Trainer:
     optimizer.build(variables)
     return optimizer
 
-  def checkpoint(self):
-    parts = {"generator": self.pipeline.gcn, "optimizer": self.optimizer, "step": self.step}
+  def checkpoint_parts(self):
+    """What a checkpoint holds besides the step counters."""
+    parts = {"generator": self.pipeline.gcn, "optimizer": self.optimizer}
     if self.gan:
       parts.update(critic=self.critic, critic_optimizer=self.critic_optimizer)
-    return tf.train.Checkpoint(**parts)
+    return parts
+
+  def watched_weights(self):
+    """The weights that must be finite for a checkpoint to be written."""
+    weights = list(self.pipeline.gcn.weights)
+    return weights + (list(self.critic.weights) if self.gan else [])
 
   def set_learning_rate(self, epoch):
     rate = self.config.learning_rate * self.config.lr_decay ** epoch
@@ -128,8 +146,10 @@ class Trainer:
                             coarse.alpha)
 
   def _critic_steps(self, coarse, refined):
+    """The critic's updates on this batch -> (last loss, all of them applied)."""
     fake = tf.stop_gradient(self.fake_image(coarse, refined))
-    loss = tf.constant(0.0)
+    loss, applied = tf.constant(0.0), tf.constant(True)
+    variables = self.critic.trainable_variables
     for k in range(self.config.critic_steps):
       seed = tf.stack([tf.cast(self.step, tf.int32), tf.constant(self.seed * 1000 + k)])
       with tf.GradientTape() as tape:
@@ -137,40 +157,33 @@ class Trainer:
         loss = losses.critic_loss(self.critic(coarse.images), self.critic(fake), penalty,
                                   self.config)
         share = distribute.replica_share(loss, self.strategy)  # `loss` with one replica.
-      variables = self.critic.trainable_variables
-      self.critic_optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
-    return loss
+      grads = train_loop.dense_gradients(tape.gradient(share, variables), variables)
+      applied = applied & train_loop.guarded_apply(
+          self.critic_optimizer, grads, variables, train_loop.finite_flag(loss, grads))
+    return loss, applied
 
-  def _train_step(self, images, alpha, regressed, ren, ref):
-    terms = self._replica_step(images, alpha, regressed, ren, ref)
-    self.step.assign_add(1)
-    return terms
-
-  def _distributed_step(self, images, alpha, regressed, ren, ref):
-    """`_replica_step` on every replica; the terms averaged over replicas."""
-    terms = self.strategy.run(self._replica_step, args=(images, alpha, regressed, ren, ref))
-    self.step.assign_add(1)
-    return distribute.mean_terms(self.strategy, terms)
-
-  def _replica_step(self, images, alpha, regressed, ren, ref):
-    """One critic + generator update on this replica's batch; returns the loss terms."""
+  def _replica_compute(self, images, alpha, regressed, ren, ref):
+    """Per replica: critic updates, then (terms, generator gradients, finite, visuals)."""
     p = self.pipeline
     coarse = p.coarse(images, alpha, regressed)
-    terms = {}
+    terms, critic_ok = {}, tf.constant(True)
     if self.gan:  # The critic first, on the current generator's output (as the original).
-      terms["critic"] = self._critic_steps(coarse, p.refine(coarse))
+      terms["critic"], critic_ok = self._critic_steps(coarse, p.refine(coarse))
+    variables = p.gcn.trainable_variables
     with tf.GradientTape() as tape:
       refined = p.refine(coarse)
       terms.update(self.generator_terms(coarse, refined))
       total = losses.total_loss(terms, ren, ref, self.config)
       share = distribute.replica_share(total, self.strategy)  # `total` with one replica.
-    variables = p.gcn.trainable_variables
-    self.optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
+    grads = train_loop.dense_gradients(tape.gradient(share, variables), variables)
     terms["total"] = total
-    return terms
+    return terms, grads, train_loop.finite_flag(total, grads) & critic_ok, {}
+
+  def _replica_apply(self, grads):
+    self.optimizer.apply_gradients(zip(grads, self.pipeline.gcn.trainable_variables))
 
   def train_step(self, images, alpha, epoch):
-    """One compiled step on a batch; returns the loss terms as floats.
+    """One guarded step on a batch -> (terms as floats, applied: bool, visuals).
 
     Under a strategy `images` and `alpha` are per-replica values (an element
     of the distributed dataset); the terms are averaged over replicas.
@@ -178,10 +191,10 @@ class Trainer:
     ren, ref = losses.sigma(self.config, epoch)
     # Eagerly, per local replica: see TexturePipeline.regress.
     regressed = distribute.map_local(self.strategy, self.pipeline.regress, images)
-    terms = self._compiled(images, alpha, regressed, tf.constant(ren), tf.constant(ref))
-    out = {k: float(v) for k, v in terms.items()}
-    out.update(ren=ren, ref=ref)
-    return out
+    terms, applied, visuals = self.guard(images, alpha, regressed, tf.constant(ren),
+                                         tf.constant(ref))
+    terms.update(ren=ren, ref=ref)
+    return terms, applied, visuals
 
 
 def make_input(trainer, reader, seed):
@@ -207,21 +220,22 @@ def make_input(trainer, reader, seed):
 
 
 def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=None,
-          gan=False, seed=0, sampling=None, embedding_path=None, resume=False, log=print,
-          strategy=None):
-  """Trains and checkpoints; returns a `TrainResult`.
+          gan=False, seed=0, sampling=None, embedding_path=None, log=None, strategy=None,
+          progress=True):
+  """Trains (or resumes, from the latest checkpoint in `checkpoint_dir`); returns a `TrainResult`.
 
   Args:
     pipeline: `TexturePipeline` (its GCN is trained, the coarse stage frozen).
     config: `GCNConfig`.
     data_path: the training `.bin`.
-    checkpoint_dir: output folder (gcn.json + TensorFlow checkpoints).
+    checkpoint_dir: output folder (gcn.json, TensorFlow checkpoints, logs/).
     coarse_checkpoint, sampling, embedding_path: recorded in gcn.json.
     steps: total steps; None = config.epochs x steps per epoch.
-    resume: continue from the latest checkpoint in `checkpoint_dir`.
+    log: one-line messages (default: stderr).
     strategy: a `tf.distribute.Strategy` (None: the default, one process);
       `config.batch_size` is then the global batch, and only the chief writes
       checkpoints and gcn.json (its `TrainResult.checkpoint`; "" elsewhere).
+    progress: show a tqdm bar.
   """
   reader = BinReader(data_path)
   reader.require_size(config.image_size)
@@ -230,73 +244,34 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
   steps_per_epoch = config.steps_per_epoch or max(1, len(reader) // config.batch_size)
   total_steps = steps if steps is not None else config.epochs * steps_per_epoch
   keras.utils.set_random_seed(seed)  # Weight initialisation happens in Trainer().
-  trainer = Trainer(pipeline, config, gan=gan, seed=seed, strategy=strategy)
+  trainer = Trainer(pipeline, config, gan=gan, seed=seed, strategy=strategy, log=log)
   strategy = trainer.strategy
-  with strategy.scope():
-    checkpoint = trainer.checkpoint()
-  saver = distribute.CheckpointSaver(checkpoint, checkpoint_dir, MAX_KEEP, strategy)
-  if resume and saver.latest_checkpoint:
-    status = checkpoint.read(saver.latest_checkpoint)
-    try:
-      status.assert_existing_objects_matched()
-    except AssertionError as error:
-      fail(saver.latest_checkpoint, "cannot resume: the checkpoint does not match this "
-           f"model ({str(error).splitlines()[0][:200]})")
-    log(f"resuming from {saver.latest_checkpoint} (step {int(trainer.step.numpy())}, "
-        f"optimizer at {int(trainer.optimizer.iterations.numpy())})")
-  if trainer.distributed:
-    log(distribute.describe(strategy))
+
+  def write_meta(step):
+    checkpoint_lib.write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
+                              embedding_path, step)
+
+  loop = train_loop.TrainingLoop(trainer.checkpoint_parts(), checkpoint_dir, loop_config(config),
+                                 trainer.guard, write_meta, trainer.watched_weights(),
+                                 describe=f"this GCN (config '{config.name}', {config.arch})")
+  found = checkpoint_lib.find_meta(checkpoint_dir)
+  if found is not None and loop.saver.latest_checkpoint is not None:
+    checkpoint_lib.check_resumable(found[0], config, pipeline, checkpoint_dir)
   with distribute.peer_guard(strategy, checkpoint_dir):
-    distribute.check_same_step(strategy, int(trainer.step.numpy()), checkpoint_dir)
+    first_step = loop.restore()
+    if trainer.distributed:
+      trainer.log(distribute.describe(strategy))
+    distribute.check_same_step(strategy, first_step, checkpoint_dir)
     data = make_input(trainer, reader, seed)
-  if saver.chief:
-    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
 
-  def save():
-    path = saver.save(checkpoint_number=int(trainer.step.numpy()))
-    if saver.chief:
-      write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
-                 embedding_path, int(trainer.step.numpy()))
-    return path
-
-  start = time.perf_counter()
-  first_step = int(trainer.step.numpy())
-  with distribute.peer_guard(strategy, checkpoint_dir):
-    terms, path = _loop(trainer, data, total_steps, steps_per_epoch, save, log,
-                        saver.latest_checkpoint)
-    distribute.barrier(strategy)  # No worker leaves while a peer still needs it.
-  seconds = time.perf_counter() - start
-  log(f"trained {int(trainer.step.numpy()) - first_step} steps in {seconds:.1f} s; "
-      f"checkpoint {path}")
-  sys.stdout.flush()
-  saver.close()
-  return TrainResult(int(trainer.step.numpy()), seconds, terms, str(path or ""))
-
-
-def _loop(trainer, data, total_steps, steps_per_epoch, save, log, latest):
-  """The steps up to `total_steps`; returns (last terms, last checkpoint path).
-
-  The same saves happen on every worker (non-chief ones get None back).
-  """
-  config = trainer.config
-  first_step = int(trainer.step.numpy())
-  terms, path = {}, latest
-  window, window_step = time.perf_counter(), first_step
-  for step in range(first_step, total_steps):
-    epoch = step // steps_per_epoch
+  def next_step():
+    epoch = int(trainer.step.numpy()) // steps_per_epoch
     trainer.set_learning_rate(epoch)
     batch = next(data)
-    terms = trainer.train_step(batch["image"], batch["alpha"], epoch)
-    if not all(math.isfinite(v) for v in terms.values()):
-      raise InputError(f"step {step}: non-finite loss {terms}; lower the learning rate")
-    done = step + 1
-    if done % config.log_every == 0 or done == total_steps:
-      per_step = (time.perf_counter() - window) / (done - window_step)
-      window, window_step = time.perf_counter(), done
-      shown = " ".join(f"{k} {v:.4f}" for k, v in sorted(terms.items()))
-      log(f"step {done}/{total_steps} epoch {epoch} {per_step:.2f} s/step  {shown}")
-    if done % config.checkpoint_every == 0:
-      path = save()
-  if int(trainer.step.numpy()) > first_step or latest is None:
-    path = save()
-  return terms, path
+    return trainer.train_step(batch["image"], batch["alpha"], epoch)
+
+  result = loop.run(next_step, total_steps, progress)
+  trainer.log(f"trained {result.steps - result.first_step} steps in {result.seconds:.1f} s "
+              f"({result.skipped} skipped in all); checkpoint {result.checkpoint or '-'}")
+  loop.close()
+  return TrainResult(result.steps, result.seconds, result.terms, result.checkpoint)

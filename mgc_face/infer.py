@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import data as data_lib
 from mgc_face import freeze
 from mgc_face import model as model_lib
-from mgc_face import train as train_lib
-from mgc_face.config import MGCConfig
 from shared import export
 from shared import rasterizer
 from shared.errors import InputError
@@ -105,15 +104,15 @@ def load_regressor(checkpoint_dir, face_model=None):
   if not checkpoint_dir.is_dir():
     raise InputError(f"{checkpoint_dir}: checkpoint folder not found")
   latest = tf.train.latest_checkpoint(str(checkpoint_dir))
-  meta = train_lib.read_meta(checkpoint_dir)
+  meta = checkpoint_lib.read_meta(checkpoint_dir)
   if latest is None or meta is None:
-    missing = "no checkpoint" if latest is None else f"no {train_lib.META_FILE}"
+    missing = "no checkpoint" if latest is None else f"no {checkpoint_lib.META_FILE}"
     raise InputError(f"{checkpoint_dir}: {missing} (train one with --mode train)")
   if face_model is None:
     from shared.face_model import load_face_model
     face_model = load_face_model()
-  train_lib.check_face_model(meta, face_model, checkpoint_dir)
-  config = MGCConfig.from_dict(meta["config"])
+  checkpoint_lib.check_face_model(meta, face_model, checkpoint_dir)
+  config = checkpoint_lib.saved_config(meta, checkpoint_dir)
   regressor = build_regressor(face_model, config)
   status = tf.train.Checkpoint(network=regressor.network).restore(latest)
   status.expect_partial()
@@ -122,7 +121,7 @@ def load_regressor(checkpoint_dir, face_model=None):
   except AssertionError as error:
     raise InputError(f"{latest}: checkpoint does not match the '{config.name}' network "
                      f"({str(error).splitlines()[0][:120]})") from None
-  regressor.steps = int(meta.get("steps", 0))
+  regressor.steps = meta["step"]
   return regressor
 
 
@@ -253,7 +252,7 @@ def write_reconstruction(out_dir, name, image, result, index, reconstructor):
                    np.clip(result["colours"][index], 0, 1))
   savez_atomic(out_dir / f"{name}_coeffs.npz", format_kind=np.array(COEFFS_KIND),
                format_version=np.array(COEFFS_VERSION), coefficients=vector,
-               layout=np.array(json.dumps(train_lib.layout_dict(layout))),
+               layout=np.array(json.dumps(checkpoint_lib.layout_dict(layout))),
                face_model_hash=np.array(model.source_hash),
                **{k: np.asarray(v)[0] for k, v in coeffs._asdict().items()})
   write_text_atomic(out_dir / f"{name}_lm2d.txt", "".join(

@@ -25,9 +25,10 @@ Conventions the trainers follow:
   index)`), so within an epoch no worker reads a sample another one reads.
 * Each replica's loss is divided by the GLOBAL batch size
   (`average_loss`), since the optimiser sums gradients over replicas.
-* Only the chief writes checkpoints and summaries (`CheckpointSaver`,
-  `summary_writer`); the other workers take part in the save (it may need
-  collectives) into a temporary folder that is deleted at once.
+* Only the chief writes checkpoints and summaries
+  (`shared.checkpointing.CheckpointSaver`, `shared.train_loop.summary_writer`);
+  the other workers take part in the save (it may need collectives) into a
+  temporary folder that is deleted at once.
 * Logged loss terms are averaged over replicas (`mean_terms`), and a NaN
   guard's verdict is agreed by all of them (`all_replicas`), so every
   worker prints the same numbers and takes the same branch.
@@ -40,13 +41,11 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import tensorflow as tf
 
+from shared.checkpointing import checkpoint_step
 from shared.errors import InputError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -503,55 +502,6 @@ def all_replicas(strategy, flag):
   return strategy.reduce(tf.distribute.ReduceOp.SUM, failed, axis=None) < 0.5
 
 
-# ----------------------------------------------------------------------------- chief-only output
-
-class CheckpointSaver:
-  """A `tf.train.CheckpointManager` that only the chief keeps.
-
-  Every worker calls `save()` (a save may run collectives on distributed
-  variables); non-chief workers write into a temporary folder that is
-  deleted at once, as TensorFlow's multi-worker guide recommends.
-  """
-
-  def __init__(self, checkpoint, directory, max_to_keep, strategy=None):
-    self.strategy = strategy or tf.distribute.get_strategy()
-    self.chief = is_chief(self.strategy)
-    self.directory = Path(directory)
-    if self.chief:
-      self._scratch = None
-      target = self.directory
-    else:
-      self._scratch = Path(tempfile.mkdtemp(prefix="face3d-worker-ckpt-"))
-      target = self._scratch
-    self.manager = tf.train.CheckpointManager(checkpoint, str(target), max_to_keep=max_to_keep)
-    # Resuming reads the chief's folder on every worker (shared or copied storage).
-    self.reader = self.manager if self.chief else tf.train.CheckpointManager(
-        checkpoint, str(self.directory), max_to_keep=max_to_keep)
-
-  @property
-  def latest_checkpoint(self):
-    return self.reader.latest_checkpoint
-
-  def save(self, checkpoint_number=None):
-    """Saves; returns the chief's path, or None on the other workers."""
-    path = self.manager.save(checkpoint_number=checkpoint_number)
-    if not self.chief:
-      shutil.rmtree(self._scratch, ignore_errors=True)
-      return None
-    return path
-
-  def close(self):
-    if self._scratch is not None:
-      shutil.rmtree(self._scratch, ignore_errors=True)
-
-
-def summary_writer(logdir, strategy=None):
-  """A file writer on the chief, a no-op writer elsewhere."""
-  if is_chief(strategy):
-    return tf.summary.create_file_writer(str(logdir))
-  return tf.summary.create_noop_writer()
-
-
 # ----------------------------------------------------------------------------- peer failure
 
 def first_line(error):
@@ -569,12 +519,6 @@ def _named_tasks(error, exclude_rank=None):
   found |= {rank for address, rank in addresses.items() if address in text}
   found.discard(exclude_rank)
   return ", ".join(f"worker {r} ({tasks[r][2]})" for r in sorted(found))
-
-
-def checkpoint_step(path):
-  """N of `.../ckpt-N` (None when it does not end in a number)."""
-  tail = str(path).rpartition("-")[2]
-  return int(tail) if tail.isdigit() else None
 
 
 def peer_failure_message(checkpoint_dir=None, error=None):

@@ -13,6 +13,7 @@ import tensorflow as tf
 import trimesh
 
 from gcn_face import binfile
+from gcn_face import checkpoint as checkpoint_lib
 from gcn_face import evaluate
 from gcn_face import infer
 from gcn_face import model as model_lib
@@ -200,9 +201,9 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   pipeline = infer.TexturePipeline(stage, topology, TOY)
   steps = 40
   result = train_lib.train(pipeline, TOY, data, tmp_path / "ckpt", "coarse-dir", steps=steps,
-                           log=lambda *a: None)
+                           log=lambda *a: None, progress=False)
   assert result.steps == steps and np.isfinite(result.terms["total"])
-  meta = json.loads((tmp_path / "ckpt" / infer.META_FILE).read_text())
+  meta = json.loads((tmp_path / "ckpt" / checkpoint_lib.META_FILE).read_text())
   assert meta["step"] == steps and meta["num_vertices"] == list(topology.num_vertices)
   coarse = pipeline.coarse(images, alpha)
   refined = pipeline.refine(coarse)
@@ -245,9 +246,9 @@ def test_foreign_sampling_file_is_refused(toy, tmp_path):
 
 def test_checkpoint_errors_are_one_line(tmp_path):
   with pytest.raises(InputError, match="GCN checkpoint folder not found"):
-    infer.read_meta(tmp_path / "missing")
+    checkpoint_lib.read_meta(tmp_path / "missing")
   with pytest.raises(InputError, match="not a GCN checkpoint folder"):
-    infer.read_meta(tmp_path)
+    checkpoint_lib.read_meta(tmp_path)
 
 
 @pytest.mark.parametrize("arch", ["normal", "resnet"])
@@ -276,7 +277,8 @@ def test_gan_and_embedding_step(toy, tmp_path):
   assert pipeline.feature_size == FEATURES + 5
   trainer = train_lib.Trainer(pipeline, TOY.replace(critic_steps=1), gan=True)
   before = [v.numpy().copy() for v in trainer.critic.trainable_variables]
-  terms = trainer.train_step(images[:2], alpha[:2], epoch=5)
+  terms, applied, _ = trainer.train_step(images[:2], alpha[:2], epoch=5)
+  assert applied
   assert np.isfinite(terms["critic"]) and np.isfinite(terms["adversarial"])
   assert 0.0 <= terms["perception"] <= 2.0
   assert any(not np.allclose(b, v.numpy()) for b, v in

@@ -1,0 +1,77 @@
+"""What a GCN checkpoint folder says about its model: CKPT/gcn.json.
+
+    {"kind": "face3d-gcn-checkpoint", "format_version": 1, "step": N, "config",
+     "feature_size", "face_model_hash", "num_vertices", "coarse_checkpoint",
+     "sampling", "embedding_model", "gan"}
+
+Written and read by `shared.checkpointing` (atomic, one-line errors); files
+of older versions of this toolkit (with "version") are read too.  The
+folder's layout and save policy: `shared.checkpointing`, `shared.train_loop`.
+"""
+
+import json
+from pathlib import Path
+
+from gcn_face.config import GCNConfig
+from shared import checkpointing
+from shared.errors import fail
+
+META_FILE = "gcn.json"
+META_KIND = "face3d-gcn-checkpoint"
+META_VERSION = 1
+WHAT = "a GCN checkpoint"
+
+
+def _absolute(path):
+  return str(Path(path).resolve()) if path else None
+
+
+def write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
+               embedding_path, step):
+  """Writes CKPT/gcn.json (atomically) describing how to rebuild the model."""
+  fields = {
+      "config": json.loads(config.to_json()),
+      "feature_size": pipeline.stage.feature_size,
+      "face_model_hash": pipeline.stage.face_model.source_hash,
+      "num_vertices": list(pipeline.topology.num_vertices),
+      "coarse_checkpoint": _absolute(coarse_checkpoint), "sampling": _absolute(sampling),
+      "embedding_model": _absolute(embedding_path), "gan": bool(gan),
+  }
+  return checkpointing.write_meta(checkpoint_dir, META_FILE, META_KIND, META_VERSION, step,
+                                  fields)
+
+
+def find_meta(checkpoint_dir):
+  """(meta dict, GCNConfig) of a folder, or None when it has no gcn.json."""
+  meta = checkpointing.read_meta(checkpoint_dir, (META_FILE,), META_KIND, META_VERSION, WHAT)
+  if meta is None:
+    return None
+  try:
+    return meta, GCNConfig.from_json(json.dumps(meta["config"]))
+  except (KeyError, TypeError, ValueError) as error:
+    fail(Path(checkpoint_dir) / META_FILE, f"damaged 'config' ({type(error).__name__}: {error})")
+
+
+def read_meta(checkpoint_dir):
+  """Reads and checks CKPT/gcn.json; returns (meta dict, GCNConfig); InputError when absent."""
+  if not Path(checkpoint_dir).is_dir():
+    fail(checkpoint_dir, "GCN checkpoint folder not found")
+  found = find_meta(checkpoint_dir)
+  if found is None:
+    fail(checkpoint_dir, f"not a GCN checkpoint folder (no {META_FILE}); train one with "
+         "main.py --model gcn --mode train")
+  return found
+
+
+def check_resumable(meta, config, pipeline, checkpoint_dir):
+  """InputError unless a run of `config` with `pipeline` can resume this checkpoint."""
+  saved = GCNConfig.from_json(json.dumps(meta["config"]))
+  if saved.name != config.name or saved.arch != config.arch:
+    fail(checkpoint_dir, f"holds a '{saved.name}' ({saved.arch}) checkpoint; resume it with "
+         f"--config {saved.name} --arch {saved.arch} or use a new --checkpoint folder")
+  if meta.get("face_model_hash") != pipeline.stage.face_model.source_hash:
+    fail(checkpoint_dir, f"trained for face model {meta.get('face_model_hash')} but the coarse "
+         f"stage uses {pipeline.stage.face_model.source_hash}")
+  if list(meta.get("num_vertices") or []) != list(pipeline.topology.num_vertices):
+    fail(checkpoint_dir, f"trained on a hierarchy with {meta.get('num_vertices')} vertices per "
+         f"level, this run's has {list(pipeline.topology.num_vertices)}")
