@@ -1,9 +1,12 @@
 """`python main.py --model gcn --mode train|test|eval ...`: flags and dispatch only.
 
+`main.py --model gcn --mode MODE --help` lists what MODE takes.
+
     train: --data FILE.bin --coarse-checkpoint DIR --checkpoint DIR [--config tiny|paper]
            [--arch normal|resnet] [--gan] [--steps N] [--batch-size B] [--learning-rate LR]
-           [--sampling FILE.npz] [--embedding-model PATH] [--resume]
+           [--sampling FILE.npz] [--embedding-model PATH] [--quiet]
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
+           resumes from the latest checkpoint in DIR (README, "Training")
     test:  --checkpoint DIR --input IMAGE|DIR|FILE.bin --output DIR [--limit N]
     eval:  --checkpoint DIR --data FILE.bin [--output REPORT.json] [--pictures DIR] [--limit N]
 
@@ -11,63 +14,93 @@ test and eval reuse the coarse checkpoint, sampling file and embedding model
 recorded at training time unless given again.
 """
 
+import argparse
 import json
 import sys
 
+from shared.cli import add_mode_groups, need, positive
 from shared.errors import InputError
 
 MODES = ("train", "test", "eval")
 
 
-def add_arguments(parser):
-  group = parser.add_argument_group("gcn")
-  group.add_argument("--data", help="train/eval: a .bin of aligned crops (tools/create_bin.py)")
-  group.add_argument("--checkpoint", help="GCN checkpoint folder")
-  group.add_argument("--coarse-checkpoint",
-                     help="MGC regressor checkpoint: the coarse stage (test/eval: default "
-                          "the one used in training)")
-  group.add_argument("--input", help="test: an aligned 224x224 image, a folder or a .bin")
-  group.add_argument("--output", help="test: output folder; eval: optional JSON report")
+def add_train(group):
+  group.add_argument("--data", help="a .bin of aligned crops (tools/create_bin.py)")
+  group.add_argument("--coarse-checkpoint", help="MGC regressor checkpoint: the coarse stage")
+  group.add_argument("--checkpoint",
+                     help="output folder: checkpoints, gcn.json, logs/ (a run resumes from "
+                          "the latest checkpoint there)")
   group.add_argument("--steps", type=int, default=None,
-                     help="train: total steps (default: epochs x steps per epoch of the preset)")
+                     help="total steps (default: epochs x steps per epoch of the preset)")
   group.add_argument("--arch", choices=("normal", "resnet"), default=None,
-                     help="train: U-Net-like refiner (the original code) or residual blocks "
-                          "(the paper) (default: normal)")
-  group.add_argument("--gan", action="store_true", help="train: add the WGAN-GP image critic")
-  group.add_argument("--batch-size", type=int, default=None, help="train: default the preset's")
+                     help="U-Net-like refiner (the original code) or residual blocks (the "
+                          "paper) (default: normal)")
+  group.add_argument("--gan", action="store_true", help="add the WGAN-GP image critic")
+  group.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
   group.add_argument("--learning-rate", type=float, default=None,
-                     help="train: Adam learning rate (default: preset; paper 1e-4)")
-  group.add_argument("--sampling", default=None,
-                     help="mesh hierarchy .npz (tools/make_sampling.py; default: the cache)")
-  group.add_argument("--embedding-model", default=None,
-                     help="train: face-embedding model (.keras or SavedModel) for the "
-                          "perception loss and the decoder feature")
+                     help="Adam learning rate (default: preset; paper 1e-4)")
+  add_model_files(group)
   group.add_argument("--resume", action="store_true",
-                     help="train: continue from the checkpoint folder")
-  group.add_argument("--limit", type=int, default=None, help="test/eval: at most N images")
-  group.add_argument("--pictures", default=None,
-                     help="eval: folder for one picture per image (input | coarse | refined | "
-                          "ground truth, renders above, albedos below)")
+                     help=argparse.SUPPRESS)  # No-op: every run resumes (kept for old commands).
+  group.add_argument("--quiet", action="store_true", help="no progress bar")
   from shared.distribute import add_strategy_argument
   add_strategy_argument(group)
 
 
-def need(args, *names):
-  for name in names:
-    if getattr(args, name) in (None, ""):
-      raise InputError(f"--mode {args.mode} needs --{name.replace('_', '-')}")
+def add_model_files(group):
+  group.add_argument("--sampling", default=None,
+                     help="mesh hierarchy .npz (tools/make_sampling.py; default: the cache, "
+                          "or the one recorded at training time)")
+  group.add_argument("--embedding-model", default=None,
+                     help="face-embedding model (.keras or SavedModel) for the perception loss "
+                          "and the decoder feature (test/eval: default the one recorded at "
+                          "training time)")
 
 
-def positive(args, *names):
-  for name in names:
-    value = getattr(args, name)
-    if value is not None and value < 1:
-      raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+def add_test(group):
+  group.add_argument("--checkpoint", help="GCN checkpoint folder")
+  group.add_argument("--input", help="an aligned 224x224 image, a photo, a folder or a .bin")
+  group.add_argument("--output", help="output folder")
+  add_inference(group)
+
+
+def add_eval(group):
+  group.add_argument("--checkpoint", help="GCN checkpoint folder")
+  group.add_argument("--data", help="a .bin of aligned crops with alpha (ground truth)")
+  group.add_argument("--output", help="optional JSON report")
+  group.add_argument("--pictures", default=None,
+                     help="folder for one picture per image (input | coarse | refined | "
+                          "ground truth, renders above, albedos below)")
+  add_inference(group)
+
+
+def add_inference(group):
+  group.add_argument("--coarse-checkpoint",
+                     help="MGC regressor checkpoint (default: the one used in training)")
+  group.add_argument("--limit", type=int, default=None, help="at most N images")
+  add_model_files(group)
+
+
+ADDERS = {"train": add_train, "test": add_test, "eval": add_eval}
+
+
+def add_arguments(parser, modes=MODES):
+  add_mode_groups(parser, modes, ADDERS, "gcn")
 
 
 def training_config(args):
+  """The preset, or the checkpoint's own config when resuming, plus flag overrides."""
+  from gcn_face import checkpoint as checkpoint_lib
   from gcn_face.config import get_config
   config = get_config(args.config, args.arch)
+  found = checkpoint_lib.find_meta(args.checkpoint) if args.checkpoint else None
+  if found is not None:
+    saved = found[1]
+    if (saved.name, saved.arch) != (config.name, args.arch or saved.arch):
+      raise InputError(f"{args.checkpoint}: holds a '{saved.name}' ({saved.arch}) checkpoint; "
+                       f"resume it with --config {saved.name} --arch {saved.arch} or use a new "
+                       "--checkpoint folder")
+    config = saved
   changes = {}
   if args.batch_size is not None:
     changes["batch_size"] = args.batch_size
@@ -96,16 +129,14 @@ def train_mode(args, config, strategy):
   pipeline = build_pipeline(stage, config, args.sampling, args.embedding_model)
   result = train.train(pipeline, config, args.data, args.checkpoint, args.coarse_checkpoint,
                        steps=args.steps, gan=args.gan, seed=args.seed, sampling=args.sampling,
-                       embedding_path=args.embedding_model, resume=args.resume,
-                       strategy=strategy)
+                       embedding_path=args.embedding_model, strategy=strategy,
+                       progress=not args.quiet)
   print(json.dumps({"steps": result.steps, "seconds": round(result.seconds, 1),
                     "checkpoint": result.checkpoint} | result.terms))
   return 0
 
 
 def run(args):
-  if args.mode not in MODES:
-    raise InputError(f"--model gcn has no mode '{args.mode}'; choose one of: {', '.join(MODES)}")
   positive(args, "steps", "batch_size", "limit")
   if args.mode == "train":
     need(args, "data", "coarse_checkpoint", "checkpoint")

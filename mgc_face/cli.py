@@ -1,18 +1,23 @@
 """`python main.py --model mgc --mode train|test|eval ...`: flags and dispatch only.
 
+`main.py --model mgc --mode MODE --help` lists what MODE takes.
+
     train: --data DIR --checkpoint DIR [--steps N] [--no-multiview] [--batch-size B]
-           [--identity-model MODEL] [--backbone-weights FILE] [--w-... weights]
+           [--embedding-model MODEL] [--backbone-weights FILE] [--w-... weights]
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
+           resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
            [--fit-steps N] [--cnn-fallback]
     eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N]
            (N landmark-fitting steps after the regression, default 200; 0: none)
 """
 
+import argparse
 import dataclasses
 import json
 import sys
 
+from shared.cli import add_mode_groups, need
 from shared.errors import InputError
 
 MODES = ("train", "test", "eval")
@@ -28,53 +33,75 @@ def weight_fields():
           if f.name.startswith(WEIGHT_PREFIX) or f.name in EXTRA_WEIGHTS]
 
 
-def add_arguments(parser):
-  group = parser.add_argument_group("mgc")
+def add_train(group):
   group.add_argument("--data", help="dataset folder (train.txt / test.txt, MGCNet strip format)")
-  group.add_argument("--checkpoint", help="checkpoint folder (written by train)")
-  group.add_argument("--input", help="test: an aligned 224x224 image, a strip, or a folder")
-  group.add_argument("--output", help="test: output folder")
-  group.add_argument("--steps", type=int, default=None, help="train: total steps (default: preset)")
+  group.add_argument("--checkpoint",
+                     help="output folder: checkpoints, meta.json, logs/ (a run resumes from "
+                          "the latest checkpoint there)")
+  group.add_argument("--steps", type=int, default=None, help="total steps (default: preset)")
   group.add_argument("--batch-size", type=int, default=None,
-                     help="train: triplets per step (default: preset)")
+                     help="triplets per step (default: preset)")
   group.add_argument("--learning-rate", type=float, default=None,
-                     help="train: Adam learning rate (default: preset; paper 1e-4)")
+                     help="Adam learning rate (default: preset; paper 1e-4)")
   group.add_argument("--no-multiview", action="store_true",
-                     help="train: single-view losses only (the ablation baseline)")
-  group.add_argument("--identity-model", default=None,
-                     help="train: face-embedding model (SavedModel folder or .keras; FaceNet input scaling); enables the identity loss")
+                     help="single-view losses only (the ablation baseline)")
+  group.add_argument("--embedding-model", default=None,
+                     help="face-embedding model (SavedModel folder or .keras; FaceNet input "
+                          "scaling); enables the identity loss")
+  group.add_argument("--identity-model", dest="embedding_model", default=None,
+                     help=argparse.SUPPRESS)  # The old name of --embedding-model.
   group.add_argument("--backbone-weights", default=None,
-                     help="train: ResNet-50 weights file to start from (nothing is downloaded)")
-  group.add_argument("--split", default="test", help="eval: list file to evaluate (DIR/SPLIT.txt)")
-  group.add_argument("--quiet", action="store_true", help="no progress bars")
+                     help="ResNet-50 weights file to start from (nothing is downloaded)")
   from shared.distribute import add_strategy_argument
   add_strategy_argument(group)
-  group.add_argument("--input-kind", choices=INPUT_KINDS, default="auto",
-                     help="test: 'aligned' 224 crops/strips, or 'photo' (detect, align, fit, "
-                          "draw back on the photo); auto = aligned when every input is 224x224 "
-                          "or 672x224")
-  from shared.landmark_eval import add_photo_arguments
-  add_photo_arguments(group)
+  add_quiet(group)
   for field in weight_fields():
     flag = "--" + field.name.replace("_", "-")
     group.add_argument(flag, type=float, default=None,
                        help=f"loss weight (default: preset; paper {field.default})")
 
 
-def need(args, *names):
-  for name in names:
-    if getattr(args, name) in (None, ""):
-      raise InputError(f"--mode {args.mode} needs --{name.replace('_', '-')}")
+def add_test(group):
+  group.add_argument("--input", help="an aligned 224x224 image, a strip, a photo, or a folder")
+  group.add_argument("--output", help="output folder")
+  group.add_argument("--checkpoint",
+                     help="trained checkpoint folder (optional for photos: fitting only)")
+  group.add_argument("--input-kind", choices=INPUT_KINDS, default="auto",
+                     help="'aligned' 224 crops/strips, or 'photo' (detect, align, fit, draw back "
+                          "on the photo); auto = aligned when every input is 224x224 or 672x224")
+  from shared.landmark_eval import add_photo_arguments
+  add_photo_arguments(group)
+  add_quiet(group)
+
+
+def add_eval(group):
+  group.add_argument("--checkpoint", help="trained checkpoint folder")
+  group.add_argument("--data", help="dataset folder with the list file to evaluate")
+  group.add_argument("--split", default="test", help="list file to evaluate (DIR/SPLIT.txt)")
+  group.add_argument("--fit-steps", type=int, default=None,
+                     help="landmark-fitting steps after the regression (default 200; 0: none)")
+  add_quiet(group)
+
+
+def add_quiet(group):
+  group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+ADDERS = {"train": add_train, "test": add_test, "eval": add_eval}
+
+
+def add_arguments(parser, modes=MODES):
+  add_mode_groups(parser, modes, ADDERS, "mgc")
 
 
 def training_config(args):
   """The preset, or the checkpoint's own config when resuming, plus flag overrides."""
-  from mgc_face import train as train_lib
-  from mgc_face.config import MGCConfig, get_config
+  from mgc_face import checkpoint as checkpoint_lib
+  from mgc_face.config import get_config
   config = get_config(args.config)
-  meta = train_lib.read_meta(args.checkpoint)
+  meta = checkpoint_lib.read_meta(args.checkpoint)
   if meta is not None:
-    saved = MGCConfig.from_dict(meta["config"])
+    saved = checkpoint_lib.saved_config(meta, args.checkpoint)
     if saved.name != config.name:
       raise InputError(f"{args.checkpoint}: holds a '{saved.name}' checkpoint; resume it with "
                        f"--config {saved.name} or use a new --checkpoint folder")
@@ -124,9 +151,9 @@ def train_mode(args, config, strategy):
   per_replica_batch_size(strategy, config.batch_size)
   face_model = load_face_model(args.face_model)
   embedder = None
-  if args.identity_model:
+  if args.embedding_model:
     from shared.embedding import FaceEmbedder
-    embedder = FaceEmbedder(args.identity_model)
+    embedder = FaceEmbedder(args.embedding_model)
   result = train_lib.train(face_model, config, args.data, args.checkpoint, args.steps,
                            multiview=not args.no_multiview, embedder=embedder,
                            backbone_weights=args.backbone_weights, seed=args.seed,
@@ -147,8 +174,6 @@ def eval_fit_config(fit_steps):
 
 
 def run(args):
-  if args.mode not in MODES:
-    raise InputError(f"--model mgc has no mode '{args.mode}'; choose one of: {', '.join(MODES)}")
   from shared.face_model import load_face_model
   if args.mode == "train":
     need(args, "data", "checkpoint")

@@ -278,7 +278,7 @@ def make_strategy(name, timeout_seconds=None, heartbeat_seconds=HEARTBEAT_TIMEOU
 def add_strategy_argument(parser):
   """The `--strategy` flag of both trainers' command lines."""
   parser.add_argument("--strategy", choices=STRATEGIES, default="default",
-                      help="train: default = one process; mirrored = all local GPUs; "
+                      help="default = one process; mirrored = all local GPUs; "
                            f"multiworker = the cluster in {TF_CONFIG_ENV} (see {DOCS})")
 
 
