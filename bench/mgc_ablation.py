@@ -45,11 +45,12 @@ REPORTED = ("rmse_face_mm", "mean_face_rmse_face_mm", "rmse_face_sim_mm", "mean_
 
 
 def run_arm(face_model, config, data, out, seed, steps, multiview):
+  from mgc_face import checkpoint as checkpoint_lib
   from mgc_face import evaluate, infer, train as train_lib
   ckpt = out / f"{'multiview' if multiview else 'single_view'}_seed{seed}"
-  meta = train_lib.read_meta(ckpt)
+  meta = checkpoint_lib.read_meta(ckpt)
   started = time.time()
-  if meta is None or meta["steps"] < steps:
+  if meta is None or meta["step"] < steps:
     train_lib.train(face_model, config, data, ckpt, steps, multiview=multiview, seed=seed,
                     progress=True)
   train_seconds = time.time() - started

@@ -17,7 +17,7 @@ the finiteness check is agreed by all replicas (all apply or all skip), and
 only the chief writes checkpoints, meta.json and summaries.
 """
 
-import time
+from pathlib import Path
 
 import keras
 import tensorflow as tf

@@ -43,3 +43,25 @@ def ict_model():
   """The default ICT face model (session-cached)."""
   from shared.face_model import load_face_model
   return load_face_model()
+
+
+# MGC: a tiny synthetic dataset and a 2-step checkpoint, shared by the MGC test files.
+
+@pytest.fixture(scope="session")
+def mgc_dataset(tmp_path_factory, ict_model):
+  """A synthetic MGC dataset: 2 training identities, 1 held out (tests/mgc_helpers.py)."""
+  from mgc_face import synthetic
+  root = tmp_path_factory.mktemp("mgc_synth")
+  synthetic.generate(ict_model, root, identities=3, test_identities=1, seed=3, progress=False)
+  return root
+
+
+@pytest.fixture(scope="session")
+def mgc_trained(mgc_dataset, tmp_path_factory, ict_model):
+  """(checkpoint folder, result) after 2 single-view training steps of the test config."""
+  from mgc_helpers import SINGLE_VIEW
+  from mgc_face import train as train_lib
+  ckpt = tmp_path_factory.mktemp("mgc_ckpt")
+  result = train_lib.train(ict_model, SINGLE_VIEW, mgc_dataset, ckpt, steps=2, progress=False,
+                           log=lambda message: None)
+  return ckpt, result

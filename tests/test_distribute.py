@@ -203,12 +203,13 @@ def test_average_loss_uses_the_global_batch():
 
 def test_checkpoint_saver_on_the_chief_writes_the_folder(tmp_path):
   import tensorflow as tf
-  from shared import distribute
+  from shared import checkpointing
   step = tf.Variable(3, dtype=tf.int64)
-  saver = distribute.CheckpointSaver(tf.train.Checkpoint(step=step), tmp_path / "ckpt", 2)
-  path = saver.save(checkpoint_number=3)
+  saver = checkpointing.CheckpointSaver(tf.train.Checkpoint(step=step), tmp_path / "ckpt", 2)
+  path, _ = saver.save(3)
   assert path.endswith("ckpt-3") and saver.latest_checkpoint == path
-  assert distribute.checkpoint_step(path) == 3
+  assert checkpointing.checkpoint_step(path) == 3
+  assert saver.save(3) == (path, "up to date")  # The latest checkpoint is not rewritten.
 
 
 # ----------------------------------------------------------------------------- two workers

@@ -206,12 +206,12 @@ def load_mgc_text(path):
 
 def load_checkpoint_meta(path):
   """`path` is the metadata file; its folder is the checkpoint folder."""
-  from gcn_face import infer as gcn_infer
-  from mgc_face import train as mgc_train
+  from gcn_face import checkpoint as gcn_checkpoint
+  from mgc_face import checkpoint as mgc_checkpoint
   if path.name == "meta.json":
-    mgc_train.read_meta(path.parent)
+    mgc_checkpoint.read_meta(path.parent)
   else:
-    gcn_infer.read_meta(path.parent)
+    gcn_checkpoint.read_meta(path.parent)
 
 
 def _mgc_meta():

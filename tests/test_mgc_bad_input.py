@@ -13,16 +13,21 @@ import main as main_module
 from mgc_face import data as data_lib
 from mgc_face import model as model_lib
 from test_mgc_data import tree_digest as digest
-# Fixtures: the dataset (2 training triplets) and a 2-step single-view checkpoint.
-from test_mgc_train import dataset, trained  # noqa: F401
 
 SAVED_STEPS = 2
 MAX_BAD_STEPS = 2
 
 
 @pytest.fixture(scope="module")
-def checkpoint(trained):
-  return trained[0]
+def dataset(mgc_dataset):
+  """The dataset of conftest.py (2 training triplets)."""
+  return mgc_dataset
+
+
+@pytest.fixture(scope="module")
+def checkpoint(mgc_trained):
+  """A 2-step single-view checkpoint (conftest.py)."""
+  return mgc_trained[0]
 
 
 def run_main(argv, capsys):

@@ -1,0 +1,73 @@
+"""`main.py --model mgc`: test mode outputs, eval report, flag checks."""
+
+import json
+
+import numpy as np
+
+from mgc_helpers import run_main
+
+
+def test_cli_test_mode_writes_every_output(mgc_trained, mgc_dataset, tmp_path, capsys):
+  ckpt, _ = mgc_trained
+  out = tmp_path / "out"
+  code, stdout, _ = run_main(["--model", "mgc", "--mode", "test", "--checkpoint", str(ckpt),
+                              "--input", str(mgc_dataset / "heldout"), "--output", str(out)], capsys)
+  assert code == 0 and "wrote 1 reconstruction" in stdout
+  name = "id00002_000"
+  for suffix in (".obj", "_coeffs.npz", "_lm2d.txt", "_lm3d.txt", "_overlay.png", "_depth.png",
+                 "_poses.png"):
+    assert (out / f"{name}{suffix}").exists(), suffix
+  from shared.export import read_obj_colours
+  vertices, faces, colours = read_obj_colours(out / f"{name}.obj")
+  assert vertices.shape == (9409, 3) and colours.shape == (9409, 3) and faces.shape[0] == 18460
+  lm2d = np.loadtxt(out / f"{name}_lm2d.txt")
+  lm3d = np.loadtxt(out / f"{name}_lm3d.txt")
+  assert lm2d.shape == (68, 2) and lm3d.shape == (68, 3)
+  coeffs = np.load(out / f"{name}_coeffs.npz")
+  assert coeffs["coefficients"].shape == (266,) and coeffs["identity"].shape == (100,)
+  import cv2
+  assert cv2.imread(str(out / f"{name}_overlay.png")).shape == (224, 448, 3)
+
+
+def test_cli_test_mode_refuses_a_wrong_size_image(mgc_trained, tmp_path, capsys):
+  import cv2
+  ckpt, _ = mgc_trained
+  bad = tmp_path / "big.png"
+  cv2.imwrite(str(bad), np.zeros((300, 300, 3), np.uint8))
+  code, _, stderr = run_main(["--model", "mgc", "--mode", "test", "--checkpoint", str(ckpt),
+                              "--input", str(bad), "--input-kind", "aligned",
+                              "--output", str(tmp_path / "o")], capsys)
+  assert code == 2
+  lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1 and "image is 300x300" in lines[0]
+  assert not (tmp_path / "o" / "big.obj").exists()
+
+
+def test_cli_eval_prints_a_table_then_json(mgc_trained, mgc_dataset, capsys):
+  ckpt, _ = mgc_trained
+  code, stdout, _ = run_main(["--model", "mgc", "--mode", "eval", "--checkpoint", str(ckpt),
+                              "--data", str(mgc_dataset), "--quiet"], capsys)
+  assert code == 0
+  metrics = json.loads(stdout.strip().splitlines()[-1])
+  assert metrics["samples"] == 1 and metrics["views"] == 3
+  for key in ("rmse_face_units", "rmse_face_mm", "nme_percent", "photometric", "rmse_face_sim_mm",
+              "mean_face_rmse_face_sim_mm", "fit_rmse_face_mm", "fit_rmse_face_sim_mm"):
+    assert np.isfinite(metrics[key]), key
+  # A similarity fit has one more degree of freedom than a rigid one.
+  assert metrics["rmse_face_sim_mm"] <= metrics["rmse_face_mm"] + 1e-9
+  assert metrics["mean_face_rmse_face_sim_mm"] <= metrics["mean_face_rmse_face_mm"] + 1e-9
+  from mgc_face.evaluate import LANDMARK_FIT
+  assert metrics["fit_landmark_steps"] == LANDMARK_FIT.landmark_steps and "+ landmark fit" in stdout
+  np.testing.assert_allclose(metrics["rmse_face_mm"], 100 * metrics["rmse_face_units"], rtol=1e-6)
+  assert "68-landmark NME (%)" in stdout
+  # --fit-steps sets the landmark fit's length; 0 turns it off.
+  code, stdout, _ = run_main(["--model", "mgc", "--mode", "eval", "--checkpoint", str(ckpt),
+                              "--data", str(mgc_dataset), "--quiet", "--fit-steps", "0"], capsys)
+  short = json.loads(stdout.strip().splitlines()[-1])
+  assert code == 0 and short["fit_landmark_steps"] == 0 and "+ landmark fit" not in stdout
+  assert short["rmse_face_mm"] == metrics["rmse_face_mm"]
+
+
+def test_cli_needs_its_flags(capsys):
+  code, _, stderr = run_main(["--model", "mgc", "--mode", "train"], capsys)
+  assert code == 2 and "needs --data" in stderr
