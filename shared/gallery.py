@@ -58,6 +58,6 @@ def render_gallery(face_model, path, config=GalleryConfig()):
             for i in range(len(config.poses))]
   depth = [export.depth_image(r.depth[i].numpy(), r.mask[i].numpy())
            for i in range(len(config.poses))]
-  picture = export.grid(shaded + depth, len(config.poses))
+  picture = np.clip(export.grid(shaded + depth, len(config.poses)), 0.0, 1.0)  # As written.
   export.write_png(path, picture)
   return picture
