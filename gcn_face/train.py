@@ -12,7 +12,7 @@ The loop (automatic resume, skipped non-finite steps, atomic checkpoints,
 tqdm, TensorBoard) is `shared.train_loop`'s, the same as the MGC trainer's;
 a step whose generator loss or gradients are not finite is not applied,
 and a critic update whose loss or gradients are not finite is not applied
-either (and marks the step as skipped).  The folder's metadata (gcn.json)
+either (each is guarded on its own and logged).  The folder's metadata (gcn.json)
 is `gcn_face.checkpoint`'s.
 
 Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
@@ -87,6 +87,11 @@ class Trainer:
         self.critic_optimizer = self._adam(self.critic.trainable_variables)
     self.guard = train_loop.GuardedStep(self._replica_compute, self._replica_apply,
                                         self.strategy, log)
+    if gan:  # The critic's updates precede each generator step, each guarded on its own.
+      self.critic_update = train_loop.GuardedUpdate(self._critic_compute, self._critic_apply,
+                                                    self.strategy)
+      self._fake = tf.function(self._distributed_fake if self.distributed else
+                               self._replica_fake)
     self.log = self.guard.log
     self.step, self.skipped = self.guard.step, self.guard.skipped
 
@@ -145,39 +150,56 @@ class Trainer:
     return losses.composite(refined.render.image, refined.render.mask, coarse.images,
                             coarse.alpha)
 
-  def _critic_steps(self, coarse, refined):
-    """The critic's updates on this batch -> (last loss, all of them applied)."""
-    fake = tf.stop_gradient(self.fake_image(coarse, refined))
-    loss, applied = tf.constant(0.0), tf.constant(True)
+  def _replica_fake(self, images, alpha, regressed):
+    """Per replica: the current generator's output pasted on the input (the critic's fake)."""
+    coarse = self.pipeline.coarse(images, alpha, regressed)
+    return tf.stop_gradient(self.fake_image(coarse, self.pipeline.refine(coarse)))
+
+  def _distributed_fake(self, images, alpha, regressed):
+    return self.strategy.run(self._replica_fake, args=(images, alpha, regressed))
+
+  def _critic_compute(self, images, fake, k):
+    """Per replica: one critic update's (terms, gradients, finite, visuals)."""
+    seed = tf.stack([tf.cast(self.step, tf.int32), tf.constant(self.seed * 1000) + k])
     variables = self.critic.trainable_variables
+    with tf.GradientTape() as tape:
+      penalty = losses.gradient_penalty(self.critic, images, fake, seed)
+      loss = losses.critic_loss(self.critic(images), self.critic(fake), penalty, self.config)
+      share = distribute.replica_share(loss, self.strategy)  # `loss` with one replica.
+    grads = train_loop.dense_gradients(tape.gradient(share, variables), variables)
+    return {"critic": loss}, grads, train_loop.finite_flag(loss, grads), {}
+
+  def _critic_apply(self, grads):
+    self.critic_optimizer.apply_gradients(zip(grads, self.critic.trainable_variables))
+
+  def _critic_steps(self, images, alpha, regressed):
+    """`critic_steps` guarded critic updates on this batch (fresh penalty mixes each).
+
+    Returns the last critic loss; a non-finite update is skipped and logged.
+    """
+    fake = self._fake(images, alpha, regressed)
+    loss = float("nan")
     for k in range(self.config.critic_steps):
-      seed = tf.stack([tf.cast(self.step, tf.int32), tf.constant(self.seed * 1000 + k)])
-      with tf.GradientTape() as tape:
-        penalty = losses.gradient_penalty(self.critic, coarse.images, fake, seed)
-        loss = losses.critic_loss(self.critic(coarse.images), self.critic(fake), penalty,
-                                  self.config)
-        share = distribute.replica_share(loss, self.strategy)  # `loss` with one replica.
-      grads = train_loop.dense_gradients(tape.gradient(share, variables), variables)
-      applied = applied & train_loop.guarded_apply(
-          self.critic_optimizer, grads, variables, train_loop.finite_flag(loss, grads))
-    return loss, applied
+      terms, applied, _ = self.critic_update(images, fake, tf.constant(k, tf.int32))
+      loss = terms["critic"]
+      if not applied:
+        self.log(f"warning: step {int(self.step.numpy()) + 1}: critic update {k + 1}: "
+                 "non-finite loss or gradient; skipped")
+    return loss
 
   def _replica_compute(self, images, alpha, regressed, ren, ref):
-    """Per replica: critic updates, then (terms, generator gradients, finite, visuals)."""
+    """Per replica: (generator loss terms, gradients, finite, visuals)."""
     p = self.pipeline
     coarse = p.coarse(images, alpha, regressed)
-    terms, critic_ok = {}, tf.constant(True)
-    if self.gan:  # The critic first, on the current generator's output (as the original).
-      terms["critic"], critic_ok = self._critic_steps(coarse, p.refine(coarse))
     variables = p.gcn.trainable_variables
     with tf.GradientTape() as tape:
       refined = p.refine(coarse)
-      terms.update(self.generator_terms(coarse, refined))
+      terms = self.generator_terms(coarse, refined)
       total = losses.total_loss(terms, ren, ref, self.config)
       share = distribute.replica_share(total, self.strategy)  # `total` with one replica.
     grads = train_loop.dense_gradients(tape.gradient(share, variables), variables)
     terms["total"] = total
-    return terms, grads, train_loop.finite_flag(total, grads) & critic_ok, {}
+    return terms, grads, train_loop.finite_flag(total, grads), {}
 
   def _replica_apply(self, grads):
     self.optimizer.apply_gradients(zip(grads, self.pipeline.gcn.trainable_variables))
@@ -191,9 +213,12 @@ class Trainer:
     ren, ref = losses.sigma(self.config, epoch)
     # Eagerly, per local replica: see TexturePipeline.regress.
     regressed = distribute.map_local(self.strategy, self.pipeline.regress, images)
+    critic = self._critic_steps(images, alpha, regressed) if self.gan else None
     terms, applied, visuals = self.guard(images, alpha, regressed, tf.constant(ren),
                                          tf.constant(ref))
     terms.update(ren=ren, ref=ref)
+    if critic is not None:
+      terms["critic"] = critic
     return terms, applied, visuals
 
 

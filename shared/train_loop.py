@@ -73,29 +73,8 @@ def dense_gradients(grads, variables):
   return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
 
 
-def agreed(flag):
-  """In a replica function: `flag` true on every replica (all replicas get the same answer)."""
-  context = tf.distribute.get_replica_context()
-  failed = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(flag, tf.float32))
-  return failed < 0.5
-
-
-def guarded_apply(optimizer, grads, variables, flag):
-  """In a compiled replica function: applies `grads` only when `flag` holds on every replica.
-
-  For updates inside a step (the GCN critic's); returns the agreed flag.
-  """
-  ok = agreed(flag)
-
-  def apply():
-    optimizer.apply_gradients(zip(grads, variables))
-    return tf.constant(True)
-
-  return tf.cond(ok, apply, lambda: tf.constant(False))
-
-
-class GuardedStep:
-  """One training step: compute, agree on finiteness, apply or skip; counts steps.
+class GuardedUpdate:
+  """One optimiser update: compute, agree on finiteness, apply or skip.
 
   Args:
     compute: per replica, `(*args, **kwargs) -> (terms dict of scalars,
@@ -103,27 +82,22 @@ class GuardedStep:
       replica's share of the global loss.
     apply: per replica, `gradients -> None` (the optimiser step).
     strategy: a `tf.distribute.Strategy` (None: the current one).
-    log: one-line messages.
 
-  `step` and `skipped` are int64 variables for the checkpoint;
-  `consecutive_bad` counts the skipped steps since the last applied one.
+  The two run as separate compiled functions with the verdict taken in
+  between (under a strategy: agreed by all replicas), because an optimiser
+  step under `tf.distribute` cannot sit inside a `tf.cond`.
   """
 
-  def __init__(self, compute, apply, strategy=None, log=None):
+  def __init__(self, compute, apply, strategy=None):
     self.strategy = strategy or tf.distribute.get_strategy()
     self.distributed = not distribute.is_default(self.strategy)
-    self.log = log or stderr_log
     self._replica_compute, self._replica_apply = compute, apply
-    with self.strategy.scope():
-      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-      self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
     if self.distributed:
       self._compute = tf.function(self._distributed_compute)
       self._apply = tf.function(self._distributed_apply)
     else:
       self._compute = tf.function(compute)
       self._apply = tf.function(apply)
-    self.consecutive_bad = 0
 
   def _distributed_compute(self, *args, **kwargs):
     """`compute` on every replica: terms averaged over replicas, one agreed flag."""
@@ -142,7 +116,7 @@ class GuardedStep:
     self.strategy.run(lambda g: self._replica_apply([tf.identity(x) for x in g]), args=(grads,))
 
   def __call__(self, *args, **kwargs):
-    """Runs one step; returns (terms as floats, applied: bool, visuals).
+    """Computes and, when finite everywhere, applies; returns (terms as floats, applied, visuals).
 
     Under a strategy the visuals are the first local replica's.
     """
@@ -152,6 +126,30 @@ class GuardedStep:
     applied = bool(finite.numpy())
     if applied:
       self._apply(grads)
+    return {k: float(v) for k, v in terms.items()}, applied, visuals
+
+
+class GuardedStep(GuardedUpdate):
+  """A training step: a `GuardedUpdate` that counts steps and skips, and logs each skip.
+
+  Args: those of `GuardedUpdate`, and `log` (one-line messages).
+
+  `step` and `skipped` are int64 variables for the checkpoint;
+  `consecutive_bad` counts the skipped steps since the last applied one.
+  """
+
+  def __init__(self, compute, apply, strategy=None, log=None):
+    super().__init__(compute, apply, strategy)
+    self.log = log or stderr_log
+    with self.strategy.scope():
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped")
+    self.consecutive_bad = 0
+
+  def __call__(self, *args, **kwargs):
+    """Runs one step; returns (terms as floats, applied: bool, visuals)."""
+    terms, applied, visuals = super().__call__(*args, **kwargs)
+    if applied:
       self.consecutive_bad = 0
     else:
       self.skipped.assign_add(1)
@@ -159,7 +157,7 @@ class GuardedStep:
       self.log(f"warning: step {int(self.step.numpy()) + 1}: non-finite loss or gradient; "
                "update skipped")
     self.step.assign_add(1)
-    return {k: float(v) for k, v in terms.items()}, applied, visuals
+    return terms, applied, visuals
 
 
 # ----------------------------------------------------------------------------- summaries

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
 from shared import gallery
 from shared.synthesis import FaceSynthesizer

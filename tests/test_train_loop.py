@@ -8,6 +8,10 @@ tests/test_gcn_train.py check them through it).
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -227,3 +231,53 @@ def test_a_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
   with pytest.raises(InputError, match="cannot resume") as error:
     loop.restore()
   assert "\n" not in str(error.value)
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from shared import train_loop
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+  w = tf.Variable(tf.ones([3, 1]))
+  optimizer = keras.optimizers.Adam(0.1)
+  optimizer.build([w])
+
+def compute(x):
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(x @ w)
+  grads = tape.gradient(loss, [w])
+  return {"total": loss}, grads, train_loop.finite_flag(loss, grads), {}
+
+update = train_loop.GuardedUpdate(compute, lambda g: optimizer.apply_gradients(zip(g, [w])),
+                                  strategy)
+
+def batch(bad_replica):
+  def fn(context):
+    x = np.ones((2, 3), np.float32)
+    if context.replica_id_in_sync_group == bad_replica:
+      x[0, 0] = np.nan
+    return tf.constant(x)
+  return strategy.experimental_distribute_values_from_function(fn)
+
+out = []
+for bad in (None, 1, None):
+  _, applied, _ = update(batch(bad))
+  out.append([applied, float(w.numpy()[0, 0]), int(optimizer.iterations.numpy())])
+print(json.dumps(out))
+"""
+
+
+def test_a_non_finite_replica_skips_the_update_on_every_replica():
+  """Two CPU replicas (MirroredStrategy): a NaN on one of them skips the update on both."""
+  root = Path(__file__).resolve().parent.parent
+  result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True,
+                          text=True, cwd=root, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-2000:]
+  (good, w1, n1), (bad, w2, n2), (again, w3, n3) = json.loads(result.stdout.splitlines()[-1])
+  assert good and not bad and again
+  assert w2 == w1 and n2 == n1 == 1      # The skipped update changed nothing on either replica.
+  assert w3 < w2 and n3 == 2
