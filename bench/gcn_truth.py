@@ -21,7 +21,7 @@ and the mean distance (pixels) between the coarse and the true projections of
 the visible vertices.  The last line is JSON.
 
 With --fit-steps N > 0 the coarse coefficients are first refitted per image
-(`shared.fitting.Fitter`, landmark stage only, N steps, starting from the
+(`shared.fit.fitter.Fitter`, landmark stage only, N steps, starting from the
 regressor's prediction) to the noisy target-view landmarks of the dataset's
 `_lm.txt` (what a detector would give, not the truth): every row then uses the
 refitted coarse stage.
@@ -76,9 +76,11 @@ def main():
   from gcn_face.config import get_config
   from gcn_face.infer import build_pipeline
   from mgc_face.data import read_landmarks
-  from shared import camera as camera_lib, fitting, lighting
-  from shared.fitting import FitConfig
-  from shared.coeffs import CoeffLayout
+  from shared.model import camera as camera_lib
+  from shared.fit import fitter as fitting
+  from shared.model import lighting
+  from shared.fit.fitter import FitConfig
+  from shared.model.coeffs import CoeffLayout
   config = get_config("tiny")
   pipeline = build_pipeline(coarse_lib.load_coarse_stage(args.coarse_checkpoint), config)
   model = pipeline.stage.face_model

@@ -124,7 +124,7 @@ def main(argv=None):
   import tempfile
   import tensorflow as tf
   from shared.errors import InputError
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   try:
     face_model = load_face_model(args.face_model)
   except InputError as error:

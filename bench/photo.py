@@ -59,13 +59,13 @@ def main(argv=None):
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
   tf.config.threading.set_inter_op_parallelism_threads(args.threads)
   from bench.common import machine, print_json, print_table
-  from shared import paths
-  from shared.face_model import load_face_model
-  from shared.fitting import FitConfig
-  from shared.image_io import read_image
-  from shared.landmark_eval import LANDMARK_MODES
-  from shared.landmarks import load_models
-  from shared.reconstruct import IMAGE_SUFFIXES, PhotoReconstructor
+  from shared.io import paths
+  from shared.model.face_model import load_face_model
+  from shared.fit.fitter import FitConfig
+  from shared.io.image_io import read_image
+  from shared.eval.landmark_eval import LANDMARK_MODES
+  from shared.photo.landmarks import load_models
+  from shared.photo.reconstruct import IMAGE_SUFFIXES, PhotoReconstructor
 
   folder = Path(args.folder) if args.folder else paths.data_file(EVAL_SUBDIR)
   files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import fail
-from shared.fileio import atomic_path
+from shared.io.fileio import atomic_path
 
 MAGIC = b"F3DBIN\0\0"
 VERSION = 1

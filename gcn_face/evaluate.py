@@ -29,9 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from gcn_face.binfile import BinReader
-from shared import export
+from shared.io import export
 from shared.errors import fail
-from shared.fileio import write_text_atomic
+from shared.io.fileio import write_text_atomic
 
 METRICS = ("l1", "psnr", "ssim")
 ALBEDO_METRIC = "albedo_rmse"

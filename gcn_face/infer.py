@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from shared import export
-from shared import lighting
-from shared.embedding import FaceEmbedder
+from shared.io import export
+from shared.model import lighting
+from shared.train.embedding import FaceEmbedder
 from shared.errors import InputError, fail
-from shared.fileio import write_text_atomic
-from shared.image_io import IMAGE_SUFFIXES, list_images
+from shared.io.fileio import write_text_atomic
+from shared.io.image_io import IMAGE_SUFFIXES, list_images
 from gcn_face import coarse as coarse_lib
 from gcn_face import model as model_lib
 from gcn_face.config import GCNConfig
@@ -72,7 +72,7 @@ class TexturePipeline:
 
   Args:
     stage: `gcn_face.coarse.CoarseStage`.
-    topology: `shared.topology.Topology` of the stage's face model.
+    topology: `shared.mesh.topology.Topology` of the stage's face model.
     config: `GCNConfig`.
     embedding: optional `gcn_face.model.EmbeddingModel`, concatenated to
       the image feature (and used by the perception loss).
@@ -198,7 +198,7 @@ def read_meta(checkpoint_dir):
 
 def load_topology_for(face_model, config, sampling=None):
   """The hierarchy: `sampling` checked against the face model, else the cache."""
-  from shared import topology as topology_lib
+  from shared.mesh import topology as topology_lib
   if sampling:
     return topology_lib.load_topology(sampling, expected_source_hash=face_model.source_hash,
                                       expected_factors=config.factors)
@@ -245,7 +245,7 @@ def build_pipeline(stage, config, sampling=None, embedding_path=None, topology=N
 
   The topology is `topology` if given, else read from `sampling` or the
   per-face-model cache; `embedding_path` is an optional user face-embedding
-  model (`shared.embedding.FaceEmbedder`).
+  model (`shared.train.embedding.FaceEmbedder`).
   """
   if topology is None:
     topology = load_topology_for(stage.face_model, config, sampling)
@@ -276,7 +276,7 @@ def read_image_rgba(path, size=None):
 
   The alpha is None when the file has none or it is opaque everywhere (no mask).
   """
-  from shared import image_io
+  from shared.io import image_io
   rgba = image_io.read_image_rgba(path)
   if size is not None and rgba.shape[:2] != (size, size):
     fail(path, f"image is {rgba.shape[1]}x{rgba.shape[0]}, the GCN needs aligned "
@@ -295,13 +295,13 @@ def record_stem(name, index):
 class PhotoFrontEnd:
   """Real photos to aligned crops through the photo pipeline's own front end.
 
-  `shared.reconstruct.PhotoReconstructor.detect` finds every face and its 68
+  `shared.photo.reconstruct.PhotoReconstructor.detect` finds every face and its 68
   landmarks and aligns it to the 224 x 224 MGCNet crop; weak HOG detections
   are dropped by the same `PhotoReconstructor.drop_weak`.
   """
 
   def __init__(self, face_model):
-    from shared.reconstruct import PhotoReconstructor
+    from shared.photo.reconstruct import PhotoReconstructor
     self.front = PhotoReconstructor(face_model)
 
   def crops(self, path, image):
@@ -409,10 +409,10 @@ def write_textured_obj(output, name, model, vertices, albedo):
   """NAME_refined.obj with vertex colours, UVs and a material naming NAME_uv.png
   (the albedo in UV space), plus NAME_refined.mtl; returns [uv png, mtl].
 
-  The OBJ and MTL text come from the photo pipeline (`shared.reconstruct`).
+  The OBJ and MTL text come from the photo pipeline (`shared.photo.reconstruct`).
   """
-  from shared.reconstruct import mtl_text, obj_with_uv
-  from shared.texture import uv_texture_map
+  from shared.photo.reconstruct import mtl_text, obj_with_uv
+  from shared.render.texture import uv_texture_map
   uv, mtl = output / f"{name}_uv.png", output / f"{name}_refined.mtl"
   export.write_png(uv, uv_texture_map(model.uv, model.faces, albedo, UV_TEXTURE_SIZE))
   write_text_atomic(mtl, mtl_text(uv.name))

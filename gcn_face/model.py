@@ -20,8 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared import lighting
+from shared.model import camera as camera_lib
+from shared.model import lighting
 from shared.errors import InputError
 from gcn_face import layers
 
@@ -61,7 +61,7 @@ def erode(alpha, radius):
 def sample_bilinear(image, points):
   """Bilinear lookup of [B, H, W, C] at [B, N, 2] continuous pixels -> [B, N, C].
 
-  Coordinates follow `shared.camera.project` (pixel (i, j) centred at
+  Coordinates follow `shared.model.camera.project` (pixel (i, j) centred at
   (j + 0.5, i + 0.5)); points outside are clamped to the border.
   """
   height, width = image.shape[1], image.shape[2]
@@ -107,7 +107,7 @@ def vertex_visibility(synth, points, render, alpha, camera, config):
     points: [B, V, 2] the projected vertices (pixels).
     render: its `RenderOutput` (mask, depth [B, H, W, 1]).
     alpha: [B, H, W, 1] skin / face alpha of the input.
-    camera: `shared.camera.Camera`.
+    camera: `shared.model.camera.Camera`.
     config: `GCNConfig`.
   """
   eye = tf.constant([0.0, 0.0, camera.distance])
@@ -304,7 +304,7 @@ class TextureGCN(keras.layers.Layer):
   """Decoder + refiner + combine: the refined albedo [B, V, 3] in [0, 1].
 
   Args:
-    topology: `shared.topology.Topology` of the face model.
+    topology: `shared.mesh.topology.Topology` of the face model.
     config: `GCNConfig` (arch "normal" or "resnet").
   """
 

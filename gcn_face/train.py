@@ -9,7 +9,7 @@ on the same batch (fresh gradient-penalty mixes each) precede every
 generator update.
 
 Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
-`shared.distribute` and docs/distributed.md) the GCN, critic, optimisers and
+`shared.train.distribute` and docs/distributed.md) the GCN, critic, optimisers and
 checkpoint are created in the strategy's scope, each worker reads its own
 shard of the `.bin` (`BinReader.dataset(num_workers, worker_index)`), the
 frozen coarse regressor runs eagerly on each local replica's images
@@ -32,7 +32,7 @@ from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
 from gcn_face.infer import write_meta
-from shared import distribute
+from shared.train import distribute
 from shared.errors import InputError, fail
 
 MAX_KEEP = 3

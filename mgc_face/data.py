@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.errors import InputError
-from shared.fileio import write_text_atomic
+from shared.io.fileio import write_text_atomic
 
 VIEW_SIZE = 224
 NUM_VIEWS = 3
@@ -297,7 +297,7 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
   Records that fail validation are reported and skipped; a JPEG that fails
   to decode later is dropped by `ignore_errors` with a logged warning.
 
-  With `num_shards` > 1 (one shard per worker, `shared.distribute`), this
+  With `num_shards` > 1 (one shard per worker, `shared.train.distribute`), this
   pipeline reads only the usable records i with i mod num_shards ==
   shard_index, chosen before shuffling: within an epoch no record is read by
   two workers, and together they read all of them.

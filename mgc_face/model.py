@@ -13,8 +13,8 @@ conv-GroupNorm-ReLU block per entry of `config.small_channels`, then global
 average pooling), the CPU preset for CI and the demo.
 
 `Objective` decodes the coefficients of all views through
-`shared.synthesis.FaceSynthesizer` (one render call for all B x 3 views) and
-combines the single-view terms of `shared.losses` with the multi-view terms
+`shared.render.face_image.FaceSynthesizer` (one render call for all B x 3 views) and
+combines the single-view terms of `shared.train.losses` with the multi-view terms
 of `mgc_face.multiview`.
 """
 
@@ -24,9 +24,9 @@ import keras
 import tensorflow as tf
 
 from mgc_face import multiview as mv
-from shared import losses
-from shared import rasterizer
-from shared.coeffs import CoeffLayout
+from shared.train import losses
+from shared.render import rasterizer
+from shared.model.coeffs import CoeffLayout
 from shared.errors import InputError
 
 IMAGE_SIZE = 224

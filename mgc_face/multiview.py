@@ -1,14 +1,14 @@
 """Multi-view geometry consistency terms (MGCNet's "MGC" losses).
 
 Frames.  "Posed" coordinates are the model coordinates after the rigid pose
-(`shared.camera.transform`): +y up, the camera on +z at `camera.distance`
+(`shared.model.camera.transform`): +y up, the camera on +z at `camera.distance`
 looking at the origin.  The pinhole "camera frame" used for the epipolar
 geometry is x right, y down, z forward (depth):
 
     c = M p + e,   M = diag(1, -1, -1),  e = (0, 0, distance),
 
 so that `K c / c_z` gives the continuous pixel coordinates of
-`shared.camera.project` (pixel centres at +0.5, y down).
+`shared.model.camera.project` (pixel centres at +0.5, y down).
 
 Relative pose.  With p_t = R_t v + t_t and p_s = R_s v + t_s for a model point
 v, the target-to-source transform is T_rel = T_s T_t^-1:
@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared.losses import masked_mean, pixel_norm
+from shared.model import camera as camera_lib
+from shared.train.losses import masked_mean, pixel_norm
 
 CAMERA_FLIP = (1.0, -1.0, -1.0)   # M = diag(1, -1, -1): posed frame -> camera frame.
 SSIM_C1 = 0.01 ** 2
@@ -261,7 +261,7 @@ def visible_triangles(triangle_ids, num_faces):
 def triangles_to_vertices(tri_mask, rings):
   """[B, F] bool -> [B, V] bool: vertices touching a marked triangle.
 
-  `rings` is [V, R] (see `shared.geometry.vertex_face_rings`, F = padding).
+  `rings` is [V, R] (see `shared.mesh.normals_tf.vertex_face_rings`, F = padding).
   """
   padded = tf.pad(tri_mask, [[0, 0], [0, 1]])
   return tf.reduce_any(tf.gather(padded, rings, axis=1), axis=-1)

@@ -17,7 +17,7 @@ aborts after `config.max_consecutive_bad_steps` such steps in a row, keeping
 the last good checkpoint.
 
 Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
-`shared.distribute` and docs/distributed.md) the variables, optimiser and
+`shared.train.distribute` and docs/distributed.md) the variables, optimiser and
 checkpoint live in the strategy's scope, each worker reads its own shard of
 the list file, the batch size is global (each replica's batch-mean loss is
 divided by the replicas, and the optimiser sums the gradients over them),
@@ -37,11 +37,11 @@ import tensorflow as tf
 from mgc_face import model as model_lib
 from mgc_face import prior_init
 from mgc_face.config import MGCConfig
-from shared import distribute
-from shared.coeffs import CoeffLayout
+from shared.train import distribute
+from shared.model.coeffs import CoeffLayout
 from shared.errors import InputError
-from shared.fileio import write_text_atomic
-from shared.synthesis import FaceSynthesizer
+from shared.io.fileio import write_text_atomic
+from shared.render.face_image import FaceSynthesizer
 
 META_FILE = "meta.json"
 META_KIND = "face3d-mgc-checkpoint"

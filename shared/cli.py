@@ -10,7 +10,7 @@ MODES = ("render", "eval-landmarks")
 
 
 def add_arguments(parser):
-  from shared.landmark_eval import add_eval_arguments
+  from shared.eval.landmark_eval import add_eval_arguments
   parser.add_argument("--output", default="out/gallery", help="output folder")
   parser.add_argument("--data", default=None, help="AFLW2000-3D style folder (eval-landmarks)")
   add_eval_arguments(parser)
@@ -25,8 +25,8 @@ def run(args, load_regressor=None):
       by the top-level command line (shared/ never imports a model package).
   """
   if args.mode == "render":
-    from shared.face_model import load_face_model
-    from shared.gallery import render_gallery
+    from shared.model.face_model import load_face_model
+    from shared.render.gallery import render_gallery
     model = load_face_model(args.face_model)
     path = Path(args.output) / "gallery.png"
     render_gallery(model, path)
@@ -36,7 +36,7 @@ def run(args, load_regressor=None):
   if args.mode == "eval-landmarks":
     if not args.data:
       raise InputError("--data: eval-landmarks needs an AFLW2000-3D style folder")
-    from shared import landmark_eval
+    from shared.eval import landmark_eval
     return landmark_eval.main(args, load_regressor=load_regressor)
   raise InputError(f"--mode {args.mode}: not a mode of --model shared (choose from "
                    + ", ".join(MODES) + ")")

@@ -1,4 +1,4 @@
-"""Tests for shared.fitting: start pose, landmark conventions, fitting a
+"""Tests for shared.fit.fitter: start pose, landmark conventions, fitting a
 synthetic face from the mean face, batching, skin masks."""
 
 import dataclasses
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared import fitting
-from shared import render as render_lib
+from shared.model import camera as camera_lib
+from shared.fit import fitter as fitting
+from shared.render import renderer as render_lib
 from shared.errors import InputError
-from shared.synthesis import FaceSynthesizer
+from shared.render.face_image import FaceSynthesizer
 
 # Few steps keep the suite fast; the defaults are measured in docs/photos.md.
 TEST_CONFIG = fitting.FitConfig(landmark_steps=120, photometric_steps=8)

@@ -19,14 +19,14 @@ from gcn_face import model as model_lib
 from gcn_face import train as train_lib
 from gcn_face.coarse import CoarseStage, projected_skin_mask
 from gcn_face.config import PAPER, TINY
-from shared import topology as topology_lib
-from shared.albedo import synthetic_albedo
-from shared.camera import Camera
-from shared.coeffs import CoeffLayout
+from shared.mesh import topology as topology_lib
+from shared.model.albedo import synthetic_albedo
+from shared.model.camera import Camera
+from shared.model.coeffs import CoeffLayout
 from shared.errors import InputError
-from shared.embedding import FaceEmbedder
-from shared.face_model import FaceModel
-from shared.synthesis import FaceSynthesizer
+from shared.train.embedding import FaceEmbedder
+from shared.model.face_model import FaceModel
+from shared.render.face_image import FaceSynthesizer
 
 SEED = 0
 SIZE = 64
@@ -130,7 +130,7 @@ def test_refine_inputs_visibility_and_colours(toy):
   np.testing.assert_allclose(inputs[..., 6], vis)
   # The de-lit colour: projected colour / coarse irradiance, clipped, times visibility.
   assert TOY.delit_input and inputs.shape[-1] == model_lib.refiner_input_channels(TOY) == 10
-  from shared import lighting
+  from shared.model import lighting
   irradiance = lighting.irradiance(coarse.synth.normals, coarse.coeffs.lighting).numpy()
   delit = np.clip(coarse.projected.numpy() / np.maximum(irradiance, model_lib.MIN_IRRADIANCE),
                   0, 1)
@@ -226,7 +226,7 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   assert "map_Kd 0_uv.png" in (tmp_path / "test" / "0_refined.mtl").read_text()
   assert result.mean("refined", "l1") < result.mean("coarse", "l1")
   # A plain RGB file (no alpha): the projected skin region stands in; not scored.
-  from shared.export import read_obj_colours, write_png
+  from shared.io.export import read_obj_colours, write_png
   write_png(tmp_path / "photos" / "face.png", images[0].numpy())
   plain = infer.run_test(restored, tmp_path / "photos", tmp_path / "plain")
   assert len(plain.files) == 5 and plain.metrics == []
@@ -316,7 +316,7 @@ def test_photo_front_end_crops_faces(tmp_path):
   and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha."""
   import cv2
   from skimage import data
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   cv2.imwrite(str(tmp_path / "astronaut.png"), data.astronaut()[..., ::-1])
   inputs = list(infer.test_inputs(tmp_path, 224, load_face_model()))
   assert [name for name, _, _ in inputs] == ["astronaut_face0"]

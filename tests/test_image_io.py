@@ -1,10 +1,10 @@
-"""Tests for shared.image_io: reading odd files, clear errors, atomic PNG writes."""
+"""Tests for shared.io.image_io: reading odd files, clear errors, atomic PNG writes."""
 
 import cv2
 import numpy as np
 import pytest
 
-from shared import image_io
+from shared.io import image_io
 from shared.errors import InputError
 
 

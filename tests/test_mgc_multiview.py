@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from mgc_face import multiview as mv
-from shared.camera import Camera
+from shared.model.camera import Camera
 
 
 def rot_np(angles):
@@ -148,7 +148,7 @@ def test_ssim_loss_zero_for_identical_images():
 @pytest.fixture(scope="module")
 def two_views(ict_model):
   """Mean face with a smooth model-space texture at two poses 25 degrees apart."""
-  from shared.synthesis import FaceSynthesizer
+  from shared.render.face_image import FaceSynthesizer
   synth = FaceSynthesizer(ict_model)
   coeffs = synth.layout.zeros(2)
   rotation = tf.constant([[0.05, -0.15, 0.0], [0.0, 0.28, 0.03]])

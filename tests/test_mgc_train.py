@@ -14,7 +14,7 @@ from mgc_face import infer
 from mgc_face import model as model_lib
 from mgc_face import synthetic
 from mgc_face import train as train_lib
-from shared.embedding import FaceEmbedder
+from shared.train.embedding import FaceEmbedder
 from shared.errors import InputError
 
 # No landmark-head warm-up (the step tests need the full objective) and a small prior sample.
@@ -73,7 +73,7 @@ def test_untrained_regressor_predicts_the_mean_face(ict_model):
 
 
 def test_objective_is_finite_and_multiview_terms_follow_the_flags(dataset, ict_model):
-  from shared.synthesis import FaceSynthesizer
+  from shared.render.face_image import FaceSynthesizer
   batch = first_batch(dataset, 2)
   regressor = model_lib.build_regressor(ict_model, TEST_CONFIG)
   objective = model_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG)
@@ -183,7 +183,7 @@ def test_interrupt_saves_and_resume_continues(trained, dataset, ict_model, tmp_p
 
 
 def test_identity_loss_uses_a_face_embedding_savedmodel(dataset, ict_model, tmp_path):
-  from shared.synthesis import FaceSynthesizer
+  from shared.render.face_image import FaceSynthesizer
 
   class Embedder(tf.Module):
     def __init__(self):
@@ -273,7 +273,7 @@ def test_cli_test_mode_writes_every_output(trained, dataset, tmp_path, capsys):
   for suffix in (".obj", "_coeffs.npz", "_lm2d.txt", "_lm3d.txt", "_overlay.png", "_depth.png",
                  "_poses.png"):
     assert (out / f"{name}{suffix}").exists(), suffix
-  from shared.export import read_obj_colours
+  from shared.io.export import read_obj_colours
   vertices, faces, colours = read_obj_colours(out / f"{name}.obj")
   assert vertices.shape == (9409, 3) and colours.shape == (9409, 3) and faces.shape[0] == 18460
   lm2d = np.loadtxt(out / f"{name}_lm2d.txt")

@@ -25,9 +25,9 @@ from typing import Optional
 
 import numpy as np
 
-from shared import albedo as albedo_lib
+from shared.model import albedo as albedo_lib
 from shared.errors import CORRUPT_FILE_ERRORS, InputError, corrupt
-from shared.fileio import savez_atomic
+from shared.io.fileio import savez_atomic
 
 FORMAT_KIND = "face3d-face-model"
 FORMAT_VERSION = 1
@@ -132,9 +132,9 @@ class FaceModel:
                  mm_per_unit=np.array(self.mm_per_unit), **arrays)
 
   def decoder(self):
-    """Returns the cached TensorFlow decoder (`shared.decoder.FaceDecoder`)."""
+    """Returns the cached TensorFlow decoder (`shared.model.decoder.FaceDecoder`)."""
     if getattr(self, "_decoder", None) is None:
-      from shared.decoder import FaceDecoder
+      from shared.model.decoder import FaceDecoder
       self._decoder = FaceDecoder(self)
     return self._decoder
 
@@ -178,7 +178,7 @@ def face_region_mask(mean_shape, faces, landmarks):
     [V] float32 in {0, 1}.
   """
   from matplotlib.path import Path as PolygonPath
-  from shared.mesh import ring_vertex_normals, vertex_face_rings
+  from shared.mesh.normals_np import ring_vertex_normals, vertex_face_rings
   normals = ring_vertex_normals(mean_shape, faces, vertex_face_rings(faces, mean_shape.shape[0]))
   outline = mean_shape[landmarks[JAW_LANDMARKS], :2].copy()
   chin_y = mean_shape[landmarks[8], 1]
@@ -401,7 +401,7 @@ def load_face_model(path=None):
   """Loads a face model from a project npz, ICT npz, ICT folder or BFM .mat.
 
   Args:
-    path: file or folder; None for the default model (see `shared.paths`).
+    path: file or folder; None for the default model (see `shared.io.paths`).
 
   Returns:
     A validated `FaceModel`.
@@ -410,11 +410,11 @@ def load_face_model(path=None):
     InputError: with one line naming the file and the problem.
   """
   if path is None:
-    from shared.paths import default_face_model_path
+    from shared.io.paths import default_face_model_path
     path = default_face_model_path()
   path = Path(path)
   if not path.exists():
-    from shared.paths import ICT_HELP
+    from shared.io.paths import ICT_HELP
     raise InputError(f"{path}: face model not found; {ICT_HELP}")
   if path.is_dir():
     return load_ict_folder(path)

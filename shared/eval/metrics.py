@@ -9,7 +9,7 @@ ground-truth landmarks' x and y.  Functions return fractions; multiply by
 Pixel convention (project-wide): continuous coordinates, pixel `i`'s centre at
 `i + 0.5`.  AFLW2000-3D's `pt3d_68` is treated as 0-based pixel indices (like
 dlib's output), so the reader adds `AFLW_PIXEL_OFFSET = 0.5`, exactly as
-`shared.landmarks` does for dlib.  NME only sees the difference, so this
+`shared.photo.landmarks` does for dlib.  NME only sees the difference, so this
 choice cancels in the metric; it matters only when GT is drawn on images.
 """
 

@@ -1,6 +1,6 @@
 """UV texture maps: splatting per-vertex colours into a texture image.
 
-Uses the same tensorflow-graphics rasterizer as `shared.render`, with the
+Uses the same tensorflow-graphics rasterizer as `shared.render.renderer`, with the
 mesh laid out in UV space (u right, v up, as in OBJ files), so the texture
 matches OBJ texture coordinates.
 """
@@ -8,7 +8,7 @@ matches OBJ texture coordinates.
 import numpy as np
 import tensorflow as tf
 
-from shared import render as render_lib
+from shared.render import renderer as render_lib
 
 DEFAULT_TEXTURE_SIZE = 512
 UV_DEPTH = 0.5  # Any depth inside the clip volume.

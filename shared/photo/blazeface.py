@@ -186,7 +186,7 @@ def detect(image_rgb, config=DetectorConfig()):
   Returns:
     list of `Detection`, best score first.
   """
-  from shared import alignment
+  from shared.photo import alignment
   height, width = image_rgb.shape[:2]
   to_input = letterbox_matrix(width, height)
   tensor = alignment.warp_affine(image_rgb, to_input, (INPUT_SIZE, INPUT_SIZE),

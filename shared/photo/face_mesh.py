@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
-from shared import alignment
-from shared.blazeface import interpreter
+from shared.photo import alignment
+from shared.photo.blazeface import interpreter
 
 MESH_FILE = "data/face_landmark.tflite"
 MESH_INPUT = 192

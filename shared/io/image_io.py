@@ -26,7 +26,7 @@ one-line `InputError` instead.
 Images above `MAX_IMAGE_PIXELS` are refused before decoding (the header is
 read with Pillow), so a huge or hostile file gives one line, not an
 out-of-memory kill.  An 8000 x 8000 photo (64 MP, 192 MB as RGB) is allowed;
-detection downsizes it itself (see `shared.landmarks`).
+detection downsizes it itself (see `shared.photo.landmarks`).
 """
 
 import warnings
@@ -37,7 +37,7 @@ import numpy as np
 
 from shared import quiet
 from shared.errors import fail
-from shared.fileio import atomic_path
+from shared.io.fileio import atomic_path
 
 MAX_IMAGE_PIXELS = 100_000_000   # ~300 MB as RGB uint8; 10000 x 10000
 UINT8_MAX = 255

@@ -6,7 +6,7 @@ never leaves half a file.
 
 import numpy as np
 
-from shared.fileio import atomic_path, write_text_atomic
+from shared.io.fileio import atomic_path, write_text_atomic
 
 UINT8_MAX = 255.0
 

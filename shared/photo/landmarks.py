@@ -1,8 +1,8 @@
 """Offline face detection and landmarks: MediaPipe models (default) or dlib.
 
 Default backend, `"mediapipe"` (docs/photos.md has the measurements):
-BlazeFace full-range (`shared.blazeface`, with a mirrored pass) finds the
-faces at any pose; MediaPipe's 468-point mesh (`shared.face_mesh`) runs in
+BlazeFace full-range (`shared.photo.blazeface`, with a mirrored pass) finds the
+faces at any pose; MediaPipe's 468-point mesh (`shared.photo.face_mesh`) runs in
 each face's rotated crop, then once more in the crop its own points give
 (MediaPipe's tracking ROI, `MESH_REFINE_PASSES`).  `Face.dense` holds the 468
 points; `Face.landmarks68` are read off them (`face_mesh.MP68`).  When
@@ -192,7 +192,7 @@ def detect_faces(image_rgb, max_side=DETECT_MAX_SIDE, upsample=HOG_UPSAMPLE, cnn
   """Finds faces and their landmarks.
 
   Args:
-    image_rgb: `uint8 [H, W, 3]` RGB (as from `shared.image_io.read_image`).
+    image_rgb: `uint8 [H, W, 3]` RGB (as from `shared.io.image_io.read_image`).
     max_side: dlib runs on a copy whose longest side is at most this.
     upsample: HOG pyramid upsampling steps (0: faces >= ~80 px in the copy).
     cnn_fallback: when HOG finds nothing, try dlib's CNN detector.
@@ -244,7 +244,7 @@ def _detect_dlib(image_rgb, max_side, upsample, cnn_fallback):
 def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector):
   """A `Face` from MediaPipe's mesh in the ROI of one detection, or None
   when the mesh model says there is no face."""
-  from shared import face_mesh
+  from shared.photo import face_mesh
   mesh = face_mesh.mesh_for_detection(image_rgb, box, eye_a, eye_b)
   for _ in range(MESH_REFINE_PASSES):
     xy = mesh.points[:, :2].astype(np.float64)
@@ -261,7 +261,7 @@ def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector):
 
 def _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback):
   """BlazeFace (or dlib when it finds nothing) boxes, MediaPipe mesh points."""
-  from shared import blazeface
+  from shared.photo import blazeface
   image_rgb = np.ascontiguousarray(image_rgb)
   faces = [_mesh_face(image_rgb, d.box, d.keypoints[0], d.keypoints[1], d.score, "blazeface")
            for d in blazeface.detect(image_rgb)]
@@ -277,7 +277,7 @@ def _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback):
 
 def _with_dlib_points(image_rgb, faces, max_side, upsample):
   """`faces` (mesh faces), each found by HOG as well given dlib's 68 points."""
-  from shared.blazeface import iou
+  from shared.photo.blazeface import iou
   hog = [f for f in _detect_dlib(image_rgb, max_side, upsample, cnn_fallback=False)
          if f.score >= AUTO_MIN_HOG_SCORE]
   if not hog:

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from shared.mesh import vertex_face_rings  # noqa: F401  (re-exported)
+from shared.mesh.normals_np import vertex_face_rings  # noqa: F401  (re-exported)
 
 
 def face_normals(vertices, faces):

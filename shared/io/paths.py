@@ -23,9 +23,10 @@ from shared.errors import InputError
 DATA_DIR_ENV = "FACE3D_DATA_DIR"
 FACE_MODEL_ENV = "FACE3D_FACE_MODEL"
 CACHE_DIR_ENV = "FACE3D_CACHE_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent   # shared/
+REPO_ROOT = PACKAGE_ROOT.parent
 ICT_RELATIVE = Path("face_models/ict_face_light/ict_face_light.npz")
-EMBEDDED_FACE_MODEL = Path(__file__).resolve().parent / "assets" / "ict_face_light" / \
+EMBEDDED_FACE_MODEL = PACKAGE_ROOT / "assets" / "ict_face_light" / \
     "ict_face_light.npz"
 ICT_HELP = ("get ICT-FaceKit from https://github.com/ICT-VGL/ICT-FaceKit and pass "
             "its FaceXModel/ folder with --face-model, or set " + FACE_MODEL_ENV)

@@ -8,7 +8,7 @@ hash, and installs it where tensorflow-graphics looks first
 (`tensorflow_graphics.rendering.kernels.gen_rasterizer_op`), so that
 `triangle_rasterizer.rasterize(..., backend=CPU)` and our `render` module use
 it unchanged.  Our own interpolation op (`kernels/interpolate_op.cc`, see
-`shared.render`) is compiled into the same library; the sources compile in
+`shared.render.renderer`) is compiled into the same library; the sources compile in
 parallel processes, then link.
 
 The kernel is compiled with the first of `FLAG_SETS` that compiles:
@@ -23,7 +23,7 @@ The kernel is compiled with the first of `FLAG_SETS` that compiles:
 3. `portable`: `-O3 -ffp-contract=off` for the compiler's default target.
 
 The set used is recorded in `build.json` beside the library and printed by
-`python -m shared.rasterizer`.  `FACE3D_KERNEL_FAST_EXTRA_FLAGS` (whitespace
+`python -m shared.render.rasterizer`.  `FACE3D_KERNEL_FAST_EXTRA_FLAGS` (whitespace
 separated) adds flags to the first set only, so a test can force it to fail
 (`-mavx512fp16` reproduces the Eigen failure on any x86-64 CPU).
 
@@ -53,12 +53,12 @@ import types
 from pathlib import Path
 
 from shared.errors import InputError
-from shared.paths import cache_dir
+from shared.io.paths import cache_dir
 
 KERNEL_SOURCES = ("rasterize_triangles_impl.cc", "rasterize_triangles_op.cc")
 KERNEL_HEADERS = ("rasterize_triangles_impl.h",)
 # Our own op, built into the same library: barycentric interpolation over the
-# rasterized pixels and its gradient (see shared/render.py).
+# rasterized pixels and its gradient (see shared/render/renderer.py).
 OWN_SOURCES = (Path(__file__).resolve().parent / "kernels" / "interpolate_op.cc",)
 LIBRARY_NAME = "rasterizer_op.so"
 SHIM_MODULE = "tensorflow_graphics.rendering.kernels.gen_rasterizer_op"
@@ -283,7 +283,7 @@ def cpu_backend():
 
 
 if __name__ == "__main__":
-  # `python -m shared.rasterizer` builds the kernel ahead of time.
+  # `python -m shared.render.rasterizer` builds the kernel ahead of time.
   from shared import quiet
   quiet.setup()
   try:

@@ -9,10 +9,10 @@ import dataclasses
 
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared import lighting
-from shared import render as render_lib
-from shared.coeffs import CoeffLayout
+from shared.model import camera as camera_lib
+from shared.model import lighting
+from shared.render import renderer as render_lib
+from shared.model.coeffs import CoeffLayout
 
 
 @dataclasses.dataclass
@@ -50,7 +50,7 @@ class FaceSynthesizer:
     """Synthesises a batch.
 
     Args:
-      coeffs: `shared.coeffs.Coefficients` with batch B.
+      coeffs: `shared.model.coeffs.Coefficients` with batch B.
       render: also rasterize (colour image, mask, depth, triangle ids).
       vertex_colours: optional [B, V, 3] albedo to use instead of the model's
         albedo (e.g. a GCN-refined texture); lighting is still applied.

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from shared import export
-from shared.synthesis import FaceSynthesizer
+from shared.io import export
+from shared.render.face_image import FaceSynthesizer
 
 SH_KEY_LIGHT = {1: -0.25, 3: 0.2}  # Band -> value, same for R, G, B: light from upper left.
 NUM_SH_BANDS = 9

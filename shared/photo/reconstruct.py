@@ -4,10 +4,10 @@
                        fit_config=FitConfig(), log=print) -> summary dict
 
 For every image (a file, a folder, or a list of them): read it
-(`shared.image_io`), find all faces and their 68 landmarks
-(`shared.landmarks`), align each face to the 224 x 224 MGCNet crop
-(`shared.alignment`), regress coefficients with an optional network
-(`regressor`), fit them to the landmarks and the photo (`shared.fitting`),
+(`shared.io.image_io`), find all faces and their 68 landmarks
+(`shared.photo.landmarks`), align each face to the 224 x 224 MGCNet crop
+(`shared.photo.alignment`), regress coefficients with an optional network
+(`regressor`), fit them to the landmarks and the photo (`shared.fit.fitter`),
 and write per face, in ORIGINAL image coordinates where it applies:
 
     <stem>_face<k>.obj            mesh (model space, decimetres) with fitted lit
@@ -27,7 +27,7 @@ plus `<stem>_overlay.png` with every face of the image, and one
 `summary.json` per run.  Every write is atomic.
 
 Pixel convention: continuous coordinates, pixel i's centre at i + 0.5 (as in
-`shared.landmarks` and `shared.alignment`).  Fitted landmarks are mapped to
+`shared.photo.landmarks` and `shared.photo.alignment`).  Fitted landmarks are mapped to
 the photo with the inverse of the alignment similarity.  Overlays are drawn
 on the photo downscaled to at most `OVERLAY_MAX_SIDE` pixels (an 8000 x 8000
 photo gives a 2048 x 2048 overlay); landmark files are always full
@@ -62,15 +62,21 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from shared import alignment, dense_fit, export, photo_render
-from shared import camera as camera_lib
-from shared import fitting
+from shared.photo import alignment
+
+from shared.fit import dense as dense_fit
+
+from shared.io import export
+
+from shared.photo import photo_render
+from shared.model import camera as camera_lib
+from shared.fit import fitter as fitting
 from shared.errors import InputError
-from shared.fileio import savez_atomic, write_text_atomic
-from shared.image_io import IMAGE_SUFFIXES, list_images, read_image
-from shared.landmarks import detect_faces
-from shared.synthesis import FaceSynthesizer
-from shared.texture import uv_texture_map
+from shared.io.fileio import savez_atomic, write_text_atomic
+from shared.io.image_io import IMAGE_SUFFIXES, list_images, read_image
+from shared.photo.landmarks import detect_faces
+from shared.render.face_image import FaceSynthesizer
+from shared.render.texture import uv_texture_map
 
 SUMMARY_KIND = "face3d-photo-summary"
 SUMMARY_VERSION = 1
@@ -88,7 +94,7 @@ DEFAULT_MAX_BATCH = 8
 # astronaut) 0.04-0.09.  Weaker HOG detections are ignored (and listed).
 MIN_HOG_SCORE = 0.1
 SUMMARY_FILE = "summary.json"
-DEFAULT_BACKEND = "mediapipe"      # shared.landmarks backends
+DEFAULT_BACKEND = "mediapipe"      # shared.photo.landmarks backends
 FIT_POINTS = ("dense", "68")       # fit to the 468 mesh points or to the 68 landmarks
 DEFAULT_FIT_POINTS = "dense"
 
@@ -97,8 +103,8 @@ DEFAULT_FIT_POINTS = "dense"
 class FaceJob:
   """One detected face on its way through the pipeline."""
   index: int
-  face: object          # shared.landmarks.Face
-  aligned: object       # shared.alignment.Aligned
+  face: object          # shared.photo.landmarks.Face
+  aligned: object       # shared.photo.alignment.Aligned
 
   @property
   def crop_dense(self):
@@ -213,7 +219,7 @@ class PhotoReconstructor:
     self.timings = {"read": [], "detect": [], "align": [], "regress": [], "fit": [], "write": []}
 
   def _setup_dense(self, face_model, fit_config, bfm_landmarks):
-    """The dense fitter (468 points, `shared.dense_fit`) and the 68 output
+    """The dense fitter (468 points, `shared.fit.dense`) and the 68 output
     vertices; without a correspondence for this model (e.g. BFM), the fit
     follows the 68 points read off the mesh and `dense_note` says so."""
     try:
@@ -287,7 +293,7 @@ class PhotoReconstructor:
       crops: [B, 224, 224, 3] float32 in [0, 1].  landmarks: [B, 68, 2] crop pixels.
       init: optional `Coefficients` (e.g. from `regress`).
       dense: optional [B, 468, 2] mesh points in crop pixels: then the fit
-        follows them (`shared.dense_fit`) and the 68 landmarks serve only the
+        follows them (`shared.fit.dense`) and the 68 landmarks serve only the
         skin mask; the result's landmarks are the model's 68 all the same.
 
     Returns:
@@ -535,7 +541,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
 
   Args:
     inputs: an image file, a folder of images, or a list of files.
-    face_model: `shared.face_model.FaceModel` (ICT gets BFM jaw landmarks,
+    face_model: `shared.model.face_model.FaceModel` (ICT gets BFM jaw landmarks,
       `fitting.bfm_landmark_convention`).
     output_dir: folder for the outputs (created).
     regressor: optional callable `images [B, 224, 224, 3] float32 in [0, 1] ->
@@ -546,7 +552,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     log: called with one line per image (and per problem).
     cnn_fallback: try dlib's slow CNN detector when no other detector finds a face.
     landmarks: `"dense"` (default), `"mesh68"` or `"dlib"` (see
-      `shared.landmark_eval.LANDMARK_MODES`).
+      `shared.eval.landmark_eval.LANDMARK_MODES`).
     max_batch: faces fitted together at most.
 
   Returns:
@@ -559,7 +565,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   started = time.perf_counter()
-  from shared.landmark_eval import LANDMARK_MODES
+  from shared.eval.landmark_eval import LANDMARK_MODES
   if landmarks not in LANDMARK_MODES:
     raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
   backend, fit_points = LANDMARK_MODES[landmarks]

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from shared import metrics
-from shared.image_io import read_image
-from shared.landmarks import detect_faces
+from shared.eval import metrics
+from shared.io.image_io import read_image
+from shared.photo.landmarks import detect_faces
 
 NAME_WIDTH = 16
 
@@ -130,7 +130,7 @@ def add_photo_arguments(parser):
                            "but faces dlib's HOG also finds are fitted to dlib's 68")
 
 
-# --landmarks -> (shared.landmarks backend, points the fit follows)
+# --landmarks -> (shared.photo.landmarks backend, points the fit follows)
 LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68"),
                   "dlib": ("dlib", "68"), "auto": ("auto", "dense")}
 
@@ -142,7 +142,7 @@ def landmark_mode_from_args(args):
 
 def fit_config_from_args(args):
   """`FitConfig` for `--fit-steps` (None: the defaults)."""
-  from shared.fitting import FitConfig
+  from shared.fit.fitter import FitConfig
   steps = getattr(args, "fit_steps", None)
   return FitConfig() if steps is None else FitConfig().with_steps(steps)
 
@@ -151,7 +151,7 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
                      batch_size=8, log=None, landmark_mode=LANDMARK_MODES["dense"]):
   """68-point NME of the raw detector, the network alone and the fitted model.
 
-  Every image runs through the photo pipeline (`shared.reconstruct`): dlib on
+  Every image runs through the photo pipeline (`shared.photo.reconstruct`): dlib on
   the whole image, the largest face, 5-point alignment, then the network
   (if `regressor`) and fitting; the model's projected landmarks are mapped
   back with the inverse alignment and scored against `pt3d_68`.  An image
@@ -161,11 +161,11 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
   Args:
     folder: AFLW2000-3D style folder.
     face_model: `FaceModel` (ICT gets BFM jaw landmarks, see
-      `shared.fitting.bfm_landmark_convention`).
+      `shared.fit.fitter.bfm_landmark_convention`).
     regressor: optional callable, images [B, 224, 224, 3] -> Coefficients or
       (Coefficients, features).
     fit_config: `FitConfig` (default: the defaults).
-    cnn_fallback: see `shared.landmarks.detect_faces`.
+    cnn_fallback: see `shared.photo.landmarks.detect_faces`.
     landmark_mode: (backend, fit points), a value of `LANDMARK_MODES`.
     batch_size: faces fitted together (the last batch is padded).
     log: optional callable for progress lines.
@@ -175,8 +175,9 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
     `summarize` dict, or None for the network without a regressor),
     `seconds_per_face` (stage -> seconds), `fit_steps`.
   """
-  from shared import alignment, fitting
-  from shared.reconstruct import PhotoReconstructor
+  from shared.photo import alignment
+  from shared.fit import fitter as fitting
+  from shared.photo.reconstruct import PhotoReconstructor
   fit_config = fit_config or fitting.FitConfig()
   backend, fit_points = landmark_mode
   pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, batch_size,
@@ -312,7 +313,7 @@ def main(args, load_regressor=None):
     0.
   """
   import json
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   face_model = load_face_model(getattr(args, "face_model", None))
   checkpoint = getattr(args, "checkpoint", None)
   regressor, note = None, NO_CHECKPOINT

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from shared.errors import InputError
-from shared.mesh import ring_vertex_normals, vertex_face_rings  # noqa: F401  (re-exported)
+from shared.mesh.normals_np import ring_vertex_normals, vertex_face_rings  # noqa: F401  (re-exported)
 
 # np.spacing(float32(0)): CoMA's `graph.laplacian` adds this to the degrees so
 # isolated vertices do not divide by zero.

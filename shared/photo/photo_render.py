@@ -1,6 +1,6 @@
 """Rendering a face fitted in the 224 crop directly in the photo's frame.
 
-The crop camera (`shared.camera.Camera`, principal point at the crop centre)
+The crop camera (`shared.model.camera.Camera`, principal point at the crop centre)
 followed by the crop -> photo similarity `p = s Rot(a) q + t` (image axes,
 y down) is itself a pinhole camera: focal `s * focal`, principal point
 `c0 = s Rot(a) (112, 112) + t`, and an in-plane rotation, which is the same
@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from shared import alignment
-from shared import camera as camera_lib
-from shared import render as render_lib
+from shared.photo import alignment
+from shared.model import camera as camera_lib
+from shared.render import renderer as render_lib
 
 WINDOW_MARGIN = 4.0           # pixels around the projected mesh
 MAX_WINDOW = 4096             # longest render side, pixels

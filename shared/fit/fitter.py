@@ -3,7 +3,7 @@
 Starting from a network prediction, or from the mean face posed in closed
 form from the landmarks (`pose_from_landmarks`), Adam optimises the
 coefficients of a batch of faces with the same renderer and single-view
-losses as training (`shared.losses`): landmarks, skin-masked photometric
+losses as training (`shared.train.losses`): landmarks, skin-masked photometric
 error and regularisation.  Two stages:
 
 1. `landmark_steps` steps of landmarks + shape regularisation.  Only the 68
@@ -62,13 +62,13 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared import lighting
-from shared import losses
-from shared import render as render_lib
-from shared.coeffs import Coefficients
+from shared.model import camera as camera_lib
+from shared.model import lighting
+from shared.train import losses
+from shared.render import renderer as render_lib
+from shared.model.coeffs import Coefficients
 from shared.errors import InputError
-from shared.synthesis import Synthesis
+from shared.render.face_image import Synthesis
 
 GROUPS = Coefficients._fields
 COLOUR_GROUPS = ("albedo", "lighting")
@@ -210,7 +210,7 @@ class FitConfig:
 @dataclasses.dataclass
 class FitResult:
   """coeffs: fitted `Coefficients` (tensors, [B, ...]).
-  synthesis: `shared.synthesis.Synthesis` of the fitted coefficients (rendered).
+  synthesis: `shared.render.face_image.Synthesis` of the fitted coefficients (rendered).
   losses: dict name -> numpy array: `total` [steps] mean over faces per step,
     `per_face` [steps, B], `landmark_error_px` [B] final mean Euclidean
     landmark distance (all 68 points, pixels of the crop), `landmark_weights`
@@ -298,8 +298,8 @@ def pose_from_landmarks(model_points, landmarks, camera, weights=None):
   Args:
     model_points: [N, 3] or [B, N, 3] model-space landmark vertices (N = 68,
       or any other point set such as the 468 dense points).
-    landmarks: [B, N, 2] target pixels (camera image, see `shared.camera`).
-    camera: `shared.camera.Camera`.
+    landmarks: [B, N, 2] target pixels (camera image, see `shared.model.camera`).
+    camera: `shared.model.camera.Camera`.
     weights: optional [N] point weights (0 leaves a point out).
 
   Returns:
@@ -334,9 +334,9 @@ def pixel_barycentrics(clip, faces, triangle_id, size):
   """Vertex ids and perspective-correct barycentrics of every pixel.
 
   Args:
-    clip: [B, V, 4] clip-space vertices (`shared.render.to_clip`).
+    clip: [B, V, 4] clip-space vertices (`shared.render.renderer.to_clip`).
     faces: [F, 3] int32 triangles.
-    triangle_id: [B, S, S] int32 from `shared.render.visibility` (any value
+    triangle_id: [B, S, S] int32 from `shared.render.renderer.visibility` (any value
       on background pixels; mask them afterwards).
     size: image side S.
 
@@ -398,8 +398,8 @@ _visibility = tf.autograph.experimental.do_not_convert(render_lib.visibility)
 class LandmarkDecoder:
   """Coefficients -> the landmark vertices only ([B, N, 3]), for the cheap stage.
 
-  The same linear model as `shared.decoder.FaceDecoder.shape` restricted to
-  the model's `landmarks68` vertices (N = 68, or 468 for `shared.dense_fit`):
+  The same linear model as `shared.model.decoder.FaceDecoder.shape` restricted to
+  the model's `landmarks68` vertices (N = 68, or 468 for `shared.fit.dense`):
   bases [K, N * 3] instead of [K, V * 3].
   """
 
@@ -425,12 +425,12 @@ class Fitter:
   """Fits coefficients to images and 2D landmarks for one face model.
 
   Args:
-    synthesizer: `shared.synthesis.FaceSynthesizer` (face model and camera);
+    synthesizer: `shared.render.face_image.FaceSynthesizer` (face model and camera);
       for ICT-FaceKit, build it on `bfm_landmark_convention(model)`.
     config: `FitConfig`.
     point_weights: None for the 68 landmarks (their weights and the jaw's
       pose fall-off come from `config`); for another point set (the model's
-      `landmarks68` holding N vertex ids, e.g. `shared.dense_fit`), `[N]`
+      `landmarks68` holding N vertex ids, e.g. `shared.fit.dense`), `[N]`
       fixed weights: no contour treatment, every weighted point poses the
       start.
   """

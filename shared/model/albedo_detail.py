@@ -2,7 +2,7 @@
 
 Real faces carry colour detail that no 80-component 3DMM texture spans:
 eyebrows, lip colour, freckles, moles, blotches and fine mottling.  The
-synthetic albedo basis (`shared.albedo`) holds only smooth, low-frequency
+synthetic albedo basis (`shared.model.albedo`) holds only smooth, low-frequency
 functions, so synthetic faces built from it alone leave a texture refiner
 (3D-Face-GCNs) nothing to find.  `AlbedoDetail` draws such detail per
 identity, as a per-vertex affine map of the basis albedo
@@ -174,7 +174,7 @@ class AlbedoDetail:
   """Draws per-identity albedo detail for one face model.
 
   Args:
-    face_model: `shared.face_model.FaceModel` (mean_shape, landmarks68, skin_mask).
+    face_model: `shared.model.face_model.FaceModel` (mean_shape, landmarks68, skin_mask).
     config: `AlbedoDetailConfig`.
   """
 

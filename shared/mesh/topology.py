@@ -1,6 +1,6 @@
 """The mesh-hierarchy `.npz` format shared by the model packages.
 
-A topology file holds a CoMA hierarchy (`shared.mesh_sampling`) for one face
+A topology file holds a CoMA hierarchy (`shared.mesh.sampling`) for one face
 model and one list of decimation factors:
 
 * `format_version` (int, `FORMAT_VERSION`), `kind` (`FORMAT_KIND`),
@@ -29,8 +29,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from shared.errors import InputError, fail
-from shared.fileio import savez_atomic
-from shared.paths import cache_dir
+from shared.io.fileio import savez_atomic
+from shared.io.paths import cache_dir
 
 FORMAT_KIND = "face3d-topology"
 FORMAT_VERSION = 1
@@ -81,7 +81,7 @@ class Topology:
 
   def rescaled_laplacians(self):
     """Per level, the Chebyshev-rescaled `L - I` ([V_l, V_l] csr float32)."""
-    from shared.mesh_sampling import rescale_laplacian
+    from shared.mesh.sampling import rescale_laplacian
     return [rescale_laplacian(lap) for lap in self.L]
 
 
@@ -143,7 +143,7 @@ def save_topology(path, hierarchy, source_hash, factors):
 
   Args:
     path: output file.
-    hierarchy: a `shared.mesh_sampling.Hierarchy` (or a `Topology`).
+    hierarchy: a `shared.mesh.sampling.Hierarchy` (or a `Topology`).
     source_hash: the face model's `source_hash`.
     factors: the decimation factors it was built with.
   """
@@ -280,7 +280,7 @@ def build_topology(vertices, faces, factors, source_hash="", progress=True):
   Returns:
     A `Topology` (path None).
   """
-  from shared import mesh_sampling
+  from shared.mesh import sampling as mesh_sampling
   factors = normalise_factors(factors)
   bar = None
   callback = None
@@ -306,7 +306,7 @@ def get_or_build_topology(face_model, factors, cache_path=None, progress=True):
   A cached file that is unreadable or stale is rebuilt and replaced.
 
   Args:
-    face_model: a `shared.face_model.FaceModel` (uses `mean_shape`, `faces`,
+    face_model: a `shared.model.face_model.FaceModel` (uses `mean_shape`, `faces`,
       `source_hash`).
     factors: decimation factors, e.g. (4, 4, 4, 4).
     cache_path: file to use instead of `default_cache_path(...)`.

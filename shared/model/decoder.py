@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from shared import geometry
+from shared.mesh import normals_tf as geometry
 
 
 class FaceDecoder(tf.Module):

@@ -1,10 +1,10 @@
 """Fitting the face model to MediaPipe's 468 dense landmarks.
 
-The 468 mesh points (`shared.face_mesh`) are 3D-consistent: each marks the
+The 468 mesh points (`shared.photo.face_mesh`) are 3D-consistent: each marks the
 same spot of the face at any pose, unlike a 2D detector's jaw outline.  So
 each point gets one fixed model vertex (`correspondence/mediapipe468_<model>.npz`,
 built once from synthetic renders by `tools/make_mesh_correspondence.py`),
-and the fit (`shared.fitting.Fitter` on `dense_model`) pulls those vertices'
+and the fit (`shared.fit.fitter.Fitter` on `dense_model`) pulls those vertices'
 projections onto the points, as Wood et al. (ECCV 2022, "3D face
 reconstruction with dense landmarks") do.  The 68 output landmarks then come
 from the fitted mesh (the model's own `landmarks68`, BFM jaw convention).
@@ -16,9 +16,9 @@ import dataclasses
 import numpy as np
 
 from shared.errors import InputError
-from shared.fileio import savez_atomic
+from shared.io.fileio import savez_atomic
 
-CORRESPONDENCE_DIR = Path(__file__).resolve().parent / "correspondence"
+CORRESPONDENCE_DIR = Path(__file__).resolve().parent.parent / "correspondence"
 CORRESPONDENCE_FILE = CORRESPONDENCE_DIR / "mediapipe468_ict.npz"
 CORRESPONDENCE_KIND = "face3d-mesh468-correspondence"
 CORRESPONDENCE_VERSION = 1

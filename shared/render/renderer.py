@@ -1,7 +1,7 @@
 """Differentiable rendering on tensorflow-graphics' rasterizer.
 
 Visibility comes from tensorflow-graphics' CPU rasterizer kernel (built by
-`shared.rasterizer`, one call per image).  Attributes are then interpolated
+`shared.render.rasterizer`, one call per image).  Attributes are then interpolated
 with tensorflow-graphics' differentiable barycentrics: the same per-pixel
 formula as its `differentiable_barycentrics` + `interpolate_vertex_attribute`
 (tfg's pixel grid, edge functions and `divide_no_nan` normalisation), so
@@ -12,7 +12,7 @@ no gradient through visibility changes.
 What this layer adds over calling `triangle_rasterizer.rasterize`:
 
 * interpolation and its gradient are two small C++ ops of ours
-  (shared/kernels/interpolate_op.cc, built into the same library as tfg's
+  (shared/render/kernels/interpolate_op.cc, built into the same library as tfg's
   kernel) that evaluate tfg's formula with the same float operations, for
   the covered pixels only, reading each pixel's three corners directly.
   Values equal tfg's (bit-identical on the development machine); the
@@ -33,7 +33,7 @@ import os
 
 import tensorflow as tf
 
-from shared import rasterizer
+from shared.render import rasterizer
 
 CULL_NONE = 0  # tensorflow-graphics FaceCullingMode.NONE
 NUM_LAYERS = 1
@@ -129,7 +129,7 @@ def interpolate_with_depth(clip, triangles, triangle_id, mask, attributes):
   Same values as tfg's `differentiable_barycentrics` followed by
   `interpolate_vertex_attribute` (tests/test_render.py checks values and
   gradients against them), computed by our C++ op for the covered pixels
-  only, with its exact gradient as a second op (shared/kernels/interpolate_op.cc).
+  only, with its exact gradient as a second op (shared/render/kernels/interpolate_op.cc).
 
   Args:
     clip: [B, V, 4] clip-space vertices.  triangles: [T, 3] int32.
@@ -178,10 +178,10 @@ def render(posed, triangles, attributes, camera):
   """Renders attributes, mask, depth and triangle ids.
 
   Args:
-    posed: [B, V, 3] posed vertices (model units, see `shared.camera`).
+    posed: [B, V, 3] posed vertices (model units, see `shared.model.camera`).
     triangles: [T, 3] int32, 0-based.
     attributes: [B, V, C] per-vertex attributes (e.g. lit colours).
-    camera: `shared.camera.Camera`.
+    camera: `shared.model.camera.Camera`.
 
   Returns:
     `RenderOutput` with H = W = camera.image_size.
