@@ -63,7 +63,7 @@ def main(argv=None):
   from shared.model.face_model import load_face_model
   from shared.fit.fitter import FitConfig
   from shared.io.image_io import read_image
-  from shared.eval.landmark_eval import LANDMARK_MODES
+  from shared.photo.landmarks import LANDMARK_MODES
   from shared.photo.landmarks import load_models
   from shared.photo.reconstruct import IMAGE_SUFFIXES, PhotoReconstructor
 

@@ -70,7 +70,7 @@ def main(argv=None):
   from shared.eval import metrics
   from shared.model.face_model import load_face_model
   from shared.fit.fitter import FitConfig
-  from shared.eval.landmark_eval import LANDMARK_MODES
+  from shared.photo.landmarks import LANDMARK_MODES
   from shared.photo.reconstruct import PhotoReconstructor
   face_model = load_face_model()
   images, truth, yaws = render_faces(face_model, args.faces, args.seed)

@@ -16,7 +16,6 @@ an alpha channel, see `TestResult`):
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from shared.errors import InputError, fail
 from shared.io.fileio import write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images
 from gcn_face import coarse as coarse_lib
+from gcn_face.binfile import record_stem
 from gcn_face import model as model_lib
 from gcn_face.config import GCNConfig
 
@@ -284,12 +284,6 @@ def read_image_rgba(path, size=None):
   image = rgba.astype(np.float32) / UINT8_MAX
   alpha = image[..., 3:] if (rgba[..., 3] < UINT8_MAX).any() else None
   return image[..., :3], alpha
-
-
-def record_stem(name, index):
-  """A file-name stem for a .bin record name: 'id7/000#2.png' -> 'id7_000_2'."""
-  stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(Path(name).with_suffix(""))).strip("._")
-  return stem or f"record{index:05d}"
 
 
 class PhotoFrontEnd:

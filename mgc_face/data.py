@@ -228,12 +228,6 @@ def read_skin_target(path):
   return read_strip(path, grayscale=True)[0]
 
 
-def read_ground_truth(path):
-  """Loads a `_gt.npz` as a dict of numpy arrays (see `mgc_face.synthetic`)."""
-  from mgc_face import synthetic
-  return synthetic.read_ground_truth(path)
-
-
 # ----------------------------------------------------------------------------- validation
 
 def check_record(root, record):

@@ -16,7 +16,7 @@ import numpy as np
 
 from shared.eval import metrics
 from shared.io.image_io import read_image
-from shared.photo.landmarks import detect_faces
+from shared.photo.landmarks import LANDMARK_MODES, detect_faces
 
 NAME_WIDTH = 16
 
@@ -128,11 +128,6 @@ def add_photo_arguments(parser):
                            "mesh68: the same detector, fitted to the 68 points read off the "
                            "mesh; dlib: dlib's detector and 68-point predictor; auto: dense, "
                            "but faces dlib's HOG also finds are fitted to dlib's 68")
-
-
-# --landmarks -> (shared.photo.landmarks backend, points the fit follows)
-LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68"),
-                  "dlib": ("dlib", "68"), "auto": ("auto", "dense")}
 
 
 def landmark_mode_from_args(args):

@@ -53,6 +53,9 @@ BACKENDS = ("mediapipe", "dlib", "auto")
 AUTO_MIN_IOU = 0.3            # auto: a HOG box overlapping a mesh face's box this much
 AUTO_MIN_HOG_SCORE = 0.1      # ... and scoring this much gives that face dlib's 68 points
 DEFAULT_BACKEND = "mediapipe"
+# --landmarks -> (backend, points the fit follows); photo pipeline and evaluation.
+LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68"),
+                  "dlib": ("dlib", "68"), "auto": ("auto", "dense")}
 MESH_REFINE_PASSES = 1        # extra mesh passes in the crop of the previous points
 MESH_EYE_CORNERS = (33, 263)  # mesh points whose line sets the refined ROI's rotation
 PIXEL_CENTER = 0.5            # dlib integer index -> continuous coordinate

@@ -74,7 +74,7 @@ from shared.fit import fitter as fitting
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, read_image
-from shared.photo.landmarks import detect_faces
+from shared.photo.landmarks import LANDMARK_MODES, detect_faces
 from shared.render.face_image import FaceSynthesizer
 from shared.render.texture import uv_texture_map
 
@@ -552,7 +552,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     log: called with one line per image (and per problem).
     cnn_fallback: try dlib's slow CNN detector when no other detector finds a face.
     landmarks: `"dense"` (default), `"mesh68"` or `"dlib"` (see
-      `shared.eval.landmark_eval.LANDMARK_MODES`).
+      `shared.photo.landmarks.LANDMARK_MODES`).
     max_batch: faces fitted together at most.
 
   Returns:
@@ -565,7 +565,6 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   started = time.perf_counter()
-  from shared.eval.landmark_eval import LANDMARK_MODES
   if landmarks not in LANDMARK_MODES:
     raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
   backend, fit_points = LANDMARK_MODES[landmarks]
