@@ -65,7 +65,7 @@ def fit_probe(face_model, config, data, samples, steps, learning_rate, multiview
   from mgc_face import data as data_lib
   from mgc_face import synthetic
   from mgc_face.evaluate import aligned_rmse
-  from mgc_face.model import Batch, Objective
+  from mgc_face.objective import Batch, Objective
   from shared.model.coeffs import CoeffLayout
   from shared.render.face_image import FaceSynthesizer
   from tqdm import tqdm

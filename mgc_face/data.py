@@ -301,7 +301,7 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
   Raises:
     InputError: no usable records, or fewer than one batch (in this shard).
   """
-  from mgc_face.model import Batch
+  from mgc_face.objective import Batch
   records, landmarks, _ = scan(root, split, report)
   list_file = Path(root) / f"{split}.txt"
   if not records:

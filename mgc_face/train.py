@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from mgc_face import model as model_lib
+from mgc_face import objective as objective_lib
 from mgc_face import prior_init
 from mgc_face.config import MGCConfig
 from shared.train import distribute
@@ -147,7 +148,7 @@ class Trainer:
       # Landmark head: the coefficient map starts from face-model samples (a resume overwrites it).
       prior_init.init_coefficient_head(self.regressor.network, face_model, config, seed)
       self.synth = FaceSynthesizer(face_model)
-      self.objective = model_lib.Objective(self.synth, config, embedder)
+      self.objective = objective_lib.Objective(self.synth, config, embedder)
       self.optimizer = make_optimizer(config, total_steps)
       self.variables = self.regressor.network.trainable_variables
       self.optimizer.build(self.variables)
@@ -212,10 +213,10 @@ class Trainer:
     `head_only`: the landmark head's own terms only (warm-up; no rendering).
     """
     with tf.GradientTape() as tape:
-      images = model_lib.flatten_views(batch.images)
+      images = objective_lib.flatten_views(batch.images)
       coeffs, head = self.regressor.head_landmarks(images, training=True)
       if head_only:
-        total, terms = self.objective.head_terms(head, model_lib.flatten_views(batch.landmarks))
+        total, terms = self.objective.head_terms(head, objective_lib.flatten_views(batch.landmarks))
         terms["total"], visuals = total, {}
       else:
         total, terms, visuals = self.objective(coeffs, batch, self.multiview, head)
@@ -409,7 +410,7 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
   with distribute.peer_guard(strategy, checkpoint_dir):
     distribute.barrier(strategy)  # No worker leaves while a peer still needs it.
   elapsed = time.time() - started
-  rate = (timed_steps * config.batch_size * model_lib.NUM_VIEWS /
+  rate = (timed_steps * config.batch_size * objective_lib.NUM_VIEWS /
           max(time.time() - timed_from, 1e-9)) if timed_steps else float("nan")
   return {"steps": int(trainer.step.numpy()), "skipped": int(trainer.skipped.numpy()),
           "terms": terms, "seconds": elapsed, "images_per_second": rate,

@@ -12,6 +12,7 @@ from mgc_face import config as config_lib
 from mgc_face import data as data_lib
 from mgc_face import infer
 from mgc_face import model as model_lib
+from mgc_face import objective as objective_lib
 from mgc_face import synthetic
 from mgc_face import train as train_lib
 from shared.train.embedding import FaceEmbedder
@@ -76,8 +77,8 @@ def test_objective_is_finite_and_multiview_terms_follow_the_flags(dataset, ict_m
   from shared.render.face_image import FaceSynthesizer
   batch = first_batch(dataset, 2)
   regressor = model_lib.build_regressor(ict_model, TEST_CONFIG)
-  objective = model_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG)
-  coeffs, _ = regressor(model_lib.flatten_views(batch.images))
+  objective = objective_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG)
+  coeffs, _ = regressor(objective_lib.flatten_views(batch.images))
   total, terms, visuals = objective(coeffs, batch)
   assert np.isfinite(total.numpy())
   for name in ("landmark", "photometric", "reg_shape", "reg_albedo", "mv_pixel", "mv_depth",
@@ -200,7 +201,7 @@ def test_identity_loss_uses_a_face_embedding_savedmodel(dataset, ict_model, tmp_
   embedder = FaceEmbedder(tmp_path / "embedder")
   assert embedder(tf.zeros([2, 224, 224, 3])).shape == (2, 8)
   batch = first_batch(dataset)
-  objective = model_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG, embedder)
+  objective = objective_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG, embedder)
   coeffs = model_lib.CoeffLayout.for_model(ict_model).zeros(3)
   total, terms, _ = objective(coeffs, batch, multiview=False)
   assert 0.0 < terms["identity"].numpy() <= 2.0
