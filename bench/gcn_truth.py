@@ -73,6 +73,7 @@ def main():
   import tensorflow as tf
   from gcn_face import coarse as coarse_lib, evaluate, model as model_lib
   from gcn_face.binfile import BinReader
+  from shared.render.image_sampling import sample_bilinear
   from gcn_face.config import get_config
   from gcn_face.infer import build_pipeline
   from mgc_face.data import read_landmarks
@@ -130,7 +131,7 @@ def main():
     true_vis = model_lib.vertex_visibility(surface(posed, normals), points, render, alpha,
                                            camera, config).numpy()[0]
     true_weights = (true_vis[:, 0] > evaluate.VISIBLE_THRESHOLD).astype(np.float64)
-    true_colours = model_lib.sample_bilinear(image, points).numpy()[0].astype(np.float64)
+    true_colours = sample_bilinear(image, points)[0].numpy()[0].astype(np.float64)
     ls = fit_irradiance(coarse_albedo, true_colours, lighting.sh_basis(normals).numpy()[0],
                         true_weights)
     rows["delit_true_ls"].append(evaluate.albedo_rmse(delit(true_colours, ls), truth, true_vis))

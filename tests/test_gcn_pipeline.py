@@ -141,26 +141,6 @@ def test_refine_inputs_visibility_and_colours(toy):
                              atol=1e-6)
 
 
-def test_sample_bilinear_matches_numpy():
-  rng = np.random.default_rng(SEED)
-  image = rng.random((2, 5, 7, 3)).astype(np.float32)
-  points = np.array([[[0.5, 0.5], [3.25, 2.75], [6.5, 4.5]],
-                     [[1.0, 1.0], [2.5, 0.5], [6.9, 4.9]]], np.float32)
-  got = model_lib.sample_bilinear(tf.constant(image), tf.constant(points)).numpy()
-  for b in range(2):
-    for n, (u, v) in enumerate(points[b]):
-      x, y = min(max(u - 0.5, 0), 6), min(max(v - 0.5, 0), 4)
-      x0, y0 = int(np.floor(x)), int(np.floor(y))
-      x1, y1 = min(x0 + 1, 6), min(y0 + 1, 4)
-      fx, fy = x - x0, y - y0
-      want = ((1 - fx) * (1 - fy) * image[b, y0, x0] + fx * (1 - fy) * image[b, y0, x1]
-              + (1 - fx) * fy * image[b, y1, x0] + fx * fy * image[b, y1, x1])
-      np.testing.assert_allclose(got[b, n], want, atol=1e-6)
-  near, inside = model_lib.sample_nearest(tf.constant(image), tf.constant(points))
-  np.testing.assert_array_equal(near.numpy()[0, 1], image[0, 2, 3])
-  assert inside.numpy().all()
-
-
 @pytest.mark.parametrize("arch,combine_inputs", [("normal", False), ("resnet", False),
                                                  ("normal", True)])
 def test_generator_shapes_range_and_gradients(toy, arch, combine_inputs):

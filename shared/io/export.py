@@ -7,13 +7,10 @@ never leaves half a file.
 import numpy as np
 
 from shared.io.fileio import atomic_path, write_text_atomic
+# One implementation of each (one-line errors), also reached as export.*:
+from shared.io.image_io import to_uint8, write_png  # noqa: F401
 
 UINT8_MAX = 255.0
-
-
-def to_uint8(image):
-  """Float image in [0, 1] (any shape) -> uint8."""
-  return np.clip(np.round(np.asarray(image) * UINT8_MAX), 0, UINT8_MAX).astype(np.uint8)
 
 
 def obj_text(vertices, faces, colours=None):
@@ -59,21 +56,6 @@ def write_ply(path, vertices, faces, colours=None):
         [to_uint8(colours), np.full((len(vertices), 1), 255, np.uint8)], axis=1)
   with atomic_path(path) as tmp:
     mesh.export(tmp, file_type="ply")
-
-
-def write_png(path, image):
-  """Writes an RGB(A) image, float in [0, 1] or uint8, atomically."""
-  import cv2
-  image = np.asarray(image)
-  if image.dtype != np.uint8:
-    image = to_uint8(image)
-  if image.ndim == 3 and image.shape[2] == 3:
-    image = image[..., ::-1]
-  elif image.ndim == 3 and image.shape[2] == 4:
-    image = image[..., [2, 1, 0, 3]]
-  with atomic_path(path) as tmp:
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(image)):
-      raise OSError(f"{path}: could not encode PNG")
 
 
 def overlay(image, render, mask, opacity=1.0):

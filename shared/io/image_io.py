@@ -120,8 +120,9 @@ def _decode(path, flags):
   return image
 
 
-def _to_uint8(image):
-  """Converts a `uint8`, `uint16` or float image to `uint8` (see module doc)."""
+def to_uint8(image):
+  """Converts a `uint8`, `uint16` or float image (floats in [0, 1], clipped) to `uint8`."""
+  image = np.asarray(image)
   if image.dtype == np.uint8:
     return image
   if image.dtype == np.uint16:
@@ -145,7 +146,7 @@ def read_image(path):
     InputError: missing, empty, corrupt, unsupported or oversized file.
   """
   path = _check_readable(path)
-  bgr = _to_uint8(_decode(path, READ_FLAGS_RGB))
+  bgr = to_uint8(_decode(path, READ_FLAGS_RGB))
   return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
@@ -159,7 +160,7 @@ def read_image_rgba(path):
     InputError: as `read_image`.
   """
   path = _check_readable(path)
-  raw = _to_uint8(_decode(path, READ_FLAGS_RGBA))
+  raw = to_uint8(_decode(path, READ_FLAGS_RGBA))
   if raw.ndim == 2:
     raw = raw[:, :, None]
   channels = raw.shape[2]
@@ -181,7 +182,8 @@ def write_png(path, image):
 
   Args:
     path: destination; must end in `.png`.
-    image: `uint8` `[H, W]` gray, `[H, W, 3]` RGB or `[H, W, 4]` RGBA.
+    image: `[H, W]` gray, `[H, W, 3]` RGB or `[H, W, 4]` RGBA; `uint8`, or
+      `uint16` / float in [0, 1] (converted by `to_uint8`).
 
   Raises:
     ValueError: wrong suffix, dtype or shape (a programming error).
@@ -190,9 +192,7 @@ def write_png(path, image):
   path = Path(path)
   if path.suffix.lower() != PNG_SUFFIX:
     raise ValueError(f"{path}: write_png needs a {PNG_SUFFIX} file name")
-  image = np.asarray(image)
-  if image.dtype != np.uint8:
-    raise ValueError(f"write_png expects uint8, got {image.dtype}")
+  image = to_uint8(image)
   if image.ndim == 2:
     out = image
   elif image.ndim == 3 and image.shape[2] == 3:
