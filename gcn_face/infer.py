@@ -271,7 +271,7 @@ def restore_generator(checkpoint_dir, gcn):
 # Test mode.
 
 
-def read_image_rgba(path, size=None):
+def read_rgb_alpha(path, size=None):
   """Reads an image as (rgb [H, W, 3], alpha [H, W, 1] or None), float32 in [0, 1].
 
   The alpha is None when the file has none or it is opaque everywhere (no mask).
@@ -330,7 +330,7 @@ def test_inputs(input_path, size, face_model=None):
     fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
   front = None
   for f in files:
-    rgb, alpha = read_image_rgba(f)
+    rgb, alpha = read_rgb_alpha(f)
     if rgb.shape[:2] == (size, size):
       yield f.stem, rgb, alpha
       continue

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.errors import InputError
+from shared.io import image_io
 from shared.io.fileio import write_text_atomic
 
 VIEW_SIZE = 224
@@ -191,17 +192,14 @@ def image_size(path):
 
 
 def read_image(path, grayscale=False):
-  """Reads an image as float32 in [0, 1]: [H, W, 3] RGB or [H, W, 1]."""
-  import cv2
-  flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
-  from shared import quiet
-  with quiet.native_stderr_silenced():  # libjpeg prints its own warnings.
-    image = cv2.imread(str(path), flag)
-  if image is None:
-    if not Path(path).exists():
-      raise InputError(f"{path}: not found")
-    raise InputError(f"{path}: not a readable image")
-  image = image[..., None] if grayscale else image[..., ::-1]
+  """Reads an image as float32 in [0, 1]: [H, W, 3] RGB or [H, W, 1] (luma).
+
+  Through `shared.io.image_io.read_image` (one-line errors for bad files).
+  """
+  image = image_io.read_image(path)
+  if grayscale:
+    import cv2
+    image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
   return image.astype(np.float32) / UINT8_MAX
 
 
