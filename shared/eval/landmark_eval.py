@@ -188,16 +188,12 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
     if faces:
       jobs.append((row, faces[0]))
   predictions = {m: {} for m in METHODS}
-  by_job = {id(job): (row, job) for row, job in jobs}
-  chunks = [[by_job[id(j)] for j in group[k:k + batch_size]]
-            for group in pipeline.groups([job for _, job in jobs])
-            for k in range(0, len(group), batch_size)]
+  row_of = {id(job): row for row, job in jobs}
   done = 0
-  for chunk in chunks:
-    padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-    crops, crop_lms, dense = pipeline.batch_inputs([j for _, j in padded])
-    init = pipeline.regress(crops)
-    result = pipeline.fit(crops, crop_lms, init, dense)
+  for chunk, crops, crop_lms, dense in pipeline.padded_batches([job for _, job in jobs],
+                                                               batch_size):
+    chunk = [(row_of[id(job)], job) for job in chunk]
+    init, result = pipeline.regress_and_fit(crops, crop_lms, dense)
     network = None
     if init is not None:
       network = pipeline.synthesizer(init, render=False).landmarks2d.numpy()

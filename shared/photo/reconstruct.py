@@ -286,6 +286,25 @@ class PhotoReconstructor:
     rest = [j for j in jobs if not self.fits_dense(j)]
     return [g for g in (dense, rest) if g]
 
+  def padded_batches(self, jobs, batch_size=None):
+    """Yields (chunk, crops, landmarks, dense) per batch of `jobs`: dense and
+    68-point faces in their own batches of at most `max_batch` (`chunk`, the
+    real jobs), each padded with its last job to `batch_size` (None: the
+    smallest power of two, so the fit compiles for a few static sizes);
+    `crops, landmarks, dense` as `batch_inputs` of the padded batch."""
+    for group in self.groups(jobs):
+      for k in range(0, len(group), self.max_batch):
+        chunk = group[k:k + self.max_batch]
+        size = batch_size or _batch_size(len(chunk), self.max_batch)
+        padded = chunk + [chunk[-1]] * (size - len(chunk))   # static batch sizes
+        yield (chunk, *self.batch_inputs(padded))
+
+  def regress_and_fit(self, crops, landmarks, dense=None):
+    """(init, result): the network's `Coefficients` (None without one) and the
+    fit from them (`fit`)."""
+    init = self.regress(crops)
+    return init, self.fit(crops, landmarks, init, dense)
+
   def fit(self, crops, landmarks, init=None, dense=None):
     """Fits one padded batch from `init` (None: the posed mean face).
 
@@ -322,13 +341,8 @@ class PhotoReconstructor:
   def reconstruct(self, jobs):
     """Fits all `jobs` of one image; returns a list of per-face numpy dicts."""
     records = []
-    chunks = [g[k:k + self.max_batch] for g in self.groups(jobs)
-              for k in range(0, len(g), self.max_batch)]
-    for chunk in chunks:
-      size = _batch_size(len(chunk), self.max_batch)
-      padded = chunk + [chunk[-1]] * (size - len(chunk))   # static batch sizes
-      crops, landmarks, dense = self.batch_inputs(padded)
-      result = self.fit(crops, landmarks, self.regress(crops), dense)
+    for chunk, crops, landmarks, dense in self.padded_batches(jobs):
+      _, result = self.regress_and_fit(crops, landmarks, dense)
       syn, r = result.synthesis, result.synthesis.render
       arrays = {name: np.asarray(value) for name, value in (
           ("vertices", syn.vertices), ("posed", syn.posed), ("colours", syn.colours),
