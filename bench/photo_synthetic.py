@@ -34,10 +34,10 @@ def render_faces(face_model, count, seed):
   import numpy as np
   import tensorflow as tf
   from shared.model import camera as camera_lib
-  from shared.fit import fitter as fitting
+  from shared.fit.landmark_convention import bfm_landmark_convention
   from shared.photo.photo_render import shaded_photos
   from shared.render.face_image import FaceSynthesizer
-  model = fitting.bfm_landmark_convention(face_model, interior=True)
+  model = bfm_landmark_convention(face_model, interior=True)
   synth = FaceSynthesizer(model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
   rng = np.random.default_rng(seed)
   yaw = np.linspace(0, MAX_YAW, count) * rng.choice([-1, 1], count)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from shared.fit import dense as dense_fit
 
 from shared.fit import fitter as fitting
+from shared.fit.landmark_convention import bfm_landmark_convention
 from shared.errors import InputError
 from shared.render.face_image import FaceSynthesizer
 
@@ -50,7 +51,7 @@ def test_packaged_correspondence_loads_and_spans_the_face(ict_model):
 def test_dense_fit_recovers_a_synthetic_face(ict_model):
   """Points = the correspondence vertices of a known face, projected: the fit
   puts the model's 68 landmarks within a pixel or two of the truth."""
-  model = fitting.bfm_landmark_convention(ict_model)
+  model = bfm_landmark_convention(ict_model)
   vertices, weights = dense_fit.load_correspondence(model)
   synth = FaceSynthesizer(model)
   dense_synth = FaceSynthesizer(dense_fit.dense_model(model, vertices))

@@ -156,7 +156,7 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
   Args:
     folder: AFLW2000-3D style folder.
     face_model: `FaceModel` (ICT gets BFM jaw landmarks, see
-      `shared.fit.fitter.bfm_landmark_convention`).
+      `shared.fit.landmark_convention.bfm_landmark_convention`).
     regressor: optional callable, images [B, 224, 224, 3] -> Coefficients or
       (Coefficients, features).
     fit_config: `FitConfig` (default: the defaults).

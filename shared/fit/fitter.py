@@ -52,13 +52,12 @@ pose never uses the jaw.
 Which vertices are "the jaw" matters as much: ICT-FaceKit's own
 `landmarks68` put landmarks 0-16 on the front of the cheeks, 2-3 cm inside
 the jaw line where BFM (Deep3D, MGCNet, 3DDFA and the AFLW2000-3D ground
-truth) has them.  `bfm_landmark_convention` swaps in the ICT vertices that
+truth) has them.  `shared.fit.landmark_convention.bfm_landmark_convention` swaps in the ICT vertices that
 correspond to BFM's keypoints; see its doc.
 """
 
 import dataclasses
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -69,73 +68,16 @@ from shared.render import renderer as render_lib
 from shared.model.coeffs import Coefficients
 from shared.errors import InputError
 from shared.render.face_image import Synthesis
+from shared.fit.barycentrics import blend_matrix, pixel_barycentrics
+from shared.fit.landmark_convention import CONTOUR, NUM_LANDMARKS
+from shared.fit.landmark_decoder import LandmarkDecoder
+from shared.fit.pose import pose_from_landmarks
 
 GROUPS = Coefficients._fields
 COLOUR_GROUPS = ("albedo", "lighting")
-NUM_LANDMARKS = 68
-CONTOUR = slice(0, 17)                 # 0-based jaw landmarks
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
 ADAM_EPSILON = 1e-8
-MIN_POSE_SCALE = 1e-6                  # guard for degenerate landmark sets
-
-# ICT-FaceKit (face area, 9409 vertices): its own jaw landmarks 0-16
-# (`idx_to_landmark_verts` in vertex_indices.json) and the vertices that
-# correspond to BFM's jaw keypoints.  Derived once: Deep3D_mean.obj (BFM
-# front mean) was aligned to the ICT mean shape by a 3D similarity on the 51
-# interior landmarks (residual 2.9 mm), each BFM jaw keypoint
-# (facemodel_info.mat `keypoints`) took its nearest ICT vertex (within
-# 0.5-4.4 mm), and the right side was mirrored from the left.  The commands
-# are in docs/photos.md.
-ICT_NUM_VERTICES = 9409
-ICT_JAW_LANDMARKS = (1225, 1888, 1052, 367, 1719, 1722, 2199, 1447, 966, 3661, 4390, 3927,
-                     3924, 2608, 3272, 4088, 3443)
-ICT_BFM_JAW_LANDMARKS = (8129, 8050, 7885, 8841, 8859, 1831, 790, 2196, 969, 4387, 3031, 4033,
-                         9182, 9164, 7158, 7323, 7402)
-# All 68 BFM keypoints the same way (same similarity, nearest ICT vertex, no
-# mirroring; the jaw above is the mirrored version of 0-16).  ICT's interior
-# landmarks lie 0.7-8.7 mm from BFM's (inner brows 6-9 mm, nose bridge 5-8
-# mm).  Used for the 68 OUTPUT points of a fit that follows other points
-# (the 468 dense ones), where the 68 need only match the convention of the
-# ground truth (AFLW2000-3D: BFM keypoints), not a detector's.
-ICT_BFM_LANDMARKS68 = ICT_BFM_JAW_LANDMARKS + (
-    267, 1009, 1031, 1416, 2033, 4230, 3630, 3251, 3229, 2508, 971, 979, 4842, 4841, 4562, 2076,
-    5, 4270, 5027, 6590, 1542, 1931, 1372, 1518, 1551, 3587, 3787, 3756, 6548, 3765, 3732, 5929,
-    5695, 2069, 0, 4263, 6200, 6434, 6330, 6481, 5945, 5977, 5825, 5749, 5736, 5526, 6241, 6066,
-    6241, 5533, 5736)
-
-# Skin colour model (`skin_from_landmarks`).
-SKIN_EXCLUDE = (slice(17, 22), slice(22, 27), slice(36, 42), slice(42, 48), slice(48, 60))
-SKIN_TRIM = 0.8             # keep this fraction of sample pixels nearest the first estimate
-SKIN_LUMA_STD_SCALE = 2.0   # shading varies luminance more than chroma
-SKIN_FULL = 2.0             # Mahalanobis distance below which skin = 1
-SKIN_FALLOFF = 1.5          # ... and over which it falls to exp(-1/2)
-MIN_SKIN_PIXELS = 30
-
-
-def bfm_landmark_convention(face_model, interior=False):
-  """The face model with BFM-convention jaw landmarks, when it is ICT-FaceKit.
-
-  For ICT-FaceKit (9409 vertices with ICT's own jaw landmarks) returns a copy
-  whose `landmarks68[0:17]` are `ICT_BFM_JAW_LANDMARKS`; any other model is
-  returned unchanged.  With `interior`, all 68 become BFM's keypoints
-  (`ICT_BFM_LANDMARKS68`).  Coefficients are unaffected (same mesh and bases), so
-  a regressor built on the original model works with the copy.
-
-  Effect, AFLW2000-16, 12 faces dlib finds, fitted from the mean face: NME
-  3.4 % with these jaw vertices, 4.4 % with ICT's (docs/photos.md).
-  """
-  lm = np.asarray(face_model.landmarks68)
-  if (face_model.num_vertices != ICT_NUM_VERTICES or
-      tuple(int(i) for i in lm[CONTOUR]) != ICT_JAW_LANDMARKS):
-    return face_model
-  lm = lm.copy()
-  lm[CONTOUR] = ICT_BFM_JAW_LANDMARKS
-  if interior:
-    lm[:] = ICT_BFM_LANDMARKS68
-  return dataclasses.replace(face_model, landmarks68=lm.astype(np.int32),
-                             name=face_model.name + ", BFM jaw landmarks")
-
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
@@ -221,204 +163,8 @@ class FitResult:
   losses: dict
 
 
-def skin_from_landmarks(images, landmarks):
-  """A soft skin mask from each face's own colours.
-
-  Samples the pixels inside the hull of the 68 landmarks minus brows, eyes
-  and mouth, fits a Gaussian in YCrCb (trimmed to the `SKIN_TRIM` nearest
-  fraction, luminance std widened by `SKIN_LUMA_STD_SCALE` for shading), and
-  scores every pixel by its Mahalanobis distance d: 1 for d <= `SKIN_FULL`,
-  then exp(-(d - SKIN_FULL)^2 / (2 SKIN_FALLOFF^2)).  Hair, eyes, glasses,
-  beards and background inside the face region get low weight in the
-  photometric loss.
-
-  Args:
-    images: [B, H, W, 3] float in [0, 1].
-    landmarks: [B, 68, 2] continuous pixels in the same images.
-
-  Returns:
-    [B, H, W, 1] float32 in [0, 1] (all ones for a face with too few samples).
-  """
-  images = np.asarray(images, np.float32)
-  landmarks = np.asarray(landmarks, np.float64)
-  out = np.ones(images.shape[:3] + (1,), np.float32)
-  for b in range(len(images)):  # per face: polygon fill and a 3x3 covariance
-    ycc = cv2.cvtColor(images[b], cv2.COLOR_RGB2YCrCb).reshape(-1, 3)
-    region = np.zeros(images.shape[1:3], np.uint8)
-    cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks[b].astype(np.float32))), 1)
-    for part in SKIN_EXCLUDE:
-      cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks[b, part].astype(np.float32))), 0)
-    samples = ycc[region.ravel() > 0].astype(np.float64)
-    if len(samples) < MIN_SKIN_PIXELS:
-      continue
-    mean = np.median(samples, 0)
-    for _ in range(2):   # two trimming rounds against hair, shadows and teeth
-      cov = np.cov(samples.T) + np.eye(3) * 1e-6
-      dist = np.einsum("ni,ij,nj->n", samples - mean, np.linalg.inv(cov), samples - mean)
-      samples = samples[dist <= np.quantile(dist, SKIN_TRIM)]
-      mean = samples.mean(0)
-    mean, cov = samples.mean(0), np.cov(samples.T)
-    scale = np.array([SKIN_LUMA_STD_SCALE, 1.0, 1.0])
-    cov = cov * np.outer(scale, scale) + np.eye(3) * 1e-6
-    d = np.sqrt(np.einsum("ni,ij,nj->n", ycc - mean, np.linalg.inv(cov), ycc - mean))
-    prob = np.exp(-0.5 * (np.maximum(d - SKIN_FULL, 0.0) / SKIN_FALLOFF) ** 2)
-    out[b, ..., 0] = prob.reshape(images.shape[1:3])
-  return out
-
-
-def _cv_points(points):
-  """Continuous pixel coordinates -> int32 OpenCV polygon vertices (centres at integers)."""
-  return np.round(np.asarray(points).reshape(-1, 2) - 0.5).astype(np.int32)
-
-
-def euler_from_matrix(rotation):
-  """Inverse of `camera.rotation_matrix` (R = Rz Ry Rx).
-
-  Args:
-    rotation: [..., 3, 3] numpy rotation matrices.
-
-  Returns:
-    [..., 3] (pitch, yaw, roll) radians, yaw in [-pi/2, pi/2].
-  """
-  r = np.asarray(rotation, np.float64)
-  yaw = np.arcsin(np.clip(-r[..., 2, 0], -1.0, 1.0))
-  pitch = np.arctan2(r[..., 2, 1], r[..., 2, 2])
-  roll = np.arctan2(r[..., 1, 0], r[..., 0, 0])
-  return np.stack([pitch, yaw, roll], axis=-1)
-
-
-def pose_from_landmarks(model_points, landmarks, camera, weights=None):
-  """Closed-form head pose from 2D landmarks (scaled orthographic fit).
-
-  Fits `(u - cx, cy - v) = A [X; 1]` by weighted least squares, takes the
-  scale and rotation rows from the 2x3 part (nearest matrix with orthonormal
-  rows, via SVD), the third row as their cross product, and the depth from
-  the scale: `tz = distance - focal / s - (R c)_z` for the points' centroid c.
-
-  Args:
-    model_points: [N, 3] or [B, N, 3] model-space landmark vertices (N = 68,
-      or any other point set such as the 468 dense points).
-    landmarks: [B, N, 2] target pixels (camera image, see `shared.model.camera`).
-    camera: `shared.model.camera.Camera`.
-    weights: optional [N] point weights (0 leaves a point out).
-
-  Returns:
-    (rotation [B, 3] (pitch, yaw, roll) radians, translation [B, 3]) float32.
-  """
-  target = np.asarray(landmarks, np.float64)
-  batch = target.shape[0]
-  count = target.shape[1]
-  points = np.broadcast_to(np.asarray(model_points, np.float64), (batch, count, 3))
-  w = np.ones(count) if weights is None else np.asarray(weights, np.float64)
-  sw = np.sqrt(w)[None, :, None]
-  design = np.concatenate([points, np.ones((batch, count, 1))], axis=-1) * sw
-  centred = np.stack([target[..., 0] - camera.centre, camera.centre - target[..., 1]], -1) * sw
-  affine = np.linalg.pinv(design) @ centred            # [B, 4, 2]
-  linear = np.swapaxes(affine[:, :3, :], 1, 2)          # [B, 2, 3] = s R[:2]
-  u, sing, vt = np.linalg.svd(linear, full_matrices=False)
-  scale = np.maximum(sing.mean(-1), MIN_POSE_SCALE)     # [B]
-  rows = u @ vt                                         # orthonormal rows
-  rotation = np.concatenate([rows, np.cross(rows[:, 0], rows[:, 1])[:, None]], axis=1)
-  # The scale is focal / depth of the points' centroid, which sits at
-  # (R c)_z + t_z in front of the origin.
-  centroid = (points * w[None, :, None]).sum(1) / w.sum()          # [B, 3]
-  centroid_z = np.einsum("bj,bj->b", rotation[:, 2], centroid)
-  depth = camera.focal / scale
-  shift = affine[:, 3, :] / scale[:, None]              # t_xy in model units
-  translation = np.stack([shift[:, 0], shift[:, 1], camera.distance - depth - centroid_z],
-                         axis=-1)
-  return euler_from_matrix(rotation).astype(np.float32), translation.astype(np.float32)
-
-
-def pixel_barycentrics(clip, faces, triangle_id, size):
-  """Vertex ids and perspective-correct barycentrics of every pixel.
-
-  Args:
-    clip: [B, V, 4] clip-space vertices (`shared.render.renderer.to_clip`).
-    faces: [F, 3] int32 triangles.
-    triangle_id: [B, S, S] int32 from `shared.render.renderer.visibility` (any value
-      on background pixels; mask them afterwards).
-    size: image side S.
-
-  Returns:
-    (vertex_ids [B, S, S, 3] int32, weights [B, S, S, 3] float32 summing to
-    1), so a pixel's value is sum_k weights[..., k] * attribute[vertex_ids[..., k]].
-    Screen positions follow the CPU rasterizer (NDC y = -1 on row 0, pixel
-    centres at +0.5); the screen-space weights b_k are corrected with the
-    clip w: (b_k / w_k) / sum_j (b_j / w_j).
-  """
-  vertex_ids = tf.gather(tf.convert_to_tensor(faces, tf.int32), triangle_id)
-  w = clip[..., 3]
-  screen = (clip[..., :2] / w[..., None] + 1.0) * (size / 2.0)     # [B, V, 2] pixels
-  corners = tf.gather(screen, vertex_ids, batch_dims=1)              # [B, S, S, 3, 2]
-  centres = tf.range(size, dtype=tf.float32) + 0.5
-  py, px = tf.meshgrid(centres, centres, indexing="ij")
-  pixel = tf.stack([px, py], axis=-1)[None]                          # [1, S, S, 2]
-  a, b, c = corners[..., 0, :], corners[..., 1, :], corners[..., 2, :]
-
-  def cross(u, v):
-    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
-
-  area = cross(b - a, c - a)
-  area = tf.where(tf.abs(area) < 1e-12, tf.ones_like(area) * 1e-12, area)
-  screen_weights = tf.stack([cross(b - pixel, c - pixel), cross(c - pixel, a - pixel),
-                             cross(a - pixel, b - pixel)], axis=-1) / area[..., None]
-  corrected = screen_weights / tf.gather(w, vertex_ids, batch_dims=1)
-  total = tf.reduce_sum(corrected, axis=-1, keepdims=True)
-  total = tf.where(tf.abs(total) < 1e-12, tf.ones_like(total), total)
-  return vertex_ids, corrected / total
-
-
-def _blend_matrix(vertex_ids, weights, mask, num_vertices):
-  """A function [B, V, C] -> [B, S, S, C] rendering vertex values with fixed
-  visibility: a sparse matrix over the covered pixels (graph code)."""
-  batch, size = vertex_ids.shape[0], vertex_ids.shape[1]
-  pixels = size * size
-  covered = tf.where(tf.reshape(mask, [-1]) > 0)[:, 0]                  # flat b * P + p
-  ids = tf.gather(tf.reshape(vertex_ids, [-1, 3]), covered)              # [N, 3]
-  ids = tf.cast(ids, tf.int64) + (covered // pixels)[:, None] * num_vertices
-  values = tf.gather(tf.reshape(weights, [-1, 3]), covered)
-  rows = tf.repeat(covered, 3)
-  matrix = tf.sparse.SparseTensor(tf.stack([rows, tf.reshape(ids, [-1])], axis=1),
-                                  tf.reshape(values, [-1]),
-                                  [batch * pixels, batch * num_vertices])
-
-  def blend(vertex_values):
-    channels = vertex_values.shape[-1]
-    flat = tf.reshape(vertex_values, [batch * num_vertices, channels])
-    image = tf.sparse.sparse_dense_matmul(matrix, flat)
-    return tf.reshape(image, [batch, size, size, channels])
-  return blend
-
-
 # The rasterizer op is loaded through importlib, which autograph cannot convert.
 _visibility = tf.autograph.experimental.do_not_convert(render_lib.visibility)
-
-
-class LandmarkDecoder:
-  """Coefficients -> the landmark vertices only ([B, N, 3]), for the cheap stage.
-
-  The same linear model as `shared.model.decoder.FaceDecoder.shape` restricted to
-  the model's `landmarks68` vertices (N = 68, or 468 for `shared.fit.dense`):
-  bases [K, N * 3] instead of [K, V * 3].
-  """
-
-  def __init__(self, face_model):
-    idx = np.asarray(face_model.landmarks68)
-    m = face_model
-    self.count = len(idx)
-
-    def rows(basis, std):
-      return tf.constant((basis[:, idx] * std[:, None, None]).reshape(len(std), -1), tf.float32)
-
-    self.mean = tf.constant(m.mean_shape[idx], tf.float32)
-    self.id_basis = rows(m.id_basis, m.id_std)
-    self.exp_basis = rows(m.exp_basis, m.exp_std)
-    self.mean_numpy = np.asarray(m.mean_shape[idx], np.float64)
-
-  def __call__(self, identity, expression):
-    offsets = identity @ self.id_basis + expression @ self.exp_basis
-    return self.mean + tf.reshape(offsets, [-1, self.count, 3])
 
 
 class Fitter:
@@ -581,7 +327,7 @@ class Fitter:
       clip = render_lib.to_clip(syn.posed, camera)
       triangle_id, mask = _visibility(clip, decoder.faces, (size, size))
       vertex_ids, weights = pixel_barycentrics(clip, decoder.faces, triangle_id[..., 0], size)
-      blend = _blend_matrix(vertex_ids, weights, mask, decoder.num_vertices)
+      blend = blend_matrix(vertex_ids, weights, mask, decoder.num_vertices)
       region = blend(tf.tile(self.skin[None], [images.shape[0], 1, 1])) * skin
       normals = syn.normals
 

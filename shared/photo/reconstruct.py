@@ -71,6 +71,9 @@ from shared.io import export
 from shared.photo import photo_render
 from shared.model import camera as camera_lib
 from shared.fit import fitter as fitting
+from shared.fit.landmark_convention import ICT_BFM_LANDMARKS68, bfm_landmark_convention
+from shared.fit.pose import euler_from_matrix
+from shared.fit.skin import skin_from_landmarks
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, read_image
@@ -188,7 +191,7 @@ def crop_pose_to_photo(rotation, inverse):
   a = math.atan2(inverse[1][0], inverse[0][0])
   c, s = math.cos(-a), math.sin(-a)
   roll_matrix = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-  pitch, yaw, roll = np.degrees(fitting.euler_from_matrix(roll_matrix @ r_crop))
+  pitch, yaw, roll = np.degrees(euler_from_matrix(roll_matrix @ r_crop))
   return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}
 
 
@@ -203,7 +206,7 @@ class PhotoReconstructor:
                cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True,
                min_hog_score=MIN_HOG_SCORE, backend=DEFAULT_BACKEND, fit_points=DEFAULT_FIT_POINTS):
     self.min_hog_score = float(min_hog_score)
-    self.face_model = fitting.bfm_landmark_convention(face_model) if bfm_landmarks else face_model
+    self.face_model = bfm_landmark_convention(face_model) if bfm_landmarks else face_model
     self.synthesizer = FaceSynthesizer(self.face_model)
     self.fitter = fitting.Fitter(self.synthesizer, fit_config)
     self.backend = backend
@@ -228,7 +231,7 @@ class PhotoReconstructor:
       self.dense_note = f"note: {error}; fitting the 68 points read off the mesh"
       return
     if bfm_landmarks:
-      self.output_landmarks = np.asarray(fitting.bfm_landmark_convention(
+      self.output_landmarks = np.asarray(bfm_landmark_convention(
           face_model, interior=True).landmarks68)
     dense_synth = FaceSynthesizer(dense_fit.dense_model(self.face_model, vertices))
     self.dense_fitter = fitting.Fitter(dense_synth, fit_config, point_weights=weights)
@@ -321,7 +324,7 @@ class PhotoReconstructor:
     start = time.perf_counter()
     skin = None
     if self.fit_config.photometric_steps > 0:
-      skin = fitting.skin_from_landmarks(crops, landmarks)
+      skin = skin_from_landmarks(crops, landmarks)
     if dense is not None and self.dense_fitter is not None:
       result = self.dense_fitter.fit(crops, dense, init=init, skin=skin)
       result.synthesis = self.with_model_landmarks(result.synthesis)
@@ -333,7 +336,7 @@ class PhotoReconstructor:
   def with_model_landmarks(self, synthesis):
     """`synthesis` with its landmarks replaced by the model's 68 output
     landmarks (posed and projected) after a fit to the dense points: all 68
-    in BFM's convention (`fitting.ICT_BFM_LANDMARKS68`) for ICT."""
+    in BFM's convention (`ICT_BFM_LANDMARKS68`) for ICT."""
     landmarks3d = tf.gather(synthesis.posed, self.output_landmarks, axis=1)
     return dataclasses.replace(synthesis, landmarks3d=landmarks3d,
                                landmarks2d=camera_lib.project(landmarks3d, self.synthesizer.camera))
@@ -556,7 +559,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   Args:
     inputs: an image file, a folder of images, or a list of files.
     face_model: `shared.model.face_model.FaceModel` (ICT gets BFM jaw landmarks,
-      `fitting.bfm_landmark_convention`).
+      `bfm_landmark_convention`).
     output_dir: folder for the outputs (created).
     regressor: optional callable `images [B, 224, 224, 3] float32 in [0, 1] ->
       Coefficients` or `(Coefficients, features)` for `face_model`, e.g.
