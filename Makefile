@@ -16,7 +16,7 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
-	$(PY) -m shared.rasterizer
+	$(PY) -m shared.render.rasterizer
 	touch $(STAMP)
 
 demo: $(STAMP)

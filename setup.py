@@ -1,7 +1,7 @@
 """Installs the face reconstruction toolkit (packages shared, mgc_face, gcn_face).
 
 The tensorflow-graphics rasterizer kernel is compiled on first use (or by
-`python -m shared.rasterizer`) and cached per TensorFlow version.  The
+`python -m shared.render.rasterizer`) and cached per TensorFlow version.  The
 default face model (ICT-FaceKit light, MIT) ships as package data.
 """
 
@@ -23,8 +23,8 @@ setup(
                                     "gcn_face", "gcn_face.*"]),
     # Our interpolation op's C++ source, compiled with tfg's kernel on first use; the
     # embedded default face model (ICT-FaceKit light, MIT) with its licence; the
-    # 468-point -> ICT vertex correspondence (shared/dense_fit.py).
-    package_data={"shared": ["kernels/*.cc", "assets/ict_face_light/*.npz",
+    # 468-point -> ICT vertex correspondence (shared/fit/dense.py).
+    package_data={"shared": ["render/kernels/*.cc", "assets/ict_face_light/*.npz",
                              "assets/ict_face_light/LICENSE-ICT-FaceKit",
                              "assets/ict_face_light/*.md", "correspondence/*.npz"]},
     python_requires=">=3.10",

@@ -46,11 +46,11 @@ def main(argv=None):
   args = _parse_args(argv)
   limit_threads(args.threads)
   import numpy as np
-  from shared import paths
-  from shared.alignment import align_224
+  from shared.io import paths
+  from shared.photo.alignment import align_224
   from shared.errors import InputError
-  from shared.image_io import read_image
-  from shared.landmarks import detect_faces, load_models
+  from shared.io.image_io import read_image
+  from shared.photo.landmarks import detect_faces, load_models
   try:
     folder = Path(args.folder) if args.folder else paths.data_file(EVAL_SUBDIR)
     if not folder.is_dir():

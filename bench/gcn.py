@@ -8,7 +8,7 @@ mesh from ../shared/face_models/bfm_front_topology) and the ICT face one
 paper's).  The image feature is 2048-d for `paper` (ResNet-50 pool5) and
 128-d for `tiny`.  With --full it also times the whole ICT training step
 (coarse synthesis, two renders at 224 px, all losses, Adam update) with a
-stand-in coarse stage.  Hierarchies are cached (shared.topology).
+stand-in coarse stage.  Hierarchies are cached (shared.mesh.topology).
 Prints a table, then one JSON line.
 
     python bench/gcn.py [--meshes bfm ict] [--configs tiny paper]
@@ -26,9 +26,9 @@ import tensorflow as tf
 
 from gcn_face import model as model_lib
 from gcn_face.config import get_config
-from shared import topology as topology_lib
-from shared.face_model import load_face_model
-from shared.paths import data_file
+from shared.mesh import topology as topology_lib
+from shared.model.face_model import load_face_model
+from shared.io.paths import data_file
 
 BFM = "face_models/bfm_front_topology"
 MM_TO_UNITS = 0.01
@@ -77,7 +77,7 @@ def full_step(config, batch):
   from gcn_face import train as train_lib
   from gcn_face.coarse import CoarseStage
   from gcn_face.infer import TexturePipeline
-  from shared.coeffs import CoeffLayout
+  from shared.model.coeffs import CoeffLayout
   face_model = load_face_model()
   layout = CoeffLayout.for_model(face_model)
   size = FEATURES[config.name]

@@ -21,7 +21,7 @@ and the mean distance (pixels) between the coarse and the true projections of
 the visible vertices.  The last line is JSON.
 
 With --fit-steps N > 0 the coarse coefficients are first refitted per image
-(`shared.fitting.Fitter`, landmark stage only, N steps, starting from the
+(`shared.fit.fitter.Fitter`, landmark stage only, N steps, starting from the
 regressor's prediction) to the noisy target-view landmarks of the dataset's
 `_lm.txt` (what a detector would give, not the truth): every row then uses the
 refitted coarse stage.
@@ -73,12 +73,15 @@ def main():
   import tensorflow as tf
   from gcn_face import coarse as coarse_lib, evaluate, model as model_lib
   from gcn_face.binfile import BinReader
+  from shared.render.image_sampling import sample_bilinear
   from gcn_face.config import get_config
   from gcn_face.infer import build_pipeline
   from mgc_face.data import read_landmarks
-  from shared import camera as camera_lib, fitting, lighting
-  from shared.fitting import FitConfig
-  from shared.coeffs import CoeffLayout
+  from shared.model import camera as camera_lib
+  from shared.fit import fitter as fitting
+  from shared.model import lighting
+  from shared.fit.fitter import FitConfig
+  from shared.model.coeffs import CoeffLayout
   config = get_config("tiny")
   pipeline = build_pipeline(coarse_lib.load_coarse_stage(args.coarse_checkpoint), config)
   model = pipeline.stage.face_model
@@ -128,7 +131,7 @@ def main():
     true_vis = model_lib.vertex_visibility(surface(posed, normals), points, render, alpha,
                                            camera, config).numpy()[0]
     true_weights = (true_vis[:, 0] > evaluate.VISIBLE_THRESHOLD).astype(np.float64)
-    true_colours = model_lib.sample_bilinear(image, points).numpy()[0].astype(np.float64)
+    true_colours = sample_bilinear(image, points)[0].numpy()[0].astype(np.float64)
     ls = fit_irradiance(coarse_albedo, true_colours, lighting.sh_basis(normals).numpy()[0],
                         true_weights)
     rows["delit_true_ls"].append(evaluate.albedo_rmse(delit(true_colours, ls), truth, true_vis))

@@ -66,9 +66,9 @@ def fit_probe(face_model, config, data, samples, steps, learning_rate, multiview
   from mgc_face import data as data_lib
   from mgc_face import synthetic
   from mgc_face.evaluate import aligned_rmse
-  from mgc_face.model import Batch, Objective
-  from shared.coeffs import CoeffLayout
-  from shared.synthesis import FaceSynthesizer
+  from mgc_face.objective import Batch, Objective
+  from shared.model.coeffs import CoeffLayout
+  from shared.render.face_image import FaceSynthesizer
   from tqdm import tqdm
   records, landmarks, _ = data_lib.scan(data, "test")
   records, landmarks = records[:samples], landmarks[:samples]
@@ -116,7 +116,7 @@ def main_fit(args, face_model, config, data, out):
   for key in ("rmse_face_mm", "mean_face_rmse_face_mm", "landmark", "photometric"):
     print(f"{key:34}{results['multiview'][key]:>12.3f}{results['single_view'][key]:>13.3f}")
   print(f"{'RMSE ratio (multi / single)':34}{summary['rmse_ratio_multiview_over_single']:>12.3f}")
-  from shared.fileio import write_text_atomic
+  from shared.io.fileio import write_text_atomic
   write_text_atomic(out / "fit_probe.json", json.dumps(summary, indent=2) + "\n")
   print(json.dumps(summary))
   return 0
@@ -140,7 +140,7 @@ def main(argv=None):
   from mgc_face import synthetic
   from mgc_face.config import get_config
   from shared.errors import InputError
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   out = Path(args.out)
   data = Path(args.data) if args.data else out / "data"
   try:
@@ -181,7 +181,7 @@ def main(argv=None):
   print(f"{'RMSE ratio (multi / single)':34}{summary['rmse_ratio_multiview_over_single']:>12.3f}")
   print(f"{'similarity RMSE ratio':34}{summary['sim_rmse_ratio_multiview_over_single']:>12.3f}")
   out.mkdir(parents=True, exist_ok=True)
-  from shared.fileio import write_text_atomic
+  from shared.io.fileio import write_text_atomic
   write_text_atomic(out / "ablation.json", json.dumps(summary, indent=2) + "\n")
   print(json.dumps(summary))
   return 0

@@ -38,11 +38,11 @@ from mgc_face import prior_init
 from mgc_face import synthetic
 from mgc_face import train as train_lib
 from mgc_face.config import MGCConfig, get_config
-from shared import losses
-from shared.coeffs import CoeffLayout
-from shared.face_model import load_face_model
-from shared.metrics import PERCENT, nme_68
-from shared.synthesis import FaceSynthesizer
+from shared.train import losses
+from shared.model.coeffs import CoeffLayout
+from shared.model.face_model import load_face_model
+from shared.eval.metrics import PERCENT, nme_68
+from shared.render.face_image import FaceSynthesizer
 
 EVAL_BATCH = 12
 

@@ -34,7 +34,7 @@ LATENCY_GOAL_MS = 80.0
 def random_batch(batch_size, rng):
   """A training batch of random images with plausible landmarks (speed only)."""
   import tensorflow as tf
-  from mgc_face.model import Batch
+  from mgc_face.objective import Batch
   images = rng.uniform(size=(batch_size, 3, 224, 224, 3)).astype(np.float32)
   skins = np.ones((batch_size, 3, 224, 224, 1), np.float32)
   landmarks = rng.uniform(60, 160, (batch_size, 3, 68, 2)).astype(np.float32)
@@ -124,7 +124,7 @@ def main(argv=None):
   import tempfile
   import tensorflow as tf
   from shared.errors import InputError
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   try:
     face_model = load_face_model(args.face_model)
   except InputError as error:

@@ -59,13 +59,13 @@ def main(argv=None):
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
   tf.config.threading.set_inter_op_parallelism_threads(args.threads)
   from bench.common import machine, print_json, print_table
-  from shared import paths
-  from shared.face_model import load_face_model
-  from shared.fitting import FitConfig
-  from shared.image_io import read_image
-  from shared.landmark_eval import LANDMARK_MODES
-  from shared.landmarks import load_models
-  from shared.reconstruct import IMAGE_SUFFIXES, PhotoReconstructor
+  from shared.io import paths
+  from shared.model.face_model import load_face_model
+  from shared.fit.fitter import FitConfig
+  from shared.io.image_io import read_image
+  from shared.photo.landmarks import LANDMARK_MODES
+  from shared.photo.landmarks import load_models
+  from shared.photo.reconstruct import IMAGE_SUFFIXES, PhotoReconstructor
 
   folder = Path(args.folder) if args.folder else paths.data_file(EVAL_SUBDIR)
   files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -100,22 +100,22 @@ def main(argv=None):
     jobs.extend(faces[:1])
   if not jobs:
     raise SystemExit(f"{folder}: no faces found")
-  batches = []
-  for first in range(0, len(jobs) - args.batch + 1, args.batch):
-    chunk = jobs[first:first + args.batch]
-    batches.append(fit_on.batch_inputs(chunk))
+  # Full batches only (dense and 68-point faces apart, as the pipeline fits them).
+  batches = [inputs for chunk, *inputs in fit_on.padded_batches(jobs) if len(chunk) == args.batch]
+  if not batches:
+    raise SystemExit(f"{folder}: fewer than --batch {args.batch} faces of one kind")
 
   results = {}
   for label, pipeline in (("with fitting", fit_on), ("without fitting", fit_off)):
     start = time.perf_counter()
     crops, landmarks, dense = batches[0]
-    pipeline.fit(crops, landmarks, pipeline.regress(crops), dense)     # compiles
+    pipeline.regress_and_fit(crops, landmarks, dense)     # compiles
     compile_s = time.perf_counter() - start
     for key in ("regress", "fit"):
       pipeline.timings[key].clear()
     for _ in range(args.repeats):
       for crops, landmarks, dense in batches:
-        pipeline.fit(crops, landmarks, pipeline.regress(crops), dense)
+        pipeline.regress_and_fit(crops, landmarks, dense)
     per_face = {k: _median(pipeline.timings[k]) / args.batch * MS
                 if pipeline.timings[k] else 0.0 for k in ("regress", "fit")}
     results[label] = {"compile_s": compile_s, **per_face}

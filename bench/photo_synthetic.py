@@ -33,10 +33,11 @@ def render_faces(face_model, count, seed):
   """(images uint8 [N, S, S, 3], true 68 landmarks [N, 68, 2] (BFM convention), yaw degrees [N])."""
   import numpy as np
   import tensorflow as tf
-  from shared import camera as camera_lib, fitting
-  from shared.photo_render import shaded_photos
-  from shared.synthesis import FaceSynthesizer
-  model = fitting.bfm_landmark_convention(face_model, interior=True)
+  from shared.model import camera as camera_lib
+  from shared.fit.landmark_convention import bfm_landmark_convention
+  from shared.photo.photo_render import shaded_photos
+  from shared.render.face_image import FaceSynthesizer
+  model = bfm_landmark_convention(face_model, interior=True)
   synth = FaceSynthesizer(model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
   rng = np.random.default_rng(seed)
   yaw = np.linspace(0, MAX_YAW, count) * rng.choice([-1, 1], count)
@@ -65,11 +66,12 @@ def main(argv=None):
                       help="override a FitConfig field (float), e.g. --set visibility_ramp=0.3")
   args = parser.parse_args(argv)
   import numpy as np
-  from shared import alignment, metrics
-  from shared.face_model import load_face_model
-  from shared.fitting import FitConfig
-  from shared.landmark_eval import LANDMARK_MODES
-  from shared.reconstruct import PhotoReconstructor
+  from shared.photo import alignment
+  from shared.eval import metrics
+  from shared.model.face_model import load_face_model
+  from shared.fit.fitter import FitConfig
+  from shared.photo.landmarks import LANDMARK_MODES
+  from shared.photo.reconstruct import PhotoReconstructor
   face_model = load_face_model()
   images, truth, yaws = render_faces(face_model, args.faces, args.seed)
   backend, fit_points = LANDMARK_MODES[args.landmarks]

@@ -3,7 +3,7 @@
 
 For the ICT face (18,460 triangles) and the BFM front mesh (70,789
 triangles, from ../shared/face_models/bfm_front_topology), it times our
-`shared.render.render` against tensorflow-graphics' `triangle_rasterizer`
+`shared.render.renderer.render` against tensorflow-graphics' `triangle_rasterizer`
 called directly on the same mesh, colours and camera, in the same run.
 The loss is a weighted sum of the colour image; gradients are taken with
 respect to vertices and colours (both sides do the same work: vertices to
@@ -31,10 +31,10 @@ import tensorflow as tf
 import trimesh
 from tensorflow_graphics.rendering import rasterization_backend, triangle_rasterizer
 
-from shared import camera as camera_lib
-from shared import render as render_lib
-from shared.face_model import load_face_model
-from shared.paths import data_file
+from shared.model import camera as camera_lib
+from shared.render import renderer as render_lib
+from shared.model.face_model import load_face_model
+from shared.io.paths import data_file
 
 BFM = "face_models/bfm_front_topology"
 MAX_ANGLE = 0.4  # Radians: random head rotations per image.

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from shared import mesh_sampling  # noqa: E402
+from shared.mesh import sampling as mesh_sampling  # noqa: E402
 from shared.errors import InputError  # noqa: E402
-from shared.paths import data_file  # noqa: E402
+from shared.io.paths import data_file  # noqa: E402
 
 ICT_NPZ = "face_models/ict_face_light/ict_face_light.npz"
 BFM_OBJ = "face_models/bfm_front_topology/Deep3D_mean.obj"

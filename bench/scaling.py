@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, print_json, print_table  # noqa: E402
-from shared.distribute import free_ports, local_cluster_config  # noqa: E402
+from shared.train.distribute import free_ports, local_cluster_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_LIMIT_S = 1200

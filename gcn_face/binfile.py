@@ -31,6 +31,7 @@ with shuffling and per-worker sharding.
 """
 
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import fail
-from shared.fileio import atomic_path
+from shared.io.fileio import atomic_path
 
 MAGIC = b"F3DBIN\0\0"
 VERSION = 1
@@ -269,3 +270,9 @@ class BinReader:
     if batch_size:
       ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def record_stem(name, index):
+  """A file-name stem for a .bin record name: 'id7/000#2.png' -> 'id7_000_2'."""
+  stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(Path(name).with_suffix(""))).strip("._")
+  return stem or f"record{index:05d}"

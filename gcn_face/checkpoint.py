@@ -4,16 +4,16 @@
      "feature_size", "face_model_hash", "num_vertices", "coarse_checkpoint",
      "sampling", "embedding_model", "gan"}
 
-Written and read by `shared.checkpointing` (atomic, one-line errors); files
+Written and read by `shared.train.checkpointing` (atomic, one-line errors); files
 of older versions of this toolkit (with "version") are read too.  The
-folder's layout and save policy: `shared.checkpointing`, `shared.train_loop`.
+folder's layout and save policy: `shared.train.checkpointing`, `shared.train.train_loop`.
 """
 
 import json
 from pathlib import Path
 
 from gcn_face.config import GCNConfig
-from shared import checkpointing
+from shared.train import checkpointing
 from shared.errors import fail
 
 META_FILE = "gcn.json"

@@ -43,7 +43,7 @@ def add_train(group):
   group.add_argument("--resume", action="store_true",
                      help=argparse.SUPPRESS)  # No-op: every run resumes (kept for old commands).
   group.add_argument("--quiet", action="store_true", help="no progress bar")
-  from shared.distribute import add_strategy_argument
+  from shared.train.distribute import add_strategy_argument
   add_strategy_argument(group)
 
 
@@ -115,7 +115,7 @@ def load_face_model(args):
   """The --face-model, or None (the coarse checkpoint's own)."""
   if not args.face_model:
     return None
-  from shared.face_model import load_face_model as load
+  from shared.model.face_model import load_face_model as load
   return load(args.face_model)
 
 
@@ -123,7 +123,7 @@ def train_mode(args, config, strategy):
   """--mode train after the strategy is made: trains, prints one JSON line."""
   from gcn_face import coarse, train
   from gcn_face.infer import build_pipeline
-  from shared.distribute import per_replica_batch_size
+  from shared.train.distribute import per_replica_batch_size
   per_replica_batch_size(strategy, config.batch_size)
   stage = coarse.load_coarse_stage(args.coarse_checkpoint, load_face_model(args))
   pipeline = build_pipeline(stage, config, args.sampling, args.embedding_model)
@@ -141,7 +141,7 @@ def run(args):
   if args.mode == "train":
     need(args, "data", "coarse_checkpoint", "checkpoint")
     from gcn_face.binfile import BinReader
-    from shared import distribute
+    from shared.train import distribute
     config = training_config(args)
     BinReader(args.data).require_size(config.image_size)  # Fail fast, before loading models.
     strategy = distribute.make_strategy(args.strategy)  # Before any other TensorFlow work.

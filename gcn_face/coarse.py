@@ -9,7 +9,7 @@ same call signature (a test stand-in, another regressor) can be wrapped in
 
 import tensorflow as tf
 
-from shared.synthesis import FaceSynthesizer
+from shared.render.face_image import FaceSynthesizer
 
 SKIN_THRESHOLD = 0.5  # A pixel is skin when its interpolated skin value exceeds this.
 
@@ -19,7 +19,7 @@ class CoarseStage:
 
   Attributes:
     regressor: callable, images [B, H, W, 3] float32 RGB in [0, 1] ->
-      (`shared.coeffs.Coefficients`, features [B, feature_size]).
+      (`shared.model.coeffs.Coefficients`, features [B, feature_size]).
     face_model: the `FaceModel` the coefficients belong to.
     feature_size: length of the image feature.
     synthesizer: `FaceSynthesizer` for `face_model`.

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from gcn_face.binfile import BinReader
-from shared import export
+from gcn_face.binfile import BinReader, record_stem
+from shared.io import export
 from shared.errors import fail
-from shared.fileio import write_text_atomic
+from shared.io.fileio import write_text_atomic
 
 METRICS = ("l1", "psnr", "ssim")
 ALBEDO_METRIC = "albedo_rmse"
@@ -209,7 +209,6 @@ def _eval_batch(pipeline, images, alpha, regressed, truth, unlit):
 
 def _write_picture(folder, name, index, image, out, k, truth):
   """Writes the comparison PNG of record `index`; returns its path."""
-  from gcn_face.infer import record_stem
   stages = list(STAGES) + (["truth"] if truth else [])
   picture = comparison_picture(image, out["mask"][k], [out[s][k] for s in stages],
                                [out[f"{s}_unlit"][k] for s in stages])

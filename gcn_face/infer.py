@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from shared import export
-from shared import lighting
-from shared.embedding import FaceEmbedder
+from shared.io import export
+from shared.model import lighting
+from shared.train.embedding import FaceEmbedder
 from shared.errors import InputError, fail
-from shared.fileio import write_text_atomic
-from shared.image_io import IMAGE_SUFFIXES, list_images
+from shared.io.fileio import write_text_atomic
+from shared.io.image_io import IMAGE_SUFFIXES, list_images
 from gcn_face import checkpoint as checkpoint_lib
+from gcn_face.binfile import record_stem
 from gcn_face import coarse as coarse_lib
 from gcn_face import model as model_lib
 
@@ -68,7 +69,7 @@ class TexturePipeline:
 
   Args:
     stage: `gcn_face.coarse.CoarseStage`.
-    topology: `shared.topology.Topology` of the stage's face model.
+    topology: `shared.mesh.topology.Topology` of the stage's face model.
     config: `GCNConfig`.
     embedding: optional `gcn_face.model.EmbeddingModel`, concatenated to
       the image feature (and used by the perception loss).
@@ -155,7 +156,7 @@ class TexturePipeline:
 
 def load_topology_for(face_model, config, sampling=None):
   """The hierarchy: `sampling` checked against the face model, else the cache."""
-  from shared import topology as topology_lib
+  from shared.mesh import topology as topology_lib
   if sampling:
     return topology_lib.load_topology(sampling, expected_source_hash=face_model.source_hash,
                                       expected_factors=config.factors)
@@ -202,7 +203,7 @@ def build_pipeline(stage, config, sampling=None, embedding_path=None, topology=N
 
   The topology is `topology` if given, else read from `sampling` or the
   per-face-model cache; `embedding_path` is an optional user face-embedding
-  model (`shared.embedding.FaceEmbedder`).
+  model (`shared.train.embedding.FaceEmbedder`).
   """
   if topology is None:
     topology = load_topology_for(stage.face_model, config, sampling)
@@ -228,12 +229,12 @@ def restore_generator(checkpoint_dir, gcn):
 # Test mode.
 
 
-def read_image_rgba(path, size=None):
+def read_rgb_alpha(path, size=None):
   """Reads an image as (rgb [H, W, 3], alpha [H, W, 1] or None), float32 in [0, 1].
 
   The alpha is None when the file has none or it is opaque everywhere (no mask).
   """
-  from shared import image_io
+  from shared.io import image_io
   rgba = image_io.read_image_rgba(path)
   if size is not None and rgba.shape[:2] != (size, size):
     fail(path, f"image is {rgba.shape[1]}x{rgba.shape[0]}, the GCN needs aligned "
@@ -243,22 +244,16 @@ def read_image_rgba(path, size=None):
   return image[..., :3], alpha
 
 
-def record_stem(name, index):
-  """A file-name stem for a .bin record name: 'id7/000#2.png' -> 'id7_000_2'."""
-  stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(Path(name).with_suffix(""))).strip("._")
-  return stem or f"record{index:05d}"
-
-
 class PhotoFrontEnd:
   """Real photos to aligned crops through the photo pipeline's own front end.
 
-  `shared.reconstruct.PhotoReconstructor.detect` finds every face and its 68
+  `shared.photo.reconstruct.PhotoReconstructor.detect` finds every face and its 68
   landmarks and aligns it to the 224 x 224 MGCNet crop; weak HOG detections
   are dropped by the same `PhotoReconstructor.drop_weak`.
   """
 
   def __init__(self, face_model):
-    from shared.reconstruct import PhotoReconstructor
+    from shared.photo.reconstruct import PhotoReconstructor
     self.front = PhotoReconstructor(face_model)
 
   def crops(self, path, image):
@@ -293,7 +288,7 @@ def test_inputs(input_path, size, face_model=None):
     fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
   front = None
   for f in files:
-    rgb, alpha = read_image_rgba(f)
+    rgb, alpha = read_rgb_alpha(f)
     if rgb.shape[:2] == (size, size):
       yield f.stem, rgb, alpha
       continue
@@ -366,10 +361,10 @@ def write_textured_obj(output, name, model, vertices, albedo):
   """NAME_refined.obj with vertex colours, UVs and a material naming NAME_uv.png
   (the albedo in UV space), plus NAME_refined.mtl; returns [uv png, mtl].
 
-  The OBJ and MTL text come from the photo pipeline (`shared.reconstruct`).
+  The OBJ and MTL text come from the photo pipeline (`shared.photo.reconstruct`).
   """
-  from shared.reconstruct import mtl_text, obj_with_uv
-  from shared.texture import uv_texture_map
+  from shared.photo.reconstruct import mtl_text, obj_with_uv
+  from shared.render.texture import uv_texture_map
   uv, mtl = output / f"{name}_uv.png", output / f"{name}_refined.mtl"
   export.write_png(uv, uv_texture_map(model.uv, model.faces, albedo, UV_TEXTURE_SIZE))
   write_text_atomic(mtl, mtl_text(uv.name))

@@ -1,7 +1,7 @@
 """Graph layers on a CoMA mesh hierarchy: Chebyshev convolution, pool, unpool.
 
 `ChebConv` is CoMA's / 3D-Face-GCNs' `chebyshev5`: with the rescaled
-Laplacian L~ = L - I (lmax = 2, `shared.topology.Topology.rescaled_laplacians`)
+Laplacian L~ = L - I (lmax = 2, `shared.mesh.topology.Topology.rescaled_laplacians`)
 it forms T_0 x = x, T_1 x = L~ x, T_k x = 2 L~ T_{k-1} x - T_{k-2} x, orders
 the features fin * K + k and multiplies by W [Fin * K, Fout].  The bias (and
 activation) that the original adds in `b1relu` are part of the layer here.

@@ -25,7 +25,7 @@ All terms are means over the batch.
 import numpy as np
 import tensorflow as tf
 
-from shared import losses as shared_losses
+from shared.train import losses as shared_losses
 
 NORM_EPS = 1e-12  # Inside square roots: a finite gradient at zero distance.
 TERMS = ("pixel", "project", "perception", "symmetry", "variance", "refine", "fc_l2",

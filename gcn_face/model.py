@@ -20,8 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared import lighting
+from shared.model import camera as camera_lib
+from shared.model import lighting
+from shared.render.image_sampling import erode, sample_bilinear, sample_nearest
 from shared.errors import InputError
 from gcn_face import layers
 
@@ -50,50 +51,6 @@ def from_signed(x):
 # Per-vertex inputs.
 
 
-def erode(alpha, radius):
-  """Grey-scale erosion of [B, H, W, 1] by a (2 radius + 1)^2 square."""
-  if radius <= 0:
-    return alpha
-  size = 2 * radius + 1
-  return -tf.nn.max_pool2d(-alpha, size, 1, "SAME")
-
-
-def sample_bilinear(image, points):
-  """Bilinear lookup of [B, H, W, C] at [B, N, 2] continuous pixels -> [B, N, C].
-
-  Coordinates follow `shared.camera.project` (pixel (i, j) centred at
-  (j + 0.5, i + 0.5)); points outside are clamped to the border.
-  """
-  height, width = image.shape[1], image.shape[2]
-  # Pixel-centre coordinates: pixel (i, j) is at x = j, y = i.
-  x = tf.clip_by_value(points[..., 0] - 0.5, 0.0, width - 1.0)
-  y = tf.clip_by_value(points[..., 1] - 0.5, 0.0, height - 1.0)
-  x0, y0 = tf.floor(x), tf.floor(y)
-  wx, wy = (x - x0)[..., None], (y - y0)[..., None]
-  x0 = tf.cast(x0, tf.int32)
-  y0 = tf.cast(y0, tf.int32)
-  x1 = tf.minimum(x0 + 1, width - 1)
-  y1 = tf.minimum(y0 + 1, height - 1)
-
-  def at(yy, xx):
-    return tf.gather_nd(image, tf.stack([yy, xx], axis=-1), batch_dims=1)
-
-  top = at(y0, x0) * (1.0 - wx) + at(y0, x1) * wx
-  bottom = at(y1, x0) * (1.0 - wx) + at(y1, x1) * wx
-  return top * (1.0 - wy) + bottom * wy
-
-
-def sample_nearest(image, points):
-  """Nearest-pixel lookup of [B, H, W, C] at [B, N, 2] -> ([B, N, C], inside [B, N])."""
-  height, width = image.shape[1], image.shape[2]
-  col = tf.cast(tf.floor(points[..., 0]), tf.int32)
-  row = tf.cast(tf.floor(points[..., 1]), tf.int32)
-  inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-  index = tf.stack([tf.clip_by_value(row, 0, height - 1), tf.clip_by_value(col, 0, width - 1)],
-                   axis=-1)
-  return tf.gather_nd(image, index, batch_dims=1), inside
-
-
 def vertex_visibility(synth, points, render, alpha, camera, config):
   """Which vertices see the image: [B, V, 1] in [0, 1].
 
@@ -107,12 +64,12 @@ def vertex_visibility(synth, points, render, alpha, camera, config):
     points: [B, V, 2] the projected vertices (pixels).
     render: its `RenderOutput` (mask, depth [B, H, W, 1]).
     alpha: [B, H, W, 1] skin / face alpha of the input.
-    camera: `shared.camera.Camera`.
+    camera: `shared.model.camera.Camera`.
     config: `GCNConfig`.
   """
   eye = tf.constant([0.0, 0.0, camera.distance])
   facing = tf.reduce_sum(synth.normals * (eye - synth.posed), axis=-1, keepdims=True) > 0.0
-  skin = sample_bilinear(erode(alpha, config.erosion_radius), points)
+  skin, _ = sample_bilinear(erode(alpha, config.erosion_radius), points)
   covered, inside = sample_nearest(tf.concat([render.mask, render.depth], -1), points)
   depth = camera_lib.depth(synth.posed, camera)[..., None]
   unoccluded = ((covered[..., :1] > 0.0) & inside[..., None] &
@@ -138,7 +95,7 @@ def refine_inputs(image, alpha, synth, render, camera, config, sh=None):
      projected colours c [B, V, 3] in [0, 1], visibility [B, V, 1]).
   """
   points = camera_lib.project(synth.posed, camera)
-  colours = sample_bilinear(image, points)
+  colours, _ = sample_bilinear(image, points)
   vis = vertex_visibility(synth, points, render, alpha, camera, config)
   parts = [to_signed(synth.albedo), to_signed(colours) * vis, vis]
   if config.delit_input:
@@ -304,7 +261,7 @@ class TextureGCN(keras.layers.Layer):
   """Decoder + refiner + combine: the refined albedo [B, V, 3] in [0, 1].
 
   Args:
-    topology: `shared.topology.Topology` of the face model.
+    topology: `shared.mesh.topology.Topology` of the face model.
     config: `GCNConfig` (arch "normal" or "resnet").
   """
 

@@ -9,14 +9,14 @@ on the same batch (fresh gradient-penalty mixes each) precede every
 generator update.
 
 The loop (automatic resume, skipped non-finite steps, atomic checkpoints,
-tqdm, TensorBoard) is `shared.train_loop`'s, the same as the MGC trainer's;
+tqdm, TensorBoard) is `shared.train.train_loop`'s, the same as the MGC trainer's;
 a step whose generator loss or gradients are not finite is not applied,
 and a critic update whose loss or gradients are not finite is not applied
 either (each is guarded on its own and logged).  The folder's metadata (gcn.json)
 is `gcn_face.checkpoint`'s.
 
 Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
-`shared.distribute` and docs/distributed.md) the GCN, critic, optimisers and
+`shared.train.distribute` and docs/distributed.md) the GCN, critic, optimisers and
 checkpoint are created in the strategy's scope, each worker reads its own
 shard of the `.bin` (`BinReader.dataset(num_workers, worker_index)`), the
 frozen coarse regressor runs eagerly on each local replica's images
@@ -35,8 +35,8 @@ from gcn_face import checkpoint as checkpoint_lib
 from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
-from shared import distribute
-from shared import train_loop
+from shared.train import distribute
+from shared.train import train_loop
 from shared.errors import fail
 
 

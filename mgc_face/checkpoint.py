@@ -4,13 +4,13 @@
      "face_model_hash", "face_model_name", "config_name", "config", "layout",
      "multiview", "backbone_weights"}
 
-Written and read by `shared.checkpointing` (atomic, one-line errors); files
+Written and read by `shared.train.checkpointing` (atomic, one-line errors); files
 of older versions of this toolkit (with "steps") are read too.  The folder's
-layout and save policy: `shared.checkpointing`, `shared.train_loop`.
+layout and save policy: `shared.train.checkpointing`, `shared.train.train_loop`.
 """
 
-from shared import checkpointing
-from shared.coeffs import CoeffLayout
+from shared.train import checkpointing
+from shared.model.coeffs import CoeffLayout
 from shared.errors import InputError
 
 META_FILE = "meta.json"

@@ -52,7 +52,7 @@ def add_train(group):
                      help=argparse.SUPPRESS)  # The old name of --embedding-model.
   group.add_argument("--backbone-weights", default=None,
                      help="ResNet-50 weights file to start from (nothing is downloaded)")
-  from shared.distribute import add_strategy_argument
+  from shared.train.distribute import add_strategy_argument
   add_strategy_argument(group)
   add_quiet(group)
   for field in weight_fields():
@@ -69,7 +69,7 @@ def add_test(group):
   group.add_argument("--input-kind", choices=INPUT_KINDS, default="auto",
                      help="'aligned' 224 crops/strips, or 'photo' (detect, align, fit, draw back "
                           "on the photo); auto = aligned when every input is 224x224 or 672x224")
-  from shared.landmark_eval import add_photo_arguments
+  from shared.eval.landmark_eval import add_photo_arguments
   add_photo_arguments(group)
   add_quiet(group)
 
@@ -122,15 +122,15 @@ def input_kind(args):
   if args.input_kind != "auto":
     return args.input_kind
   from mgc_face.infer import collect_inputs
-  from shared.image_io import _header_size
+  from shared.io.image_io import _header_size
   sizes = {_header_size(p) for p in collect_inputs(args.input)}
   return "aligned" if sizes <= set(ALIGNED_SIZES) else "photo"
 
 
 def test_photos(args, face_model):
   """Photos in: detect, align, regress (when a checkpoint is given), fit, export."""
-  from shared import reconstruct
-  from shared.landmark_eval import fit_config_from_args
+  from shared.photo import reconstruct
+  from shared.eval.landmark_eval import fit_config_from_args
   regressor = None
   if args.checkpoint:
     from mgc_face import infer
@@ -146,13 +146,13 @@ def test_photos(args, face_model):
 def train_mode(args, config, strategy):
   """--mode train after the strategy is made: trains, prints a line then a JSON line."""
   from mgc_face import train as train_lib
-  from shared.distribute import per_replica_batch_size
-  from shared.face_model import load_face_model
+  from shared.train.distribute import per_replica_batch_size
+  from shared.model.face_model import load_face_model
   per_replica_batch_size(strategy, config.batch_size)
   face_model = load_face_model(args.face_model)
   embedder = None
   if args.embedding_model:
-    from shared.embedding import FaceEmbedder
+    from shared.train.embedding import FaceEmbedder
     embedder = FaceEmbedder(args.embedding_model)
   result = train_lib.train(face_model, config, args.data, args.checkpoint, args.steps,
                            multiview=not args.no_multiview, embedder=embedder,
@@ -174,10 +174,10 @@ def eval_fit_config(fit_steps):
 
 
 def run(args):
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   if args.mode == "train":
     need(args, "data", "checkpoint")
-    from shared import distribute
+    from shared.train import distribute
     if args.steps is not None and args.steps < 0:
       raise InputError(f"--steps {args.steps}: must be non-negative")
     config = training_config(args)

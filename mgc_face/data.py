@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 from shared.errors import InputError
-from shared.fileio import write_text_atomic
+from shared.io import image_io
+from shared.io.fileio import write_text_atomic
 
 VIEW_SIZE = 224
 NUM_VIEWS = 3
@@ -191,17 +192,14 @@ def image_size(path):
 
 
 def read_image(path, grayscale=False):
-  """Reads an image as float32 in [0, 1]: [H, W, 3] RGB or [H, W, 1]."""
-  import cv2
-  flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
-  from shared import quiet
-  with quiet.native_stderr_silenced():  # libjpeg prints its own warnings.
-    image = cv2.imread(str(path), flag)
-  if image is None:
-    if not Path(path).exists():
-      raise InputError(f"{path}: not found")
-    raise InputError(f"{path}: not a readable image")
-  image = image[..., None] if grayscale else image[..., ::-1]
+  """Reads an image as float32 in [0, 1]: [H, W, 3] RGB or [H, W, 1] (luma).
+
+  Through `shared.io.image_io.read_image` (one-line errors for bad files).
+  """
+  image = image_io.read_image(path)
+  if grayscale:
+    import cv2
+    image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
   return image.astype(np.float32) / UINT8_MAX
 
 
@@ -226,12 +224,6 @@ def read_strip_target(path):
 def read_skin_target(path):
   """The target view of a `_skin.jpg` strip as [224, 224, 1] float32 in [0, 1]."""
   return read_strip(path, grayscale=True)[0]
-
-
-def read_ground_truth(path):
-  """Loads a `_gt.npz` as a dict of numpy arrays (see `mgc_face.synthetic`)."""
-  from mgc_face import synthetic
-  return synthetic.read_ground_truth(path)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -297,7 +289,7 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
   Records that fail validation are reported and skipped; a JPEG that fails
   to decode later is dropped by `ignore_errors` with a logged warning.
 
-  With `num_shards` > 1 (one shard per worker, `shared.distribute`), this
+  With `num_shards` > 1 (one shard per worker, `shared.train.distribute`), this
   pipeline reads only the usable records i with i mod num_shards ==
   shard_index, chosen before shuffling: within an epoch no record is read by
   two workers, and together they read all of them.
@@ -307,7 +299,7 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
   Raises:
     InputError: no usable records, or fewer than one batch (in this shard).
   """
-  from mgc_face.model import Batch
+  from mgc_face.objective import Batch
   records, landmarks, _ = scan(root, split, report)
   list_file = Path(root) / f"{split}.txt"
   if not records:

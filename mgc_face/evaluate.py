@@ -15,13 +15,13 @@ coefficients and reports, averaged over views:
   region), so the rigid figure mostly charges the unobservable scale;
 * 68-landmark NME (%) of the projected landmarks against the noise-free
   ground truth, normalised by sqrt(w h) of the ground-truth box
-  (`shared.metrics.nme_68`);
+  (`shared.eval.metrics.nme_68`);
 * the photometric error: mean per-pixel RGB L2 norm (colours in [0, 1]) of
   render vs image over the rendered skin region;
 * both RMSEs for the mean face, as the reference a trained model must beat.
 
 With `fit_config` (default `LANDMARK_FIT`) it also reports both face RMSEs
-after per-image landmark fitting (`shared.fitting`, as the photo pipeline
+after per-image landmark fitting (`shared.fit.fitter`, as the photo pipeline
 runs after the regressor) started from the regression, against the strips'
 `_lm.txt` landmarks: the noisy detector stand-in training uses, never the
 ground truth.  The regressor's own figures come first and stay separate.
@@ -35,10 +35,10 @@ import tensorflow as tf
 from mgc_face import data as data_lib
 from mgc_face import synthetic
 from mgc_face.infer import Reconstructor
-from shared import losses
+from shared.train import losses
 from shared.errors import InputError
-from shared.fitting import FitConfig
-from shared.metrics import PERCENT, nme_68
+from shared.fit.fitter import FitConfig
+from shared.eval.metrics import PERCENT, nme_68
 
 SKIN_REGION = 0.5
 # Landmark stage only (about a millisecond a step): the geometry, not the colours.
@@ -91,7 +91,7 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
   mean_shape = model.mean_shape
   fitter = None
   if fit_config is not None and fit_config.steps > 0:
-    from shared.fitting import Fitter
+    from shared.fit.fitter import Fitter
     fitter = Fitter(reconstructor.synth, fit_config)
   rows = {k: [] for k in ("rmse_face", "rmse_all", "rmse_face_mean_shape", "rmse_face_sim",
                           "rmse_face_sim_mean_shape", "rmse_face_fit", "rmse_face_sim_fit", "nme",

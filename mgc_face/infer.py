@@ -27,12 +27,12 @@ from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import data as data_lib
 from mgc_face import freeze
 from mgc_face import model as model_lib
-from shared import export
-from shared import rasterizer
+from shared.io import export
+from shared.render import rasterizer
 from shared.errors import InputError
-from shared.fileio import savez_atomic, write_text_atomic
-from shared.image_io import IMAGE_SUFFIXES, list_images
-from shared.synthesis import FaceSynthesizer
+from shared.io.fileio import savez_atomic, write_text_atomic
+from shared.io.image_io import IMAGE_SUFFIXES, list_images
+from shared.render.face_image import FaceSynthesizer
 
 COEFFS_KIND = "face3d-mgc-coefficients"
 COEFFS_VERSION = 1
@@ -109,7 +109,7 @@ def load_regressor(checkpoint_dir, face_model=None):
     missing = "no checkpoint" if latest is None else f"no {checkpoint_lib.META_FILE}"
     raise InputError(f"{checkpoint_dir}: {missing} (train one with --mode train)")
   if face_model is None:
-    from shared.face_model import load_face_model
+    from shared.model.face_model import load_face_model
     face_model = load_face_model()
   checkpoint_lib.check_face_model(meta, face_model, checkpoint_dir)
   config = checkpoint_lib.saved_config(meta, checkpoint_dir)

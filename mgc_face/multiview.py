@@ -1,14 +1,14 @@
 """Multi-view geometry consistency terms (MGCNet's "MGC" losses).
 
 Frames.  "Posed" coordinates are the model coordinates after the rigid pose
-(`shared.camera.transform`): +y up, the camera on +z at `camera.distance`
+(`shared.model.camera.transform`): +y up, the camera on +z at `camera.distance`
 looking at the origin.  The pinhole "camera frame" used for the epipolar
 geometry is x right, y down, z forward (depth):
 
     c = M p + e,   M = diag(1, -1, -1),  e = (0, 0, distance),
 
 so that `K c / c_z` gives the continuous pixel coordinates of
-`shared.camera.project` (pixel centres at +0.5, y down).
+`shared.model.camera.project` (pixel centres at +0.5, y down).
 
 Relative pose.  With p_t = R_t v + t_t and p_s = R_s v + t_s for a model point
 v, the target-to-source transform is T_rel = T_s T_t^-1:
@@ -25,8 +25,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared.losses import masked_mean, pixel_norm
+from shared.model import camera as camera_lib
+from shared.render.image_sampling import sample_bilinear
+from shared.train.losses import masked_mean, pixel_norm
 
 CAMERA_FLIP = (1.0, -1.0, -1.0)   # M = diag(1, -1, -1): posed frame -> camera frame.
 SSIM_C1 = 0.01 ** 2
@@ -140,41 +141,6 @@ def backproject(depth, camera):
   return tf.stack([x, y, camera.distance - d], -1)
 
 
-def bilinear_sample(image, coords):
-  """Samples an image at continuous pixel coordinates (bilinear, zero outside).
-
-  Args:
-    image: [B, H, W, C].
-    coords: [B, H', W', 2] (u, v), pixel centres at +0.5.
-
-  Returns:
-    (values [B, H', W', C], inside [B, H', W', 1] 1 where all four taps are in
-    the image).  Differentiable w.r.t. image and coords.
-  """
-  height, width = image.shape[1], image.shape[2]
-  x = coords[..., 0] - 0.5
-  y = coords[..., 1] - 0.5
-  x0 = tf.floor(x)
-  y0 = tf.floor(y)
-  wx = x - x0
-  wy = y - y0
-  inside = ((x0 >= 0) & (x0 + 1 <= width - 1) & (y0 >= 0) & (y0 + 1 <= height - 1))
-  x0i = tf.clip_by_value(tf.cast(x0, tf.int32), 0, width - 1)
-  y0i = tf.clip_by_value(tf.cast(y0, tf.int32), 0, height - 1)
-  x1i = tf.clip_by_value(x0i + 1, 0, width - 1)
-  y1i = tf.clip_by_value(y0i + 1, 0, height - 1)
-
-  def tap(yi, xi):
-    return tf.gather_nd(image, tf.stack([yi, xi], -1), batch_dims=1)
-
-  wx = wx[..., None]
-  wy = wy[..., None]
-  value = ((1 - wx) * (1 - wy) * tap(y0i, x0i) + wx * (1 - wy) * tap(y0i, x1i) +
-           (1 - wx) * wy * tap(y1i, x0i) + wx * wy * tap(y1i, x1i))
-  inside = tf.cast(inside, image.dtype)[..., None]
-  return value * inside, inside
-
-
 def project_posed(points, camera):
   """[B, H, W, 3] posed points -> ([B, H, W, 2] pixels, [B, H, W, 1] depth)."""
   d = camera.distance - points[..., 2]
@@ -203,7 +169,7 @@ def inverse_warp(source, target_depth, r_rel, t_rel, camera):
   points = backproject(target_depth, camera)
   moved = tf.einsum("bij,bhwj->bhwi", r_rel, points) + t_rel[:, None, None, :]
   coords, depth = project_posed(moved, camera)
-  warped, inside = bilinear_sample(source, coords)
+  warped, inside = sample_bilinear(source, coords, zero_outside=True)
   valid = inside * tf.cast(depth > camera.near, source.dtype)
   return warped, valid, depth
 
@@ -261,7 +227,7 @@ def visible_triangles(triangle_ids, num_faces):
 def triangles_to_vertices(tri_mask, rings):
   """[B, F] bool -> [B, V] bool: vertices touching a marked triangle.
 
-  `rings` is [V, R] (see `shared.geometry.vertex_face_rings`, F = padding).
+  `rings` is [V, R] (see `shared.mesh.normals_tf.vertex_face_rings`, F = padding).
   """
   padded = tf.pad(tri_mask, [[0, 0], [0, 1]])
   return tf.reduce_any(tf.gather(padded, rings, axis=1), axis=-1)

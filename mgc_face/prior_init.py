@@ -25,8 +25,8 @@ import tensorflow as tf
 
 from mgc_face import model as model_lib
 from mgc_face import synthetic
-from shared.coeffs import CoeffLayout
-from shared.synthesis import FaceSynthesizer
+from shared.model.coeffs import CoeffLayout
+from shared.render.face_image import FaceSynthesizer
 
 CHUNK = 512
 SUPERVISED_PARTS = ("identity", "expression", "rotation", "translation")

@@ -2,7 +2,7 @@
 
 Each identity gets one random face (identity, expression, albedo) seen from
 three cameras (target, source1, source2) with yaws spread over up to +-60
-degrees, rendered with `shared.synthesis` at 224x224 over varied backgrounds
+degrees, rendered with `shared.render.face_image` at 224x224 over varied backgrounds
 (blurred colour noise, colour gradients, random crops of the images bundled
 with scikit-image).  The lighting is fixed in the head frame (the SH are
 applied to the unrotated normals), so a surface point has the same colour in
@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from mgc_face import data as data_lib
-from shared import albedo_detail, export
+from shared.model import albedo_detail
+from shared.io import export
 from shared.errors import InputError
-from shared.fileio import savez_atomic, write_text_atomic
+from shared.io.fileio import savez_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 GT_FORMAT_KIND = "face3d-mgc-synthetic-gt"
@@ -179,8 +180,9 @@ class ViewRenderer:
 
   def __init__(self, face_model, camera=None, detail_config=albedo_detail.DEFAULT):
     import tensorflow as tf
-    from shared import lighting, rasterizer
-    from shared.synthesis import FaceSynthesizer
+    from shared.model import lighting
+    from shared.render import rasterizer
+    from shared.render.face_image import FaceSynthesizer
     rasterizer.load()  # Build/load the kernel eagerly, not while tracing.
     self.synth = FaceSynthesizer(face_model, camera)
     self.layout = self.synth.layout
@@ -211,7 +213,7 @@ class ViewRenderer:
 def coefficients(layout, identity, expression, albedo, rotation, translation, lighting):
   """Builds `Coefficients` for the views; 1-D parts are shared by all views."""
   import tensorflow as tf
-  from shared.coeffs import Coefficients
+  from shared.model.coeffs import Coefficients
   views = rotation.shape[0]
 
   def tile(x):
@@ -260,7 +262,7 @@ def read_ground_truth(path):
 
 def _write_jpeg(path, image):
   import cv2
-  from shared.fileio import atomic_path
+  from shared.io.fileio import atomic_path
   image = export.to_uint8(image)
   if image.ndim == 3 and image.shape[2] == 3:
     image = image[..., ::-1]

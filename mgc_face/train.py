@@ -1,7 +1,7 @@
 """Training the MGC regressor: Adam, a compiled step, the shared loop policy.
 
 The loop (automatic resume, skipped non-finite steps, atomic checkpoints,
-tqdm, TensorBoard) is `shared.train_loop`'s, the same as the GCN trainer's;
+tqdm, TensorBoard) is `shared.train.train_loop`'s, the same as the GCN trainer's;
 the checkpoint folder's metadata (CKPT/meta.json) is `mgc_face.checkpoint`'s.
 
     CKPT/ckpt-N.index, ckpt-N.data-*, checkpoint   network, optimiser, step, skipped
@@ -9,7 +9,7 @@ the checkpoint folder's metadata (CKPT/meta.json) is `mgc_face.checkpoint`'s.
     CKPT/logs/                                     TensorBoard events, scalars.jsonl
 
 Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
-`shared.distribute` and docs/distributed.md) the variables, optimiser and
+`shared.train.distribute` and docs/distributed.md) the variables, optimiser and
 checkpoint live in the strategy's scope, each worker reads its own shard of
 the list file, the batch size is global (each replica's batch-mean loss is
 divided by the replicas, and the optimiser sums the gradients over them),
@@ -24,11 +24,12 @@ import tensorflow as tf
 
 from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import model as model_lib
+from mgc_face import objective as objective_lib
 from mgc_face import prior_init
-from shared import distribute
-from shared import train_loop
+from shared.train import distribute
+from shared.train import train_loop
 from shared.errors import InputError
-from shared.synthesis import FaceSynthesizer
+from shared.render.face_image import FaceSynthesizer
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -80,7 +81,7 @@ class Trainer:
       # Landmark head: the coefficient map starts from face-model samples (a resume overwrites it).
       prior_init.init_coefficient_head(self.regressor.network, face_model, config, seed)
       self.synth = FaceSynthesizer(face_model)
-      self.objective = model_lib.Objective(self.synth, config, embedder)
+      self.objective = objective_lib.Objective(self.synth, config, embedder)
       self.optimizer = make_optimizer(config, total_steps)
       self.variables = self.regressor.network.trainable_variables
       self.optimizer.build(self.variables)
@@ -123,10 +124,10 @@ class Trainer:
     `head_only`: the landmark head's own terms only (warm-up; no rendering).
     """
     with tf.GradientTape() as tape:
-      images = model_lib.flatten_views(batch.images)
+      images = objective_lib.flatten_views(batch.images)
       coeffs, head = self.regressor.head_landmarks(images, training=True)
       if head_only:
-        total, terms = self.objective.head_terms(head, model_lib.flatten_views(batch.landmarks))
+        total, terms = self.objective.head_terms(head, objective_lib.flatten_views(batch.landmarks))
         terms["total"], visuals = total, {}
       else:
         total, terms, visuals = self.objective(coeffs, batch, self.multiview, head)
@@ -209,7 +210,7 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
 
   result = trainer.loop.run(lambda: trainer.train_step(next(iterator)), steps, progress, postfix)
   trainer.loop.close()
-  rate = (result.timed_steps * config.batch_size * model_lib.NUM_VIEWS /
+  rate = (result.timed_steps * config.batch_size * objective_lib.NUM_VIEWS /
           max(result.timed_seconds, 1e-9)) if result.timed_steps else float("nan")
   return {"steps": result.steps, "skipped": result.skipped, "terms": result.terms,
           "seconds": result.seconds, "images_per_second": rate, "multiview": trainer.multiview}

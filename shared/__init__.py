@@ -1,11 +1,16 @@
 """Shared building blocks for monocular 3D face reconstruction.
 
-One concept per module: the 3DMM (`face_model`), its synthetic albedo
-(`albedo`), coefficient layout (`coeffs`), camera (`camera`), SH lighting
-(`lighting`), mesh geometry (`geometry`), the tensorflow-graphics rasterizer
-(`rasterizer`, `render`), mesh sampling (`mesh_sampling`, `topology`),
-alignment, landmarks, export and metrics.  Nothing here imports `mgc_face`
-or `gcn_face`.
+Sub-packages by concern, lowest layer first (a module imports only from its
+own layer or below; see README "Layout" and tests/test_import_graph.py):
+
+* `shared.errors`, `shared.quiet`, `shared.io` - errors, quiet logs, files.
+* `shared.mesh` - vertex normals, CoMA mesh sampling, topology files.
+* `shared.model` - the 3DMM, coefficients, decoder, albedo, camera, lighting.
+* `shared.render` - rasterizer, differentiable rendering, coefficient -> image.
+* `shared.train`, `shared.fit`, `shared.photo`, `shared.eval` - training
+  infrastructure, per-image fitting, the photo application, evaluation.
+
+Nothing here imports `mgc_face` or `gcn_face`.
 """
 
 __version__ = "0.1.0"

@@ -78,7 +78,7 @@ def add_render(group):
 
 
 def add_eval_landmarks(group):
-  from shared.landmark_eval import add_eval_arguments
+  from shared.eval.landmark_eval import add_eval_arguments
   group.add_argument("--data", default=None, help="AFLW2000-3D style folder (required)")
   add_eval_arguments(group)
 
@@ -99,8 +99,8 @@ def run(args, load_regressor=None):
       by the top-level command line (shared/ never imports a model package).
   """
   if args.mode == "render":
-    from shared.face_model import load_face_model
-    from shared.gallery import render_gallery
+    from shared.model.face_model import load_face_model
+    from shared.render.gallery import render_gallery
     model = load_face_model(args.face_model)
     path = Path(args.output) / "gallery.png"
     render_gallery(model, path)
@@ -109,6 +109,6 @@ def run(args, load_regressor=None):
     return 0
   if args.mode == "eval-landmarks":
     need(args, "data")
-    from shared import landmark_eval
+    from shared.eval import landmark_eval
     return landmark_eval.main(args, load_regressor=load_regressor)
   raise InputError(f"--mode {args.mode}: not a shared mode (choose from {', '.join(MODES)})")

@@ -1,7 +1,7 @@
 """Quiet output by default: no library log lines that are not for the user.
 
 Every entry point (main.py, tools/*.py, bench/*.py, `python -m
-shared.rasterizer`) calls `setup()` before anything imports TensorFlow.  It
+shared.render.rasterizer`) calls `setup()` before anything imports TensorFlow.  It
 hides:
 
 - TensorFlow's C++ log lines (`I0000 ...`, `W0000 ...`, `E0000 ...` and
@@ -13,7 +13,7 @@ hides:
 - TensorFlow's and absl's Python warnings (`WARNING:tensorflow`, AutoGraph's
   "could not transform") by setting their loggers to ERROR;
 - OpenCV's own `[ERROR:0@...]` lines (the project reports unreadable images
-  itself, see `shared.image_io`).
+  itself, see `shared.io.image_io`).
 
 Progress bars (tqdm) and the project's own prints are untouched.
 `FACE3D_VERBOSE=1` (or `--verbose` on main.py and tools/demo.py, which set

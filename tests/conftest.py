@@ -29,7 +29,7 @@ def data_dir():
   Fails instead of skipping when FACE3D_REQUIRE_DATA=1.
   """
   from shared.errors import InputError
-  from shared.paths import find_data_dir
+  from shared.io.paths import find_data_dir
   try:
     return find_data_dir()
   except InputError as error:
@@ -41,7 +41,7 @@ def data_dir():
 @pytest.fixture(scope="session")
 def ict_model():
   """The default ICT face model (session-cached)."""
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   return load_face_model()
 
 

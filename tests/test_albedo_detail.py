@@ -1,10 +1,10 @@
-"""The per-identity albedo detail (shared.albedo_detail) and its hook in the synthetic data."""
+"""The per-identity albedo detail (shared.model.albedo_detail) and its hook in the synthetic data."""
 
 import numpy as np
 import pytest
 
-from shared import albedo_detail
-from shared.face_model import load_face_model
+from shared.model import albedo_detail
+from shared.model.face_model import load_face_model
 
 
 @pytest.fixture(scope="module")

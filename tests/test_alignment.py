@@ -1,9 +1,9 @@
-"""Tests for shared.alignment: similarity estimate, 5 points, warp conventions."""
+"""Tests for shared.photo.alignment: similarity estimate, 5 points, warp conventions."""
 
 import numpy as np
 import pytest
 
-from shared import alignment
+from shared.photo import alignment
 
 RNG_SEED = 0
 

@@ -209,7 +209,7 @@ def test_create_bin_reads_strip_datasets(tmp_path, rng):
 
 def test_create_bin_masks_from_coefficients(tmp_path, ict_model):
   """An RGB crop with a coefficients file gets the projected skin region as alpha."""
-  from shared.coeffs import CoeffLayout
+  from shared.model.coeffs import CoeffLayout
   layout = CoeffLayout.for_model(ict_model)
   size = 224
   write_png(tmp_path / "face.png", np.full((size, size, 3), 128, np.uint8))

@@ -1,6 +1,6 @@
-"""Tests for shared.blazeface (anchors, decoding, weighted NMS against plain
-numpy references), shared.face_mesh and the MediaPipe backend of
-shared.landmarks."""
+"""Tests for shared.photo.blazeface (anchors, decoding, weighted NMS against plain
+numpy references), shared.photo.face_mesh and the MediaPipe backend of
+shared.photo.landmarks."""
 
 import math
 
@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from shared import alignment, blazeface, face_mesh, landmarks
+from shared.photo import alignment
+
+from shared.photo import blazeface
+
+from shared.photo import face_mesh
+
+from shared.photo import landmarks
 
 ASTRONAUT_FACE_CENTRE = (222.0, 128.0)   # roughly, in the 512 x 512 image
 

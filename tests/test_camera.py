@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from shared import camera as camera_lib
+from shared.model import camera as camera_lib
 
 
 def numpy_rotation(pitch, yaw, roll):

@@ -1,13 +1,16 @@
-"""Tests for shared.dense_fit: the 468-point correspondence file and fitting
+"""Tests for shared.fit.dense: the 468-point correspondence file and fitting
 to dense points."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared import dense_fit, fitting
+from shared.fit import dense as dense_fit
+
+from shared.fit import fitter as fitting
+from shared.fit.landmark_convention import bfm_landmark_convention
 from shared.errors import InputError
-from shared.synthesis import FaceSynthesizer
+from shared.render.face_image import FaceSynthesizer
 
 
 def test_correspondence_round_trip(tmp_path, ict_model):
@@ -48,7 +51,7 @@ def test_packaged_correspondence_loads_and_spans_the_face(ict_model):
 def test_dense_fit_recovers_a_synthetic_face(ict_model):
   """Points = the correspondence vertices of a known face, projected: the fit
   puts the model's 68 landmarks within a pixel or two of the truth."""
-  model = fitting.bfm_landmark_convention(ict_model)
+  model = bfm_landmark_convention(ict_model)
   vertices, weights = dense_fit.load_correspondence(model)
   synth = FaceSynthesizer(model)
   dense_synth = FaceSynthesizer(dense_fit.dense_model(model, vertices))
@@ -68,7 +71,7 @@ def test_dense_fit_recovers_a_synthetic_face(ict_model):
 
 
 def test_pipeline_without_a_correspondence_fits_the_68_with_a_note(ict_model, monkeypatch):
-  from shared import reconstruct
+  from shared.photo import reconstruct
 
   def missing(model, path=None):
     raise InputError("x.npz: made for a 9409-vertex model, not BFM")
@@ -80,8 +83,8 @@ def test_pipeline_without_a_correspondence_fits_the_68_with_a_note(ict_model, mo
 
 
 def test_pipeline_groups_dense_and_68_point_faces_and_keeps_their_order(ict_model):
-  from shared import reconstruct
-  from shared.landmarks import Face
+  from shared.photo import reconstruct
+  from shared.photo.landmarks import Face
   pipeline = reconstruct.PhotoReconstructor(ict_model,
                                             fit_config=fitting.FitConfig().with_steps(0))
   dense = np.zeros((468, 3), np.float32)

@@ -23,7 +23,7 @@ if __name__ == "__main__":
   sys.path.insert(0, str(REPO))
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from shared.distribute import free_ports, local_cluster_config  # noqa: E402
+from shared.train.distribute import free_ports, local_cluster_config  # noqa: E402
 
 WORKER_LIMIT_S = 420     # Hard limit per worker process (killed after).
 SURVIVOR_LIMIT_S = 60    # A survivor must stop this soon after its peer is killed.
@@ -87,7 +87,7 @@ def run_cluster(tmp_path, make_args, num_workers=2, limit_s=WORKER_LIMIT_S, **en
 # ----------------------------------------------------------------------------- TF_CONFIG
 
 def test_tf_config_problems_are_one_line_input_errors():
-  from shared import distribute
+  from shared.train import distribute
   from shared.errors import InputError
   cases = {
       "": "needs the TF_CONFIG environment variable",
@@ -109,7 +109,7 @@ def test_tf_config_problems_are_one_line_input_errors():
 
 
 def test_worker_info_orders_chief_first():
-  from shared import distribute
+  from shared.train import distribute
   cluster = {"chief": ["a:1"], "worker": ["b:2", "c:3"]}
   ranks = []
   for kind, index in (("chief", 0), ("worker", 0), ("worker", 1)):
@@ -122,7 +122,7 @@ def test_worker_info_orders_chief_first():
 
 
 def test_default_strategy_is_chief_and_one_replica():
-  from shared import distribute
+  from shared.train import distribute
   strategy = distribute.make_strategy("default")
   assert strategy.num_replicas_in_sync == 1 and distribute.is_chief(strategy)
   assert not distribute.is_multi_worker(strategy)
@@ -137,7 +137,7 @@ def test_default_strategy_is_chief_and_one_replica():
 def read_epoch(num_workers, count, batch=1):
   """Per worker, the sample ids of one epoch through `shard` + shuffle + batch."""
   import tensorflow as tf
-  from shared import distribute
+  from shared.train import distribute
   out = []
   for index in range(num_workers):
     ds = distribute.shard(tf.data.Dataset.range(count), num_workers, index)
@@ -158,7 +158,7 @@ def test_shard_gives_disjoint_workers_covering_the_dataset(num_workers):
 def test_distribute_dataset_shards_per_input_pipeline():
   """distribute_dataset passes (per-replica batch, pipelines, pipeline id); no auto-shard."""
   import tensorflow as tf
-  from shared import distribute
+  from shared.train import distribute
   seen = []
 
   def make(batch, num_shards, index):
@@ -191,7 +191,7 @@ def test_bin_reader_shards_are_disjoint_and_complete(tmp_path):
 
 def test_average_loss_uses_the_global_batch():
   import tensorflow as tf
-  from shared import distribute
+  from shared.train import distribute
   per_example = tf.constant([1.0, 2.0, 3.0])
   assert float(distribute.average_loss(per_example, 6)) == pytest.approx(1.0)
   assert float(distribute.replica_share(tf.constant(2.0))) == 2.0
@@ -203,7 +203,7 @@ def test_average_loss_uses_the_global_batch():
 
 def test_checkpoint_saver_on_the_chief_writes_the_folder(tmp_path):
   import tensorflow as tf
-  from shared import checkpointing
+  from shared.train import checkpointing
   step = tf.Variable(3, dtype=tf.int64)
   saver = checkpointing.CheckpointSaver(tf.train.Checkpoint(step=step), tmp_path / "ckpt", 2)
   path, _ = saver.save(3)
@@ -279,7 +279,7 @@ def test_two_mgc_workers_match_one_worker_on_the_same_global_batch(tmp_path, mgc
   assert len(json.loads((tmp_path / "multi" / "ckpt" / "meta.json").read_text())) > 0
   # The multi-worker checkpoint is an ordinary one: it loads without a strategy.
   from mgc_face import infer
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   assert infer.load_regressor(tmp_path / "multi" / "ckpt", load_face_model()) is not None
 
 
@@ -392,7 +392,7 @@ def gcn_worker(argv):
   parser.add_argument("--strategy", default="default")
   parser.add_argument("--out", required=True)
   args = parser.parse_args(argv)
-  from shared import distribute
+  from shared.train import distribute
   strategy = distribute.make_strategy(args.strategy)  # Before the toy's TensorFlow work.
 
   def job():
@@ -445,13 +445,13 @@ def mgc_worker(argv):
   parser.add_argument("--data", required=True)
   parser.add_argument("--checkpoint", required=True)
   args = parser.parse_args(argv)
-  from shared import distribute
+  from shared.train import distribute
   strategy = distribute.make_strategy(args.strategy)
 
   def job():
     from mgc_face import train as train_lib
     from mgc_face.config import get_config
-    from shared.face_model import load_face_model
+    from shared.model.face_model import load_face_model
     config = get_config("tiny").replace(batch_size=args.batch_size, shuffle_buffer=1,
                                         checkpoint_every=args.checkpoint_every or args.steps)
     trainers, losses = [], []

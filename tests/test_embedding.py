@@ -1,10 +1,10 @@
-"""shared.embedding: SavedModel and Keras face embedders, standardisation, bad files."""
+"""shared.train.embedding: SavedModel and Keras face embedders, standardisation, bad files."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared import embedding
+from shared.train import embedding
 from shared.errors import InputError
 
 RNG = np.random.default_rng(0)

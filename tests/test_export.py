@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from shared import export
-from shared.fileio import atomic_path
+from shared.io import export
+from shared.io.fileio import atomic_path
 
 
 def test_obj_round_trip(tmp_path):

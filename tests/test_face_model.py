@@ -7,9 +7,9 @@ import pytest
 import scipy.io as sio
 import trimesh
 
-from shared import face_model as fm
+from shared.model import face_model as fm
 from shared.errors import InputError
-from shared.paths import EMBEDDED_FACE_MODEL as ICT_NPZ  # Needs no data folder.
+from shared.io.paths import EMBEDDED_FACE_MODEL as ICT_NPZ  # Needs no data folder.
 
 BFM_DIR = "face_models/bfm_front_topology"
 
@@ -162,7 +162,7 @@ def test_ict_folder_matches_npz(tmp_path):
 
 
 def test_synthetic_albedo_is_smooth_and_ordered():
-  from shared.albedo import smooth_vertex_functions
+  from shared.model.albedo import smooth_vertex_functions
   sphere = trimesh.creation.icosphere(subdivisions=3)
   funcs = smooth_vertex_functions(len(sphere.vertices), sphere.faces, 5)
   np.testing.assert_allclose(funcs[0], funcs[0].mean(), atol=1e-5)  # Constant first.

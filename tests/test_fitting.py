@@ -1,4 +1,4 @@
-"""Tests for shared.fitting: start pose, landmark conventions, fitting a
+"""Tests for shared.fit.fitter: start pose, landmark conventions, fitting a
 synthetic face from the mean face, batching, skin masks."""
 
 import dataclasses
@@ -7,11 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared import camera as camera_lib
-from shared import fitting
-from shared import render as render_lib
+from shared.model import camera as camera_lib
+from shared.fit import fitter as fitting
+from shared.fit.barycentrics import pixel_barycentrics
+from shared.fit.landmark_convention import ICT_BFM_JAW_LANDMARKS, ICT_JAW_LANDMARKS, bfm_landmark_convention
+from shared.fit.pose import euler_from_matrix
+from shared.fit.skin import skin_from_landmarks
+from shared.render import renderer as render_lib
 from shared.errors import InputError
-from shared.synthesis import FaceSynthesizer
+from shared.render.face_image import FaceSynthesizer
 
 # Few steps keep the suite fast; the defaults are measured in docs/photos.md.
 TEST_CONFIG = fitting.FitConfig(landmark_steps=120, photometric_steps=8)
@@ -23,7 +27,7 @@ MAX_START_ERROR_DEGREES = 3.0
 
 @pytest.fixture(scope="module")
 def model(ict_model):
-  return fitting.bfm_landmark_convention(ict_model)
+  return bfm_landmark_convention(ict_model)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def target(synthesizer):
 def test_euler_from_matrix_inverts_rotation_matrix():
   angles = np.radians([[10.0, -35.0, 20.0], [-50.0, 60.0, -170.0], [0.0, 0.0, 0.0]])
   matrices = camera_lib.rotation_matrix(tf.constant(angles, tf.float64)).numpy()
-  np.testing.assert_allclose(fitting.euler_from_matrix(matrices), angles, atol=1e-9)
+  np.testing.assert_allclose(euler_from_matrix(matrices), angles, atol=1e-9)
 
 
 def test_closed_form_pose_recovers_a_known_pose(synthesizer, fitter):
@@ -75,22 +79,22 @@ def test_closed_form_pose_recovers_a_known_pose(synthesizer, fitter):
 
 def test_bfm_landmark_convention_swaps_only_the_ict_jaw(ict_model, model):
   np.testing.assert_array_equal(model.landmarks68[17:], ict_model.landmarks68[17:])
-  assert tuple(model.landmarks68[:17]) == fitting.ICT_BFM_JAW_LANDMARKS
-  assert tuple(ict_model.landmarks68[:17]) == fitting.ICT_JAW_LANDMARKS
+  assert tuple(model.landmarks68[:17]) == ICT_BFM_JAW_LANDMARKS
+  assert tuple(ict_model.landmarks68[:17]) == ICT_JAW_LANDMARKS
   # Symmetric: the right side mirrors the left (x negated).
   jaw = model.mean_shape[model.landmarks68[:17]]
   np.testing.assert_allclose(jaw[:8] * [-1, 1, 1], jaw[16:8:-1], atol=1e-4)
   # Idempotent, and other models pass through.
-  assert fitting.bfm_landmark_convention(model) is model
+  assert bfm_landmark_convention(model) is model
   other = dataclasses.replace(ict_model, landmarks68=np.arange(68, dtype=np.int32))
-  assert fitting.bfm_landmark_convention(other) is other
+  assert bfm_landmark_convention(other) is other
 
 
 def test_pixel_barycentrics_match_the_renderer(synthesizer, target):
   _, _, coeffs = target
   syn = synthesizer(coeffs)
   clip = render_lib.to_clip(syn.posed, synthesizer.camera)
-  ids, weights = fitting.pixel_barycentrics(clip, synthesizer.decoder.faces,
+  ids, weights = pixel_barycentrics(clip, synthesizer.decoder.faces,
                                             tf.maximum(syn.render.triangle_ids, 0), 224)
   image = tf.einsum("bhwk,bhwkc->bhwc", weights, tf.gather(syn.colours, ids, batch_dims=1))
   np.testing.assert_allclose((image * syn.render.mask).numpy(), syn.render.image.numpy(),
@@ -164,7 +168,7 @@ def test_skin_mask_separates_face_colour_from_background(target):
   x1, y1 = landmarks[0].max(0).astype(int) + 5
   inside[y0:y1, x0:x1] = True
   photo[0][inside] = skin_colour + rng.normal(0, 0.02, (inside.sum(), 3))
-  skin = fitting.skin_from_landmarks(np.clip(photo, 0, 1), landmarks[:1])
+  skin = skin_from_landmarks(np.clip(photo, 0, 1), landmarks[:1])
   assert skin.shape == (1, 224, 224, 1)
   assert skin[0, ..., 0][inside].mean() > 0.9
   assert skin[0, ..., 0][~inside].mean() < 0.05

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InputError
-from shared.paths import EMBEDDED_FACE_MODEL
+from shared.io.paths import EMBEDDED_FACE_MODEL
 
 EXAMPLES = 60   # Per loader and kind of input (random bytes, mutated file).
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
@@ -107,7 +107,7 @@ def small_ict_npz():
 
 @pytest.fixture(scope="module")
 def project_npz(small_ict_npz):
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   with tempfile.TemporaryDirectory() as folder:
     ict = Path(folder) / "ict.npz"
     ict.write_bytes(small_ict_npz)
@@ -138,7 +138,7 @@ def bfm_mat():
 
 @pytest.fixture(scope="module")
 def sampling_npz():
-  from shared import topology
+  from shared.mesh import topology
   sphere = trimesh.creation.icosphere(subdivisions=2)
   topo = topology.build_topology(np.asarray(sphere.vertices, np.float32),
                                  np.asarray(sphere.faces, np.int32), (4,), source_hash="abc",
@@ -164,18 +164,18 @@ def bin_file():
 
 
 def load_images(path):
-  from shared import image_io
+  from shared.io import image_io
   image_io.read_image(path)
   image_io.read_image_rgba(path)
 
 
 def load_face_model(path):
-  from shared.face_model import load_face_model as load
+  from shared.model.face_model import load_face_model as load
   load(path)
 
 
 def load_sampling(path):
-  from shared.topology import load_topology
+  from shared.mesh.topology import load_topology
   load_topology(path)
 
 

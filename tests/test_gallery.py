@@ -1,4 +1,4 @@
-"""The face model gallery (shared/gallery.py): its coefficients, and the picture against a golden image.
+"""The face model gallery (shared/render/gallery.py): its coefficients, and the picture against a golden image.
 
 The golden image is the gallery of the embedded ICT model, reduced 4x by area
 averaging (tests/data/gallery_ict_quarter.png, 336 x 112).  It was made from
@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared import gallery
-from shared.synthesis import FaceSynthesizer
+from shared.render import gallery
+from shared.render.face_image import FaceSynthesizer
 
 GOLDEN = Path(__file__).parent / "data" / "gallery_ict_quarter.png"
 REDUCE = 4

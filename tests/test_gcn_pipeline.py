@@ -20,14 +20,14 @@ from gcn_face import model as model_lib
 from gcn_face import train as train_lib
 from gcn_face.coarse import CoarseStage, projected_skin_mask
 from gcn_face.config import PAPER, TINY
-from shared import topology as topology_lib
-from shared.albedo import synthetic_albedo
-from shared.camera import Camera
-from shared.coeffs import CoeffLayout
+from shared.mesh import topology as topology_lib
+from shared.model.albedo import synthetic_albedo
+from shared.model.camera import Camera
+from shared.model.coeffs import CoeffLayout
 from shared.errors import InputError
-from shared.embedding import FaceEmbedder
-from shared.face_model import FaceModel
-from shared.synthesis import FaceSynthesizer
+from shared.train.embedding import FaceEmbedder
+from shared.model.face_model import FaceModel
+from shared.render.face_image import FaceSynthesizer
 
 SEED = 0
 SIZE = 64
@@ -131,7 +131,7 @@ def test_refine_inputs_visibility_and_colours(toy):
   np.testing.assert_allclose(inputs[..., 6], vis)
   # The de-lit colour: projected colour / coarse irradiance, clipped, times visibility.
   assert TOY.delit_input and inputs.shape[-1] == model_lib.refiner_input_channels(TOY) == 10
-  from shared import lighting
+  from shared.model import lighting
   irradiance = lighting.irradiance(coarse.synth.normals, coarse.coeffs.lighting).numpy()
   delit = np.clip(coarse.projected.numpy() / np.maximum(irradiance, model_lib.MIN_IRRADIANCE),
                   0, 1)
@@ -140,26 +140,6 @@ def test_refine_inputs_visibility_and_colours(toy):
                              atol=1e-5)
   np.testing.assert_allclose(inputs[..., 3:6], (2 * coarse.projected.numpy() - 1) * vis[..., None],
                              atol=1e-6)
-
-
-def test_sample_bilinear_matches_numpy():
-  rng = np.random.default_rng(SEED)
-  image = rng.random((2, 5, 7, 3)).astype(np.float32)
-  points = np.array([[[0.5, 0.5], [3.25, 2.75], [6.5, 4.5]],
-                     [[1.0, 1.0], [2.5, 0.5], [6.9, 4.9]]], np.float32)
-  got = model_lib.sample_bilinear(tf.constant(image), tf.constant(points)).numpy()
-  for b in range(2):
-    for n, (u, v) in enumerate(points[b]):
-      x, y = min(max(u - 0.5, 0), 6), min(max(v - 0.5, 0), 4)
-      x0, y0 = int(np.floor(x)), int(np.floor(y))
-      x1, y1 = min(x0 + 1, 6), min(y0 + 1, 4)
-      fx, fy = x - x0, y - y0
-      want = ((1 - fx) * (1 - fy) * image[b, y0, x0] + fx * (1 - fy) * image[b, y0, x1]
-              + (1 - fx) * fy * image[b, y1, x0] + fx * fy * image[b, y1, x1])
-      np.testing.assert_allclose(got[b, n], want, atol=1e-6)
-  near, inside = model_lib.sample_nearest(tf.constant(image), tf.constant(points))
-  np.testing.assert_array_equal(near.numpy()[0, 1], image[0, 2, 3])
-  assert inside.numpy().all()
 
 
 @pytest.mark.parametrize("arch,combine_inputs", [("normal", False), ("resnet", False),
@@ -227,7 +207,7 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   assert "map_Kd 0_uv.png" in (tmp_path / "test" / "0_refined.mtl").read_text()
   assert result.mean("refined", "l1") < result.mean("coarse", "l1")
   # A plain RGB file (no alpha): the projected skin region stands in; not scored.
-  from shared.export import read_obj_colours, write_png
+  from shared.io.export import read_obj_colours, write_png
   write_png(tmp_path / "photos" / "face.png", images[0].numpy())
   plain = infer.run_test(restored, tmp_path / "photos", tmp_path / "plain")
   assert len(plain.files) == 5 and plain.metrics == []
@@ -318,7 +298,7 @@ def test_photo_front_end_crops_faces(tmp_path):
   and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha."""
   import cv2
   from skimage import data
-  from shared.face_model import load_face_model
+  from shared.model.face_model import load_face_model
   cv2.imwrite(str(tmp_path / "astronaut.png"), data.astronaut()[..., ::-1])
   inputs = list(infer.test_inputs(tmp_path, 224, load_face_model()))
   assert [name for name, _, _ in inputs] == ["astronaut_face0"]

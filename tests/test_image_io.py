@@ -1,10 +1,10 @@
-"""Tests for shared.image_io: reading odd files, clear errors, atomic PNG writes."""
+"""Tests for shared.io.image_io: reading odd files, clear errors, atomic PNG writes."""
 
 import cv2
 import numpy as np
 import pytest
 
-from shared import image_io
+from shared.io import image_io
 from shared.errors import InputError
 
 
@@ -108,7 +108,16 @@ def test_write_png_checks_suffix_and_reports_unwritable_path(tmp_path):
   with pytest.raises(InputError, match="cannot write"):
     image_io.write_png(blocker / "out.png", _rgb_test_image())
   with pytest.raises(ValueError):
-    image_io.write_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.float32))
+    image_io.write_png(tmp_path / "f.png", np.zeros((4, 4, 3), np.int32))
+  image_io.write_png(tmp_path / "f.png", np.full((4, 4, 3), 0.5, np.float32))
+  np.testing.assert_array_equal(image_io.read_image(tmp_path / "f.png"), 128)
+
+
+def test_to_uint8_rounds_clips_and_scales_16_bit():
+  np.testing.assert_array_equal(image_io.to_uint8([[-0.1, 0.0, 0.4999, 0.5, 1.0, 1.7]]),
+                                [[0, 0, 127, 128, 255, 255]])
+  np.testing.assert_array_equal(image_io.to_uint8(np.array([0, 257, 65535], np.uint16)),
+                                [0, 1, 255])
 
 
 LOSSLESS_8BIT = {".png", ".bmp", ".dib", ".tif", ".tiff", ".ppm", ".pnm", ".sr", ".ras"}

@@ -1,5 +1,5 @@
-"""Tests for shared.landmarks (dlib backend; the MediaPipe backend is in
-test_blazeface.py) and shared.landmark_eval."""
+"""Tests for shared.photo.landmarks (dlib backend; the MediaPipe backend is in
+test_blazeface.py) and shared.eval.landmark_eval."""
 
 import sys
 
@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from shared import landmark_eval, landmarks, metrics
+from shared.eval import landmark_eval
+
+from shared.photo import landmarks
+
+from shared.eval import metrics
 from shared.errors import InputError
-from shared.image_io import read_image
+from shared.io.image_io import read_image
 
 AFLW_SUBDIR = "eval/aflw2000_16"
 BOX_SLACK = 0.15          # landmarks may leave the detector box by this fraction (jaw)

@@ -5,7 +5,9 @@ import math
 import numpy as np
 import trimesh
 
-from shared import geometry, lighting
+from shared.mesh import normals_tf as geometry
+
+from shared.model import lighting
 
 
 def numpy_sh(n):

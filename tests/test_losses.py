@@ -1,9 +1,9 @@
-"""shared.losses: single-view terms against numpy references and finite differences."""
+"""shared.train.losses: single-view terms against numpy references and finite differences."""
 
 import numpy as np
 import tensorflow as tf
 
-from shared import losses
+from shared.train import losses
 
 
 def test_landmark_weights_mark_nose_and_inner_mouth():

@@ -1,4 +1,4 @@
-"""Tests for shared.mesh_sampling, shared.topology and tools/make_sampling.py.
+"""Tests for shared.mesh.sampling, shared.mesh.topology and tools/make_sampling.py.
 
 Small meshes only (icospheres, a grid); a few seconds in all.
 """
@@ -17,8 +17,8 @@ import trimesh
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from shared import mesh_sampling as ms  # noqa: E402
-from shared import topology  # noqa: E402
+from shared.mesh import sampling as ms  # noqa: E402
+from shared.mesh import topology  # noqa: E402
 from shared.errors import InputError  # noqa: E402
 
 FACTORS = (4, 4, 4)
@@ -442,7 +442,7 @@ def test_get_or_build_topology_rebuilds_corrupt_cache(tmp_path, capsys):
 
 @pytest.fixture
 def make_sampling(monkeypatch):
-  fake = types.ModuleType("shared.face_model")
+  fake = types.ModuleType("shared.model.face_model")
 
   def load_face_model(path=None):
     if path is not None and not Path(path).exists():
@@ -450,7 +450,7 @@ def make_sampling(monkeypatch):
     return fake_face_model()
 
   fake.load_face_model = load_face_model
-  monkeypatch.setitem(sys.modules, "shared.face_model", fake)
+  monkeypatch.setitem(sys.modules, "shared.model.face_model", fake)
   sys.path.insert(0, str(REPO / "tools"))
   try:
     import make_sampling as module

@@ -1,10 +1,10 @@
-"""Tests for shared.metrics: NME, yaw bins and the AFLW2000-3D reader."""
+"""Tests for shared.eval.metrics: NME, yaw bins and the AFLW2000-3D reader."""
 
 import numpy as np
 import pytest
 import scipy.io
 
-from shared import metrics
+from shared.eval import metrics
 from shared.errors import InputError
 
 AFLW_SUBDIR = "eval/aflw2000_16"

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import main as main_module
 from mgc_face import data as data_lib
-from mgc_face import model as model_lib
+from mgc_face import objective as objective_lib
 from test_mgc_data import tree_digest as digest
 
 SAVED_STEPS = 2
@@ -72,13 +72,13 @@ def test_nan_losses_skip_steps_then_stop_keeping_the_last_good_checkpoint(
   meta["config"]["max_consecutive_bad_steps"] = MAX_BAD_STEPS
   meta["config"]["landmark_warmup_steps"] = 0  # The objective runs from the first step.
   (ckpt / "meta.json").write_text(json.dumps(meta))
-  original = model_lib.Objective.__call__
+  original = objective_lib.Objective.__call__
 
   def poisoned(self, coeffs, batch, multiview=True, head=None):
     total, terms, visuals = original(self, coeffs, batch, multiview, head)
     return total * np.float32("nan"), terms, visuals
 
-  monkeypatch.setattr(model_lib.Objective, "__call__", poisoned)
+  monkeypatch.setattr(objective_lib.Objective, "__call__", poisoned)
   code, errors, err = run_main(["--model", "mgc", "--mode", "train", "--data", str(dataset),
                                 "--checkpoint", str(ckpt), "--steps", "6", "--no-multiview",
                                 "--quiet"], capsys)

@@ -17,7 +17,7 @@ def test_cli_test_mode_writes_every_output(mgc_trained, mgc_dataset, tmp_path, c
   for suffix in (".obj", "_coeffs.npz", "_lm2d.txt", "_lm3d.txt", "_overlay.png", "_depth.png",
                  "_poses.png"):
     assert (out / f"{name}{suffix}").exists(), suffix
-  from shared.export import read_obj_colours
+  from shared.io.export import read_obj_colours
   vertices, faces, colours = read_obj_colours(out / f"{name}.obj")
   assert vertices.shape == (9409, 3) and colours.shape == (9409, 3) and faces.shape[0] == 18460
   lm2d = np.loadtxt(out / f"{name}_lm2d.txt")

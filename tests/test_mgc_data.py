@@ -9,7 +9,7 @@ import pytest
 
 from mgc_face import data as data_lib
 from mgc_face import synthetic
-from shared.camera import Camera, project
+from shared.model.camera import Camera, project
 from shared.errors import InputError
 
 

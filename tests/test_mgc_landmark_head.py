@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from mgc_face import config as config_lib
 from mgc_face import model as model_lib
-from shared.coeffs import CoeffLayout
+from shared.model.coeffs import CoeffLayout
 
 
 def numpy_soft_argmax(logits, image_size):

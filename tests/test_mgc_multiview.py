@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from mgc_face import multiview as mv
-from shared.camera import Camera
+from shared.model.camera import Camera
 
 
 def rot_np(angles):
@@ -103,26 +103,6 @@ def test_essential_matrix_is_t_cross_r_not_r_t_cross():
   assert np.all(mv.epipolar_loss(x_t, x_s, tf.constant(wrong, tf.float32)).numpy() > 1.0)
 
 
-def test_bilinear_sample_matches_numpy_and_gradient():
-  from scipy.ndimage import map_coordinates
-  rng = np.random.default_rng(5)
-  image = rng.uniform(size=(1, 9, 11, 2)).astype(np.float32)
-  coords = np.stack([rng.uniform(1.0, 10.0, (1, 4, 5)), rng.uniform(1.0, 8.0, (1, 4, 5))],
-                    -1).astype(np.float32)
-  values, inside = mv.bilinear_sample(tf.constant(image), tf.constant(coords))
-  assert inside.numpy().all()
-  for c in range(2):
-    ref = map_coordinates(image[0, ..., c], [coords[0, ..., 1] - 0.5, coords[0, ..., 0] - 0.5],
-                          order=1)
-    np.testing.assert_allclose(values.numpy()[0, ..., c], ref, atol=1e-5)
-  theoretical, numerical = tf.test.compute_gradient(
-      lambda xy: mv.bilinear_sample(tf.constant(image, tf.float64), xy)[0],
-      [tf.constant(coords, tf.float64)], delta=1e-4)
-  np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-4)
-  outside = mv.bilinear_sample(tf.constant(image), tf.constant([[[[-3.0, 2.0]]]]))
-  assert outside[1].numpy().sum() == 0 and outside[0].numpy().sum() == 0
-
-
 def test_depth_scale_recovers_known_scale():
   rng = np.random.default_rng(6)
   reference = rng.uniform(9, 11, (2, 8, 8, 1)).astype(np.float32)
@@ -148,7 +128,7 @@ def test_ssim_loss_zero_for_identical_images():
 @pytest.fixture(scope="module")
 def two_views(ict_model):
   """Mean face with a smooth model-space texture at two poses 25 degrees apart."""
-  from shared.synthesis import FaceSynthesizer
+  from shared.render.face_image import FaceSynthesizer
   synth = FaceSynthesizer(ict_model)
   coeffs = synth.layout.zeros(2)
   rotation = tf.constant([[0.05, -0.15, 0.0], [0.0, 0.28, 0.03]])

@@ -5,17 +5,18 @@ import pytest
 import tensorflow as tf
 
 from mgc_face import model as model_lib
+from mgc_face import objective as objective_lib
 from mgc_helpers import TEST_CONFIG, first_batch
-from shared.embedding import FaceEmbedder
+from shared.train.embedding import FaceEmbedder
 from shared.errors import InputError
 
 
 def test_objective_is_finite_and_multiview_terms_follow_the_flags(mgc_dataset, ict_model):
-  from shared.synthesis import FaceSynthesizer
+  from shared.render.face_image import FaceSynthesizer
   batch = first_batch(mgc_dataset, 2)
   regressor = model_lib.build_regressor(ict_model, TEST_CONFIG)
-  objective = model_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG)
-  coeffs, _ = regressor(model_lib.flatten_views(batch.images))
+  objective = objective_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG)
+  coeffs, _ = regressor(objective_lib.flatten_views(batch.images))
   total, terms, visuals = objective(coeffs, batch)
   assert np.isfinite(total.numpy())
   for name in ("landmark", "photometric", "reg_shape", "reg_albedo", "mv_pixel", "mv_depth",
@@ -40,7 +41,7 @@ def test_objective_is_finite_and_multiview_terms_follow_the_flags(mgc_dataset, i
 
 
 def test_identity_loss_uses_a_face_embedding_savedmodel(mgc_dataset, ict_model, tmp_path):
-  from shared.synthesis import FaceSynthesizer
+  from shared.render.face_image import FaceSynthesizer
 
   class Embedder(tf.Module):
     def __init__(self):
@@ -57,7 +58,7 @@ def test_identity_loss_uses_a_face_embedding_savedmodel(mgc_dataset, ict_model, 
   embedder = FaceEmbedder(tmp_path / "embedder")
   assert embedder(tf.zeros([2, 224, 224, 3])).shape == (2, 8)
   batch = first_batch(mgc_dataset)
-  objective = model_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG, embedder)
+  objective = objective_lib.Objective(FaceSynthesizer(ict_model), TEST_CONFIG, embedder)
   coeffs = model_lib.CoeffLayout.for_model(ict_model).zeros(3)
   total, terms, _ = objective(coeffs, batch, multiview=False)
   assert 0.0 < terms["identity"].numpy() <= 2.0

@@ -1,4 +1,4 @@
-"""Tests for shared.photo_render: the crop camera plus the crop -> photo
+"""Tests for shared.photo.photo_render: the crop camera plus the crop -> photo
 similarity as one camera rendering in the photo's frame."""
 
 import math
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared import alignment, photo_render
-from shared import camera as camera_lib
+from shared.photo import alignment
+
+from shared.photo import photo_render
+from shared.model import camera as camera_lib
 
 
 def _similarity(scale, angle, shift):
@@ -31,7 +33,7 @@ def test_window_camera_projects_like_the_crop_then_the_similarity(scale, angle):
 
 
 def test_render_in_photo_lands_where_the_similarity_maps_the_crop_render(ict_model):
-  from shared.synthesis import FaceSynthesizer
+  from shared.render.face_image import FaceSynthesizer
   synth = FaceSynthesizer(ict_model)
   coeffs = synth.layout.zeros(1)._replace(rotation=tf.constant([[0.1, 0.5, 0.2]]))
   syn = synth(coeffs)

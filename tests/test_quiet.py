@@ -30,7 +30,7 @@ del ckpt; gc.collect()
 ok, jpg = cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))
 open(sys.argv[1] + "/cut.jpg", "wb").write(jpg.tobytes()[:200])
 open(sys.argv[1] + "/bad.png", "wb").write(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-from shared import image_io
+from shared.io import image_io
 for name in ("cut.jpg", "bad.png"):
   try:
     image_io.read_image(sys.argv[1] + "/" + name)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = ("import sys; sys.path.insert(0, %r); import shared.rasterizer as r; "
+BUILD = ("import sys; sys.path.insert(0, %r); import shared.render.rasterizer as r; "
          "print(r.library_path()); r.load()" % str(ROOT))
 
 
@@ -36,7 +36,7 @@ def test_two_processes_build_once_and_both_load(tmp_path):
 
 def test_missing_compiler_is_one_clear_line(tmp_path):
   code = ("import sys; sys.path.insert(0, %r)\n"
-          "from shared.errors import InputError\nimport shared.rasterizer as r\n"
+          "from shared.errors import InputError\nimport shared.render.rasterizer as r\n"
           "try:\n  r.library_path()\nexcept InputError as e:\n  print('ERR', e)\n" % str(ROOT))
   out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path, CXX="no-such-g++"),
                        capture_output=True, text=True, timeout=300)
@@ -44,13 +44,13 @@ def test_missing_compiler_is_one_clear_line(tmp_path):
   assert len(lines) == 1 and "no C++ compiler 'no-such-g++' found" in lines[0]
 
 
-# Renders a shaded icosphere through shared.render; saves image, depth and ids.
+# Renders a shaded icosphere through shared.render.renderer; saves image, depth and ids.
 RENDER = """
 import sys, json; sys.path.insert(0, %r)
 import numpy as np, tensorflow as tf, trimesh
-import shared.rasterizer as r
-from shared import render
-from shared.camera import Camera
+import shared.render.rasterizer as r
+from shared.render import renderer as render
+from shared.model.camera import Camera
 sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.5)
 v = tf.constant(np.asarray(sphere.vertices, np.float32)[None])
 f = np.asarray(sphere.faces, np.int32)
@@ -101,7 +101,7 @@ def test_every_flag_set_failing_shows_the_first_error_line(tmp_path):
   fake.write_text(FAKE_COMPILER)
   fake.chmod(0o755)
   code = ("import sys; sys.path.insert(0, %r)\n"
-          "from shared.errors import InputError\nimport shared.rasterizer as r\n"
+          "from shared.errors import InputError\nimport shared.render.rasterizer as r\n"
           "try:\n  r.library_path()\nexcept InputError as e:\n  print('ERR', e)\n" % str(ROOT))
   out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path, CXX=str(fake)),
                        capture_output=True, text=True, timeout=300)

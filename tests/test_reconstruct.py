@@ -1,5 +1,5 @@
-"""Tests for shared.reconstruct (photos in, 3D faces out) and the
-eval-landmarks command in shared.landmark_eval."""
+"""Tests for shared.photo.reconstruct (photos in, 3D faces out) and the
+eval-landmarks command in shared.eval.landmark_eval."""
 
 import argparse
 import json
@@ -12,8 +12,16 @@ import pytest
 import skimage.data
 import tensorflow as tf
 
-from shared import alignment, export, fitting, landmark_eval, reconstruct
-from shared import camera as camera_lib
+from shared.photo import alignment
+
+from shared.io import export
+
+from shared.fit import fitter as fitting
+
+from shared.eval import landmark_eval
+
+from shared.photo import reconstruct
+from shared.model import camera as camera_lib
 from shared.errors import InputError
 
 FIT = fitting.FitConfig(landmark_steps=60, photometric_steps=4)   # few steps: speed
@@ -208,7 +216,7 @@ def test_eval_landmarks_dense_finds_the_profile_too(two_aflw, capsys):
 
 
 def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkeypatch):
-  from shared.landmarks import Face
+  from shared.photo.landmarks import Face
   image_path = tmp_path / "patch.png"
   cv2.imwrite(str(image_path), np.full((120, 120, 3), 90, np.uint8))
   landmarks = np.random.default_rng(0).uniform(30, 90, (68, 2)).astype(np.float32)
@@ -226,8 +234,8 @@ def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkey
 
 def _shaded_render(ict_model, yaw_degrees, identity_seed, size=320):
   """A synthetic photo of one face: shaded render on a grey background, uint8."""
-  from shared.photo_render import shaded_photos
-  from shared.synthesis import FaceSynthesizer
+  from shared.photo.photo_render import shaded_photos
+  from shared.render.face_image import FaceSynthesizer
   synth = FaceSynthesizer(ict_model, camera_lib.Camera(focal=800.0, image_size=size))
   rng = np.random.default_rng(identity_seed)
   coeffs = synth.layout.zeros(1)._replace(

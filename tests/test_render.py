@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import trimesh
 
-from shared import render as render_lib
-from shared.camera import Camera
+from shared.render import renderer as render_lib
+from shared.model.camera import Camera
 
 CAM = Camera(focal=200.0, image_size=64, distance=10.0)
 
@@ -170,7 +170,7 @@ def test_interpolation_values_and_gradients_match_tfg_barycentrics():
 def test_split_kernel_calls_equal_one_call():
   """Rasterizing parts of the triangles in parallel and merging by depth = one kernel call,
   ties included (two coincident copies of a sphere: the first copy must win everywhere)."""
-  from shared import rasterizer
+  from shared.render import rasterizer
   sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
   faces = np.asarray(sphere.faces, np.int32)
   faces = np.concatenate([faces, faces[::-1]])  # The same surface twice, reversed order.
@@ -193,7 +193,7 @@ def test_split_kernel_calls_equal_one_call():
 def test_interpolation_gradient_strips_and_bad_ids():
   """The gradient of a small batch (summed over row strips in parallel) equals the
   gradient of the images one by one, and out-of-range triangle ids fail clearly."""
-  from shared import rasterizer
+  from shared.render import rasterizer
   sphere = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
   faces = tf.constant(np.asarray(sphere.faces, np.int32))
   v = np.asarray(sphere.vertices, np.float32)[None].repeat(3, 0)

@@ -1,9 +1,9 @@
-"""UV texture maps (shared/texture.py) against a numpy splat of the same triangles."""
+"""UV texture maps (shared/render/texture.py) against a numpy splat of the same triangles."""
 
 import numpy as np
 import pytest
 
-from shared import texture
+from shared.render import texture
 
 # Two triangles in UV space with red, green, blue and white corners.
 UV = np.array([[0.1, 0.2], [0.9, 0.3], [0.3, 0.85], [0.95, 0.95]], np.float32)

@@ -1,4 +1,4 @@
-"""The shared training-loop policy (shared/train_loop.py, shared/checkpointing.py) on a toy model.
+"""The shared training-loop policy (shared/train/train_loop.py, shared/train/checkpointing.py) on a toy model.
 
 A linear model y = x w fitted by Adam stands in for the trainers: resume,
 non-finite steps, atomic checkpoints, summaries and metadata do not depend
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared import checkpointing
-from shared import train_loop
+from shared.train import checkpointing
+from shared.train import train_loop
 from shared.errors import InputError
 
 FEATURES = 3
@@ -238,7 +238,7 @@ import json, sys
 import numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from shared import train_loop
+from shared.train import train_loop
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
   w = tf.Variable(tf.ones([3, 1]))

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.errors import InputError, fail  # noqa: E402
-from shared.image_io import IMAGE_SUFFIXES, list_images  # noqa: E402
+from shared.io.image_io import IMAGE_SUFFIXES, list_images  # noqa: E402
 
 COEFF_SUFFIXES = ("_coeffs.npz", ".npz", "_gt.npz")
 COEFF_VECTOR_KEYS = ("coeffs", "coefficients")
@@ -54,7 +54,7 @@ class Skip(Exception):
 
 def read_image(path):
   """RGBA uint8 [H, W, 4] (alpha 255 where the file has none); Skip when unreadable."""
-  from shared import image_io
+  from shared.io import image_io
   try:
     return image_io.read_image_rgba(path)
   except InputError as error:
@@ -171,8 +171,8 @@ class SkinProjector:
 
   def __call__(self, coeff_file, shape):
     if self.synthesizer is None:
-      from shared.face_model import load_face_model
-      from shared.synthesis import FaceSynthesizer
+      from shared.model.face_model import load_face_model
+      from shared.render.face_image import FaceSynthesizer
       self.synthesizer = FaceSynthesizer(load_face_model(self.face_model_path))
     if shape != (self.synthesizer.camera.image_size,) * 2:
       size = self.synthesizer.camera.image_size
@@ -187,7 +187,7 @@ class SkinProjector:
 def load_coefficients(path, layout):
   """One image's coefficients from an npz -> `Coefficients` with batch 1."""
   import tensorflow as tf
-  from shared.coeffs import Coefficients
+  from shared.model.coeffs import Coefficients
   try:
     with np.load(path, allow_pickle=False) as data:
       arrays = {k: data[k] for k in data.files}

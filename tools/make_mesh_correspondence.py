@@ -6,14 +6,14 @@ the face model's vertices, from synthetic renders of the model.
 The package carries no canonical 3D face geometry for the mesh model, so the
 correspondence is measured: the model is rendered (shaded, random
 identities, yaw -30..30 degrees, pitch -10..10), BlazeFace and the mesh model
-run on each render like on a photo (`shared.face_mesh`), and each of the 468
+run on each render like on a photo (`shared.photo.face_mesh`), and each of the 468
 predicted points takes the visible, camera-facing vertex whose projection is
 nearest.  Per point, the chosen vertices' MEAN-SHAPE positions are reduced
 to their median over the renders, and the vertex nearest that median is the
 answer.  A point's weight is 1 when it was matched in at least half the
 renders within `MAX_MATCH_PX` pixels and its matches spread less than
 `MAX_SPREAD_MM`, else 0 (the fit ignores it).  Writes an npz read by
-`shared.dense_fit.load_correspondence`.  Tuned on nothing but these renders.
+`shared.fit.dense.load_correspondence`.  Tuned on nothing but these renders.
 """
 
 import argparse
@@ -40,9 +40,9 @@ SEED = 0
 def render_batch(face_model, rng):
   """Shaded renders [N, S, S, 3] uint8 and the visible facing vertex sets."""
   import tensorflow as tf
-  from shared import camera as camera_lib
-  from shared.photo_render import shaded_photos
-  from shared.synthesis import FaceSynthesizer
+  from shared.model import camera as camera_lib
+  from shared.photo.photo_render import shaded_photos
+  from shared.render.face_image import FaceSynthesizer
   synth = FaceSynthesizer(face_model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
   poses = [(p, y) for p in PITCHES for y in YAWS]
   count = len(poses) * IDENTITIES
@@ -68,7 +68,8 @@ def render_batch(face_model, rng):
 
 def build(face_model, log=print):
   """Returns the npz fields (see module doc)."""
-  from shared import blazeface, face_mesh
+  from shared.photo import blazeface
+  from shared.photo import face_mesh
   rng = np.random.default_rng(SEED)
   mean = np.asarray(face_model.mean_shape, np.float64)
   matches = [[] for _ in range(face_mesh.NUM_POINTS)]
@@ -109,8 +110,8 @@ def main(argv=None):
   parser.add_argument("--face-model", default=None)
   parser.add_argument("--out", default=None, help="npz to write (default: the packaged file)")
   args = parser.parse_args(argv)
-  from shared import dense_fit
-  from shared.face_model import load_face_model
+  from shared.fit import dense as dense_fit
+  from shared.model.face_model import load_face_model
   model = load_face_model(args.face_model)
   fields = build(model)
   out = Path(args.out) if args.out else dense_fit.CORRESPONDENCE_FILE

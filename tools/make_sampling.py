@@ -2,7 +2,7 @@
 
   python tools/make_sampling.py --face-model PATH --factors 4 4 4 4 --output FILE.npz
 
-Without --face-model the default model is used (see shared/paths.py); without
+Without --face-model the default model is used (see shared/io/paths.py); without
 --output the file goes to the cache that main.py reads when no sampling file
 is given.
 """
@@ -35,9 +35,9 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   try:
-    from shared import topology
+    from shared.mesh import topology
     factors = topology.normalise_factors(args.factors)
-    from shared.face_model import load_face_model
+    from shared.model.face_model import load_face_model
     model = load_face_model(args.face_model)
     output = (Path(args.output) if args.output else
               topology.default_cache_path(model.source_hash, factors))

@@ -50,7 +50,7 @@ def main(argv=None):
   args = parse_args(argv)
   try:
     from mgc_face import synthetic
-    from shared.face_model import load_face_model
+    from shared.model.face_model import load_face_model
     model = load_face_model(args.face_model)
     test = args.test_identities
     if test is None:

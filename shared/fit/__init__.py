@@ -1,0 +1,1 @@
+"""Per-image fitting of the face model to landmarks and pixels."""

@@ -1,0 +1,1 @@
+"""Files: images, atomic writes, meshes and pictures, data-folder paths."""

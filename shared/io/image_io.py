@@ -1,0 +1,209 @@
+"""Reading and writing images with one-line errors for bad files.
+
+Arrays are NumPy `uint8` in RGB(A) channel order, shape `[H, W, 3]` (or
+`[H, W, 4]` from `read_image_rgba`), row-major: `image[y, x]`.
+
+Pixel convention used across the project: continuous coordinates in which
+pixel `(col i, row j)` covers `[i, i+1) x [j, j+1)` and has its centre at
+`(i + 0.5, j + 0.5)`; the image spans `[0, W] x [0, H]`.
+
+Conversions on reading:
+- grayscale becomes 3 equal channels;
+- 16-bit becomes 8-bit by `round(v * 255 / 65535)`;
+- floating-point images (TIFF, EXR) are taken as linear [0, 1] and clipped;
+- `read_image` drops an alpha channel; `read_image_rgba` keeps it (opaque 255
+  where the file has none);
+- EXIF orientation is applied by `read_image` (OpenCV does this for
+  `IMREAD_COLOR`), but not by `read_image_rgba` (OpenCV ignores it for
+  `IMREAD_UNCHANGED`).
+
+`IMAGE_SUFFIXES` lists the file types OpenCV decodes; every command that
+takes a folder of images lists it with `list_images` (one list for the
+photo, MGC and GCN test modes and tools/create_bin.py).  OpenCV's own error
+lines are silenced (see `shared.quiet`): a file it can't decode gives our
+one-line `InputError` instead.
+
+Images above `MAX_IMAGE_PIXELS` are refused before decoding (the header is
+read with Pillow), so a huge or hostile file gives one line, not an
+out-of-memory kill.  An 8000 x 8000 photo (64 MP, 192 MB as RGB) is allowed;
+detection downsizes it itself (see `shared.photo.landmarks`).
+"""
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared import quiet
+from shared.errors import fail
+from shared.io.fileio import atomic_path
+
+MAX_IMAGE_PIXELS = 100_000_000   # ~300 MB as RGB uint8; 10000 x 10000
+UINT8_MAX = 255
+UINT16_MAX = 65535
+PNG_SUFFIX = ".png"
+READ_FLAGS_RGB = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+READ_FLAGS_RGBA = cv2.IMREAD_UNCHANGED
+# Every type OpenCV 4 decodes (tests/test_image_io.py writes and reads each).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".sr", ".ras", ".hdr", ".pic", ".avif")
+
+quiet.quiet_opencv()
+
+
+def is_image_file(path):
+  """True if `path`'s suffix (any case) is one of `IMAGE_SUFFIXES`."""
+  return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder, recursive=False, skip_stem_suffixes=()):
+  """The image files in `folder`, sorted by path.
+
+  Args:
+    folder: a folder.
+    recursive: also look in sub-folders.
+    skip_stem_suffixes: leave out files whose stem ends with one of these
+      (e.g. the `_overlay` outputs of an earlier run).
+
+  Returns:
+    A sorted list of `Path`s whose suffix is in `IMAGE_SUFFIXES`.
+  """
+  folder = Path(folder)
+  found = folder.rglob("*") if recursive else folder.iterdir()
+  return sorted(p for p in found if p.is_file() and is_image_file(p) and
+                not p.stem.endswith(tuple(skip_stem_suffixes)))
+
+
+def _check_readable(path):
+  """Raises `InputError` if `path` is missing, a folder or too large to decode."""
+  path = Path(path)
+  if not path.exists():
+    fail(path, "image file not found")
+  if path.is_dir():
+    fail(path, "is a folder, not an image file")
+  if path.stat().st_size == 0:
+    fail(path, "image file is empty")
+  size = _header_size(path)
+  if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+    fail(path, f"image is {size[0]}x{size[1]} pixels, more than the "
+         f"{MAX_IMAGE_PIXELS:,}-pixel limit; downscale it first")
+  return path
+
+
+def _header_size(path):
+  """Returns `(width, height)` from the file header, or None if Pillow can't tell."""
+  try:
+    from PIL import Image
+  except ImportError:
+    return None
+  try:
+    with warnings.catch_warnings():   # e.g. "Corrupt EXIF data": OpenCV decides below.
+      warnings.simplefilter("ignore")
+      with Image.open(path) as im:
+        return im.size
+  except Image.DecompressionBombError:
+    return (MAX_IMAGE_PIXELS + 1, 1)
+  except Exception:  # Not a format Pillow knows, or corrupt: OpenCV decides.
+    return None
+
+
+def _decode(path, flags):
+  """`cv2.imread` with an `InputError` when the file can't be decoded."""
+  try:
+    with quiet.native_stderr_silenced():  # libjpeg prints its own warnings.
+      image = cv2.imread(str(path), flags)
+  except cv2.error as e:
+    fail(path, f"cannot decode image ({str(e).strip().splitlines()[-1]})")
+  if image is None or image.size == 0:
+    fail(path, "cannot decode image (corrupt file or unsupported format)")
+  return image
+
+
+def to_uint8(image):
+  """Converts a `uint8`, `uint16` or float image (floats in [0, 1], clipped) to `uint8`."""
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image
+  if image.dtype == np.uint16:
+    scaled = image.astype(np.float32) * (UINT8_MAX / UINT16_MAX)
+    return np.rint(scaled).astype(np.uint8)
+  if np.issubdtype(image.dtype, np.floating):
+    return np.rint(np.clip(image, 0.0, 1.0) * UINT8_MAX).astype(np.uint8)
+  raise ValueError(f"unsupported image dtype {image.dtype}")
+
+
+def read_image(path):
+  """Reads an image file as RGB.
+
+  Args:
+    path: image file (anything OpenCV decodes: jpg, png, bmp, tiff, webp...).
+
+  Returns:
+    `np.uint8 [H, W, 3]` RGB.
+
+  Raises:
+    InputError: missing, empty, corrupt, unsupported or oversized file.
+  """
+  path = _check_readable(path)
+  bgr = to_uint8(_decode(path, READ_FLAGS_RGB))
+  return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def read_image_rgba(path):
+  """Reads an image file as RGBA, keeping its alpha channel.
+
+  Returns:
+    `np.uint8 [H, W, 4]` RGBA; alpha is 255 where the file has none.
+
+  Raises:
+    InputError: as `read_image`.
+  """
+  path = _check_readable(path)
+  raw = to_uint8(_decode(path, READ_FLAGS_RGBA))
+  if raw.ndim == 2:
+    raw = raw[:, :, None]
+  channels = raw.shape[2]
+  if channels == 1:
+    rgba = cv2.cvtColor(raw, cv2.COLOR_GRAY2RGBA)
+  elif channels == 2:    # gray + alpha
+    rgba = np.concatenate([np.repeat(raw[:, :, :1], 3, axis=2), raw[:, :, 1:]], axis=2)
+  elif channels == 3:
+    rgba = cv2.cvtColor(raw, cv2.COLOR_BGR2RGBA)
+  elif channels == 4:
+    rgba = cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA)
+  else:
+    fail(path, f"unsupported number of channels ({channels})")
+  return np.ascontiguousarray(rgba)
+
+
+def write_png(path, image):
+  """Writes an image as PNG, atomically (no half-written file on failure).
+
+  Args:
+    path: destination; must end in `.png`.
+    image: `[H, W]` gray, `[H, W, 3]` RGB or `[H, W, 4]` RGBA; `uint8`, or
+      `uint16` / float in [0, 1] (converted by `to_uint8`).
+
+  Raises:
+    ValueError: wrong suffix, dtype or shape (a programming error).
+    InputError: OpenCV could not write the file (e.g. unwritable folder).
+  """
+  path = Path(path)
+  if path.suffix.lower() != PNG_SUFFIX:
+    raise ValueError(f"{path}: write_png needs a {PNG_SUFFIX} file name")
+  image = to_uint8(image)
+  if image.ndim == 2:
+    out = image
+  elif image.ndim == 3 and image.shape[2] == 3:
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+  elif image.ndim == 3 and image.shape[2] == 4:
+    out = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+  else:
+    raise ValueError(f"write_png expects [H,W], [H,W,3] or [H,W,4], got {image.shape}")
+  try:
+    with atomic_path(path) as tmp:
+      if not cv2.imwrite(str(tmp), out):
+        raise OSError("OpenCV could not write the file")
+  except (OSError, cv2.error) as e:
+    fail(path, f"cannot write PNG ({e})")

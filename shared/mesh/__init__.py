@@ -1,0 +1,1 @@
+"""Mesh geometry: vertex normals (numpy and TF), CoMA mesh sampling, topology files."""

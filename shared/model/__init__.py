@@ -1,0 +1,1 @@
+"""The face model: 3DMM, coefficients, decoder, albedo, camera, SH lighting."""

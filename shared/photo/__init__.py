@@ -1,0 +1,1 @@
+"""The photo application: detection, landmarks, alignment, reconstruction, rendering in the photo frame."""

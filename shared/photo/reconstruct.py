@@ -1,0 +1,613 @@
+"""Photos in, 3D faces out: the pipeline behind `--mode test --input PHOTO`.
+
+    reconstruct_photos(inputs, face_model, output_dir, regressor=None,
+                       fit_config=FitConfig(), log=print) -> summary dict
+
+For every image (a file, a folder, or a list of them): read it
+(`shared.io.image_io`), find all faces and their 68 landmarks
+(`shared.photo.landmarks`), align each face to the 224 x 224 MGCNet crop
+(`shared.photo.alignment`), regress coefficients with an optional network
+(`regressor`), fit them to the landmarks and the photo (`shared.fit.fitter`),
+and write per face, in ORIGINAL image coordinates where it applies:
+
+    <stem>_face<k>.obj            mesh (model space, decimetres) with fitted lit
+                                  vertex colours; `vt` + `.mtl` when the model has UVs
+    <stem>_face<k>.mtl            material pointing at the texture
+    <stem>_face<k>_texture.png    UV texture: photo colours on visible vertices,
+                                  fitted model colours elsewhere (models with UVs)
+    <stem>_face<k>_coeffs.npz     coefficients, pose, boxes, transforms, landmarks
+    <stem>_face<k>_lm2d.txt       68 fitted landmarks, original-image pixels (x y)
+    <stem>_face<k>_lm3d.txt       68 landmarks in 3D, crop-camera space, model units
+    <stem>_face<k>_overlay.png    the face rendered in the photo's frame (face region,
+                                  blended), fitted landmarks
+    <stem>_face<k>_depth.png      depth map in the photo's frame (overlay size; near =
+                                  bright); the crop's raw depth is in the npz
+
+plus `<stem>_overlay.png` with every face of the image, and one
+`summary.json` per run.  Every write is atomic.
+
+Pixel convention: continuous coordinates, pixel i's centre at i + 0.5 (as in
+`shared.photo.landmarks` and `shared.photo.alignment`).  Fitted landmarks are mapped to
+the photo with the inverse of the alignment similarity.  Overlays are drawn
+on the photo downscaled to at most `OVERLAY_MAX_SIDE` pixels (an 8000 x 8000
+photo gives a 2048 x 2048 overlay); landmark files are always full
+resolution.
+
+Head pose (degrees) is given in the ORIGINAL photo's camera frame: the
+fitted rotation in the crop, composed with the in-plane rotation of the
+alignment.  yaw > 0: the face turns towards image right; pitch > 0: it looks
+down; roll > 0: it tilts counter-clockwise in the image.  Angles follow the
+project's R = Rz(roll) Ry(yaw) Rx(pitch); the crop camera is a 224-pixel
+pinhole (focal 1015), not the photo's real camera.
+
+Per-image problems (unreadable or corrupt file, oversized image, no face)
+print one line through `log` and are recorded in the summary; the run goes
+on.  Grayscale, 16-bit and alpha images are converted (one note line).  HOG
+detections scoring below `MIN_HOG_SCORE` are ignored (one note line, listed
+in the summary as `weak_detections`).
+
+Faces of one image are fitted together in a batch padded to a power of two
+(at most `max_batch`), so the fitting functions compile for a few sizes
+only.  One image is in memory at a time.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from shared.photo import alignment
+
+from shared.fit import dense as dense_fit
+
+from shared.io import export
+
+from shared.photo import photo_render
+from shared.model import camera as camera_lib
+from shared.fit import fitter as fitting
+from shared.fit.landmark_convention import ICT_BFM_LANDMARKS68, bfm_landmark_convention
+from shared.fit.pose import euler_from_matrix
+from shared.fit.skin import skin_from_landmarks
+from shared.errors import InputError
+from shared.io.fileio import savez_atomic, write_text_atomic
+from shared.io.image_io import IMAGE_SUFFIXES, list_images, read_image
+from shared.photo.landmarks import LANDMARK_MODES, detect_faces
+from shared.render.face_image import FaceSynthesizer
+from shared.render.texture import uv_texture_map
+
+SUMMARY_KIND = "face3d-photo-summary"
+SUMMARY_VERSION = 1
+COEFFS_KIND = "face3d-photo-coefficients"
+COEFFS_VERSION = 1
+OUTPUT_MARKER = "_face"            # files named <stem>_face<k>... are our outputs
+OUTPUT_SUFFIXES = ("_overlay",)
+OVERLAY_MAX_SIDE = 2048
+OVERLAY_OPACITY = 0.75
+LANDMARK_COLOUR = (40, 255, 40)    # fitted landmarks on overlays (RGB)
+TEXTURE_SIZE = 512
+DEFAULT_MAX_BATCH = 8
+# dlib HOG margins: real faces in AFLW2000-16 score 0.12-2.8; the false
+# positives seen (a mission patch on the astronaut JPEG, an upscaled
+# astronaut) 0.04-0.09.  Weaker HOG detections are ignored (and listed).
+MIN_HOG_SCORE = 0.1
+SUMMARY_FILE = "summary.json"
+DEFAULT_BACKEND = "mediapipe"      # shared.photo.landmarks backends
+FIT_POINTS = ("dense", "68")       # fit to the 468 mesh points or to the 68 landmarks
+DEFAULT_FIT_POINTS = "dense"
+
+
+@dataclasses.dataclass
+class FaceJob:
+  """One detected face on its way through the pipeline."""
+  index: int
+  face: object          # shared.photo.landmarks.Face
+  aligned: object       # shared.photo.alignment.Aligned
+
+  @property
+  def crop_dense(self):
+    """`float32 [468, 2]` the face's mesh points in crop pixels, or None."""
+    if self.face.dense is None:
+      return None
+    return alignment.transform_points(self.face.dense[:, :2], self.aligned.matrix).astype(np.float32)
+
+
+def collect_inputs(inputs):
+  """Image files from a path, a folder (not recursive) or a list of them.
+
+  Files named like our outputs (`*_face<k>*`, `*_overlay`) are skipped in
+  folders, so a run can write into its input folder.  Returns sorted Paths
+  (lists keep their order).
+
+  Raises:
+    InputError: a path that does not exist, or a folder without images.
+  """
+  items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+  files = []
+  for item in items:
+    path = Path(item)
+    if path.is_dir():
+      found = [p for p in list_images(path) if not _is_output(p)]
+      if not found:
+        raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+      files.extend(found)
+    elif path.exists() or len(items) > 1:
+      files.append(path)      # a missing file in a list is reported per image
+    else:
+      raise InputError(f"{path}: input not found")
+  return files
+
+
+def _is_output(path):
+  stem = path.stem
+  if stem.endswith(OUTPUT_SUFFIXES):
+    return True
+  head, marker, tail = stem.rpartition(OUTPUT_MARKER)
+  return bool(marker) and bool(head) and tail.split("_")[0].isdigit()
+
+
+def _format_note(path):
+  """A note for files that are not 8-bit RGB(A), from the header (no decode)."""
+  try:
+    from PIL import Image
+    with Image.open(path) as im:
+      mode = im.mode
+  except Exception:  # noqa: BLE001 - Pillow can't tell: OpenCV decides later.
+    return None
+  notes = {"L": "8-bit grayscale", "LA": "8-bit grayscale with alpha", "P": "palette",
+           "1": "1-bit", "I;16": "16-bit grayscale", "I;16B": "16-bit grayscale",
+           "I;16L": "16-bit grayscale", "I": "32-bit integer", "F": "32-bit float",
+           "RGBA": "RGBA", "CMYK": "CMYK"}
+  if mode in notes:
+    return f"{path}: note: {notes[mode]} image, converted to 8-bit RGB"
+  return None
+
+
+def _batch_size(count, max_batch):
+  """Smallest power of two >= count, capped at max_batch."""
+  return min(max_batch, 1 << max(0, math.ceil(math.log2(max(count, 1)))))
+
+
+def crop_pose_to_photo(rotation, inverse):
+  """Head pose in the photo's frame from the fitted crop rotation.
+
+  The alignment is an image-plane similarity; rotating the image by angle a
+  (image axes, y down) is a camera roll of -a (camera axes, y up).
+
+  Args:
+    rotation: [3] (pitch, yaw, roll) radians in the crop.
+    inverse: [2, 3] crop -> photo similarity.
+
+  Returns:
+    dict yaw, pitch, roll in degrees (see the module doc for signs).
+  """
+  r_crop = camera_lib.rotation_matrix(tf.constant(np.asarray(rotation, np.float32)[None]))
+  r_crop = r_crop.numpy()[0].astype(np.float64)
+  a = math.atan2(inverse[1][0], inverse[0][0])
+  c, s = math.cos(-a), math.sin(-a)
+  roll_matrix = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+  pitch, yaw, roll = np.degrees(euler_from_matrix(roll_matrix @ r_crop))
+  return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}
+
+
+class PhotoReconstructor:
+  """The pipeline's state: face model, synthesizer, fitter, optional regressor.
+
+  Build once, then call `process_image` per image (or use
+  `reconstruct_photos`).
+  """
+
+  def __init__(self, face_model, regressor=None, fit_config=fitting.FitConfig(),
+               cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True,
+               min_hog_score=MIN_HOG_SCORE, backend=DEFAULT_BACKEND, fit_points=DEFAULT_FIT_POINTS):
+    self.min_hog_score = float(min_hog_score)
+    self.face_model = bfm_landmark_convention(face_model) if bfm_landmarks else face_model
+    self.synthesizer = FaceSynthesizer(self.face_model)
+    self.fitter = fitting.Fitter(self.synthesizer, fit_config)
+    self.backend = backend
+    self.dense_fitter = None
+    self.dense_note = None
+    self.output_landmarks = np.asarray(self.face_model.landmarks68)
+    if fit_points == "dense" and backend == "mediapipe":
+      self._setup_dense(face_model, fit_config, bfm_landmarks)
+    self.fit_config = fit_config
+    self.regressor = regressor
+    self.cnn_fallback = cnn_fallback
+    self.max_batch = int(max_batch)
+    self.timings = {"read": [], "detect": [], "align": [], "regress": [], "fit": [], "write": []}
+
+  def _setup_dense(self, face_model, fit_config, bfm_landmarks):
+    """The dense fitter (468 points, `shared.fit.dense`) and the 68 output
+    vertices; without a correspondence for this model (e.g. BFM), the fit
+    follows the 68 points read off the mesh and `dense_note` says so."""
+    try:
+      vertices, weights = dense_fit.load_correspondence(self.face_model)
+    except InputError as error:
+      self.dense_note = f"note: {error}; fitting the 68 points read off the mesh"
+      return
+    if bfm_landmarks:
+      self.output_landmarks = np.asarray(bfm_landmark_convention(
+          face_model, interior=True).landmarks68)
+    dense_synth = FaceSynthesizer(dense_fit.dense_model(self.face_model, vertices))
+    self.dense_fitter = fitting.Fitter(dense_synth, fit_config, point_weights=weights)
+
+  # -- stages -------------------------------------------------------------------------------
+
+  def detect(self, image):
+    """[H, W, 3] uint8 -> list of `FaceJob` (aligned crops)."""
+    start = time.perf_counter()
+    faces = detect_faces(image, cnn_fallback=self.cnn_fallback, backend=self.backend)
+    self.timings["detect"].append(time.perf_counter() - start)
+    start = time.perf_counter()
+    jobs = [FaceJob(k, f, alignment.align_224(image, f.landmarks68)) for k, f in enumerate(faces)]
+    self.timings["align"].append(time.perf_counter() - start)
+    return jobs
+
+  def drop_weak(self, jobs):
+    """Splits `FaceJob`s into (kept, renumbered 0..; weak HOG detections below
+    `min_hog_score`), the ones a true face can lose to (docs/photos.md)."""
+    weak = [j for j in jobs if j.face.detector == "hog" and j.face.score < self.min_hog_score]
+    kept = [dataclasses.replace(j, index=k) for k, j in enumerate(
+        j for j in jobs if not any(j is w for w in weak))]
+    return kept, weak
+
+  def regress(self, crops):
+    """The network's `Coefficients` for [B, 224, 224, 3] crops, or None without one."""
+    if self.regressor is None:
+      return None
+    start = time.perf_counter()
+    out = self.regressor(tf.constant(crops))
+    coeffs = out[0] if isinstance(out, tuple) else out
+    coeffs = fitting.Coefficients(*[tf.convert_to_tensor(v, tf.float32) for v in coeffs])
+    self.timings["regress"].append(time.perf_counter() - start)
+    return coeffs
+
+  def batch_inputs(self, jobs):
+    """(crops [B, 224, 224, 3] float32 in [0, 1], 68 landmarks [B, 68, 2] and
+    dense points [B, 468, 2] or None, in crop pixels) of a padded batch."""
+    crops = np.stack([j.aligned.image for j in jobs]).astype(np.float32) / 255.0
+    landmarks = np.stack([j.aligned.landmarks68 for j in jobs])
+    dense = None
+    if all(self.fits_dense(j) for j in jobs):
+      dense = np.stack([j.crop_dense for j in jobs])
+    return crops, landmarks, dense
+
+  def fits_dense(self, job):
+    """Whether `job`'s face is fitted to its 468 points (else to its 68)."""
+    return (self.dense_fitter is not None and job.face.dense is not None and
+            getattr(job.face, "points68", "mesh") == "mesh")
+
+  def groups(self, jobs):
+    """`jobs` split into those fitted densely and the rest (each kind is
+    fitted in its own batches); empty groups left out."""
+    dense = [j for j in jobs if self.fits_dense(j)]
+    rest = [j for j in jobs if not self.fits_dense(j)]
+    return [g for g in (dense, rest) if g]
+
+  def padded_batches(self, jobs, batch_size=None):
+    """Yields (chunk, crops, landmarks, dense) per batch of `jobs`: dense and
+    68-point faces in their own batches of at most `max_batch` (`chunk`, the
+    real jobs), each padded with its last job to `batch_size` (None: the
+    smallest power of two, so the fit compiles for a few static sizes);
+    `crops, landmarks, dense` as `batch_inputs` of the padded batch."""
+    for group in self.groups(jobs):
+      for k in range(0, len(group), self.max_batch):
+        chunk = group[k:k + self.max_batch]
+        size = batch_size or _batch_size(len(chunk), self.max_batch)
+        padded = chunk + [chunk[-1]] * (size - len(chunk))   # static batch sizes
+        yield (chunk, *self.batch_inputs(padded))
+
+  def regress_and_fit(self, crops, landmarks, dense=None):
+    """(init, result): the network's `Coefficients` (None without one) and the
+    fit from them (`fit`)."""
+    init = self.regress(crops)
+    return init, self.fit(crops, landmarks, init, dense)
+
+  def fit(self, crops, landmarks, init=None, dense=None):
+    """Fits one padded batch from `init` (None: the posed mean face).
+
+    Args:
+      crops: [B, 224, 224, 3] float32 in [0, 1].  landmarks: [B, 68, 2] crop pixels.
+      init: optional `Coefficients` (e.g. from `regress`).
+      dense: optional [B, 468, 2] mesh points in crop pixels: then the fit
+        follows them (`shared.fit.dense`) and the 68 landmarks serve only the
+        skin mask; the result's landmarks are the model's 68 all the same.
+
+    Returns:
+      `fitting.FitResult`.
+    """
+    start = time.perf_counter()
+    skin = None
+    if self.fit_config.photometric_steps > 0:
+      skin = skin_from_landmarks(crops, landmarks)
+    if dense is not None and self.dense_fitter is not None:
+      result = self.dense_fitter.fit(crops, dense, init=init, skin=skin)
+      result.synthesis = self.with_model_landmarks(result.synthesis)
+    else:
+      result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
+    self.timings["fit"].append(time.perf_counter() - start)
+    return result
+
+  def with_model_landmarks(self, synthesis):
+    """`synthesis` with its landmarks replaced by the model's 68 output
+    landmarks (posed and projected) after a fit to the dense points: all 68
+    in BFM's convention (`ICT_BFM_LANDMARKS68`) for ICT."""
+    landmarks3d = tf.gather(synthesis.posed, self.output_landmarks, axis=1)
+    return dataclasses.replace(synthesis, landmarks3d=landmarks3d,
+                               landmarks2d=camera_lib.project(landmarks3d, self.synthesizer.camera))
+
+  def reconstruct(self, jobs):
+    """Fits all `jobs` of one image; returns a list of per-face numpy dicts."""
+    records = []
+    for chunk, crops, landmarks, dense in self.padded_batches(jobs):
+      _, result = self.regress_and_fit(crops, landmarks, dense)
+      syn, r = result.synthesis, result.synthesis.render
+      arrays = {name: np.asarray(value) for name, value in (
+          ("vertices", syn.vertices), ("posed", syn.posed), ("colours", syn.colours),
+          ("landmarks2d", syn.landmarks2d), ("landmarks3d", syn.landmarks3d),
+          ("image", r.image), ("mask", r.mask), ("depth", r.depth),
+          ("triangle_ids", r.triangle_ids))}
+      coeffs = {name: np.asarray(v) for name, v in result.coeffs._asdict().items()}
+      for b, job in enumerate(chunk):
+        record = {k: v[b] for k, v in arrays.items()}
+        record["coeffs"] = {k: v[b] for k, v in coeffs.items()}
+        record["crop"] = crops[b]
+        record["landmark_error_px"] = float(result.losses["landmark_error_px"][b])
+        record["job"] = job
+        records.append(record)
+    return sorted(records, key=lambda r: r["job"].index)
+
+  # -- outputs ------------------------------------------------------------------------------
+
+  def texture_colours(self, record):
+    """Per-vertex colours for the UV texture: the crop sampled at each visible
+    vertex's projection, the fitted lit colour elsewhere.  [V, 3] in [0, 1]."""
+    model = self.face_model
+    colours = np.clip(record["colours"], 0.0, 1.0).astype(np.float32)
+    ids = record["triangle_ids"]
+    visible = np.zeros(model.num_vertices, bool)
+    visible[model.faces[np.unique(ids[ids >= 0])].ravel()] = True
+    uv = camera_lib.project(tf.constant(record["posed"][None]), self.synthesizer.camera)
+    uv = uv.numpy()[0] - alignment.PIXEL_CENTER          # OpenCV: centres at integers
+    sampled = cv2.remap(record["crop"], uv[:, 0:1].astype(np.float32),
+                        uv[:, 1:2].astype(np.float32), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)[:, 0, :]
+    colours[visible] = sampled[visible]
+    return colours
+
+  def write_face(self, output_dir, stem, record):
+    """Writes the files of one face (all but the overlay).
+
+    Returns:
+      (summary entry dict, fitted landmarks [68, 2] in photo pixels).
+    """
+    model = self.face_model
+    job = record["job"]
+    name = f"{stem}{OUTPUT_MARKER}{job.index}"
+    out = Path(output_dir)
+    inverse = job.aligned.inverse
+    lm2d = alignment.transform_points(record["landmarks2d"], inverse)
+    pose = crop_pose_to_photo(record["coeffs"]["rotation"], inverse)
+    files = {}
+    colours = np.clip(record["colours"], 0.0, 1.0)
+    if model.uv is not None:
+      texture = uv_texture_map(model.uv, model.faces, self.texture_colours(record), TEXTURE_SIZE)
+      export.write_png(out / f"{name}_texture.png", texture)
+      write_text_atomic(out / f"{name}.mtl", mtl_text(f"{name}_texture.png"))
+      write_text_atomic(out / f"{name}.obj",
+                        obj_with_uv(record["vertices"], model.faces, colours, model.uv,
+                                     f"{name}.mtl"))
+      files.update(obj=f"{name}.obj", mtl=f"{name}.mtl", texture=f"{name}_texture.png")
+    else:
+      export.write_obj(out / f"{name}.obj", record["vertices"], model.faces, colours)
+      files.update(obj=f"{name}.obj")
+    savez_atomic(out / f"{name}_coeffs.npz", format_kind=np.array(COEFFS_KIND),
+                 format_version=np.array(COEFFS_VERSION),
+                 face_model=np.array(model.name), face_model_hash=np.array(model.source_hash),
+                 **record["coeffs"], box=job.face.box,
+                 detector_landmarks=job.face.landmarks68, landmarks2d=lm2d.astype(np.float32),
+                 landmarks3d=record["landmarks3d"], crop_landmarks2d=record["landmarks2d"],
+                 align_matrix=job.aligned.matrix, align_inverse=inverse,
+                 pose_degrees=np.array([pose["yaw"], pose["pitch"], pose["roll"]], np.float32),
+                 depth=record["depth"][..., 0].astype(np.float32))
+    write_text_atomic(out / f"{name}_lm2d.txt", "".join(f"{x:.3f} {y:.3f}\n" for x, y in lm2d))
+    write_text_atomic(out / f"{name}_lm3d.txt", "".join(
+        f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in record["landmarks3d"]))
+    if "photo" in record:     # depth in the photo's frame (`photo_layers`)
+      layers = record["photo"]
+      export.write_png(out / f"{name}_depth.png",
+                       export.depth_image(layers.depth, (layers.alpha > 0.5) &
+                                          (layers.rgb[..., 3:] > 0)))
+    else:
+      export.write_png(out / f"{name}_depth.png",
+                       export.depth_image(record["depth"], record["mask"]))
+    files.update(coeffs=f"{name}_coeffs.npz", lm2d=f"{name}_lm2d.txt",
+                 lm3d=f"{name}_lm3d.txt", depth=f"{name}_depth.png",
+                 overlay=f"{name}_overlay.png")
+    return {"face": job.index, "name": name,
+            "box": [round(float(v), 2) for v in job.face.box],
+            "detector": job.face.detector, "score": round(float(job.face.score), 4),
+            "pose_degrees": {k: round(v, 2) for k, v in pose.items()},
+            "fit_landmark_error_px": round(record["landmark_error_px"], 3),
+            "files": files}, lm2d
+
+  @staticmethod
+  def overlay_base(image):
+    """(the photo downscaled to at most OVERLAY_MAX_SIDE as float [0, 1],
+    [2, 3] photo -> overlay scale map)."""
+    height, width = image.shape[:2]
+    factor = min(1.0, OVERLAY_MAX_SIDE / max(height, width))
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    base = image if factor == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    scale = np.array([[size[0] / width, 0, 0], [0, size[1] / height, 0]])
+    return base.astype(np.float32) / 255.0, scale
+
+  def photo_layers(self, record, scale, size):
+    """The fitted face rendered in the overlay frame (`overlay_base`'s
+    `scale` of the photo, `size = (w, h)`): `photo_render.PhotoLayers` whose
+    `rgb` holds the lit colours and the face-region weight (4 channels)."""
+    to_photo = alignment.compose_affine(scale, record["job"].aligned.inverse)
+    attributes = np.concatenate([np.clip(record["colours"], 0.0, 1.0),
+                                 self.region[:, None]], axis=-1)
+    return photo_render.render_in_photo(record["posed"], self.face_model.faces, attributes,
+                                        self.synthesizer.camera, to_photo, size)
+
+  @functools.cached_property
+  def region(self):
+    """[V] face-region blend weights of the overlay (`photo_render.region_weights`)."""
+    return photo_render.region_weights(self.face_model)
+
+  def overlay(self, base, scale, records, landmarks):
+    """Fitted faces and landmarks of `records` drawn onto `base` (from
+    `overlay_base`): each face rendered in the photo's frame, face region
+    only, blended at `OVERLAY_OPACITY` with soft edges; uint8 [h, w, 3]."""
+    size = (base.shape[1], base.shape[0])
+    out = base
+    for record in records:
+      layers = record.get("photo") or self.photo_layers(record, scale, size)
+      out = export.overlay(out, layers.rgb[..., :3], layers.alpha * layers.rgb[..., 3:],
+                           OVERLAY_OPACITY)
+    out = export.to_uint8(out)
+    radius = max(1, round(min(size) / 300))
+    for lm in landmarks:
+      for x, y in alignment.transform_points(lm, scale):
+        cv2.circle(out, (int(x), int(y)), radius, LANDMARK_COLOUR, -1, cv2.LINE_AA)
+    return out
+
+  def process_image(self, path, output_dir, log=print):
+    """Runs the pipeline on one file.  Returns its summary entry (never raises
+    `InputError`: problems go to `log` and the entry)."""
+    path = Path(path)
+    entry = {"image": str(path), "status": "ok", "faces": []}
+    start = time.perf_counter()
+    try:
+      note = _format_note(path) if path.is_file() else None
+      image = read_image(path)
+    except InputError as error:
+      log(f"skipped: {error}")
+      return {**entry, "status": "error", "error": str(error)}
+    self.timings["read"].append(time.perf_counter() - start)
+    if note:
+      log(note)
+      entry["note"] = note
+    entry["size"] = [int(image.shape[1]), int(image.shape[0])]
+    try:
+      jobs = self.detect(image)
+    except MemoryError:
+      message = f"{path}: out of memory during detection"
+      log(f"skipped: {message}")
+      return {**entry, "status": "error", "error": message}
+    jobs, weak = self.drop_weak(jobs)
+    if weak:
+      entry["weak_detections"] = [{"box": [round(float(v), 2) for v in j.face.box],
+                                   "score": round(float(j.face.score), 4)} for j in weak]
+      log(f"{path}: note: ignored {len(weak)} weak detection(s) (HOG score < "
+          f"{self.min_hog_score})")
+    if not jobs:
+      message = f"{path}: no face found"
+      log(f"skipped: {message}")
+      return {**entry, "status": "no-face", "error": message}
+    records = self.reconstruct(jobs)
+    start = time.perf_counter()
+    stem = path.stem
+    base, scale = self.overlay_base(image)
+    del image
+    all_landmarks = []
+    for record in records:
+      record["photo"] = self.photo_layers(record, scale, (base.shape[1], base.shape[0]))
+      face_entry, lm2d = self.write_face(output_dir, stem, record)
+      export.write_png(Path(output_dir) / face_entry["files"]["overlay"],
+                       self.overlay(base, scale, [record], [lm2d]))
+      entry["faces"].append(face_entry)
+      all_landmarks.append(lm2d)
+    export.write_png(Path(output_dir) / f"{stem}_overlay.png",
+                     self.overlay(base, scale, records, all_landmarks))
+    entry["overlay"] = f"{stem}_overlay.png"
+    self.timings["write"].append(time.perf_counter() - start)
+    poses = ", ".join(f"face{f['face']} yaw {f['pose_degrees']['yaw']:.0f}" for f in entry["faces"])
+    log(f"{path}: {len(records)} face(s) ({poses}) -> {Path(output_dir) / stem}_face*")
+    return entry
+
+
+def mtl_text(texture_name):
+  """MTL text of one material `face` whose diffuse map is `texture_name`."""
+  return f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture_name}\n"
+
+
+def obj_with_uv(vertices, faces, colours, uv, mtl_name):
+  """OBJ text with vertex colours, per-vertex texture coordinates and a material."""
+  base = export.obj_text(vertices, faces, colours)
+  lines = base.splitlines()
+  vertex_lines = [line for line in lines if line.startswith("v ")]
+  face_lines = [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (np.asarray(faces) + 1)]
+  uv_lines = [f"vt {u:.6f} {v:.6f}" for u, v in np.asarray(uv, np.float64)]
+  return "\n".join([f"mtllib {mtl_name}"] + vertex_lines + uv_lines + ["usemtl face"] +
+                   face_lines) + "\n"
+
+
+def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
+                       fit_config=fitting.FitConfig(), log=print, cnn_fallback=False,
+                       landmarks="dense",
+                       max_batch=DEFAULT_MAX_BATCH):
+  """Reconstructs every face in every image; see the module doc for outputs.
+
+  Args:
+    inputs: an image file, a folder of images, or a list of files.
+    face_model: `shared.model.face_model.FaceModel` (ICT gets BFM jaw landmarks,
+      `bfm_landmark_convention`).
+    output_dir: folder for the outputs (created).
+    regressor: optional callable `images [B, 224, 224, 3] float32 in [0, 1] ->
+      Coefficients` or `(Coefficients, features)` for `face_model`, e.g.
+      `mgc_face.infer.load_regressor(...)`; None starts fitting from the mean
+      face, posed from the landmarks.
+    fit_config: `fitting.FitConfig`; `fit_config.with_steps(0)` disables fitting.
+    log: called with one line per image (and per problem).
+    cnn_fallback: try dlib's slow CNN detector when no other detector finds a face.
+    landmarks: `"dense"` (default), `"mesh68"` or `"dlib"` (see
+      `shared.photo.landmarks.LANDMARK_MODES`).
+    max_batch: faces fitted together at most.
+
+  Returns:
+    The summary dict that is also written to `output_dir/summary.json`.
+
+  Raises:
+    InputError: `inputs` does not exist or is an empty folder.
+  """
+  files = collect_inputs(inputs)
+  output_dir = Path(output_dir)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  started = time.perf_counter()
+  if landmarks not in LANDMARK_MODES:
+    raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
+  backend, fit_points = LANDMARK_MODES[landmarks]
+  pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch,
+                                backend=backend, fit_points=fit_points)
+  if pipeline.dense_note:
+    log(pipeline.dense_note)
+  images = [pipeline.process_image(path, output_dir, log) for path in files]
+  faces = sum(len(entry["faces"]) for entry in images)
+  t = pipeline.timings
+  summary = {
+      "format_kind": SUMMARY_KIND, "format_version": SUMMARY_VERSION,
+      "face_model": pipeline.face_model.name,
+      "regressor": None if regressor is None else type(regressor).__name__,
+      "fit": {"landmark_steps": fit_config.landmark_steps,
+              "photometric_steps": fit_config.photometric_steps},
+      "images": len(files),
+      "images_ok": sum(entry["status"] == "ok" for entry in images),
+      "faces": faces,
+      "seconds": round(time.perf_counter() - started, 3),
+      "seconds_per_stage": {k: round(float(np.sum(v)), 3) for k, v in t.items()},
+      "pose_convention": "degrees in the photo's frame; yaw > 0 turns to image right, "
+                         "pitch > 0 looks down, roll > 0 counter-clockwise",
+      "results": images,
+  }
+  write_text_atomic(output_dir / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
+  log(f"{faces} face(s) from {summary['images_ok']}/{len(files)} image(s) -> "
+      f"{output_dir / SUMMARY_FILE}")
+  return summary

@@ -1,0 +1,1 @@
+"""Rendering: the rasterizer kernel, differentiable rendering, coefficient -> image, textures, galleries."""

@@ -1,0 +1,1 @@
+"""Training infrastructure: distribution, losses, identity embeddings."""
