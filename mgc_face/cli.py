@@ -127,7 +127,7 @@ def input_kind(args):
   return "aligned" if sizes <= set(ALIGNED_SIZES) else "photo"
 
 
-def test_photos(args, face_model):
+def run_photo_mode(args, face_model):
   """Photos in: detect, align, regress (when a checkpoint is given), fit, export."""
   from shared.photo import reconstruct
   from shared.eval.landmark_eval import fit_config_from_args
@@ -188,7 +188,7 @@ def run(args):
     from mgc_face import infer
     face_model = load_face_model(args.face_model)
     if input_kind(args) == "photo":
-      return test_photos(args, face_model)
+      return run_photo_mode(args, face_model)
     need(args, "checkpoint")
     regressor = infer.load_regressor(args.checkpoint, face_model)
     written, problems = infer.reconstruct_folder(regressor, args.input, args.output,

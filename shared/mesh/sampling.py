@@ -70,7 +70,8 @@ class Hierarchy:
     L: per level, [V_l, V_l] csr float32 normalised Laplacian.
     D: per step, [V_{l+1}, V_l] csr float32 down-sampling (one-hot rows).
     U: per step, [V_l, V_{l+1}] csr float32 up-sampling.
-    kept: per step, [V_{l+1}] int64 sorted indices into level l's vertices.
+    kept: per step, [V_{l+1}] int64 sorted indices into level l's vertices
+      (None for a hierarchy loaded from a file, `shared.mesh.topology.Topology`).
     rings: per level, [V_l, R_l] int32 vertex-to-face table, padded with F_l.
     symmetry: per level, [P_l, 2] int32 (left vertex x < centre, right partner).
     factors: the decimation factors, one per step.

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from shared.errors import InputError, fail
 from shared.io.fileio import savez_atomic
 from shared.io.paths import cache_dir
+from shared.mesh import sampling as mesh_sampling
 
 FORMAT_KIND = "face3d-topology"
 FORMAT_VERSION = 1
@@ -44,34 +45,18 @@ MATRIX_DTYPE = np.float32
 
 
 @dataclasses.dataclass
-class Topology:
-  """A loaded mesh hierarchy; S = len(factors) steps, S + 1 levels.
+class Topology(mesh_sampling.Hierarchy):
+  """A mesh hierarchy as stored in a topology `.npz`: a `Hierarchy` with provenance.
 
-  Attributes:
-    factors: tuple of S ints.
+  S = len(factors) steps, S + 1 levels. The `Hierarchy` fields (vertices,
+  faces, A, L, D, U, kept, rings, symmetry, factors; `num_vertices`) keep their
+  meaning; `kept` is None when the hierarchy was loaded from a file.
+
+  Attributes (besides `Hierarchy`'s):
     source_hash: str, the face model it was built for.
-    num_vertices: list of S + 1 ints, V_l.
-    vertices: per level, [V_l, 3] float32 template vertices (model units).
-    faces: per level, [F_l, 3] int32.
-    rings: per level, [V_l, R_l] int32 vertex-to-face table, padded with F_l.
-    symmetry: per level, [P_l, 2] int32 (left vertex, right partner).
-    A: per level, [V_l, V_l] csr float32 adjacency.
-    L: per level, [V_l, V_l] csr float32 normalised Laplacian.
-    D: per step, [V_{l+1}, V_l] csr float32 down-sampling.
-    U: per step, [V_l, V_{l+1}] csr float32 up-sampling.
     path: the file it came from, or None.
   """
-  factors: tuple
-  source_hash: str
-  num_vertices: list
-  vertices: list
-  faces: list
-  rings: list
-  symmetry: list
-  A: list
-  L: list
-  D: list
-  U: list
+  source_hash: str = ""
   path: object = None
 
   @property
@@ -81,8 +66,7 @@ class Topology:
 
   def rescaled_laplacians(self):
     """Per level, the Chebyshev-rescaled `L - I` ([V_l, V_l] csr float32)."""
-    from shared.mesh.sampling import rescale_laplacian
-    return [rescale_laplacian(lap) for lap in self.L]
+    return [mesh_sampling.rescale_laplacian(lap) for lap in self.L]
 
 
 def factors_key(factors):
@@ -186,10 +170,16 @@ def _read(path, data):
           for name in LEVEL_MATRICES}
   mats.update({name: [_read_matrix(fields, f"{name}_{l}") for l in range(num_levels - 1)]
                for name in STEP_MATRICES})
+  stored = [int(n) for n in fields["num_vertices"]]
+  for l, (n, vertices) in enumerate(zip(stored, level["vertices"])):
+    if n != len(vertices):
+      fail(path, f"inconsistent level {l}: num_vertices says {n} but the level has "
+           f"{len(vertices)} vertices; {REBUILD_HINT}")
+  if len(stored) != num_levels:
+    fail(path, f"has {len(stored)} vertex counts for {len(factors)} factors; {REBUILD_HINT}")
   return Topology(factors=factors, source_hash=str(fields["source_hash"]),
-                  num_vertices=[int(n) for n in fields["num_vertices"]],
                   vertices=level["vertices"], faces=level["faces"], rings=level["rings"],
-                  symmetry=level["symmetry"], path=Path(path), **mats)
+                  symmetry=level["symmetry"], kept=None, path=Path(path), **mats)
 
 
 def _check_consistent(path, topo):
@@ -280,7 +270,6 @@ def build_topology(vertices, faces, factors, source_hash="", progress=True):
   Returns:
     A `Topology` (path None).
   """
-  from shared.mesh import sampling as mesh_sampling
   factors = normalise_factors(factors)
   bar = None
   callback = None
@@ -294,10 +283,9 @@ def build_topology(vertices, faces, factors, source_hash="", progress=True):
   finally:
     if bar is not None:
       bar.close()
-  return Topology(factors=factors, source_hash=str(source_hash),
-                  num_vertices=hierarchy.num_vertices, vertices=hierarchy.vertices,
-                  faces=hierarchy.faces, rings=hierarchy.rings, symmetry=hierarchy.symmetry,
-                  A=hierarchy.A, L=hierarchy.L, D=hierarchy.D, U=hierarchy.U)
+  return Topology(**{f.name: getattr(hierarchy, f.name)
+                     for f in dataclasses.fields(mesh_sampling.Hierarchy)},
+                  source_hash=str(source_hash))
 
 
 def get_or_build_topology(face_model, factors, cache_path=None, progress=True):
