@@ -29,8 +29,15 @@ IDENTITY_STD = 0.7
 EXPRESSION_STD = 0.3
 
 
-def render_faces(face_model, count, seed):
-  """(images uint8 [N, S, S, 3], true 68 landmarks [N, 68, 2] (BFM convention), yaw degrees [N])."""
+def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_roll=0.0,
+                 all_vertices=False):
+  """(images uint8 [N, S, S, 3], true 68 landmarks [N, 68, 2] (BFM convention),
+  yaw degrees [N]), plus with `all_vertices` every vertex's projection
+  `[N, V, 2]` (pixels).
+
+  Yaws: "even" spreads |yaw| evenly over [0, max_yaw], "uniform" draws it;
+  random sign; pitch uniform within `MAX_PITCH`, roll within `max_roll`.
+  """
   import numpy as np
   import tensorflow as tf
   from shared.model import camera as camera_lib
@@ -40,20 +47,29 @@ def render_faces(face_model, count, seed):
   model = bfm_landmark_convention(face_model, interior=True)
   synth = FaceSynthesizer(model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
   rng = np.random.default_rng(seed)
-  yaw = np.linspace(0, MAX_YAW, count) * rng.choice([-1, 1], count)
-  pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
+  if spread == "even":
+    yaw = np.linspace(0, max_yaw, count) * rng.choice([-1, 1], count)
+    pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
+    roll = np.zeros(count) if max_roll <= 0 else rng.uniform(-max_roll, max_roll, count)
+  else:
+    yaw = rng.uniform(0, max_yaw, count) * rng.choice([-1, 1], count)
+    pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
+    roll = rng.uniform(-max_roll, max_roll, count)
   coeffs = synth.layout.zeros(count)
   coeffs = coeffs._replace(
       identity=tf.constant(rng.normal(0, IDENTITY_STD, coeffs.identity.shape), tf.float32),
       expression=tf.constant(rng.normal(0, EXPRESSION_STD, coeffs.expression.shape), tf.float32),
-      rotation=tf.constant(np.radians(np.stack([pitch, yaw, np.zeros(count)], -1)), tf.float32))
-  images, marks = [], []
+      rotation=tf.constant(np.radians(np.stack([pitch, yaw, roll], -1)), tf.float32))
+  images, marks, vertices = [], [], []
   for first in range(0, count, 4):
     part = type(coeffs)(*[v[first:first + 4] for v in coeffs])
     image, syn = shaded_photos(synth, part)
     images.append(image)
     marks.append(syn.landmarks2d.numpy())
-  return np.concatenate(images), np.concatenate(marks), yaw
+    if all_vertices:
+      vertices.append(camera_lib.project(syn.posed, synth.camera).numpy())
+  out = (np.concatenate(images), np.concatenate(marks), yaw)
+  return out + (np.concatenate(vertices),) if all_vertices else out
 
 
 def main(argv=None):
@@ -62,6 +78,11 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--landmarks", default="dense", choices=("dense", "mesh68"))
   parser.add_argument("--fit-steps", type=int, default=None)
+  parser.add_argument("--max-yaw", type=float, default=MAX_YAW, help="largest |yaw|, degrees")
+  parser.add_argument("--max-roll", type=float, default=0.0, help="roll within +-this, degrees")
+  parser.add_argument("--no-mesh-bias", action="store_true",
+                      help="fit the mesh points without the yaw-bias correction "
+                           "(shared.dense_fit.MeshBias)")
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="override a FitConfig field (float), e.g. --set visibility_ramp=0.3")
   args = parser.parse_args(argv)
@@ -73,14 +94,15 @@ def main(argv=None):
   from shared.photo.landmarks import LANDMARK_MODES
   from shared.photo.reconstruct import PhotoReconstructor
   face_model = load_face_model()
-  images, truth, yaws = render_faces(face_model, args.faces, args.seed)
+  images, truth, yaws = render_faces(face_model, args.faces, args.seed, max_yaw=args.max_yaw,
+                                     max_roll=args.max_roll)
   backend, fit_points = LANDMARK_MODES[args.landmarks]
   import dataclasses
   config = FitConfig() if args.fit_steps is None else FitConfig().with_steps(args.fit_steps)
   config = dataclasses.replace(config, **{k: float(v) for k, v in
                                           (item.split("=", 1) for item in args.set)})
   pipe = PhotoReconstructor(face_model, fit_config=config, max_batch=8, backend=backend,
-                            fit_points=fit_points)
+                            fit_points=fit_points, mesh_bias=not args.no_mesh_bias)
   rows = []
   jobs = []
   for k, image in enumerate(images):
@@ -100,6 +122,7 @@ def main(argv=None):
       raw = metrics.nme_68(job.face.landmarks68[None], truth[k][None])[0] * 100
       rows.append({"yaw": float(yaws[k]), "nme": float(nme), "raw": float(raw)})
   out = {"bench": "photo_synthetic", "faces": args.faces, "found": len(jobs), "set": args.set,
+         "max_yaw": args.max_yaw, "max_roll": args.max_roll, "mesh_bias": not args.no_mesh_bias,
          "landmarks": args.landmarks, "seed": args.seed, "bins": {}}
   print(f"{'|yaw| bin':<10}{'faces':>6}{'found':>6}{'raw 68 %':>10}{'fitted %':>10}")
   for lo, hi in ((0, 30), (30, 60), (60, 90)):
