@@ -2,7 +2,7 @@
 as the head turns, on synthetic renders, and stores the table that
 `shared.dense_fit.MeshBias` applies before the dense fit.
 
-    python tools/make_mesh_bias.py [--faces 320] [--seed 2] [--out FILE]
+    python tools/make_mesh_bias.py [--faces 320] [--seed 2] [--scene plain|varied] [--out FILE]
 
 Renders `--faces` random ICT identities and expressions (shaded, grey
 background; |yaw| uniform in 0-90 degrees with random sign, pitch within 15,
@@ -69,14 +69,14 @@ def mirror_map(images, jobs, yaws):
   return mirror
 
 
-def build(face_model, faces=FACES, seed=SEED, log=print):
+def build(face_model, faces=FACES, seed=SEED, scene="plain", log=print):
   """(grid [C], bias [C, 468, 2], mirror [468], faces used)."""
   from photo_synthetic import render_faces
   from shared import dense_fit
   from shared.reconstruct import PhotoReconstructor
   images, truth, yaws, projected = render_faces(face_model, faces, seed, max_yaw=MAX_YAW,
                                                 spread="uniform", max_roll=MAX_ROLL,
-                                                all_vertices=True)
+                                                all_vertices=True, scene=scene)
   vertices, _ = dense_fit.load_correspondence(face_model)
   pipe = PhotoReconstructor(face_model)
   jobs = [next(iter(pipe.detect(image)), None) for image in images]
@@ -108,15 +108,17 @@ def main(argv=None):
   parser.add_argument("--face-model", default=None)
   parser.add_argument("--faces", type=int, default=FACES)
   parser.add_argument("--seed", type=int, default=SEED)
+  parser.add_argument("--scene", default="plain", choices=("plain", "varied"),
+                      help="render scene (bench/photo_synthetic.render_faces)")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   from shared import dense_fit
   from shared.face_model import load_face_model
   face_model = load_face_model(args.face_model)
-  grid, bias, mirror, used = build(face_model, args.faces, args.seed)
+  grid, bias, mirror, used = build(face_model, args.faces, args.seed, args.scene)
   out = args.out or dense_fit.BIAS_FILE
   dense_fit.save_bias(out, face_model, grid, bias, mirror, faces=np.int32(used),
-                      seed=np.int32(args.seed), sigma_deg=np.float32(SIGMA_DEG))
+                      seed=np.int32(args.seed), scene=np.array(args.scene), sigma_deg=np.float32(SIGMA_DEG))
   print(f"wrote {out}")
   return 0
 

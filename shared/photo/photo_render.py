@@ -141,17 +141,20 @@ SYNTHETIC_LIGHT = {1: -0.25, 2: 0.2, 3: 0.3}   # SH band -> coefficient, every c
 SYNTHETIC_BACKGROUND = 0.35
 
 
-def shaded_photos(synthesizer, coeffs):
-  """Renders `coeffs` (their lighting replaced by `SYNTHETIC_LIGHT`, a soft
-  key light from the upper side) on a grey background.
+def shaded_photos(synthesizer, coeffs, light=None, background=None):
+  """Renders `coeffs` with their lighting replaced by `light` (`[B, 27]` SH
+  coefficients; default `SYNTHETIC_LIGHT`, a soft key light from the upper
+  side) over `background` (`[B, S, S, 3]` float in [0, 1]; default grey).
 
   Returns:
     (images `uint8 [B, S, S, 3]`, the `Synthesis`).
   """
-  light = np.zeros(coeffs.lighting.shape, np.float32)
-  for band, value in SYNTHETIC_LIGHT.items():
-    light[:, band::9] = value
-  syn = synthesizer(coeffs._replace(lighting=tf.constant(light)))
+  if light is None:
+    light = np.zeros(coeffs.lighting.shape, np.float32)
+    for band, value in SYNTHETIC_LIGHT.items():
+      light[:, band::9] = value
+  syn = synthesizer(coeffs._replace(lighting=tf.constant(np.asarray(light, np.float32))))
   mask = syn.render.mask.numpy()
-  image = syn.render.image.numpy() * mask + SYNTHETIC_BACKGROUND * (1 - mask)
+  back = SYNTHETIC_BACKGROUND if background is None else np.asarray(background, np.float32)
+  image = syn.render.image.numpy() * mask + back * (1 - mask)
   return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), syn

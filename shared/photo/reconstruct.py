@@ -205,7 +205,7 @@ class PhotoReconstructor:
   def __init__(self, face_model, regressor=None, fit_config=fitting.FitConfig(),
                cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True,
                min_hog_score=MIN_HOG_SCORE, backend=DEFAULT_BACKEND, fit_points=DEFAULT_FIT_POINTS,
-               mesh_bias=True):
+               mesh_bias=False):
     self.min_hog_score = float(min_hog_score)
     self.mesh_bias = None
     self.face_model = bfm_landmark_convention(face_model) if bfm_landmarks else face_model
@@ -226,7 +226,9 @@ class PhotoReconstructor:
   def _setup_dense(self, face_model, fit_config, bfm_landmarks, mesh_bias):
     """The dense fitter (468 points, `shared.fit.dense`), the 68 output
     vertices and, with `mesh_bias`, the mesh points' yaw bias
-    (`dense_fit.MeshBias`; fitted without it when the model has none);
+    (`dense_fit.MeshBias`; off by default: it helps on synthetic renders but
+    not on AFLW2000-16, docs/photos.md; fitted without it when the model has
+    none);
     without a correspondence for this model (e.g. BFM), the fit follows the
     68 points read off the mesh and `dense_note` says so."""
     try:
