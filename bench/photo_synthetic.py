@@ -58,6 +58,19 @@ def scene_backgrounds(rng, count, size):
   return out
 
 
+def photo_albedo(face_model):
+  """`[V, 3]` vertex colours of the astronaut (`skimage.data.astronaut()`,
+  the one face photo that ships with a package): her face fitted by the photo
+  pipeline, the photo sampled at each visible vertex, the fitted colour
+  elsewhere (`PhotoReconstructor.texture_colours`).  Gives the renders brows,
+  eyes, lips and skin texture."""
+  import skimage.data
+  from shared.reconstruct import PhotoReconstructor
+  pipe = PhotoReconstructor(face_model, max_batch=1)
+  jobs = pipe.detect(skimage.data.astronaut())
+  return pipe.texture_colours(pipe.reconstruct(jobs[:1])[0])
+
+
 def scene_light(rng, count):
   """`[count, 27]` SH lighting around `SYNTHETIC_LIGHT`: random direction,
   ambient and colour tint."""
@@ -81,8 +94,9 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
 
   Yaws: "even" spreads |yaw| evenly over [0, max_yaw], "uniform" draws it;
   random sign; pitch uniform within `MAX_PITCH`, roll within `max_roll`.
-  scene: "plain" (mean albedo, `SYNTHETIC_LIGHT`, grey background) or
-  "varied" (`scene_backgrounds`, `scene_light`, albedo std `ALBEDO_STD`).
+  scene: "plain" (mean albedo, `SYNTHETIC_LIGHT`, grey background),
+  "varied" (`scene_backgrounds`, `scene_light`, albedo std `ALBEDO_STD`) or
+  "textured" (as varied, with the astronaut's colours, `photo_albedo`).
   """
   import numpy as np
   import tensorflow as tf
@@ -106,8 +120,10 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
       identity=tf.constant(rng.normal(0, IDENTITY_STD, coeffs.identity.shape), tf.float32),
       expression=tf.constant(rng.normal(0, EXPRESSION_STD, coeffs.expression.shape), tf.float32),
       rotation=tf.constant(np.radians(np.stack([pitch, yaw, roll], -1)), tf.float32))
-  light = background = None
-  if scene == "varied":
+  light = background = albedo = None
+  if scene == "textured":
+    albedo = photo_albedo(face_model)
+  if scene in ("varied", "textured"):
     scene_rng = np.random.default_rng([seed, 1])     # the faces stay those of "plain"
     coeffs = coeffs._replace(albedo=tf.constant(
         scene_rng.normal(0, ALBEDO_STD, coeffs.albedo.shape), tf.float32))
@@ -117,7 +133,8 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
   for first in range(0, count, 4):
     part = type(coeffs)(*[v[first:first + 4] for v in coeffs])
     image, syn = shaded_photos(synth, part, None if light is None else light[first:first + 4],
-                               None if background is None else background[first:first + 4])
+                               None if background is None else background[first:first + 4],
+                               albedo)
     images.append(image)
     marks.append(syn.landmarks2d.numpy())
     if all_vertices:
@@ -134,9 +151,10 @@ def main(argv=None):
   parser.add_argument("--fit-steps", type=int, default=None)
   parser.add_argument("--max-yaw", type=float, default=MAX_YAW, help="largest |yaw|, degrees")
   parser.add_argument("--max-roll", type=float, default=0.0, help="roll within +-this, degrees")
-  parser.add_argument("--scene", default="plain", choices=("plain", "varied"),
+  parser.add_argument("--scene", default="plain", choices=("plain", "varied", "textured"),
                       help="plain: grey background, fixed light, mean albedo; varied: natural "
-                           "backgrounds, random light and albedo")
+                           "backgrounds, random light and albedo; textured: varied, with the "
+                           "astronaut's skin colours")
   parser.add_argument("--mesh-bias", action="store_true",
                       help="correct the mesh points' yaw bias before the dense fit "
                            "(shared.dense_fit.MeshBias)")

@@ -2,7 +2,7 @@
 as the head turns, on synthetic renders, and stores the table that
 `shared.dense_fit.MeshBias` applies before the dense fit.
 
-    python tools/make_mesh_bias.py [--faces 320] [--seed 2] [--scene plain|varied] [--out FILE]
+    python tools/make_mesh_bias.py [--faces 320] [--seed 2] [--scene plain|varied|textured] [--out FILE]
 
 Renders `--faces` random ICT identities and expressions (shaded, grey
 background; |yaw| uniform in 0-90 degrees with random sign, pitch within 15,
@@ -108,7 +108,7 @@ def main(argv=None):
   parser.add_argument("--face-model", default=None)
   parser.add_argument("--faces", type=int, default=FACES)
   parser.add_argument("--seed", type=int, default=SEED)
-  parser.add_argument("--scene", default="plain", choices=("plain", "varied"),
+  parser.add_argument("--scene", default="plain", choices=("plain", "varied", "textured"),
                       help="render scene (bench/photo_synthetic.render_faces)")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
