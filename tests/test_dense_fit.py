@@ -163,3 +163,23 @@ def test_retarget_at_the_start_pose_moves_the_targets(ict_model):
   b = fitter.fit(images, shifted)
   np.testing.assert_allclose(a.synthesis.landmarks2d.numpy(), b.synthesis.landmarks2d.numpy(),
                              atol=1e-3)
+
+
+def test_weights_override_ignores_zero_weight_points(ict_model):
+  """fit(weights=w): points with weight 0 do not move the fit."""
+  model = fitting.bfm_landmark_convention(ict_model)
+  synth = FaceSynthesizer(model)
+  target = synth(synth.layout.zeros(1)._replace(rotation=tf.constant([[0.0, 0.3, 0.0]])),
+                 render=False).landmarks2d.numpy()
+  fitter = fitting.Fitter(synth, fitting.FitConfig(landmark_steps=30, photometric_steps=0,
+                                                   init_pose=False))
+  weights = np.ones((1, 68), np.float32)
+  weights[0, 48:] = 0.0                              # the mouth
+  moved = target.copy()
+  moved[0, 48:] += 25.0
+  images = np.zeros((1, 224, 224, 3), np.float32)
+  a = fitter.fit(images, target, weights=weights)
+  b = fitter.fit(images, moved, weights=weights)
+  np.testing.assert_allclose(a.synthesis.landmarks2d.numpy(), b.synthesis.landmarks2d.numpy(),
+                             atol=1e-4)
+  np.testing.assert_array_equal(a.losses["landmark_weights"], weights)
