@@ -65,7 +65,7 @@ def photo_albedo(face_model):
   elsewhere (`PhotoReconstructor.texture_colours`).  Gives the renders brows,
   eyes, lips and skin texture."""
   import skimage.data
-  from shared.reconstruct import PhotoReconstructor
+  from shared.photo.reconstruct import PhotoReconstructor
   pipe = PhotoReconstructor(face_model, max_batch=1)
   jobs = pipe.detect(skimage.data.astronaut())
   return pipe.texture_colours(pipe.reconstruct(jobs[:1])[0])
@@ -75,7 +75,7 @@ def scene_light(rng, count):
   """`[count, 27]` SH lighting around `SYNTHETIC_LIGHT`: random direction,
   ambient and colour tint."""
   import numpy as np
-  from shared.photo_render import SYNTHETIC_LIGHT
+  from shared.photo.photo_render import SYNTHETIC_LIGHT
   base = np.zeros(9)
   for band, value in SYNTHETIC_LIGHT.items():
     base[band] = value
@@ -157,7 +157,7 @@ def main(argv=None):
                            "astronaut's skin colours")
   parser.add_argument("--mesh-bias", action="store_true",
                       help="correct the mesh points' yaw bias before the dense fit "
-                           "(shared.dense_fit.MeshBias)")
+                           "(shared.fit.dense.MeshBias)")
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="override a FitConfig field (float), e.g. --set visibility_ramp=0.3")
   args = parser.parse_args(argv)

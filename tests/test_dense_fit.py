@@ -141,7 +141,7 @@ def test_mesh_bias_round_trip_and_packaged_file(tmp_path, ict_model):
 def test_retarget_at_the_start_pose_moves_the_targets(ict_model):
   """fit(retarget=f) with retarget_fraction 0 equals a plain fit to f's
   targets when f ignores the pose, and f sees the start pose."""
-  model = fitting.bfm_landmark_convention(ict_model)
+  model = bfm_landmark_convention(ict_model)
   synth = FaceSynthesizer(model)
   truth = synth.layout.zeros(1)._replace(rotation=tf.constant([[0.05, 0.4, 0.0]]))
   target = synth(truth, render=False).landmarks2d.numpy()
@@ -167,7 +167,7 @@ def test_retarget_at_the_start_pose_moves_the_targets(ict_model):
 
 def test_weights_override_ignores_zero_weight_points(ict_model):
   """fit(weights=w): points with weight 0 do not move the fit."""
-  model = fitting.bfm_landmark_convention(ict_model)
+  model = bfm_landmark_convention(ict_model)
   synth = FaceSynthesizer(model)
   target = synth(synth.layout.zeros(1)._replace(rotation=tf.constant([[0.0, 0.3, 0.0]])),
                  render=False).landmarks2d.numpy()

@@ -1,6 +1,6 @@
 """Measures how MediaPipe's 468 mesh points drift from their model vertices
 as the head turns, on synthetic renders, and stores the table that
-`shared.dense_fit.MeshBias` applies before the dense fit.
+`shared.fit.dense.MeshBias` applies before the dense fit.
 
     python tools/make_mesh_bias.py [--faces 320] [--seed 2] [--scene plain|varied|textured] [--out FILE]
 
@@ -48,8 +48,8 @@ MIRROR_MAX_YAW = 12.0          # renders used to measure the mirror map
 def mirror_map(images, jobs, yaws):
   """`[468]` int: the mesh point that mirrors each point (an involution)."""
   from scipy.optimize import linear_sum_assignment
-  from shared import face_mesh
-  from shared.landmarks import MESH_EYE_CORNERS
+  from shared.photo import face_mesh
+  from shared.photo.landmarks import MESH_EYE_CORNERS
   size = face_mesh.MESH_INPUT
   flip = np.array([[-1.0, 0.0, size], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
   cost = np.zeros((face_mesh.NUM_POINTS, face_mesh.NUM_POINTS))
@@ -72,8 +72,8 @@ def mirror_map(images, jobs, yaws):
 def build(face_model, faces=FACES, seed=SEED, scene="plain", log=print):
   """(grid [C], bias [C, 468, 2], mirror [468], faces used)."""
   from photo_synthetic import render_faces
-  from shared import dense_fit
-  from shared.reconstruct import PhotoReconstructor
+  from shared.fit import dense as dense_fit
+  from shared.photo.reconstruct import PhotoReconstructor
   images, truth, yaws, projected = render_faces(face_model, faces, seed, max_yaw=MAX_YAW,
                                                 spread="uniform", max_roll=MAX_ROLL,
                                                 all_vertices=True, scene=scene)
@@ -112,8 +112,8 @@ def main(argv=None):
                       help="render scene (bench/photo_synthetic.render_faces)")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
-  from shared import dense_fit
-  from shared.face_model import load_face_model
+  from shared.fit import dense as dense_fit
+  from shared.model.face_model import load_face_model
   face_model = load_face_model(args.face_model)
   grid, bias, mirror, used = build(face_model, args.faces, args.seed, args.scene)
   out = args.out or dense_fit.BIAS_FILE

@@ -115,7 +115,7 @@ def add_eval_arguments(parser):
                            "fitting from the network")
   parser.add_argument("--mesh-bias", action="store_true",
                       help="correct the 468 mesh points' yaw-dependent drift before the dense "
-                           "fit (shared.dense_fit.MeshBias, measured on synthetic renders)")
+                           "fit (shared.fit.dense.MeshBias, measured on synthetic renders)")
   add_photo_arguments(parser)
 
 
