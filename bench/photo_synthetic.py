@@ -27,10 +27,77 @@ MAX_YAW = 80.0
 MAX_PITCH = 15.0
 IDENTITY_STD = 0.7
 EXPRESSION_STD = 0.3
+# --scene varied: natural-image backgrounds (skimage.data, no faces), random
+# light direction and colour, random albedo.
+BACKGROUNDS = ("coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "brick", "grass",
+               "gravel", "moon", "coins", "retina", "clock")
+LIGHT_STD = 0.2           # SH bands 1-3 (direction), per face
+LIGHT_TINT_STD = 0.05     # per colour channel, bands 0-3
+AMBIENT_STD = 0.08        # band 0
+ALBEDO_STD = 0.5
 
 
-def render_faces(face_model, count, seed):
-  """(images uint8 [N, S, S, 3], true 68 landmarks [N, 68, 2] (BFM convention), yaw degrees [N])."""
+def scene_backgrounds(rng, count, size):
+  """`[count, size, size, 3]` float backgrounds: random crops of skimage's
+  sample images (none with a face), random gain and colour cast."""
+  import cv2
+  import numpy as np
+  import skimage.data
+  out = np.empty((count, size, size, 3), np.float32)
+  for k in range(count):
+    image = getattr(skimage.data, BACKGROUNDS[rng.integers(len(BACKGROUNDS))])()
+    image = np.asarray(image, np.float32) / 255.0
+    if image.ndim == 2:
+      image = np.repeat(image[..., None], 3, axis=-1)
+    side = int(rng.uniform(0.4, 1.0) * min(image.shape[:2]))
+    y0 = rng.integers(image.shape[0] - side + 1)
+    x0 = rng.integers(image.shape[1] - side + 1)
+    crop = cv2.resize(image[y0:y0 + side, x0:x0 + side, :3], (size, size),
+                      interpolation=cv2.INTER_AREA)
+    out[k] = np.clip(crop * rng.uniform(0.5, 1.2) * rng.uniform(0.85, 1.15, 3), 0, 1)
+  return out
+
+
+def photo_albedo(face_model):
+  """`[V, 3]` vertex colours of the astronaut (`skimage.data.astronaut()`,
+  the one face photo that ships with a package): her face fitted by the photo
+  pipeline, the photo sampled at each visible vertex, the fitted colour
+  elsewhere (`PhotoReconstructor.texture_colours`).  Gives the renders brows,
+  eyes, lips and skin texture."""
+  import skimage.data
+  from shared.photo.reconstruct import PhotoReconstructor
+  pipe = PhotoReconstructor(face_model, max_batch=1)
+  jobs = pipe.detect(skimage.data.astronaut())
+  return pipe.texture_colours(pipe.reconstruct(jobs[:1])[0])
+
+
+def scene_light(rng, count):
+  """`[count, 27]` SH lighting around `SYNTHETIC_LIGHT`: random direction,
+  ambient and colour tint."""
+  import numpy as np
+  from shared.photo.photo_render import SYNTHETIC_LIGHT
+  base = np.zeros(9)
+  for band, value in SYNTHETIC_LIGHT.items():
+    base[band] = value
+  light = np.tile(base, (count, 1))
+  light[:, 0] += rng.normal(0, AMBIENT_STD, count)
+  light[:, 1:4] = rng.normal(0, LIGHT_STD, (count, 3)) + base[1:4] * 0.5
+  per_colour = light[:, None, :] * (1 + rng.normal(0, LIGHT_TINT_STD, (count, 3, 1)))
+  return per_colour.reshape(count, 27).astype(np.float32)
+
+
+def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_roll=0.0,
+                 all_vertices=False, scene="plain"):
+  """(images uint8 [N, S, S, 3], true 68 landmarks [N, 68, 2] (BFM convention),
+  yaw degrees [N]), plus with `all_vertices` every vertex's projection
+  `[N, V, 2]` (pixels).
+
+  Yaws: "even" spreads |yaw| evenly over [0, max_yaw], "uniform" draws it;
+  random sign; pitch uniform within `MAX_PITCH`, roll within `max_roll`.
+  scene: "plain" (mean albedo, `SYNTHETIC_LIGHT`, grey background),
+  "varied" (`scene_backgrounds`, `scene_light`, albedo std `ALBEDO_STD`) or
+  "textured" (as varied, with the astronaut's colours, `photo_albedo`).
+  """
   import numpy as np
   import tensorflow as tf
   from shared.model import camera as camera_lib
@@ -40,20 +107,40 @@ def render_faces(face_model, count, seed):
   model = bfm_landmark_convention(face_model, interior=True)
   synth = FaceSynthesizer(model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
   rng = np.random.default_rng(seed)
-  yaw = np.linspace(0, MAX_YAW, count) * rng.choice([-1, 1], count)
-  pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
+  if spread == "even":
+    yaw = np.linspace(0, max_yaw, count) * rng.choice([-1, 1], count)
+    pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
+    roll = np.zeros(count) if max_roll <= 0 else rng.uniform(-max_roll, max_roll, count)
+  else:
+    yaw = rng.uniform(0, max_yaw, count) * rng.choice([-1, 1], count)
+    pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
+    roll = rng.uniform(-max_roll, max_roll, count)
   coeffs = synth.layout.zeros(count)
   coeffs = coeffs._replace(
       identity=tf.constant(rng.normal(0, IDENTITY_STD, coeffs.identity.shape), tf.float32),
       expression=tf.constant(rng.normal(0, EXPRESSION_STD, coeffs.expression.shape), tf.float32),
-      rotation=tf.constant(np.radians(np.stack([pitch, yaw, np.zeros(count)], -1)), tf.float32))
-  images, marks = [], []
+      rotation=tf.constant(np.radians(np.stack([pitch, yaw, roll], -1)), tf.float32))
+  light = background = albedo = None
+  if scene == "textured":
+    albedo = photo_albedo(face_model)
+  if scene in ("varied", "textured"):
+    scene_rng = np.random.default_rng([seed, 1])     # the faces stay those of "plain"
+    coeffs = coeffs._replace(albedo=tf.constant(
+        scene_rng.normal(0, ALBEDO_STD, coeffs.albedo.shape), tf.float32))
+    light = scene_light(scene_rng, count)
+    background = scene_backgrounds(scene_rng, count, IMAGE_SIZE)
+  images, marks, vertices = [], [], []
   for first in range(0, count, 4):
     part = type(coeffs)(*[v[first:first + 4] for v in coeffs])
-    image, syn = shaded_photos(synth, part)
+    image, syn = shaded_photos(synth, part, None if light is None else light[first:first + 4],
+                               None if background is None else background[first:first + 4],
+                               albedo)
     images.append(image)
     marks.append(syn.landmarks2d.numpy())
-  return np.concatenate(images), np.concatenate(marks), yaw
+    if all_vertices:
+      vertices.append(camera_lib.project(syn.posed, synth.camera).numpy())
+  out = (np.concatenate(images), np.concatenate(marks), yaw)
+  return out + (np.concatenate(vertices),) if all_vertices else out
 
 
 def main(argv=None):
@@ -62,6 +149,15 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--landmarks", default="dense", choices=("dense", "mesh68"))
   parser.add_argument("--fit-steps", type=int, default=None)
+  parser.add_argument("--max-yaw", type=float, default=MAX_YAW, help="largest |yaw|, degrees")
+  parser.add_argument("--max-roll", type=float, default=0.0, help="roll within +-this, degrees")
+  parser.add_argument("--scene", default="plain", choices=("plain", "varied", "textured"),
+                      help="plain: grey background, fixed light, mean albedo; varied: natural "
+                           "backgrounds, random light and albedo; textured: varied, with the "
+                           "astronaut's skin colours")
+  parser.add_argument("--mesh-bias", action="store_true",
+                      help="correct the mesh points' yaw bias before the dense fit "
+                           "(shared.fit.dense.MeshBias)")
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="override a FitConfig field (float), e.g. --set visibility_ramp=0.3")
   args = parser.parse_args(argv)
@@ -73,14 +169,15 @@ def main(argv=None):
   from shared.photo.landmarks import LANDMARK_MODES
   from shared.photo.reconstruct import PhotoReconstructor
   face_model = load_face_model()
-  images, truth, yaws = render_faces(face_model, args.faces, args.seed)
+  images, truth, yaws = render_faces(face_model, args.faces, args.seed, max_yaw=args.max_yaw,
+                                     max_roll=args.max_roll, scene=args.scene)
   backend, fit_points = LANDMARK_MODES[args.landmarks]
   import dataclasses
   config = FitConfig() if args.fit_steps is None else FitConfig().with_steps(args.fit_steps)
   config = dataclasses.replace(config, **{k: float(v) for k, v in
                                           (item.split("=", 1) for item in args.set)})
   pipe = PhotoReconstructor(face_model, fit_config=config, max_batch=8, backend=backend,
-                            fit_points=fit_points)
+                            fit_points=fit_points, mesh_bias=args.mesh_bias)
   rows = []
   jobs = []
   for k, image in enumerate(images):
@@ -100,6 +197,7 @@ def main(argv=None):
       raw = metrics.nme_68(job.face.landmarks68[None], truth[k][None])[0] * 100
       rows.append({"yaw": float(yaws[k]), "nme": float(nme), "raw": float(raw)})
   out = {"bench": "photo_synthetic", "faces": args.faces, "found": len(jobs), "set": args.set,
+         "max_yaw": args.max_yaw, "max_roll": args.max_roll, "scene": args.scene, "mesh_bias": args.mesh_bias,
          "landmarks": args.landmarks, "seed": args.seed, "bins": {}}
   print(f"{'|yaw| bin':<10}{'faces':>6}{'found':>6}{'raw 68 %':>10}{'fitted %':>10}")
   for lo, hi in ((0, 30), (30, 60), (60, 90)):

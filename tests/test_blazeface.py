@@ -143,6 +143,35 @@ def test_mirror_pass_maps_keypoints_back(astronaut_faces):
   assert plain.keypoints[0, 0] < plain.keypoints[1, 0]   # first eye is on the image left
 
 
+def test_tiles_cover_a_large_image_and_skip_small_ones():
+  config = blazeface.DetectorConfig()
+  assert blazeface.tile_windows(800, 600, config) == []
+  tiles = np.array(blazeface.tile_windows(3200, 2400, config))
+  assert tiles.shape == (4, 4)
+  np.testing.assert_allclose(tiles[:, 2] - tiles[:, 0], 0.6 * 3200)      # squares, 0.6 x longer
+  np.testing.assert_allclose(tiles[:, 3] - tiles[:, 1], 0.6 * 3200)
+  assert tiles[:, :2].min() == 0 and tiles[:, 2].max() == 3200 and tiles[:, 3].max() == 2400
+  wide = np.array(blazeface.tile_windows(3200, 1800, config))            # shorter than a tile
+  assert wide.shape == (2, 4)
+  np.testing.assert_allclose((wide[:, 1] + wide[:, 3]) / 2, 900)          # centred in y
+
+
+def test_tiles_find_a_small_face_in_a_large_photo():
+  """The astronaut at 600 px (face ~100 px) in a 3200 x 2400 canvas: at the
+  whole image's 192 px it is ~6 px wide and missed; a tile finds it, and the
+  mesh follows."""
+  size, at = 600, (2200, 1500)
+  canvas = np.full((2400, 3200, 3), 90, np.uint8)
+  canvas[at[1]:at[1] + size, at[0]:at[0] + size] = alignment.warp_affine(
+      skimage.data.astronaut(), np.array([[size / 512, 0, 0], [0, size / 512, 0]]), (size, size))
+  centre = np.array(at) + np.array(ASTRONAUT_FACE_CENTRE) * size / 512
+  assert blazeface.detect(canvas, blazeface.DetectorConfig(tile_min_side=0)) == []
+  faces = landmarks.detect_faces(canvas, cnn_fallback=False)
+  assert len(faces) == 1 and faces[0].detector == "blazeface"
+  x0, y0, x1, y1 = faces[0].box
+  assert x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1
+
+
 @pytest.mark.parametrize("value", [0, 255])
 def test_blank_image_has_no_face(value):
   assert landmarks.detect_faces(np.full((300, 400, 3), value, np.uint8), cnn_fallback=False) == []

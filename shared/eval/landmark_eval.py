@@ -113,6 +113,9 @@ def add_eval_arguments(parser):
   parser.add_argument("--checkpoint", default=None,
                       help="MGC checkpoint folder: adds the 'network alone' row and starts "
                            "fitting from the network")
+  parser.add_argument("--mesh-bias", action="store_true",
+                      help="correct the 468 mesh points' yaw-dependent drift before the dense "
+                           "fit (shared.fit.dense.MeshBias, measured on synthetic renders)")
   add_photo_arguments(parser)
 
 
@@ -143,7 +146,8 @@ def fit_config_from_args(args):
 
 
 def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fallback=False,
-                     batch_size=8, log=None, landmark_mode=LANDMARK_MODES["dense"]):
+                     batch_size=8, log=None, landmark_mode=LANDMARK_MODES["dense"],
+                     mesh_bias=False):
   """68-point NME of the raw detector, the network alone and the fitted model.
 
   Every image runs through the photo pipeline (`shared.photo.reconstruct`): dlib on
@@ -162,6 +166,7 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
     fit_config: `FitConfig` (default: the defaults).
     cnn_fallback: see `shared.photo.landmarks.detect_faces`.
     landmark_mode: (backend, fit points), a value of `LANDMARK_MODES`.
+    mesh_bias: correct the mesh points' yaw bias (`PhotoReconstructor`).
     batch_size: faces fitted together (the last batch is padded).
     log: optional callable for progress lines.
 
@@ -176,7 +181,7 @@ def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fa
   fit_config = fit_config or fitting.FitConfig()
   backend, fit_points = landmark_mode
   pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, batch_size,
-                                backend=backend, fit_points=fit_points)
+                                backend=backend, fit_points=fit_points, mesh_bias=mesh_bias)
   samples = metrics.load_aflw2000_folder(folder)
   rows, jobs = [], []
   for image_path, gt, yaw in samples:
@@ -314,7 +319,8 @@ def main(args, load_regressor=None):
     regressor = load_regressor(checkpoint, face_model)
   result = evaluate_methods(args.data, face_model, regressor, fit_config_from_args(args),
                             cnn_fallback=bool(getattr(args, "cnn_fallback", False)),
-                            landmark_mode=landmark_mode_from_args(args))
+                            landmark_mode=landmark_mode_from_args(args),
+                            mesh_bias=bool(getattr(args, "mesh_bias", False)))
   print(format_methods_table(result, note))
   print(json.dumps(result_json(result, note)))
   return 0

@@ -70,3 +70,72 @@ def dense_model(face_model, vertices):
   (so `Fitter`/`FaceSynthesizer` on it fit and project the dense points)."""
   return dataclasses.replace(face_model, landmarks68=np.asarray(vertices, np.int32),
                              name=face_model.name + ", 468 dense landmarks")
+
+
+# ----------------------------------------------------------------------------- pose-dependent bias
+#
+# MediaPipe's mesh points drift from their vertices as the head turns (past
+# about 40 degrees the chin and far cheek move up and inwards).  The drift,
+# measured on synthetic renders (`tools/make_mesh_bias.py`), is stored as a
+# table over |yaw|: `bias [C, 468, 2]`, the mean of (true projection of the
+# point's vertex - mesh point) in pixels of the 224 alignment crop, for faces
+# turned to positive yaw; negative yaw uses the mirror image (`mirror`: the
+# mesh point that mirrors each point, x negated).
+
+BIAS_FILE = CORRESPONDENCE_DIR / "mediapipe468_ict_bias.npz"
+BIAS_KIND = "face3d-mesh468-yaw-bias"
+BIAS_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshBias:
+  """yaw_deg: `[C]` increasing |yaw| grid; bias: `[C, 468, 2]` crop pixels;
+  mirror: `[468]` int, the mesh point mirroring each point."""
+  yaw_deg: np.ndarray
+  bias: np.ndarray
+  mirror: np.ndarray
+
+  def at(self, yaw_deg):
+    """`[B, 468, 2]` correction (add to the mesh points, crop pixels) for
+    faces at `yaw_deg` `[B]` (degrees, the fit's sign convention); linear in
+    |yaw| between grid points, constant beyond the grid."""
+    yaw = np.asarray(yaw_deg, np.float64).reshape(-1)
+    grid = self.yaw_deg
+    mag = np.clip(np.abs(yaw), grid[0], grid[-1])
+    upper = np.clip(np.searchsorted(grid, mag, side="right"), 1, len(grid) - 1)
+    t = ((mag - grid[upper - 1]) / (grid[upper] - grid[upper - 1]))[:, None, None]
+    out = (1.0 - t) * self.bias[upper - 1] + t * self.bias[upper]
+    flipped = out[:, self.mirror] * np.array([-1.0, 1.0])
+    return np.where((yaw < 0)[:, None, None], flipped, out).astype(np.float32)
+
+
+def save_bias(path, face_model, yaw_deg, bias, mirror, **extra):
+  """Writes a `MeshBias` npz (atomic); `extra` arrays are stored alongside."""
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
+  savez_atomic(path, format_kind=np.array(BIAS_KIND), format_version=np.array(BIAS_VERSION),
+               face_model=np.array(face_model.name), num_vertices=np.int32(face_model.num_vertices),
+               yaw_deg=np.asarray(yaw_deg, np.float32), bias=np.asarray(bias, np.float32),
+               mirror=np.asarray(mirror, np.int32), **extra)
+
+
+def load_bias(face_model, path=BIAS_FILE):
+  """The stored `MeshBias` for `face_model`.
+
+  Raises:
+    InputError: missing or unreadable file, or made for another vertex count.
+  """
+  path = Path(path)
+  try:
+    with np.load(path) as data:
+      kind = str(data["format_kind"])
+      count = int(data["num_vertices"])
+      bias = MeshBias(data["yaw_deg"].astype(np.float64), data["bias"].astype(np.float64),
+                      data["mirror"].astype(np.int64))
+  except (OSError, KeyError, ValueError) as error:
+    raise InputError(f"{path}: cannot read the mesh yaw bias ({error})") from None
+  if kind != BIAS_KIND:
+    raise InputError(f"{path}: not a mesh yaw-bias file (kind {kind!r})")
+  if count != face_model.num_vertices:
+    raise InputError(f"{path}: made for a {count}-vertex model, not {face_model.name}; "
+                     "rebuild it with tools/make_mesh_bias.py")
+  return bias

@@ -56,11 +56,20 @@ class DetectorConfig:
   mirror: also run on the mirrored image and merge both passes' candidates
   in one weighted NMS (twice the model time; on AFLW2000-16 it finds the one
   profile face the plain pass scores 0.42, docs/photos.md).
+  tile_min_side: images whose longer side is at least this many pixels are
+    also searched in `tile_grid` x `tile_grid` overlapping square tiles of
+    `tile_fraction` of the longer side (one plain pass each), for faces too
+    small for the whole-image pass (which sees the image at 192 px); a tile
+    detection is kept only where no whole-image detection overlaps it.
+    0: no tiles.
   """
   min_score: float = 0.5
   iou_threshold: float = 0.3
   max_faces: int = 16
   mirror: bool = True
+  tile_min_side: int = 960
+  tile_grid: int = 2
+  tile_fraction: float = 0.6
 
 
 def model_file(relative):
@@ -177,7 +186,8 @@ class Detection:
 
 
 def detect(image_rgb, config=DetectorConfig()):
-  """Runs BlazeFace full-range on a whole image.
+  """Runs BlazeFace full-range on a whole image (and, for large images, on
+  tiles of it; `DetectorConfig`).
 
   Args:
     image_rgb: `uint8 [H, W, 3]` RGB.
@@ -186,14 +196,57 @@ def detect(image_rgb, config=DetectorConfig()):
   Returns:
     list of `Detection`, best score first.
   """
-  from shared.photo import alignment
   height, width = image_rgb.shape[:2]
-  to_input = letterbox_matrix(width, height)
+  detections = _detect_window(image_rgb, (0.0, 0.0, float(width), float(height)), config.mirror,
+                              config)
+  windows = tile_windows(width, height, config)
+  if windows:
+    found = [d for w in windows for d in _detect_window(image_rgb, w, False, config)]
+    boxes = np.array([d.box for d in found], np.float64).reshape(-1, 4)
+    keypoints = np.array([d.keypoints for d in found], np.float64).reshape(-1, NUM_KEYPOINTS, 2)
+    scores = np.array([d.score for d in found], np.float64)
+    boxes, keypoints, scores = weighted_nms(boxes, keypoints, scores, config.min_score,
+                                            config.iou_threshold, config.max_faces)
+    known = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
+    for box, kp, score in zip(boxes, keypoints, scores):
+      if len(known) and iou(box, known).max() > 0.0:
+        continue
+      detections.append(Detection(box=box.astype(np.float32), keypoints=kp.astype(np.float32),
+                                  score=float(score)))
+    detections.sort(key=lambda d: -d.score)
+    detections = detections[:config.max_faces]
+  return detections
+
+
+def tile_windows(width, height, config=DetectorConfig()):
+  """The square tiles `(x0, y0, x1, y1)` searched besides the whole image:
+  none below `tile_min_side`, else a `tile_grid` x `tile_grid` grid of
+  `tile_fraction` x the longer side, spread evenly from edge to edge (along a
+  side shorter than the tile, one tile centred on it)."""
+  longer = max(width, height)
+  if config.tile_min_side <= 0 or longer < config.tile_min_side or config.tile_grid < 2:
+    return []
+  side = config.tile_fraction * longer
+
+  def starts(extent):
+    if extent <= side:
+      return [(extent - side) / 2.0]
+    return list(np.linspace(0.0, extent - side, config.tile_grid))
+  return [(x, y, x + side, y + side) for y in starts(height) for x in starts(width)]
+
+
+def _detect_window(image_rgb, window, mirror, config):
+  """Detections in the square-or-not `window` (x0, y0, x1, y1) of the image,
+  letterboxed to 192 (outside the image: zero padding), in image pixels."""
+  from shared.photo import alignment
+  x0, y0, x1, y1 = window
+  to_input = letterbox_matrix(x1 - x0, y1 - y0) @ np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0],
+                                                            [0.0, 0.0, 1.0]])
   tensor = alignment.warp_affine(image_rgb, to_input, (INPUT_SIZE, INPUT_SIZE),
                                  border=cv2.BORDER_CONSTANT)
   tensor = tensor.astype(np.float32) / 127.5 - 1.0
   boxes, keypoints, scores = _run(tensor)
-  if config.mirror:
+  if mirror:
     # The letterbox is centred, so mirroring the input mirrors x -> 1 - x.
     m_boxes, m_keypoints, m_scores = _run(np.ascontiguousarray(tensor[:, ::-1]))
     m_boxes = np.stack([1.0 - m_boxes[:, 2], m_boxes[:, 1], 1.0 - m_boxes[:, 0], m_boxes[:, 3]], -1)

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from shared.photo import alignment
 from shared.model import camera as camera_lib
+from shared.model import lighting
 from shared.render import renderer as render_lib
 
 WINDOW_MARGIN = 4.0           # pixels around the projected mesh
@@ -141,17 +142,29 @@ SYNTHETIC_LIGHT = {1: -0.25, 2: 0.2, 3: 0.3}   # SH band -> coefficient, every c
 SYNTHETIC_BACKGROUND = 0.35
 
 
-def shaded_photos(synthesizer, coeffs):
-  """Renders `coeffs` (their lighting replaced by `SYNTHETIC_LIGHT`, a soft
-  key light from the upper side) on a grey background.
+def shaded_photos(synthesizer, coeffs, light=None, background=None, albedo=None):
+  """Renders `coeffs` with their lighting replaced by `light` (`[B, 27]` SH
+  coefficients; default `SYNTHETIC_LIGHT`, a soft key light from the upper
+  side) over `background` (`[B, S, S, 3]` float in [0, 1]; default grey).
+  `albedo` (`[V, 3]` in [0, 1], e.g. colours sampled from a photo) replaces
+  the model's albedo for every face.
 
   Returns:
     (images `uint8 [B, S, S, 3]`, the `Synthesis`).
   """
-  light = np.zeros(coeffs.lighting.shape, np.float32)
-  for band, value in SYNTHETIC_LIGHT.items():
-    light[:, band::9] = value
-  syn = synthesizer(coeffs._replace(lighting=tf.constant(light)))
-  mask = syn.render.mask.numpy()
-  image = syn.render.image.numpy() * mask + SYNTHETIC_BACKGROUND * (1 - mask)
+  if light is None:
+    light = np.zeros(coeffs.lighting.shape, np.float32)
+    for band, value in SYNTHETIC_LIGHT.items():
+      light[:, band::9] = value
+  syn = synthesizer(coeffs._replace(lighting=tf.constant(np.asarray(light, np.float32))))
+  render = syn.render
+  if albedo is not None:
+    batch = syn.normals.shape[0]
+    base = tf.tile(tf.constant(np.asarray(albedo, np.float32))[None], [batch, 1, 1])
+    render = synthesizer.render_attributes(syn.posed, lighting.shade(base, syn.normals,
+                                                                     tf.constant(light)))
+    syn = dataclasses.replace(syn, render=render)
+  mask = render.mask.numpy()
+  back = SYNTHETIC_BACKGROUND if background is None else np.asarray(background, np.float32)
+  image = render.image.numpy() * mask + back * (1 - mask)
   return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), syn

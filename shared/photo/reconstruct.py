@@ -204,8 +204,10 @@ class PhotoReconstructor:
 
   def __init__(self, face_model, regressor=None, fit_config=fitting.FitConfig(),
                cnn_fallback=False, max_batch=DEFAULT_MAX_BATCH, bfm_landmarks=True,
-               min_hog_score=MIN_HOG_SCORE, backend=DEFAULT_BACKEND, fit_points=DEFAULT_FIT_POINTS):
+               min_hog_score=MIN_HOG_SCORE, backend=DEFAULT_BACKEND, fit_points=DEFAULT_FIT_POINTS,
+               mesh_bias=False):
     self.min_hog_score = float(min_hog_score)
+    self.mesh_bias = None
     self.face_model = bfm_landmark_convention(face_model) if bfm_landmarks else face_model
     self.synthesizer = FaceSynthesizer(self.face_model)
     self.fitter = fitting.Fitter(self.synthesizer, fit_config)
@@ -214,22 +216,31 @@ class PhotoReconstructor:
     self.dense_note = None
     self.output_landmarks = np.asarray(self.face_model.landmarks68)
     if fit_points == "dense" and backend == "mediapipe":
-      self._setup_dense(face_model, fit_config, bfm_landmarks)
+      self._setup_dense(face_model, fit_config, bfm_landmarks, mesh_bias)
     self.fit_config = fit_config
     self.regressor = regressor
     self.cnn_fallback = cnn_fallback
     self.max_batch = int(max_batch)
     self.timings = {"read": [], "detect": [], "align": [], "regress": [], "fit": [], "write": []}
 
-  def _setup_dense(self, face_model, fit_config, bfm_landmarks):
-    """The dense fitter (468 points, `shared.fit.dense`) and the 68 output
-    vertices; without a correspondence for this model (e.g. BFM), the fit
-    follows the 68 points read off the mesh and `dense_note` says so."""
+  def _setup_dense(self, face_model, fit_config, bfm_landmarks, mesh_bias):
+    """The dense fitter (468 points, `shared.fit.dense`), the 68 output
+    vertices and, with `mesh_bias`, the mesh points' yaw bias
+    (`dense_fit.MeshBias`; off by default: it helps on synthetic renders but
+    not on AFLW2000-16, docs/photos.md; fitted without it when the model has
+    none);
+    without a correspondence for this model (e.g. BFM), the fit follows the
+    68 points read off the mesh and `dense_note` says so."""
     try:
       vertices, weights = dense_fit.load_correspondence(self.face_model)
     except InputError as error:
       self.dense_note = f"note: {error}; fitting the 68 points read off the mesh"
       return
+    if mesh_bias:
+      try:
+        self.mesh_bias = dense_fit.load_bias(self.face_model)
+      except InputError as error:
+        self.dense_note = f"note: {error}; mesh points used uncorrected"
     if bfm_landmarks:
       self.output_landmarks = np.asarray(bfm_landmark_convention(
           face_model, interior=True).landmarks68)
@@ -326,7 +337,11 @@ class PhotoReconstructor:
     if self.fit_config.photometric_steps > 0:
       skin = skin_from_landmarks(crops, landmarks)
     if dense is not None and self.dense_fitter is not None:
-      result = self.dense_fitter.fit(crops, dense, init=init, skin=skin)
+      retarget = None
+      if self.mesh_bias is not None:
+        def retarget(rotation):   # the yaw of the closed-form start (or `init`) picks the bias
+          return dense + self.mesh_bias.at(np.degrees(rotation[:, 1]))
+      result = self.dense_fitter.fit(crops, dense, init=init, skin=skin, retarget=retarget)
       result.synthesis = self.with_model_landmarks(result.synthesis)
     else:
       result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
