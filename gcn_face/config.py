@@ -69,7 +69,7 @@ class GCNConfig:
     (per variable), epochs; steps_per_epoch None means len(data) / batch;
     adam_beta1.  log_every (TensorBoard scalars) / checkpoint_every: steps;
     keep_checkpoints; max_consecutive_bad_steps: non-finite steps in a row
-    before a run stops (shared.train_loop).
+    before a run stops (shared.train.train_loop).
   """
   name: str = "paper"
   arch: str = "normal"

@@ -26,7 +26,7 @@ Conventions the trainers follow:
 * Each replica's loss is divided by the GLOBAL batch size
   (`average_loss`), since the optimiser sums gradients over replicas.
 * Only the chief writes checkpoints and summaries
-  (`shared.checkpointing.CheckpointSaver`, `shared.train_loop.summary_writer`);
+  (`shared.train.checkpointing.CheckpointSaver`, `shared.train.train_loop.summary_writer`);
   the other workers take part in the save (it may need collectives) into a
   temporary folder that is deleted at once.
 * Logged loss terms are averaged over replicas (`mean_terms`), and a NaN
@@ -45,7 +45,7 @@ import sys
 
 import tensorflow as tf
 
-from shared.checkpointing import checkpoint_step
+from shared.train.checkpointing import checkpoint_step
 from shared.errors import InputError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
