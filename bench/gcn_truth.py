@@ -44,8 +44,11 @@ import numpy as np  # noqa: E402
 
 LS_RIDGE = 1e-3          # Tikhonov weight of the least-squares SH fit.
 LANDMARK_SUFFIX = "_lm.txt"  # Noisy detector-like landmarks, target view first.
-ROWS = ("coarse", "coarse_scaled", "delit_coarse", "delit_coarse_ls", "delit_true_ls",
-        "delit_true_exact")
+ROWS = ("coarse", "coarse_scaled", "coarse_tone", "delit_coarse", "delit_coarse_ls",
+        "detail_coarse_ls", "detail_coarse_ls_half", "lowfix_coarse_ls", "blend_coarse_ls", "delit_true_ls", "delit_true_exact",
+        "detail_true_exact", "detail_true_exact_half", "lowfix_true_exact", "blend_true_exact", "oracle_lowpass", "oracle_blend")
+LOWPASS_LEVELS = 2       # Mesh hierarchy levels the detail residual's low-pass goes down.
+MIN_WEIGHT = 1e-6
 
 
 def fit_irradiance(albedo, colours, basis, weights):
@@ -56,6 +59,33 @@ def fit_irradiance(albedo, colours, basis, weights):
     gram = (x * weights[:, None]).T @ x + LS_RIDGE * np.eye(basis.shape[1])
     out[:, ch] = basis @ np.linalg.solve(gram, (x * weights[:, None]).T @ colours[:, ch])
   return out
+
+
+def lowpass(values, weights, down, up):
+  """Weighted mesh low-pass: U..U D..D (w x) / U..U D..D w on [V, C] (w: [V])."""
+  num, den = values * weights[:, None], weights[:, None]
+  for matrix in down:
+    num, den = matrix @ num, matrix @ den
+  for matrix in reversed(up):
+    num, den = matrix @ num, matrix @ den
+  return num / np.maximum(den, MIN_WEIGHT)
+
+
+def with_detail(coarse_albedo, estimate, weights, down, up, gain=1.0):
+  """coarse + gain x high-pass(estimate - coarse) on the weighted vertices, coarse elsewhere.
+
+  What a refiner that adds only detail to the coarse albedo (its low
+  frequencies held) can reach from `estimate` (a de-lit image colour).
+  """
+  residual = (estimate - coarse_albedo) * weights[:, None]
+  detail = residual - lowpass(residual, weights, down, up) * weights[:, None]
+  return np.clip(coarse_albedo + gain * detail, 0.0, 1.0)
+
+
+def with_low(coarse_albedo, estimate, weights, down, up):
+  """coarse + low-pass(estimate - coarse): the estimate's low frequencies, the coarse detail."""
+  residual = (estimate - coarse_albedo) * weights[:, None]
+  return np.clip(coarse_albedo + lowpass(residual, weights, down, up) * weights[:, None], 0, 1)
 
 
 def delit(colours, irradiance):
@@ -93,6 +123,8 @@ def main():
   fitter = fitting.Fitter(pipeline.synthesizer,
                            FitConfig(landmark_steps=args.fit_steps, photometric_steps=0))
   surface = collections.namedtuple("Surface", "posed normals")
+  topo = pipeline.topology
+  down, up = topo.D[:LOWPASS_LEVELS], topo.U[:LOWPASS_LEVELS]
   rows, shifts = {name: [] for name in ROWS}, []
   for i, truth in enumerate(truths):
     if truth is None:
@@ -122,7 +154,18 @@ def main():
     rows["coarse_scaled"].append(evaluate.albedo_rmse(coarse_albedo * scale, truth, vis))
     rows["delit_coarse"].append(evaluate.albedo_rmse(delit(colours, irradiance), truth, vis))
     ls = fit_irradiance(coarse_albedo, colours, basis, weights)
-    rows["delit_coarse_ls"].append(evaluate.albedo_rmse(delit(colours, ls), truth, vis))
+    delit_ls = delit(colours, ls)
+    rows["delit_coarse_ls"].append(evaluate.albedo_rmse(delit_ls, truth, vis))
+    tone = (delit_ls[seen]).mean(0) / np.maximum(coarse_albedo[seen].mean(0), MIN_WEIGHT)
+    rows["coarse_tone"].append(evaluate.albedo_rmse(np.clip(coarse_albedo * tone, 0, 1), truth,
+                                                    vis))
+    for name, gain in (("detail_coarse_ls", 1.0), ("detail_coarse_ls_half", 0.5)):
+      rows[name].append(evaluate.albedo_rmse(
+          with_detail(coarse_albedo, delit_ls, weights, down, up, gain), truth, vis))
+    rows["lowfix_coarse_ls"].append(evaluate.albedo_rmse(
+        with_low(coarse_albedo, delit_ls, weights, down, up), truth, vis))
+    rows["blend_coarse_ls"].append(evaluate.albedo_rmse(0.5 * (coarse_albedo + delit_ls), truth,
+                                                        vis))
     # The true surface: its own visibility, colours and normals.
     posed = tf.constant(gt["posed"][:1])
     normals = decoder.normals(posed)
@@ -137,7 +180,22 @@ def main():
     rows["delit_true_ls"].append(evaluate.albedo_rmse(delit(true_colours, ls), truth, true_vis))
     sh = layout.split(tf.constant(gt["coefficients"][:1])).lighting   # Head-frame lighting.
     exact = lighting.irradiance(decoder.normals(tf.constant(gt["vertices"][None])), sh)
-    rows["delit_true_exact"].append(evaluate.albedo_rmse(delit(true_colours, exact.numpy()[0]),
+    delit_exact = delit(true_colours, exact.numpy()[0])
+    rows["delit_true_exact"].append(evaluate.albedo_rmse(delit_exact, truth, true_vis))
+    # Oracles (use the truth; bounds, not estimates): the coarse albedo with the true low
+    # frequencies, and the best per-image blend of coarse and the exact de-lit colour.
+    low_truth = lowpass(truth, weights, down, up)
+    rows["oracle_lowpass"].append(evaluate.albedo_rmse(
+        np.clip(coarse_albedo - lowpass(coarse_albedo, weights, down, up) + low_truth, 0, 1),
+        truth, vis))
+    rows["oracle_blend"].append(min(evaluate.albedo_rmse(
+        t * delit_exact + (1 - t) * coarse_albedo, truth, true_vis) for t in np.linspace(0, 1, 11)))
+    for name, gain in (("detail_true_exact", 1.0), ("detail_true_exact_half", 0.5)):
+      rows[name].append(evaluate.albedo_rmse(
+          with_detail(coarse_albedo, delit_exact, true_weights, down, up, gain), truth, true_vis))
+    rows["lowfix_true_exact"].append(evaluate.albedo_rmse(
+        with_low(coarse_albedo, delit_exact, true_weights, down, up), truth, true_vis))
+    rows["blend_true_exact"].append(evaluate.albedo_rmse(0.5 * (coarse_albedo + delit_exact),
                                                          truth, true_vis))
     coarse_points = camera_lib.project(c.synth.posed, camera).numpy()[0]
     shifts.append(float(np.linalg.norm(coarse_points - points.numpy()[0], axis=1)[seen].mean()))

@@ -54,6 +54,11 @@ class GCNConfig:
       coarse shading (3 more channels; not in the original).
     combine_inputs: the final combine convolution also sees the refiner's
       per-vertex inputs (a full-resolution path; not in the original).
+    relight: refit the SH lighting per image by least squares to the image
+      colours on the visible vertices, the coarse albedo held
+      (`model.refit_lighting`, ridge `relight_ridge`); the de-lit input and
+      the refined render use it (not in the original; the coarse render
+      keeps the regressor's lighting).
   Losses (weights multiply the sigma schedule as in the original):
     pixel_weight: masked per-pixel L2 between the refined render and input.
     project_weight, invisible_weight: projected-colour L1 (visible) plus
@@ -88,6 +93,8 @@ class GCNConfig:
   image_size: int = 224
   delit_input: bool = False
   combine_inputs: bool = False
+  relight: bool = False
+  relight_ridge: float = 1e-3
   erosion_radius: int = 2
   depth_tolerance: float = 0.05
   embedding_size: int = 160

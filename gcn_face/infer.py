@@ -132,6 +132,12 @@ class TexturePipeline:
     if self.embedding is not None:
       embedding = tf.stop_gradient(self.embedding(images))
       features = tf.concat([features, embedding], axis=-1)
+    if self.config.relight:  # The refined render's lighting, fitted with the coarse albedo.
+      projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
+                                               self.synthesizer.camera,
+                                               self.config.replace(delit_input=False))[1:]
+      coeffs = coeffs._replace(lighting=model_lib.refit_lighting(
+          synth.albedo, synth.normals, projected, vis, self.config.relight_ridge))
     inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
                                                      self.synthesizer.camera, self.config,
                                                      coeffs.lighting)

@@ -162,6 +162,35 @@ def test_generator_shapes_range_and_gradients(toy, arch, combine_inputs):
   assert len(gcn.fc_kernels()) == (3 if arch == "normal" else 1)  # decoder fc (+ bottleneck)
 
 
+def test_refit_lighting_recovers_the_lighting_and_matches_numpy():
+  """Colours shaded by known SH are explained exactly; weights and the ridge as numpy's lstsq."""
+  from shared import lighting
+  rng = np.random.default_rng(5)
+  normals = rng.normal(size=(2, 200, 3))
+  normals = (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float32)
+  albedo = rng.uniform(0.2, 0.9, (2, 200, 3)).astype(np.float32)
+  sh = rng.normal(0, 0.2, (2, 27)).astype(np.float32)
+  colours = lighting.shade(albedo, normals, sh).numpy()
+  ones = np.ones((2, 200, 1), np.float32)
+  fitted = model_lib.refit_lighting(albedo, normals, colours, ones, 1e-6).numpy()
+  np.testing.assert_allclose(fitted, sh, atol=2e-3)
+  # Noisy colours, partial weights, a real ridge: numpy's weighted ridge regression.
+  noisy = colours + rng.normal(0, 0.05, colours.shape).astype(np.float32)
+  weights = rng.uniform(0, 1, (2, 200, 1)).astype(np.float32)
+  ridge = 0.5
+  fitted = model_lib.refit_lighting(albedo, normals, noisy, weights, ridge).numpy()
+  basis = lighting.sh_basis(normals).numpy().astype(np.float64)
+  prior = np.zeros(9)
+  prior[0] = lighting.AMBIENT_DC
+  for b in range(2):
+    for c in range(3):
+      x = albedo[b, :, c:c + 1] * basis[b]
+      w = weights[b, :, 0]
+      gamma = np.linalg.solve((x * w[:, None]).T @ x + ridge * np.eye(9),
+                              (x * w[:, None]).T @ noisy[b, :, c] + ridge * prior)
+      np.testing.assert_allclose(fitted[b, c * 9:(c + 1) * 9], gamma - prior, atol=2e-3)
+
+
 def test_discriminator_scores_batch():
   critic = model_lib.Discriminator(TOY)
   scores = critic(tf.zeros([3, SIZE, SIZE, 3]))
