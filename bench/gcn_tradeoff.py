@@ -8,11 +8,12 @@ and the per-vertex albedo RMSE against the truth on the visible vertices, raw
 and, as an extra column only, up to the per-channel global gain that best
 fits the truth (`rmse_gain`).  Variants:
 
-  coarse            the coarse albedo, coarse lighting (eval's coarse column)
+  coarse            the coarse albedo, the regressor's lighting (eval's coarse column)
   coarse_relit      the coarse albedo, SH lighting refitted by least squares to
                     the image on the visible vertices (the albedo held)
-  refined_kK        coarse + K x (refined - coarse), coarse lighting: K = 1 is
-                    eval's refined column; K < 1 shrinks the GCN's correction
+  refined_kK        coarse + K x (refined - coarse), the regressor's lighting
+                    (K = 1 is eval's refined column unless the GCN was trained
+                    with config.relight); K < 1 shrinks the GCN's correction
   refined_kK_relit  the same albedo with the least-squares lighting refit
 
 The last line is JSON.
@@ -73,7 +74,9 @@ def main():
     weights = visible.astype(np.float64)
     colours = c.projected.numpy()[0].astype(np.float64)
     basis = lighting.sh_basis(c.synth.normals).numpy()[0].astype(np.float64)
-    irradiance = lighting.irradiance(c.synth.normals, c.coeffs.lighting).numpy()[0]
+    # The regressor's own lighting (with config.relight, c.coeffs holds the refit one).
+    regressed = pipeline.regress(image)[0].lighting
+    irradiance = lighting.irradiance(c.synth.normals, regressed).numpy()[0]
     face = (c.synth.render.mask * alpha).numpy()[0]
     albedos = {"coarse": coarse}
     albedos.update({f"refined_k{k:g}": np.clip(coarse + k * (refined - coarse), 0, 1)

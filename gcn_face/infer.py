@@ -138,6 +138,10 @@ class TexturePipeline:
                                                self.config.replace(delit_input=False))[1:]
       coeffs = coeffs._replace(lighting=model_lib.refit_lighting(
           synth.albedo, synth.normals, projected, vis, self.config.relight_ridge))
+      # The coarse lit colours under it (the projection loss's target where unseen);
+      # synth.render stays the regressor's coarse render.
+      synth = dataclasses.replace(synth, colours=lighting.shade(synth.albedo, synth.normals,
+                                                                coeffs.lighting))
     inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
                                                      self.synthesizer.camera, self.config,
                                                      coeffs.lighting)
