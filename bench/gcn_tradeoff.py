@@ -54,7 +54,7 @@ def main():
   from gcn_face import evaluate
   from gcn_face.binfile import BinReader
   from gcn_face.infer import load_pipeline
-  from shared import lighting
+  from shared.model import lighting
   pipeline = load_pipeline(args.checkpoint, coarse_checkpoint=args.coarse_checkpoint)
   reader = BinReader(args.data)
   truths = evaluate.truth_albedo(reader, pipeline.stage.face_model.num_vertices)

@@ -164,7 +164,7 @@ def test_generator_shapes_range_and_gradients(toy, arch, combine_inputs):
 
 def test_refit_lighting_recovers_the_lighting_and_matches_numpy():
   """Colours shaded by known SH are explained exactly; weights and the ridge as numpy's lstsq."""
-  from shared import lighting
+  from shared.model import lighting
   rng = np.random.default_rng(5)
   normals = rng.normal(size=(2, 200, 3))
   normals = (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float32)
