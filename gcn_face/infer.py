@@ -132,19 +132,18 @@ class TexturePipeline:
     if self.embedding is not None:
       embedding = tf.stop_gradient(self.embedding(images))
       features = tf.concat([features, embedding], axis=-1)
+    sampled = model_lib.sample_vertices(images, alpha, synth, synth.render,
+                                        self.synthesizer.camera, self.config)
     if self.config.relight:  # The refined render's lighting, fitted with the coarse albedo.
-      projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
-                                               self.synthesizer.camera,
-                                               self.config.replace(delit_input=False))[1:]
       coeffs = coeffs._replace(lighting=model_lib.refit_lighting(
-          synth.albedo, synth.normals, projected, vis, self.config.relight_ridge))
+          synth.albedo, synth.normals, *sampled, self.config.relight_ridge))
       # The coarse lit colours under it (the projection loss's target where unseen);
       # synth.render stays the regressor's coarse render.
       synth = dataclasses.replace(synth, colours=lighting.shade(synth.albedo, synth.normals,
                                                                 coeffs.lighting))
     inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
                                                      self.synthesizer.camera, self.config,
-                                                     coeffs.lighting)
+                                                     coeffs.lighting, sampled)
     return CoarseResult(images, alpha, coeffs, tf.stop_gradient(features), synth, inputs,
                         projected, vis, embedding)
 

@@ -77,7 +77,15 @@ def vertex_visibility(synth, points, render, alpha, camera, config):
   return tf.cast(facing & unoccluded, tf.float32) * skin
 
 
-def refine_inputs(image, alpha, synth, render, camera, config, sh=None):
+def sample_vertices(image, alpha, synth, render, camera, config):
+  """Image colours at the projected vertices [B, V, 3] and their visibility [B, V, 1]."""
+  points = camera_lib.project(synth.posed, camera)
+  colours, _ = sample_bilinear(image, points)
+  vis = vertex_visibility(synth, points, render, alpha, camera, config)
+  return tf.stop_gradient(colours), tf.stop_gradient(vis)
+
+
+def refine_inputs(image, alpha, synth, render, camera, config, sh=None, sampled=None):
   """The refiner's per-vertex input and the projected colours.
 
   Args:
@@ -86,6 +94,7 @@ def refine_inputs(image, alpha, synth, render, camera, config, sh=None):
     synth, render: the coarse `Synthesis` and its `RenderOutput`.
     camera, config: `Camera`, `GCNConfig`.
     sh: [B, 27] the coarse SH lighting; needed with `config.delit_input`.
+    sampled: `sample_vertices(...)` of the same arguments if already computed.
 
   Returns:
     (inputs [B, V, C] = [2 T_pca - 1, (2 c - 1) vis, vis] and, with
@@ -94,9 +103,9 @@ def refine_inputs(image, alpha, synth, render, camera, config, sh=None):
      albedo where the vertex is seen (C = `refiner_input_channels(config)`),
      projected colours c [B, V, 3] in [0, 1], visibility [B, V, 1]).
   """
-  points = camera_lib.project(synth.posed, camera)
-  colours, _ = sample_bilinear(image, points)
-  vis = vertex_visibility(synth, points, render, alpha, camera, config)
+  if sampled is None:
+    sampled = sample_vertices(image, alpha, synth, render, camera, config)
+  colours, vis = sampled
   parts = [to_signed(synth.albedo), to_signed(colours) * vis, vis]
   if config.delit_input:
     irradiance = lighting.irradiance(synth.normals, sh)
