@@ -203,9 +203,9 @@ def main():
     print(f"error: {args.data}: no target-view record with a true albedo", file=sys.stderr)
     sys.exit(2)
   summary = {name: float(np.mean(values)) for name, values in rows.items()}
-  print(f"{'estimate':18s}{'albedo RMSE':>12s}")
+  print(f"{'estimate':24s}{'albedo RMSE':>12s}")
   for name in ROWS:
-    print(f"{name:18s}{summary[name]:12.4f}")
+    print(f"{name:24s}{summary[name]:12.4f}")
   print(f"coarse registration error: {np.mean(shifts):.1f} px mean over {len(shifts)} images "
         f"(per image {min(shifts):.1f}-{max(shifts):.1f})")
   print(json.dumps({"fit_steps": args.fit_steps, "images": len(shifts), "albedo_rmse": summary,
