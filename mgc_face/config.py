@@ -80,6 +80,10 @@ class MGCConfig:
   image_summary_every: int = 1000
   max_consecutive_bad_steps: int = 50  # Abort when this many steps in a row are non-finite.
   shuffle_buffer: int = 256
+  # Training data: False reads the --data set's train.txt; True renders a fresh random identity
+  # for every sample inside the input pipeline (mgc_face/stream.py; --data then only names
+  # nothing the trainer reads, the held-out set stays the eval's).
+  data_stream: bool = False
   # Single-view ("common") loss weights.
   w_landmark: float = 0.001
   landmark_detail_weight: float = 5.0  # Nose (28-36) and inner mouth (61-68).
