@@ -37,3 +37,17 @@ def test_stream_batches_fresh_faces_with_labels(ict_model):
   sample = synthetic.render_sample(source.renderer, source.rng(5), source.config)
   np.testing.assert_allclose(first.landmarks.numpy()[0], sample["noisy_landmarks"], atol=1e-4)
   np.testing.assert_allclose(first.images.numpy()[0], sample["image"], atol=1e-5)
+
+
+def test_training_on_the_stream_ignores_the_data_folder(tmp_path, ict_model):
+  from mgc_face import config as config_lib
+  from mgc_face import train as train_lib
+  config = config_lib.get_config("tiny").replace(
+      batch_size=1, landmark_warmup_steps=1, prior_init_samples=300, multiview=False,
+      checkpoint_every=2)
+  assert config.data_stream
+  lines = []
+  result = train_lib.train(ict_model, config, tmp_path / "no_such_set", tmp_path / "ckpt", steps=2,
+                           progress=False, log=lines.append)
+  assert result["steps"] == 2 and result["skipped"] == 0
+  assert "a stream of fresh identities" in lines[0]
