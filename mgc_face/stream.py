@@ -55,7 +55,7 @@ class SampleStream:
 
 
 def make_stream_dataset(face_model, batch_size, seed=0, config=None, start=0):
-  """tf.data pipeline of `mgc_face.model.Batch` tuples from an endless stream
+  """tf.data pipeline of `mgc_face.objective.Batch` tuples from an endless stream
   (its first sample is stream sample `start`)."""
   from mgc_face.objective import Batch
   size, views = data_lib.VIEW_SIZE, data_lib.NUM_VIEWS
