@@ -35,6 +35,7 @@ from mgc_face import data as data_lib
 from mgc_face import evaluate as eval_lib
 from mgc_face import model as model_lib
 from mgc_face import prior_init
+from mgc_face import stream as stream_lib
 from mgc_face import synthetic
 from mgc_face import train as train_lib
 from mgc_face.config import MGCConfig, get_config
@@ -113,6 +114,9 @@ def main():
   parser.add_argument("--eval-every", type=int, default=200)
   parser.add_argument("--w-coefficients", type=float, default=1.0,
                       help="weight of the coefficient MSE (0: landmark head only)")
+  parser.add_argument("--stream", action="store_true",
+                      help="train on fresh identities rendered every step (mgc_face/stream.py) "
+                           "instead of --data's training strips (all 3 views of batch_size faces)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--label", default="")
   args = parser.parse_args()
@@ -122,7 +126,7 @@ def main():
   layout = CoeffLayout.for_model(face_model)
   synth = FaceSynthesizer(face_model)
   region = face_model.skin_mask > eval_lib.SKIN_REGION
-  train = load_split(args.data, "train")
+  train = None if args.stream else load_split(args.data, "train")
   test = load_split(args.test_data or args.data, "test")
   network = model_lib.build_network(config, layout)
   prior_init.init_coefficient_head(network, face_model, config, args.seed)
@@ -155,10 +159,17 @@ def main():
   batch = config.batch_size * data_lib.NUM_VIEWS
   rows, started, load = [], time.time(), [load_average()]
   loss = head = float("nan")
+  source = stream_lib.SampleStream(face_model, args.seed) if args.stream else None
   for k in range(1, args.steps + 1):
-    pick = rng.integers(0, len(train["images"]), batch)
-    loss, head = step(tf.constant(train["images"][pick]), tf.constant(train["coefficients"][pick]),
-                      tf.constant(train["landmarks"][pick]))
+    if source is not None:
+      samples = [source.rng(n) for n in range((k - 1) * config.batch_size, k * config.batch_size)]
+      samples = [synthetic.render_sample(source.renderer, r, source.config) for r in samples]
+      images, target, lms = [np.concatenate([s[key] for s in samples]).astype(np.float32)
+                             for key in ("image", "coefficients", "noisy_landmarks")]
+    else:
+      pick = rng.integers(0, len(train["images"]), batch)
+      images, target, lms = (train[key][pick] for key in ("images", "coefficients", "landmarks"))
+    loss, head = step(tf.constant(images), tf.constant(target), tf.constant(lms))
     if k % args.eval_every == 0 or k == args.steps:
       scores = evaluate(network, layout, synth, test, region, face_model.mean_shape)
       load.append(load_average())
@@ -171,7 +182,7 @@ def main():
                "head NME %", "s"], rows)
   print_json({"label": args.label, "config": args.config, "overrides": args.set,
               "data": args.data, "test_data": args.test_data or args.data,
-              "steps": args.steps, "seed": args.seed, "train_views": len(train["images"]),
+              "steps": args.steps, "seed": args.seed, "train_views": "stream" if train is None else len(train["images"]),
               "test_views": len(test["images"]), "w_coefficients": args.w_coefficients,
               **scores, "seconds": time.time() - started, "load": [min(load), max(load)],
               "changed": {f.name: getattr(config, f.name) for f in dataclasses.fields(config)

@@ -153,14 +153,23 @@ class Trainer:
     return self.guard(batch, head_only)
 
 
-def make_input(trainer, data_dir, seed):
+def make_input(trainer, data_dir, seed, start_step=0):
   """The training input: (iterator of batches, usable samples this worker reads).
 
   Under a strategy, a distributed dataset whose workers read disjoint shards
-  of the list file (`config.batch_size` is the global batch).
+  of the list file (`config.batch_size` is the global batch).  With
+  `config.data_stream`, an endless stream of fresh identities (count: 0),
+  continued after `start_step`'s samples on a resume.
   """
   from mgc_face import data as data_lib
   config = trainer.config
+  if config.data_stream:
+    from mgc_face import stream
+    if trainer.distributed:
+      raise InputError("data_stream: not supported under a distribution strategy")
+    dataset = stream.make_stream_dataset(trainer.face_model, config.batch_size, seed,
+                                         start=start_step * config.batch_size)
+    return iter(dataset), 0
   if not trainer.distributed:
     dataset, count = data_lib.make_dataset(data_dir, "train", config.batch_size, seed=seed,
                                            shuffle_buffer=config.shuffle_buffer)
@@ -198,10 +207,11 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
   with distribute.peer_guard(strategy, checkpoint_dir):
     start_step = trainer.restore()
     distribute.check_same_step(strategy, start_step, checkpoint_dir)
-    iterator, count = make_input(trainer, data_dir, seed)
+    iterator, count = make_input(trainer, data_dir, seed, start_step)
   mode = "multi-view" if trainer.multiview else "single-view losses only"
   where = f"; {distribute.describe(strategy)}" if trainer.distributed else ""
-  trainer.log(f"training {config.name} ({config.backbone}) on {count} samples, {mode}, "
+  source = "a stream of fresh identities" if config.data_stream else f"{count} samples"
+  trainer.log(f"training {config.name} ({config.backbone}) on {source}, {mode}, "
               f"steps {start_step} -> {steps}{where}")
 
   def postfix(terms):

@@ -7,7 +7,8 @@ from mgc_face import data as data_lib
 TEST_CONFIG = config_lib.get_config("tiny").replace(batch_size=1, checkpoint_every=2,
                                                      summary_every=1, image_summary_every=2,
                                                      landmark_warmup_steps=0,
-                                                     prior_init_samples=300)
+                                                     prior_init_samples=300,
+                                                     data_stream=False)
 # Checkpoint and resume tests train single-view: it compiles in about half the time.
 SINGLE_VIEW = TEST_CONFIG.replace(multiview=False)
 
