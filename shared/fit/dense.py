@@ -42,25 +42,40 @@ def save_correspondence(path, face_model, vertices, weights, **extra):
                **{k: v for k, v in extra.items() if k != "num_vertices"})
 
 
+def _load_checked(path, kind, what, face_model, tool, read):
+  """`read(npz)` of a file of `kind` made for `face_model`'s vertex count.
+
+  Raises:
+    InputError: missing or unreadable file, another kind, or another vertex count
+      (naming `what` the file holds and the `tool` that rebuilds it).
+  """
+  path = Path(path)
+  try:
+    with np.load(path) as data:
+      found, count, out = str(data["format_kind"]), int(data["num_vertices"]), read(data)
+  except (OSError, KeyError, ValueError) as error:
+    raise InputError(f"{path}: cannot read the {what} ({error})") from None
+  if found != kind:
+    raise InputError(f"{path}: not a {what} file (kind {found!r})")
+  if count != face_model.num_vertices:
+    raise InputError(f"{path}: made for a {count}-vertex model, not {face_model.name} "
+                     f"({face_model.num_vertices} vertices); rebuild it with {tool}")
+  return out
+
+
 def load_correspondence(face_model, path=CORRESPONDENCE_FILE):
   """(vertices [468] int32, weights [468] float32) for `face_model`.
 
   Raises:
     InputError: missing or unreadable file, or made for another vertex count.
   """
-  path = Path(path)
-  try:
-    with np.load(path) as data:
-      kind = str(data["format_kind"])
-      count = int(data["num_vertices"])
-      vertices, weights = data["vertices"].astype(np.int32), data["weights"].astype(np.float32)
-  except (OSError, KeyError, ValueError) as error:
-    raise InputError(f"{path}: cannot read the 468-point correspondence ({error})") from None
-  if kind != CORRESPONDENCE_KIND:
-    raise InputError(f"{path}: not a 468-point correspondence file (kind {kind!r})")
-  if count != face_model.num_vertices or vertices.max(initial=0) >= face_model.num_vertices:
-    raise InputError(f"{path}: made for a {count}-vertex model, not {face_model.name} "
-                     f"({face_model.num_vertices} vertices); rebuild it with "
+  vertices, weights = _load_checked(
+      path, CORRESPONDENCE_KIND, "468-point correspondence", face_model,
+      "tools/make_mesh_correspondence.py",
+      lambda data: (data["vertices"].astype(np.int32), data["weights"].astype(np.float32)))
+  if vertices.max(initial=0) >= face_model.num_vertices:
+    raise InputError(f"{path}: indexes vertex {vertices.max()} of a "
+                     f"{face_model.num_vertices}-vertex model; rebuild it with "
                      "tools/make_mesh_correspondence.py")
   return vertices, weights
 
@@ -124,18 +139,7 @@ def load_bias(face_model, path=BIAS_FILE):
   Raises:
     InputError: missing or unreadable file, or made for another vertex count.
   """
-  path = Path(path)
-  try:
-    with np.load(path) as data:
-      kind = str(data["format_kind"])
-      count = int(data["num_vertices"])
-      bias = MeshBias(data["yaw_deg"].astype(np.float64), data["bias"].astype(np.float64),
-                      data["mirror"].astype(np.int64))
-  except (OSError, KeyError, ValueError) as error:
-    raise InputError(f"{path}: cannot read the mesh yaw bias ({error})") from None
-  if kind != BIAS_KIND:
-    raise InputError(f"{path}: not a mesh yaw-bias file (kind {kind!r})")
-  if count != face_model.num_vertices:
-    raise InputError(f"{path}: made for a {count}-vertex model, not {face_model.name}; "
-                     "rebuild it with tools/make_mesh_bias.py")
-  return bias
+  return _load_checked(
+      path, BIAS_KIND, "mesh yaw-bias", face_model, "tools/make_mesh_bias.py",
+      lambda data: MeshBias(data["yaw_deg"].astype(np.float64), data["bias"].astype(np.float64),
+                            data["mirror"].astype(np.int64)))
