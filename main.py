@@ -56,7 +56,7 @@ def common_parser(add_help=True):
                            "BFM_model_front.mat (default: FACE3D_FACE_MODEL, else the embedded "
                            "ICT-FaceKit light model)")
   parser.add_argument("--config", default="tiny",
-                      help="config preset: tiny or paper (both models), cpu_hour (MGC)")
+                      help="config preset: tiny or paper (both models), tiny_stream or cpu_hour (MGC)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--verbose", action="store_true",
                       help="show TensorFlow's and other libraries' log lines (also "

@@ -42,7 +42,7 @@ def test_stream_batches_fresh_faces_with_labels(ict_model):
 def test_training_on_the_stream_ignores_the_data_folder(tmp_path, ict_model):
   from mgc_face import config as config_lib
   from mgc_face import train as train_lib
-  config = config_lib.get_config("tiny").replace(
+  config = config_lib.get_config("tiny_stream").replace(
       batch_size=1, landmark_warmup_steps=1, prior_init_samples=300, multiview=False,
       checkpoint_every=2)
   assert config.data_stream
