@@ -273,7 +273,7 @@ def test_damaged_landmarks_are_refused_with_one_line(tmp_path, rng, bad):
 def test_create_bin_packs_each_views_landmarks_and_scales_them(tmp_path, rng):
   """_lm.txt (target, source1, source2) goes to records NAME, NAME#0 and NAME#2;
   a strip without the file gets none; --size scales the points with the image."""
-  from mgc_face.data import write_landmarks
+  from shared.io.landmark_file import write_landmarks
   (tmp_path / "seq").mkdir()
   for i in range(2):
     write_png(tmp_path / "seq" / f"{i:04d}.png",

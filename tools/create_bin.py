@@ -138,7 +138,7 @@ def _strip_landmarks(folder, frame, panel):
   path = folder / (frame + LANDMARK_SUFFIX)
   if not path.is_file():
     return None
-  from mgc_face.data import read_landmarks
+  from shared.io.landmark_file import read_landmarks
   try:
     return read_landmarks(path)[PANEL_LANDMARK_VIEW[panel]]
   except InputError as error:
