@@ -66,25 +66,26 @@ def main():
       continue
     rgb, alpha = reader.image_alpha(i)
     image, alpha = tf.constant(rgb[None]), tf.constant(alpha[None])
-    c = pipeline.coarse(image, alpha)
+    # The .bin's landmarks feed the coarse landmark refit (config.coarse_fit_steps).
+    landmarks = None if reader.landmarks is None else reader.landmarks[i:i + 1]
+    regressed = pipeline.regress(image, landmarks, alpha)
+    c = pipeline.coarse(image, alpha, regressed)
     refined = pipeline.refine(c).albedo.numpy()[0]
     coarse = c.synth.albedo.numpy()[0]
     vis = c.visibility.numpy()[0]
     visible = vis[:, 0] > evaluate.VISIBLE_THRESHOLD
     weights = visible.astype(np.float64)
     colours = c.projected.numpy()[0].astype(np.float64)
-    basis = lighting.sh_basis(c.synth.normals).numpy()[0].astype(np.float64)
     # The regressor's own lighting (with config.relight, c.coeffs holds the refit one).
-    regressed = pipeline.regress(image)[0].lighting
-    irradiance = lighting.irradiance(c.synth.normals, regressed).numpy()[0]
+    irradiance = lighting.irradiance(c.synth.normals, regressed[0].lighting).numpy()[0]
     face = (c.synth.render.mask * alpha).numpy()[0]
     albedos = {"coarse": coarse}
     albedos.update({f"refined_k{k:g}": np.clip(coarse + k * (refined - coarse), 0, 1)
                     for k in GAINS})
     for name, albedo in albedos.items():
       for suffix, irr in (("", irradiance),
-                          ("_relit", fit_irradiance(albedo.astype(np.float64), colours, basis,
-                                                    weights))):
+                          ("_relit", fit_irradiance(albedo, colours, c.synth.normals, weights,
+                                                    pipeline.config.relight_ridge))):
         lit = tf.constant((albedo * irr)[None].astype(np.float32))
         render = pipeline.synthesizer.render_attributes(c.synth.posed, lit).image
         render = tf.clip_by_value(render, 0.0, 1.0).numpy()[0]

@@ -16,18 +16,30 @@ RMSE against the truth on the visible vertices for:
   delit_true_ls     the true geometry and pose, SH refitted with the coarse albedo
   delit_true_exact  the true geometry, pose and irradiance: the floor set by the
                     image itself (resolution, JPEG, clipping)
+  tone_*_prior      the coarse albedo times the per-channel tone a lighting prior
+                    implies: the mean irradiance over the visible vertices of the
+                    least-squares lighting divided by that of the prior (the zero
+                    lighting, i.e. the data's mean, or the regressor's lighting)
+  bandK_quarter     coarse + 0.25 x band K of (de-lit with least-squares lighting -
+                    coarse), band 0 the finest (residual - one-level low-pass),
+                    band K the K-level minus the (K+1)-level low-pass
+(and the detail_/lowfix_/blend_/oracle_ rows described in docs/gcn.md)
 
 and the mean distance (pixels) between the coarse and the true projections of
 the visible vertices.  The last line is JSON.
 
 With --fit-steps N > 0 the coarse coefficients are first refitted per image
-(`shared.fit.fitter.Fitter`, landmark stage only, N steps, starting from the
-regressor's prediction) to the noisy target-view landmarks of the dataset's
-`_lm.txt` (what a detector would give, not the truth): every row then uses the
-refitted coarse stage.
+to the noisy target-view landmarks the .bin carries (tools/create_bin.py packs
+the dataset's `_lm.txt`: what a detector would give, not the truth) by the
+GCN pipeline's own landmark refit (`GCNConfig.coarse_fit_steps` = N,
+`TexturePipeline.regress`): every row then uses the refitted coarse stage.
+The least-squares lighting rows use the pipeline's `refit_lighting`.
 
     python bench/gcn_truth.py --data out/demo/test.bin --coarse-checkpoint out/demo/mgc_checkpoint
-    python bench/gcn_truth.py ... --fit-steps 30
+    python bench/gcn_truth.py ... --fit-steps 30 [--fit-colour-steps 300]
+
+--fit-colour-steps M adds the Fitter's colour stage (`GCNConfig.coarse_fit_colour_steps`):
+the coarse albedo and lighting are then fitted to the image with the 3DMM albedo prior.
 """
 
 import argparse
@@ -35,6 +47,7 @@ import collections
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,23 +55,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-LS_RIDGE = 1e-3          # Tikhonov weight of the least-squares SH fit.
-LANDMARK_SUFFIX = "_lm.txt"  # Noisy detector-like landmarks, target view first.
-ROWS = ("coarse", "coarse_scaled", "coarse_tone", "delit_coarse", "delit_coarse_ls",
+ROWS = ("coarse", "coarse_scaled", "coarse_tone", "tone_ambient_prior", "tone_regressor_prior",
+        "band0_quarter", "band1_quarter", "band2_quarter", "delit_coarse", "delit_coarse_ls",
         "detail_coarse_ls", "detail_coarse_ls_half", "lowfix_coarse_ls", "blend_coarse_ls", "delit_true_ls", "delit_true_exact",
         "detail_true_exact", "detail_true_exact_half", "lowfix_true_exact", "blend_true_exact", "oracle_lowpass", "oracle_blend")
 LOWPASS_LEVELS = 2       # Mesh hierarchy levels the detail residual's low-pass goes down.
 MIN_WEIGHT = 1e-6
 
 
-def fit_irradiance(albedo, colours, basis, weights):
-  """Per-channel least-squares SH: colours ~ albedo * (basis @ g); returns irradiance [V, 3]."""
-  out = np.zeros_like(albedo)
-  for ch in range(3):
-    x = albedo[:, ch:ch + 1] * basis
-    gram = (x * weights[:, None]).T @ x + LS_RIDGE * np.eye(basis.shape[1])
-    out[:, ch] = basis @ np.linalg.solve(gram, (x * weights[:, None]).T @ colours[:, ch])
-  return out
+def fit_irradiance(albedo, colours, normals, weights, ridge):
+  """Irradiance [V, 3] of the SH lighting refitted by least squares with the albedo held:
+  `gcn_face.model.refit_lighting` (what `GCNConfig.relight` runs) on one image.
+
+  Args:
+    albedo, colours: [V, 3] numpy; normals: [1, V, 3] tensor; weights: [V] numpy.
+  """
+  import tensorflow as tf
+  from gcn_face.model import refit_lighting
+  from shared.model import lighting
+  as_batch = lambda x: tf.constant(np.asarray(x, np.float32)[None])  # noqa: E731
+  sh = refit_lighting(as_batch(albedo), normals, as_batch(colours),
+                      as_batch(np.asarray(weights)[:, None]), ridge)
+  return lighting.irradiance(normals, sh).numpy()[0].astype(np.float64)
 
 
 def lowpass(values, weights, down, up):
@@ -99,6 +117,8 @@ def main():
   parser.add_argument("--coarse-checkpoint", required=True)
   parser.add_argument("--fit-steps", type=int, default=0,
                       help="landmark-fit steps after the regressor (0: none)")
+  parser.add_argument("--fit-colour-steps", type=int, default=0,
+                      help="colour-fit steps (albedo, lighting) after the landmark fit")
   args = parser.parse_args()
   import tensorflow as tf
   from gcn_face import coarse as coarse_lib, evaluate, model as model_lib
@@ -106,13 +126,11 @@ def main():
   from shared.render.image_sampling import sample_bilinear
   from gcn_face.config import get_config
   from gcn_face.infer import build_pipeline
-  from mgc_face.data import read_landmarks
   from shared.model import camera as camera_lib
-  from shared.fit import fitter as fitting
   from shared.model import lighting
-  from shared.fit.fitter import FitConfig
   from shared.model.coeffs import CoeffLayout
-  config = get_config("tiny")
+  config = get_config("tiny").replace(coarse_fit_steps=args.fit_steps,
+                                      coarse_fit_colour_steps=args.fit_colour_steps)
   pipeline = build_pipeline(coarse_lib.load_coarse_stage(args.coarse_checkpoint), config)
   model = pipeline.stage.face_model
   decoder, camera = model.decoder(), pipeline.synthesizer.camera
@@ -120,12 +138,15 @@ def main():
   reader = BinReader(args.data)
   truths = evaluate.truth_albedo(reader, model.num_vertices)
   source = Path(reader.metadata["source"])
-  fitter = fitting.Fitter(pipeline.synthesizer,
-                           FitConfig(landmark_steps=args.fit_steps, photometric_steps=0))
+  fits = args.fit_steps > 0 or args.fit_colour_steps > 0
+  if fits and not reader.has_landmarks():
+    print(f"error: {args.data}: --fit-steps needs the records' landmarks; re-create it with "
+          "tools/create_bin.py", file=sys.stderr)
+    sys.exit(2)
   surface = collections.namedtuple("Surface", "posed normals")
   topo = pipeline.topology
   down, up = topo.D[:LOWPASS_LEVELS], topo.U[:LOWPASS_LEVELS]
-  rows, shifts = {name: [] for name in ROWS}, []
+  rows, shifts, regress_seconds = {name: [] for name in ROWS}, [], []
   for i, truth in enumerate(truths):
     if truth is None:
       continue
@@ -133,12 +154,10 @@ def main():
       continue  # Target views only: the true posed vertices of view 0.
     rgb, alpha = reader.image_alpha(i)
     image, alpha = tf.constant(rgb[None]), tf.constant(alpha[None])
-    regressed = None
-    if args.fit_steps > 0:
-      coeffs, features = pipeline.regress(image)
-      target = read_landmarks(source / (reader.names[i] + LANDMARK_SUFFIX))[:1]
-      coeffs = fitter.fit(image, target, init=coeffs).coeffs
-      regressed = (coeffs, features)
+    landmarks = reader.landmarks[i:i + 1] if fits else None
+    started = time.perf_counter()
+    regressed = pipeline.regress(image, landmarks, alpha)
+    regress_seconds.append(time.perf_counter() - started)
     c = pipeline.coarse(image, alpha, regressed=regressed)
     with np.load(source / (reader.names[i] + evaluate.TRUTH_SUFFIX)) as gt:
       gt = {k: gt[k] for k in ("posed", "vertices", "coefficients")}
@@ -148,17 +167,28 @@ def main():
     colours = c.projected.numpy()[0].astype(np.float64)
     seen = weights > 0
     scale = (truth[seen] * coarse_albedo[seen]).sum(0) / (coarse_albedo[seen] ** 2).sum(0)
-    irradiance = lighting.irradiance(c.synth.normals, c.coeffs.lighting).numpy()[0]
-    basis = lighting.sh_basis(c.synth.normals).numpy()[0].astype(np.float64)
+    # The regressor's (or the fit's) lighting; c.coeffs holds the relit one.
+    irradiance = lighting.irradiance(c.synth.normals, regressed[0].lighting).numpy()[0]
     rows["coarse"].append(evaluate.albedo_rmse(coarse_albedo, truth, vis))
     rows["coarse_scaled"].append(evaluate.albedo_rmse(coarse_albedo * scale, truth, vis))
     rows["delit_coarse"].append(evaluate.albedo_rmse(delit(colours, irradiance), truth, vis))
-    ls = fit_irradiance(coarse_albedo, colours, basis, weights)
+    ls = fit_irradiance(coarse_albedo, colours, c.synth.normals, weights, config.relight_ridge)
     delit_ls = delit(colours, ls)
     rows["delit_coarse_ls"].append(evaluate.albedo_rmse(delit_ls, truth, vis))
     tone = (delit_ls[seen]).mean(0) / np.maximum(coarse_albedo[seen].mean(0), MIN_WEIGHT)
     rows["coarse_tone"].append(evaluate.albedo_rmse(np.clip(coarse_albedo * tone, 0, 1), truth,
                                                     vis))
+    for name, prior in (("tone_ambient_prior", np.ones_like(irradiance) * lighting.irradiance(
+        c.synth.normals, tf.zeros_like(regressed[0].lighting)).numpy()[0]),
+                        ("tone_regressor_prior", irradiance)):
+      gain = ls[seen].mean(0) / np.maximum(prior[seen].mean(0), MIN_WEIGHT)
+      rows[name].append(evaluate.albedo_rmse(np.clip(coarse_albedo * gain, 0, 1), truth, vis))
+    smooth = [(delit_ls - coarse_albedo) * weights[:, None]]
+    smooth += [lowpass(smooth[0], weights, topo.D[:k], topo.U[:k]) * weights[:, None]
+               for k in (1, 2, 3)]
+    for k in range(3):
+      rows[f"band{k}_quarter"].append(evaluate.albedo_rmse(
+          np.clip(coarse_albedo + 0.25 * (smooth[k] - smooth[k + 1]), 0, 1), truth, vis))
     for name, gain in (("detail_coarse_ls", 1.0), ("detail_coarse_ls_half", 0.5)):
       rows[name].append(evaluate.albedo_rmse(
           with_detail(coarse_albedo, delit_ls, weights, down, up, gain), truth, vis))
@@ -175,8 +205,7 @@ def main():
                                            camera, config).numpy()[0]
     true_weights = (true_vis[:, 0] > evaluate.VISIBLE_THRESHOLD).astype(np.float64)
     true_colours = sample_bilinear(image, points)[0].numpy()[0].astype(np.float64)
-    ls = fit_irradiance(coarse_albedo, true_colours, lighting.sh_basis(normals).numpy()[0],
-                        true_weights)
+    ls = fit_irradiance(coarse_albedo, true_colours, normals, true_weights, config.relight_ridge)
     rows["delit_true_ls"].append(evaluate.albedo_rmse(delit(true_colours, ls), truth, true_vis))
     sh = layout.split(tf.constant(gt["coefficients"][:1])).lighting   # Head-frame lighting.
     exact = lighting.irradiance(decoder.normals(tf.constant(gt["vertices"][None])), sh)
@@ -208,7 +237,11 @@ def main():
     print(f"{name:24s}{summary[name]:12.4f}")
   print(f"coarse registration error: {np.mean(shifts):.1f} px mean over {len(shifts)} images "
         f"(per image {min(shifts):.1f}-{max(shifts):.1f})")
-  print(json.dumps({"fit_steps": args.fit_steps, "images": len(shifts), "albedo_rmse": summary,
+  warm = regress_seconds[1:] or regress_seconds   # The first call traces and compiles.
+  print(f"regressor + fit: {np.mean(warm):.2f} s per image (batch 1, after the first)")
+  print(json.dumps({"fit_steps": args.fit_steps, "fit_colour_steps": args.fit_colour_steps,
+                    "images": len(shifts), "albedo_rmse": summary,
+                    "regress_seconds_per_image": float(np.mean(warm)),
                     "registration_px": float(np.mean(shifts))}))
 
 

@@ -21,6 +21,13 @@ and a trailer that names every record:
     index   16*N  per record: offset (uint64), CRC-32 of its bytes (uint32), 0 (uint32)
     trailer       JSON {"names": [...], "skipped": [[name, reason], ...], ...}
 
+The trailer may also hold "landmarks": per record 68 (x, y) points in the
+record's pixels (a list of 68 pairs) or null, e.g. the strip dataset's
+detector-like `_lm.txt` landmarks that the GCN's landmark refit of the
+coarse stage (`GCNConfig.coarse_fit_steps`) needs.  The key is optional, so
+files written before it existed read as before (no landmarks) and the
+version stays 1.
+
 RGB is stored as is (not the original's [-1, 1]); uint8 records are 4x
 smaller than the original's float32.  The file must be exactly as long as
 the header says; anything else is refused with one line.
@@ -53,6 +60,8 @@ RGB_CHANNELS = 3
 # The original headerless float32 record: [224, 224, 4] float32.
 LEGACY_RECORD_BYTES = 224 * 224 * 4 * 4
 CREATE_HINT = "re-create it with tools/create_bin.py"
+LANDMARK_KEY = "landmarks"   # Optional trailer list: per record [68, 2] pixels or null.
+NUM_LANDMARKS = 68
 
 assert HEADER.size == HEADER_SIZE
 
@@ -77,6 +86,7 @@ class BinWriter:
     if self.dtype not in DTYPE_CODES:
       raise ValueError(f"dtype must be uint8 or float32, got {self.dtype}")
     self.names, self.entries = [], []
+    self.landmarks = []
     self.metadata = {}
     self._atomic = None
     self._file = None
@@ -88,12 +98,20 @@ class BinWriter:
     self._file.write(b"\0" * HEADER_SIZE)
     return self
 
-  def append(self, record, name):
-    """Adds one [H, W, C] record (dtype and shape must match the file)."""
+  def append(self, record, name, landmarks=None):
+    """Adds one [H, W, C] record (dtype and shape must match the file), with
+    optional [68, 2] landmarks in its pixels."""
     record = np.ascontiguousarray(record)
     if record.shape != self.shape or record.dtype != self.dtype:
       raise ValueError(f"{name}: record {record.shape} {record.dtype} does not match the file's "
                        f"{self.shape} {self.dtype}")
+    if landmarks is not None:
+      landmarks = np.asarray(landmarks, np.float64)
+      if landmarks.shape != (NUM_LANDMARKS, 2) or not np.isfinite(landmarks).all():
+        raise ValueError(f"{name}: landmarks must be {NUM_LANDMARKS} finite (x, y) points, got "
+                         f"shape {landmarks.shape}")
+      landmarks = [[round(float(x), 3), round(float(y), 3)] for x, y in landmarks]
+    self.landmarks.append(landmarks)
     data = record.astype(self.dtype.newbyteorder("<"), copy=False).tobytes()
     self.entries.append((self._file.tell(), zlib.crc32(data)))
     self._file.write(data)
@@ -121,7 +139,10 @@ class BinWriter:
       index["offset"], index["crc32"] = zip(*self.entries)
     index_offset = self._file.tell()
     self._file.write(index.tobytes())
-    trailer = json.dumps({"names": self.names, **self.metadata}).encode("utf-8")
+    fields = {"names": self.names, **self.metadata}
+    if any(points is not None for points in self.landmarks):
+      fields[LANDMARK_KEY] = self.landmarks
+    trailer = json.dumps(fields).encode("utf-8")
     self._file.write(trailer)
     header = HEADER.pack(MAGIC, VERSION, DTYPE_CODES[self.dtype], len(self.entries),
                          *self.shape, 0, HEADER_SIZE, index_offset, len(trailer))
@@ -130,14 +151,16 @@ class BinWriter:
     self._file.flush()
 
 
-def write_bin(path, records, names, metadata=None):
-  """Writes a list of equal-shape [H, W, C] records in one go."""
+def write_bin(path, records, names, metadata=None, landmarks=None):
+  """Writes a list of equal-shape [H, W, C] records in one go (optional
+  per-record [68, 2] landmarks or None)."""
   records = [np.asarray(r) for r in records]
   first = records[0]
+  landmarks = [None] * len(records) if landmarks is None else landmarks
   with BinWriter(path, *first.shape, dtype=first.dtype) as writer:
     writer.metadata.update(metadata or {})
-    for record, name in zip(records, names):
-      writer.append(record, name)
+    for record, name, points in zip(records, names, landmarks):
+      writer.append(record, name, points)
 
 
 class BinReader:
@@ -145,7 +168,9 @@ class BinReader:
 
   Attributes:
     path, count, height, width, channels, dtype (numpy), names (list of str),
-    skipped (list of (name, reason) recorded by create_bin), metadata (dict).
+    skipped (list of (name, reason) recorded by create_bin), metadata (dict),
+    landmarks ([count, 68, 2] float32 pixels, NaN for a record without; None
+    when the file has none).
   """
 
   def __init__(self, path):
@@ -192,9 +217,40 @@ class BinReader:
       fail(self.path, f"trailer names {len(self.names)} records, the header {count}; "
            + CREATE_HINT)
     self.skipped = [tuple(s) for s in self.metadata.get("skipped", [])]
+    self.landmarks = self._read_landmarks()
     self._records = (np.memmap(self.path, self.dtype.newbyteorder("<"), "r", data_offset,
                                (count, height, width, channels)) if count else
                      np.zeros((0, height, width, channels), self.dtype))
+
+  def _read_landmarks(self):
+    """The trailer's optional landmarks -> [count, 68, 2] float32 (NaN: none) or None."""
+    entries = self.metadata.get(LANDMARK_KEY)
+    if entries is None:
+      return None
+    if not isinstance(entries, list) or len(entries) != self.count:
+      found = len(entries) if isinstance(entries, list) else "no list of"
+      fail(self.path, f"damaged trailer: landmarks for {found} records, the header has "
+           f"{self.count}; {CREATE_HINT}")
+    out = np.full((self.count, NUM_LANDMARKS, 2), np.nan, np.float32)
+    for i, points in enumerate(entries):
+      if points is None:
+        continue
+      try:
+        points = np.asarray(points, np.float32)
+      except (TypeError, ValueError):
+        points = None
+      if points is None or points.shape != (NUM_LANDMARKS, 2) or not np.isfinite(points).all():
+        fail(self.path, f"damaged trailer: record {i} ({self.names[i]}) landmarks are not "
+             f"{NUM_LANDMARKS} finite (x, y) points; {CREATE_HINT}")
+      out[i] = points
+    return out
+
+  def has_landmarks(self, indices=None):
+    """Whether every record (or every one of `indices`) has landmarks."""
+    if self.landmarks is None:
+      return False
+    rows = self.landmarks if indices is None else self.landmarks[np.asarray(indices)]
+    return bool(np.isfinite(rows).all())
 
   def _check_magic(self, head, size):
     if head[:len(MAGIC)] == MAGIC:
@@ -234,7 +290,8 @@ class BinReader:
 
   def dataset(self, batch_size=None, shuffle=True, seed=None, num_workers=1, worker_index=0,
               repeat=False, drop_remainder=False):
-    """A `tf.data` pipeline of dicts {index, image [H, W, 3], alpha [H, W, 1]}.
+    """A `tf.data` pipeline of dicts {index, image [H, W, 3], alpha [H, W, 1]}
+    and, when the file has landmarks, landmarks [68, 2] (NaN where a record has none).
 
     Indices are sharded first (`num_workers`, `worker_index`), then shuffled
     (a full shuffle of the indices, reshuffled each epoch), and records are
@@ -255,11 +312,16 @@ class BinReader:
     def read(i):
       return self.image_alpha(int(i))
 
+    landmarks = None if self.landmarks is None else tf.constant(self.landmarks)
+
     def load(i):
       image, alpha = tf.numpy_function(read, [i], (tf.float32, tf.float32), stateful=False)
       image.set_shape(shape + (RGB_CHANNELS,))
       alpha.set_shape(shape + (self.channels - RGB_CHANNELS,))
-      return {"index": i, "image": image, "alpha": alpha}
+      out = {"index": i, "image": image, "alpha": alpha}
+      if landmarks is not None:
+        out["landmarks"] = tf.gather(landmarks, i)
+      return out
 
     ds = tf.data.Dataset.range(self.count).shard(num_workers, worker_index)
     if shuffle:

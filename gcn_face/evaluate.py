@@ -157,7 +157,7 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
     if has_truth:
       truth = tf.constant(np.stack([np.zeros((num_vertices, NUM_RGB), np.float32)
                                     if truths[i] is None else truths[i] for i in indices]))
-    regressed = pipeline.regress(batch["image"])
+    regressed = pipeline.regress(batch["image"], batch.get("landmarks"), batch["alpha"])
     out = {k: v.numpy() for k, v in renders(batch["image"], batch["alpha"], regressed,
                                             truth).items()}
     images = batch["image"].numpy()

@@ -30,6 +30,7 @@ from shared.io.image_io import IMAGE_SUFFIXES, list_images
 from gcn_face import checkpoint as checkpoint_lib
 from gcn_face.binfile import record_stem
 from gcn_face import coarse as coarse_lib
+from gcn_face import layers
 from gcn_face import model as model_lib
 
 UV_TEXTURE_SIZE = 512
@@ -90,6 +91,18 @@ class TexturePipeline:
                        f"the GCN config expects {config.image_size} px")
     self.gcn = model_lib.TextureGCN(topology, config, name="texture_gcn")
     self.skin = tf.constant(stage.face_model.skin_mask)
+    levels = config.lowpass_levels if config.lowpass_weight > 0 else 0
+    if levels > len(topology.D):
+      raise InputError(f"config lowpass_levels {levels}: the hierarchy has {len(topology.D)} "
+                       "pooling steps")
+    self.lowpass_down = [layers.sparse_constant(d) for d in topology.D[:levels]]
+    self.lowpass_up = [layers.sparse_constant(u) for u in topology.U[:levels]]
+    self.fitter = None
+    if config.coarse_fit_steps > 0 or config.coarse_fit_colour_steps > 0:
+      from shared.fit.fitter import Fitter, FitConfig
+      self.fitter = Fitter(self.synthesizer, FitConfig(
+          landmark_steps=config.coarse_fit_steps,
+          photometric_steps=config.coarse_fit_colour_steps))
     self.symmetry = tf.constant(np.asarray(topology.symmetry[0], np.int32).reshape(-1, 2))
 
   @property
@@ -103,14 +116,47 @@ class TexturePipeline:
     self.gcn(tf.zeros([1, self.feature_size]),
              tf.zeros([1, v, model_lib.refiner_input_channels(self.config)]))
 
-  def regress(self, images):
-    """The coarse regressor alone: (Coefficients, features [B, F]).
+  def regress(self, images, landmarks=None, alpha=None):
+    """The coarse regressor, then the landmark refit: (Coefficients, features [B, F]).
 
     Compiled jobs call this eagerly, outside their `tf.function`, and pass
     the result to `coarse`: the regressor is an external frozen model with
     its own compiled path (MGC freezes a graph per batch size on first use).
+
+    With `config.coarse_fit_steps` > 0 and `landmarks` ([B, 68, 2] pixels of
+    the crop; rows with NaN are left alone), the pose, identity and
+    expression are refitted to the landmarks, then with
+    `config.coarse_fit_colour_steps` the albedo and lighting to the image
+    inside `alpha` ([B, H, W, 1], default: everywhere) (`fit_coarse`).
     """
-    return self.stage(tf.convert_to_tensor(images, tf.float32))
+    coeffs, features = self.stage(tf.convert_to_tensor(images, tf.float32))
+    if self.fitter is not None and landmarks is not None:
+      coeffs = self.fit_coarse(images, landmarks, coeffs, alpha)
+    return coeffs, features
+
+  def fit_coarse(self, images, landmarks, coeffs, alpha=None):
+    """The batch's coefficients refitted to [B, 68, 2] landmarks (rows with NaN kept).
+
+    One batched `Fitter.fit` started from `coeffs`: `config.coarse_fit_steps`
+    landmark steps (pose, identity, expression), then
+    `config.coarse_fit_colour_steps` colour steps (albedo, lighting; skin
+    region `alpha`); without colour steps albedo and lighting stay the
+    regressor's.
+    """
+    landmarks = np.asarray(landmarks, np.float32)
+    rows = np.flatnonzero(np.isfinite(landmarks).all(axis=(1, 2)))
+    if rows.size == 0:
+      return coeffs
+    images = tf.convert_to_tensor(images, tf.float32)
+    init = type(coeffs)(*[tf.gather(part, rows) for part in coeffs])
+    skin = None if alpha is None else tf.gather(tf.convert_to_tensor(alpha, tf.float32), rows)
+    fitted = self.fitter.fit(tf.gather(images, rows), landmarks[rows], init=init, skin=skin,
+                             render=False).coeffs
+    if rows.size == landmarks.shape[0]:
+      return type(coeffs)(*[tf.stop_gradient(part) for part in fitted])
+    index = tf.constant(rows[:, None], tf.int32)
+    return type(coeffs)(*[tf.stop_gradient(tf.tensor_scatter_nd_update(old, index, new))
+                          for old, new in zip(coeffs, fitted)])
 
   def coarse(self, images, alpha=None, regressed=None):
     """The coarse stage: synthesis, render and the refiner's inputs.
@@ -266,20 +312,24 @@ class PhotoFrontEnd:
     self.front = PhotoReconstructor(face_model)
 
   def crops(self, path, image):
-    """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1])."""
+    """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1],
+    the detector's 68 landmarks [68, 2] in crop pixels)."""
     jobs, _ = self.front.drop_weak(self.front.detect(image))
     if not jobs:
       fail(path, "no face found")
-    return [(f"_face{k}", np.asarray(j.aligned.image[..., :3], np.float32) / UINT8_MAX)
-            for k, j in enumerate(jobs)]
+    return [(f"_face{k}", np.asarray(j.aligned.image[..., :3], np.float32) / UINT8_MAX,
+             np.asarray(j.aligned.landmarks68, np.float32)) for k, j in enumerate(jobs)]
 
 
 def test_inputs(input_path, size, face_model=None):
-  """Yields (name, rgb, alpha or None) for an image, a folder of images or a .bin.
+  """Yields (name, rgb, alpha or None, landmarks [68, 2] or None) for an image,
+  a folder of images or a .bin.
 
-  An image of `size` x `size` pixels is taken as an aligned crop; any other
-  size as a photo: each face found in it (`PhotoFrontEnd`, which needs
-  `face_model`) becomes one crop named STEM_faceK, without alpha.
+  An image of `size` x `size` pixels is taken as an aligned crop (no
+  landmarks); any other size as a photo: each face found in it
+  (`PhotoFrontEnd`, which needs `face_model`) becomes one crop named
+  STEM_faceK, without alpha, with the detector's landmarks.  .bin records
+  carry the landmarks the file holds.
   """
   path = Path(input_path)
   if not path.exists():
@@ -290,7 +340,10 @@ def test_inputs(input_path, size, face_model=None):
     reader.require_size(size)
     for i in range(len(reader)):
       rgb, alpha = reader.image_alpha(i)
-      yield record_stem(reader.names[i], i), rgb, alpha
+      landmarks = None
+      if reader.landmarks is not None and np.isfinite(reader.landmarks[i]).all():
+        landmarks = reader.landmarks[i]
+      yield record_stem(reader.names[i], i), rgb, alpha, landmarks
     return
   files = [path] if path.is_file() else list_images(path)
   if not files:
@@ -299,11 +352,11 @@ def test_inputs(input_path, size, face_model=None):
   for f in files:
     rgb, alpha = read_rgb_alpha(f)
     if rgb.shape[:2] == (size, size):
-      yield f.stem, rgb, alpha
+      yield f.stem, rgb, alpha, None
       continue
     front = front or PhotoFrontEnd(face_model)
-    for suffix, crop in front.crops(f, export.to_uint8(rgb)):
-      yield f.stem + suffix, crop, None
+    for suffix, crop, landmarks in front.crops(f, export.to_uint8(rgb)):
+      yield f.stem + suffix, crop, None, landmarks
 
 
 @dataclasses.dataclass
@@ -338,11 +391,12 @@ def run_test(pipeline, input_path, output_dir, limit=None):
   step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
                                                                      regressed))
   inputs = test_inputs(input_path, pipeline.config.image_size, model)
-  for k, (name, rgb, alpha) in enumerate(inputs):
+  for k, (name, rgb, alpha, landmarks) in enumerate(inputs):
     if limit is not None and k >= limit:
       break
     images = tf.constant(rgb[None])
-    regressed = pipeline.regress(images)
+    regressed = pipeline.regress(images, None if landmarks is None else landmarks[None],
+                                 None if alpha is None else tf.constant(alpha[None]))
     out = (step(images, tf.constant(alpha[None]), regressed) if alpha is not None
            else step_no_alpha(images, regressed))
     out = {key: value.numpy()[0] for key, value in out.items()}

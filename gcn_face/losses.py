@@ -11,6 +11,7 @@ With T' the refined albedo, T the coarse (PCA) albedo, c = SH-lit colours:
 | variance    | per-channel variance of T' over the skin vertices           | 0.01 x ren        |
 | refine      | L1(T', T)                                                   | refine x ref      |
 | fc L2       | sum of squared fc weights / 2 (tf.nn.l2_loss)               | 5e-4              |
+| lowpass     | L1 of the mesh low-pass of T' - T (not in the original)     | lowpass (0 = off) |
 | adversarial | WGAN-GP: -E[D(fake)] (critic: E[D(fake)] - E[D(real)] + 10 GP) | 1e-3 x ren     |
 
 ren = clip(0.2 epoch, 0, 1) and ref = clip(1 - ren, 0.2, 1) (`sigma`).
@@ -25,11 +26,12 @@ All terms are means over the batch.
 import numpy as np
 import tensorflow as tf
 
+from gcn_face import layers
 from shared.train import losses as shared_losses
 
 NORM_EPS = 1e-12  # Inside square roots: a finite gradient at zero distance.
 TERMS = ("pixel", "project", "perception", "symmetry", "variance", "refine", "fc_l2",
-         "adversarial")
+         "adversarial", "lowpass")
 
 
 def sigma(config, epoch):
@@ -79,6 +81,22 @@ def projection_loss(lit, projected, visibility, lit_coarse, invisible_weight):
 def refine_loss(albedo, coarse_albedo):
   """mean |T' - T| (scalar), both [B, V, 3]."""
   return tf.reduce_mean(tf.abs(albedo - coarse_albedo))
+
+
+def lowpass_loss(albedo, coarse_albedo, down, up):
+  """mean |U_0 .. U_{k-1} D_{k-1} .. D_0 (T' - T_pca)|: the low frequencies of the change.
+
+  Args:
+    albedo, coarse_albedo: [B, V, 3].
+    down, up: the first k pooling [V_{l+1}, V_l] and unpooling [V_l, V_{l+1}]
+      matrices (`gcn_face.layers.SparseMatrix`).
+  """
+  x = albedo - coarse_albedo
+  for matrix in down:
+    x = layers.resample(x, matrix)
+  for matrix in reversed(up):
+    x = layers.resample(x, matrix)
+  return tf.reduce_mean(tf.abs(x))
 
 
 def symmetry_loss(albedo, pairs):
@@ -152,4 +170,4 @@ def total_loss(terms, ren, ref, config):
               + config.variance_weight * get("variance")
               + config.adversarial_weight * get("adversarial"))
   return ren * rendered + ref * config.refine_weight * get("refine") + \
-      config.fc_l2_weight * get("fc_l2")
+      config.fc_l2_weight * get("fc_l2") + config.lowpass_weight * get("lowpass")

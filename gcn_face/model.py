@@ -117,19 +117,22 @@ def refine_inputs(image, alpha, synth, render, camera, config, sh=None, sampled=
   return tf.stop_gradient(inputs), tf.stop_gradient(colours), tf.stop_gradient(vis)
 
 
-def refit_lighting(albedo, normals, colours, weights, ridge):
+def refit_lighting(albedo, normals, colours, weights, ridge, prior=None):
   """SH lighting fitted by least squares to the image with the albedo held.
 
   Per image and colour channel c, the 9 coefficients g minimise
-  sum_v w_v (a_vc (Y_v . g) - col_vc)^2 + ridge |g - g_0|^2 (g_0 = 0 after the
-  ambient offset), Y the SH basis of the normals: the lighting that best
-  explains the image under this albedo, so that shading the coarse lighting
-  misses is not left for the albedo to absorb.
+  sum_v w_v (a_vc (Y_v . g) - col_vc)^2 + ridge |g - g_0|^2, Y the SH basis
+  of the normals and g_0 the prior (`prior` plus the ambient offset; the
+  zero lighting by default): the lighting that best explains the image under
+  this albedo, so that shading the coarse lighting misses is not left for
+  the albedo to absorb.
 
   Args:
     albedo, normals, colours: [B, V, 3] (colours: image colours at the vertices).
     weights: [B, V, 1] visibility in [0, 1].
     ridge: Tikhonov weight.
+    prior: optional [B, 27] SH coefficients the ridge pulls towards (e.g. the
+      regressor's lighting); None: zero.
 
   Returns:
     [B, 27] SH coefficients (colour-major, as `Coefficients.lighting`).
@@ -140,7 +143,11 @@ def refit_lighting(albedo, normals, colours, weights, ridge):
   gram = tf.einsum("bvc,bvk,bvl->bckl", weighted * albedo, basis, basis)
   rhs = tf.einsum("bvc,bvk->bck", weighted * colours, basis)[..., None]
   eye = tf.eye(lighting.NUM_BANDS, batch_shape=[1, 1])
-  gamma = tf.linalg.solve(gram + ridge * eye, rhs + ridge * ambient[None, None, :, None])
+  centre = ambient[None, None, :]
+  if prior is not None:
+    centre = centre + tf.reshape(tf.cast(prior, centre.dtype),
+                                 [-1, lighting.NUM_CHANNELS, lighting.NUM_BANDS])
+  gamma = tf.linalg.solve(gram + ridge * eye, rhs + ridge * centre[..., None])
   sh = gamma[..., 0] - ambient                                          # [B, 3, 9]
   return tf.stop_gradient(tf.reshape(sh, [-1, lighting.NUM_CHANNELS * lighting.NUM_BANDS]))
 

@@ -29,6 +29,7 @@ before the optimiser sums the gradients over replicas.
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from gcn_face import checkpoint as checkpoint_lib
@@ -136,6 +137,9 @@ class Trainer:
         "refine": losses.refine_loss(refined.albedo, synth.albedo),
         "fc_l2": losses.fc_l2_loss(p.gcn.fc_kernels()),
     }
+    if cfg.lowpass_weight > 0:
+      terms["lowpass"] = losses.lowpass_loss(refined.albedo, synth.albedo, p.lowpass_down,
+                                             p.lowpass_up)
     if p.embedding is not None or self.gan:
       fake = self.fake_image(coarse, refined)
       if p.embedding is not None:
@@ -204,15 +208,21 @@ class Trainer:
   def _replica_apply(self, grads):
     self.optimizer.apply_gradients(zip(grads, self.pipeline.gcn.trainable_variables))
 
-  def train_step(self, images, alpha, epoch):
+  def train_step(self, images, alpha, epoch, landmarks=None):
     """One guarded step on a batch -> (terms as floats, applied: bool, visuals).
 
-    Under a strategy `images` and `alpha` are per-replica values (an element
-    of the distributed dataset); the terms are averaged over replicas.
+    Under a strategy `images`, `alpha` (and `landmarks`) are per-replica
+    values (an element of the distributed dataset); the terms are averaged
+    over replicas.  `landmarks` [B, 68, 2] feed the coarse landmark refit
+    (`config.coarse_fit_steps`).
     """
     ren, ref = losses.sigma(self.config, epoch)
     # Eagerly, per local replica: see TexturePipeline.regress.
-    regressed = distribute.map_local(self.strategy, self.pipeline.regress, images)
+    if landmarks is None:
+      regressed = distribute.map_local(self.strategy, self.pipeline.regress, images)
+    else:
+      regressed = distribute.map_local(self.strategy, self.pipeline.regress, images, landmarks,
+                                       alpha)
     critic = self._critic_steps(images, alpha, regressed) if self.gan else None
     terms, applied, visuals = self.guard(images, alpha, regressed, tf.constant(ren),
                                          tf.constant(ref))
@@ -264,6 +274,14 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
   """
   reader = BinReader(data_path)
   reader.require_size(config.image_size)
+  fits = config.coarse_fit_steps > 0 or config.coarse_fit_colour_steps > 0
+  if fits and not reader.has_landmarks():
+    missing = len(reader) if reader.landmarks is None else int(
+        (~np.isfinite(reader.landmarks).all(axis=(1, 2))).sum())
+    (log or train_loop.stderr_log)(
+        f"warning: {data_path}: {missing} of {len(reader)} records have no landmarks; they keep "
+        f"the regressor's coarse coefficients (config '{config.name}' refits the coarse stage "
+        "to landmarks: tools/create_bin.py packs them from a dataset's _lm.txt files)")
   if len(reader) < config.batch_size:
     fail(data_path, f"has {len(reader)} records, fewer than one batch of {config.batch_size}")
   steps_per_epoch = config.steps_per_epoch or max(1, len(reader) // config.batch_size)
@@ -293,7 +311,8 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
     epoch = int(trainer.step.numpy()) // steps_per_epoch
     trainer.set_learning_rate(epoch)
     batch = next(data)
-    return trainer.train_step(batch["image"], batch["alpha"], epoch)
+    landmarks = batch.get("landmarks") if fits else None
+    return trainer.train_step(batch["image"], batch["alpha"], epoch, landmarks)
 
   result = loop.run(next_step, total_steps, progress)
   trainer.log(f"trained {result.steps - result.first_step} steps in {result.seconds:.1f} s "

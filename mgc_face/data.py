@@ -30,13 +30,14 @@ import tensorflow as tf
 
 from shared.errors import InputError
 from shared.io import image_io
+from shared.io import landmark_file
 from shared.io.fileio import write_text_atomic
 
 VIEW_SIZE = 224
-NUM_VIEWS = 3
+NUM_VIEWS = landmark_file.NUM_VIEWS
 STRIP_WIDTH = VIEW_SIZE * NUM_VIEWS
-NUM_LANDMARKS = 68
-VIEW_NAMES = ("target", "source1", "source2")
+NUM_LANDMARKS = landmark_file.NUM_LANDMARKS
+VIEW_NAMES = landmark_file.VIEW_NAMES
 STRIP_ORDER = (1, 0, 2)     # Strip panel index of target, source1, source2.
 LANDMARK_SUFFIX = "_lm.txt"
 CAM_SUFFIX = "_cam.txt"
@@ -47,8 +48,7 @@ FLAG_MONO = 0
 FLAG_MULTIVIEW = 2
 VALID_FLAGS = (0, 1, 2)
 UINT8_MAX = 255.0
-LANDMARK_HEADER = ("# face3d landmarks v1: per view (target, source1, source2) a 'view NAME' "
-                   "line, then 68 lines 'x,y' in that view's 224x224 pixels")
+LANDMARK_HEADER = landmark_file.LANDMARK_HEADER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +79,7 @@ class Record:
 
 # ----------------------------------------------------------------------------- list files
 
-def _read_text(path, kind):
-  """The file's text; InputError if it is not UTF-8 text."""
-  try:
-    return Path(path).read_text()
-  except UnicodeDecodeError:
-    raise InputError(f"{path}: not a text {kind} (not UTF-8)") from None
+_read_text = landmark_file.read_text
 
 
 def read_list(path):
@@ -113,54 +108,11 @@ def write_list(path, records):
 
 # ----------------------------------------------------------------------------- landmarks
 
-def format_landmarks(landmarks):
-  """[3, 68, 2] -> `_lm.txt` text."""
-  landmarks = np.asarray(landmarks, np.float64)
-  lines = [LANDMARK_HEADER]
-  for name, points in zip(VIEW_NAMES, landmarks):
-    lines.append(f"view {name}")
-    lines.extend(f"{x:.3f},{y:.3f}" for x, y in points)
-  return "\n".join(lines) + "\n"
-
-
-def write_landmarks(path, landmarks):
-  write_text_atomic(path, format_landmarks(landmarks))
-
-
-def _two_numbers(line):
-  parts = line.replace(",", " ").split()
-  if len(parts) != 2:
-    return None
-  try:
-    return float(parts[0]), float(parts[1])
-  except ValueError:
-    return None
-
-
-def read_landmarks(path):
-  """Reads `_lm.txt` (or MGCNet `_cam.txt`) -> [3, 68, 2] float32 (target first).
-
-  Raises:
-    InputError: missing file, wrong point count or non-finite values.
-  """
-  path = Path(path)
-  if not path.exists():
-    raise InputError(f"{path}: landmark file not found")
-  points = []
-  for line in _read_text(path, "landmark file").splitlines():
-    if line.lstrip().startswith("#"):
-      continue
-    xy = _two_numbers(line)
-    if xy is not None:
-      points.append(xy)
-  expected = NUM_VIEWS * NUM_LANDMARKS
-  if len(points) != expected:
-    raise InputError(f"{path}: expected {expected} landmark lines 'x,y' ({NUM_VIEWS} views x "
-                     f"{NUM_LANDMARKS}), found {len(points)}")
-  out = np.asarray(points, np.float32).reshape(NUM_VIEWS, NUM_LANDMARKS, 2)
-  if not np.isfinite(out).all():
-    raise InputError(f"{path}: non-finite landmark values")
-  return out
+# The `_lm.txt` reader and writer live in `shared.io.landmark_file` (no TensorFlow, so
+# tools/create_bin.py can use them); re-exported here for the dataset code.
+format_landmarks = landmark_file.format_landmarks
+write_landmarks = landmark_file.write_landmarks
+read_landmarks = landmark_file.read_landmarks
 
 
 # ----------------------------------------------------------------------------- strips

@@ -229,3 +229,65 @@ def test_create_bin_cli_one_line_for_missing_input(tmp_path):
                           capture_output=True, text=True)
   assert result.returncode == 2
   assert result.stderr.strip() == f"error: {tmp_path / 'nope'}: input folder not found"
+
+
+def test_landmarks_round_trip_and_files_without_them_read_as_before(tmp_path, rng):
+  """Per-record landmarks (or none) survive the trailer; a file without any has no
+  'landmarks' key at all (the pre-landmark layout, version 1) and reads as before."""
+  import json
+  records = random_rgba(rng, 3)
+  points = [rng.uniform(0, SIZE, (68, 2)), None, rng.uniform(0, SIZE, (68, 2))]
+  path = tmp_path / "lm.bin"
+  binfile.write_bin(path, records, ["a", "b", "c"], landmarks=points)
+  reader = binfile.BinReader(path)
+  np.testing.assert_allclose(reader.landmarks[0], points[0], atol=1e-3)
+  np.testing.assert_allclose(reader.landmarks[2], points[2], atol=1e-3)
+  assert np.isnan(reader.landmarks[1]).all()
+  assert reader.has_landmarks([0, 2]) and not reader.has_landmarks()
+  batch = next(iter(reader.dataset(3, shuffle=False)))
+  np.testing.assert_allclose(batch["landmarks"].numpy()[2], points[2], atol=1e-3)
+  plain = tmp_path / "plain.bin"
+  binfile.write_bin(plain, records, ["a", "b", "c"])
+  raw = plain.read_bytes()
+  header = binfile.HEADER.unpack(raw[:binfile.HEADER_SIZE])
+  assert header[1] == 1  # version unchanged
+  assert "landmarks" not in json.loads(raw[-header[-1]:].decode())
+  reader = binfile.BinReader(plain)
+  assert reader.landmarks is None and not reader.has_landmarks()
+  assert set(next(iter(reader.dataset(3, shuffle=False)))) == {"index", "image", "alpha"}
+
+
+@pytest.mark.parametrize("bad", [[[1.0, 2.0]] * 3, "x", [[[1.0, 2.0]] * 67] * 3,
+                                 [[[1.0, float("nan")]] * 68] * 3])
+def test_damaged_landmarks_are_refused_with_one_line(tmp_path, rng, bad):
+  path = tmp_path / "bad.bin"
+  with binfile.BinWriter(path, SIZE, SIZE, 4) as writer:
+    writer.metadata["landmarks"] = bad
+    for i, record in enumerate(random_rgba(rng, 3)):
+      writer.append(record, f"r{i}")
+  with pytest.raises(InputError, match="damaged trailer") as error:
+    binfile.BinReader(path)
+  assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_create_bin_packs_each_views_landmarks_and_scales_them(tmp_path, rng):
+  """_lm.txt (target, source1, source2) goes to records NAME, NAME#0 and NAME#2;
+  a strip without the file gets none; --size scales the points with the image."""
+  from shared.io.landmark_file import write_landmarks
+  (tmp_path / "seq").mkdir()
+  for i in range(2):
+    write_png(tmp_path / "seq" / f"{i:04d}.png",
+              rng.integers(0, 256, (SIZE, 3 * SIZE, 3), dtype=np.uint8))
+    write_png(tmp_path / "seq" / f"{i:04d}_skin.png", np.full((SIZE, 3 * SIZE, 3), 255, np.uint8))
+  views = rng.uniform(0, SIZE, (3, 68, 2)).astype(np.float32)
+  write_landmarks(tmp_path / "seq" / "0000_lm.txt", views)
+  (tmp_path / "test.txt").write_text("1 seq 0000\n1 seq 0001\n")
+  out = tmp_path / "t.bin"
+  create_bin.pack(tmp_path, out, split="test", all_views=True)
+  reader = binfile.BinReader(out)
+  assert reader.names[:3] == ["seq/0000", "seq/0000#0", "seq/0000#2"]
+  for record, view in ((0, 0), (1, 1), (2, 2)):
+    np.testing.assert_allclose(reader.landmarks[record], views[view], atol=2e-3)
+  assert np.isnan(reader.landmarks[3:]).all()
+  create_bin.pack(tmp_path, out, size=2 * SIZE, split="test")
+  np.testing.assert_allclose(binfile.BinReader(out).landmarks[0], 2 * views[0], atol=4e-3)

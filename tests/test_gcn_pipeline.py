@@ -40,7 +40,7 @@ NUM_IMAGES = 6
 ALBEDO_SCALE = 2.0    # Std units of the true albedo coefficients.
 BACKGROUND = 0.2
 TOY = TINY.replace(
-    factors=FACTORS, image_size=SIZE, decoder_channels=(16, 16), refiner_channels=(16, 32),
+    coarse_fit_steps=0, factors=FACTORS, image_size=SIZE, decoder_channels=(16, 16), refiner_channels=(16, 32),
     refiner_skip_levels=(1,), resnet_decoder_channels=(8, 3), resnet_refiner_channels=(8, 16),
     disc_channels=(4, 4, 4, 4), decoder_fc_channels=8, refiner_bottleneck=16, batch_size=2,
     steps_per_epoch=2, log_every=1000, checkpoint_every=1000, learning_rate=3e-3)
@@ -191,6 +191,68 @@ def test_refit_lighting_recovers_the_lighting_and_matches_numpy():
       np.testing.assert_allclose(fitted[b, c * 9:(c + 1) * 9], gamma - prior, atol=2e-3)
 
 
+def test_refit_lighting_prior_matches_numpy():
+  """With a prior, the ridge pulls towards it: numpy's weighted ridge solve around it."""
+  from shared.model import lighting
+  rng = np.random.default_rng(6)
+  normals = rng.normal(size=(2, 150, 3))
+  normals = (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float32)
+  albedo = rng.uniform(0.2, 0.9, (2, 150, 3)).astype(np.float32)
+  colours = rng.uniform(0.1, 0.9, (2, 150, 3)).astype(np.float32)
+  weights = rng.uniform(0, 1, (2, 150, 1)).astype(np.float32)
+  prior = rng.normal(0, 0.3, (2, 27)).astype(np.float32)
+  ridge = 2.0
+  fitted = model_lib.refit_lighting(albedo, normals, colours, weights, ridge, prior).numpy()
+  basis = lighting.sh_basis(normals).numpy().astype(np.float64)
+  for b in range(2):
+    for c in range(3):
+      centre = prior[b, c * 9:(c + 1) * 9].astype(np.float64)
+      centre[0] += lighting.AMBIENT_DC
+      x = albedo[b, :, c:c + 1] * basis[b]
+      w = weights[b, :, 0]
+      gamma = np.linalg.solve((x * w[:, None]).T @ x + ridge * np.eye(9),
+                              (x * w[:, None]).T @ colours[b, :, c] + ridge * centre)
+      gamma[0] -= lighting.AMBIENT_DC
+      np.testing.assert_allclose(fitted[b, c * 9:(c + 1) * 9], gamma, atol=2e-3)
+  # A huge ridge returns the prior itself.
+  np.testing.assert_allclose(model_lib.refit_lighting(albedo, normals, colours, weights, 1e6,
+                                                      prior).numpy(), prior, atol=1e-3)
+
+
+class ShiftedRegressor(ToyRegressor):
+  """The toy regressor with its pose off: a translation error of `SHIFT` model units."""
+  SHIFT = (0.06, -0.04, 0.0)
+
+  def __call__(self, images):
+    coeffs, features = super().__call__(images)
+    return coeffs._replace(translation=coeffs.translation + tf.constant(self.SHIFT)), features
+
+
+def test_coarse_fit_lowers_the_landmark_error(toy):
+  """coarse_fit_steps refits a misplaced coarse pose to the 2D landmarks in one batched
+  fit; a record without landmarks (NaN) keeps the regressor's coefficients."""
+  face_model, topology, _, images, _, truth = toy
+  layout = CoeffLayout.for_model(face_model)
+  stage = CoarseStage(ShiftedRegressor(layout, truth), face_model, FEATURES, CAMERA)
+  synth = FaceSynthesizer(face_model, CAMERA)
+  target = synth(layout.split(truth[None]), render=False).landmarks2d.numpy()
+  landmarks = np.repeat(target, 3, axis=0)
+  landmarks[2] = np.nan
+  off, _ = infer.TexturePipeline(stage, topology, TOY).regress(images[:3], landmarks)
+  fitted, _ = infer.TexturePipeline(stage, topology, TOY.replace(coarse_fit_steps=60)).regress(
+      images[:3], landmarks)
+
+  def error(coeffs):
+    points = synth(coeffs, render=False).landmarks2d.numpy()
+    return np.linalg.norm(points - target, axis=-1).mean(-1)
+
+  before, after = error(off), error(fitted)
+  assert before.min() > 1.5                       # pixels of the 64 px crop
+  assert np.all(after[:2] < 0.25 * before[:2])
+  np.testing.assert_allclose(after[2], before[2])  # no landmarks: untouched
+  np.testing.assert_array_equal(fitted.albedo.numpy(), off.albedo.numpy())
+
+
 def test_discriminator_scores_batch():
   critic = model_lib.Discriminator(TOY)
   scores = critic(tf.zeros([3, SIZE, SIZE, 3]))
@@ -330,9 +392,11 @@ def test_photo_front_end_crops_faces(tmp_path):
   from shared.model.face_model import load_face_model
   cv2.imwrite(str(tmp_path / "astronaut.png"), data.astronaut()[..., ::-1])
   inputs = list(infer.test_inputs(tmp_path, 224, load_face_model()))
-  assert [name for name, _, _ in inputs] == ["astronaut_face0"]
-  _, rgb, alpha = inputs[0]
+  assert [name for name, *_ in inputs] == ["astronaut_face0"]
+  _, rgb, alpha, landmarks = inputs[0]
   assert rgb.shape == (224, 224, 3) and alpha is None and 0.2 < rgb.mean() < 0.8
+  # The detector's landmarks, in crop pixels, for the coarse landmark refit.
+  assert landmarks.shape == (68, 2) and (landmarks > 0).all() and (landmarks < 224).all()
   cv2.imwrite(str(tmp_path / "astronaut.png"), np.zeros((300, 300, 3), np.uint8))
   with pytest.raises(InputError, match="no face found"):
     list(infer.test_inputs(tmp_path / "astronaut.png", 224, load_face_model()))

@@ -85,3 +85,29 @@ def test_a_non_finite_step_changes_neither_generator_nor_critic(toy):  # noqa: F
   assert applied and np.isfinite(terms["total"])
   assert int(trainer.optimizer.iterations.numpy()) == 1
   assert int(trainer.critic_optimizer.iterations.numpy()) == 1
+
+
+def test_training_with_the_coarse_fit_uses_the_bins_landmarks(toy, tmp_path):  # noqa: F811
+  """coarse_fit_steps: records with landmarks are refitted in the training step, the others
+  keep the regressor's coefficients, and one warning line says how many lack them."""
+  from shared.model.coeffs import CoeffLayout
+  from shared.render.face_image import FaceSynthesizer
+  from test_gcn_pipeline import CAMERA
+  face_model, _, _, images, alpha, truth = toy
+  synth = FaceSynthesizer(face_model, CAMERA)
+  target = synth(CoeffLayout.for_model(face_model).split(truth[None]),
+                 render=False).landmarks2d.numpy()[0]
+  records = np.concatenate([images.numpy(), alpha.numpy()], -1)
+  path = tmp_path / "lm.bin"
+  binfile.write_bin(path, [np.round(r * 255).astype(np.uint8) for r in records],
+                    [f"{i}.png" for i in range(NUM_IMAGES)],
+                    landmarks=[target if i % 2 == 0 else None for i in range(NUM_IMAGES)])
+  config = TOY.replace(coarse_fit_steps=5)
+  _, topology, stage, *_ = toy
+  messages = []
+  result = train_lib.train(infer.TexturePipeline(stage, topology, config), config, path,
+                           tmp_path / "ckpt", "coarse-dir", steps=2, log=messages.append,
+                           progress=False)
+  assert result.steps == 2 and np.isfinite(result.terms["total"])
+  warnings = [m for m in messages if m.startswith("warning:")]
+  assert len(warnings) == 1 and f"{NUM_IMAGES // 2} of {NUM_IMAGES} records" in warnings[0]

@@ -11,6 +11,10 @@ Inputs (DIR):
   <frame>_skin.jpg): the target view (middle third) with the skin strip's
   middle third as alpha.  --split picks the list (default train);
   --all-views packs the two source views too (three records per line).
+  Each record also carries its view's 68 landmarks from <frame>_lm.txt
+  (the dataset's detector-like noisy landmarks, in the view's pixels) when
+  that file exists: the GCN's landmark refit of the coarse stage
+  (`GCNConfig.coarse_fit_steps`) uses them.
 * otherwise every image in DIR (png, jpg, bmp, webp, tif; sorted by path,
   sub-folders included).  RGBA images keep their alpha.  An image without
   alpha (or with an alpha that is opaque everywhere, which is no mask) takes the face model's projected skin region when a coefficients
@@ -43,6 +47,8 @@ SKIN_SUFFIX = "_skin"
 STRIP_VIEWS = 3
 TARGET_VIEW = 1          # Strip panels: source1 | target | source2.
 STRIP_PANELS = (1, 0, 2)  # --all-views: target first, then the sources.
+PANEL_LANDMARK_VIEW = {1: 0, 0: 1, 2: 2}  # Strip panel -> view in _lm.txt (target first).
+LANDMARK_SUFFIX = "_lm.txt"
 LIST_FIELDS = 3
 UINT8_MAX = 255
 EXIT_INPUT_ERROR = 2
@@ -77,7 +83,8 @@ def resize(image, size):
 
 
 # ---------------------------------------------------------------------------
-# Sources: each yields (name, loader) where loader() -> RGBA uint8 or raises Skip.
+# Sources: each yields (name, loader) where loader() -> (RGBA uint8, [68, 2]
+# landmarks in its pixels or None) or raises Skip.
 
 
 def strip_sources(folder, split, all_views=False):
@@ -122,8 +129,20 @@ def _strip_loader(folder, frame, panel):
       raise Skip(f"strip width {width} is not a multiple of {STRIP_VIEWS}")
     view = slice(panel * width // STRIP_VIEWS, (panel + 1) * width // STRIP_VIEWS)
     alpha = skin[:, view].mean(axis=2, keepdims=True).round().astype(np.uint8)
-    return np.concatenate([strip[:, view], alpha], axis=2)
+    return np.concatenate([strip[:, view], alpha], axis=2), _strip_landmarks(folder, frame, panel)
   return loader
+
+
+def _strip_landmarks(folder, frame, panel):
+  """The panel's view of <frame>_lm.txt ([68, 2] pixels), None without a file; Skip if bad."""
+  path = folder / (frame + LANDMARK_SUFFIX)
+  if not path.is_file():
+    return None
+  from shared.io.landmark_file import read_landmarks
+  try:
+    return read_landmarks(path)[PANEL_LANDMARK_VIEW[panel]]
+  except InputError as error:
+    raise Skip(str(error).removeprefix(f"{path}: ")) from None
 
 
 def _find(folder, stem):
@@ -147,7 +166,7 @@ def _image_loader(path, skin_from_coefficients):
   def loader():
     image = read_image(path)
     if has_mask(image):
-      return image
+      return image, None
     coeff_file = next((path.with_name(path.stem + s) for s in COEFF_SUFFIXES
                        if path.with_name(path.stem + s).is_file()), None)
     if coeff_file is None:
@@ -155,7 +174,7 @@ def _image_loader(path, skin_from_coefficients):
                  + ", ".join(path.stem + s for s in COEFF_SUFFIXES) + ") to project the "
                  "skin region from")
     alpha = skin_from_coefficients(coeff_file, image.shape[:2])
-    return np.concatenate([image[..., :3], alpha], axis=2)
+    return np.concatenate([image[..., :3], alpha], axis=2), None
   return loader
 
 
@@ -233,11 +252,13 @@ def pack(input_dir, output, size=None, split="train", dtype="uint8", face_model=
   with _LazyWriter(output, store, BinWriter) as lazy:
     for name, loader in sources:
       try:
-        record = loader()
+        record, landmarks = loader()
       except Skip as reason:
         skipped.append((name, str(reason)))
         continue
       if size is not None:
+        if landmarks is not None:  # Pixel centres at +0.5: coordinates scale exactly.
+          landmarks = landmarks * (np.array([size, size]) / np.array(record.shape[1::-1]))
         record = resize(record, size)
       elif first is not None and record.shape != first[1]:
         fail(output, f"images of mixed sizes: {name} is {record.shape[1]}x{record.shape[0]} "
@@ -246,7 +267,7 @@ def pack(input_dir, output, size=None, split="train", dtype="uint8", face_model=
         first = (name, record.shape)
       if store == np.float32:
         record = record.astype(np.float32) / UINT8_MAX
-      lazy.append(record, name)
+      lazy.append(record, name, landmarks)
     if lazy.writer is None:
       reason = f"; first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
       fail(folder, f"no image could be packed ({len(skipped)} refused){reason}")
@@ -266,10 +287,10 @@ class _LazyWriter:
   def __enter__(self):
     return self
 
-  def append(self, record, name):
+  def append(self, record, name, landmarks=None):
     if self.writer is None:
       self.writer = self.writer_class(self.path, *record.shape, dtype=self.dtype).__enter__()
-    self.writer.append(record, name)
+    self.writer.append(record, name, landmarks)
 
   def __exit__(self, kind, value, traceback):
     if self.writer is not None:

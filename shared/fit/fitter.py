@@ -156,7 +156,8 @@ class FitConfig:
 @dataclasses.dataclass
 class FitResult:
   """coeffs: fitted `Coefficients` (tensors, [B, ...]).
-  synthesis: `shared.render.face_image.Synthesis` of the fitted coefficients (rendered).
+  synthesis: `shared.render.face_image.Synthesis` of the fitted coefficients
+    (rendered), or None from `fit(..., render=False)`.
   losses: dict name -> numpy array: `total` [steps] mean over faces per step,
     `per_face` [steps, B], `landmark_error_px` [B] final mean Euclidean
     landmark distance (all 68 points, pixels of the crop), `landmark_weights`
@@ -418,7 +419,8 @@ class Fitter:
     w = self._pose_weights()
     return (np.linalg.norm(projected - landmarks, axis=-1) * w).sum(-1) / w.sum()
 
-  def fit(self, images, landmarks, init=None, skin=None, weights=None, retarget=None):
+  def fit(self, images, landmarks, init=None, skin=None, weights=None, retarget=None,
+          render=True):
     """Fits a batch of faces.
 
     Args:
@@ -433,6 +435,8 @@ class Fitter:
         targets, called once `config.retarget_fraction` of the landmark
         steps are done (at 0: with the start pose), e.g. to correct a
         detector's pose-dependent bias (`shared.dense_fit.MeshBias`).
+      render: False skips the final synthesis and render (`FitResult.synthesis`
+        None; the landmark error then comes from the landmark vertices alone).
 
     Returns:
       `FitResult` (with zero steps: the starting point, rendered).
@@ -477,8 +481,11 @@ class Fitter:
       bad = int(np.argmax(~np.isfinite(per_face).all(axis=1)))
       raise InputError(f"fitting: loss became non-finite at step {bad}")
     coeffs = self._coeffs(params)
-    synthesis = self.synthesize(coeffs)
-    error = np.linalg.norm(synthesis.landmarks2d.numpy() - landmarks.numpy(), axis=-1).mean(-1)
+    synthesis = self.synthesize(coeffs) if render else None
+    projected = (synthesis.landmarks2d if render else camera_lib.project(camera_lib.transform(
+        self.landmark_decoder(coeffs.identity, coeffs.expression), coeffs.rotation,
+        coeffs.translation), self.camera))
+    error = np.linalg.norm(projected.numpy() - landmarks.numpy(), axis=-1).mean(-1)
     return FitResult(coeffs=coeffs, synthesis=synthesis,
                      losses={"total": per_face.mean(axis=1), "per_face": per_face,
                              "landmark_error_px": error, "landmark_weights": weights_np})

@@ -462,14 +462,16 @@ def regularization_share(loss):
   return tf.nn.scale_regularization_loss(loss)
 
 
-def map_local(strategy, fn, value):
-  """`fn` called eagerly (outside `strategy.run`) on each local replica's part of `value`.
+def map_local(strategy, fn, value, *more):
+  """`fn` called eagerly (outside `strategy.run`) on each local replica's part of `value`
+  (and of each of `more`, passed as further arguments, replica by replica).
 
   For work that must stay out of the compiled replica step (e.g. a frozen
   model with its own compiled path).  Returns `fn`'s result as is with one
   local replica, else a distributed value of the per-replica results.
   """
-  results = [fn(part) for part in strategy.experimental_local_results(value)]
+  parts = zip(*[strategy.experimental_local_results(v) for v in (value,) + more])
+  results = [fn(*args) for args in parts]
   if len(results) == 1:
     return results[0]
   return strategy.experimental_distribute_values_from_function(
