@@ -21,11 +21,11 @@ layer, started from a ridge map fitted on face-model samples
 (`mgc_face/prior_init.py`); Adam 5e-4 with a cosine decay over the run.
 It trains on the data folder's fixed identities; since session 6 (issue 13)
 its warm-up is 1600 of 1800 steps, the warm-up views are augmented (flip,
-similarity warp, colour jitter: `mgc_face/augment.py`) and the head's points
-are refined locally from the stride-2 and stride-4 maps
-(`model.LandmarkRefinement`), which took the held-out NME on the demo's data
-from 6.2-7.0 % to 3.6-4.0 % (two seeds; docs/mgc.md, "Session 6").  `tiny_stream` is the
-session-5 tiny (1000 + 200 steps, no refinement, no augmentation)
+similarity warp, colour jitter: `mgc_face/augment.py`), which took the
+held-out NME on the demo's data from 6.2-7.0 % to 3.8-3.9 % (two seeds;
+docs/mgc.md, "Session 6"; the local refinement stage `refine_blocks` is
+available but off: no gain beyond the seed spread).  `tiny_stream` is the
+session-5 tiny (1000 + 200 steps, no augmentation)
 on an endless stream of fresh rendered identities (`mgc_face/stream.py`,
 `data_stream`): at equal steps the head localised better than on the demo's
 84 fixed identities (docs/mgc.md, issue 13), but rendering every sample makes
@@ -164,15 +164,14 @@ PRESETS = {
         coord_channels=True, landmark_head=True, w_landmark_head=0.01, w_heatmap=1.0,
         prior_init_samples=4000, prior_init_noise=4.0, learning_rate_decay="cosine",
         landmark_warmup_steps=1600, augment_flip=0.5, augment_scale=0.1, augment_rotation=10.0,
-        augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1, refine_blocks=(0, 1)),
+        augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1),
 }
-# The stream never repeats a face, so it needs no augmentation; it keeps session 5's network
-# (no refinement stage) and schedule, so its checkpoints and cpu_hour's stay resumable.
+# The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
+# (cpu_hour's checkpoints stay resumable).
 NO_AUGMENT = dict(augment_flip=0.0, augment_scale=0.0, augment_rotation=0.0, augment_shift=0.0,
                   augment_brightness=0.0, augment_colour=0.0)
 PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True, steps=1200,
-                                             landmark_warmup_steps=1000, refine_blocks=(),
-                                             **NO_AUGMENT)
+                                             landmark_warmup_steps=1000, **NO_AUGMENT)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,

@@ -67,3 +67,22 @@ def test_bilinear_sample_of_a_non_finite_point_reads_a_valid_cell():
   points = np.array([[[np.nan, 10.0]], [[np.inf, -np.inf]]], np.float32)
   got = model_lib.bilinear_sample(tf.constant(feature_map), tf.constant(points), 224).numpy()
   np.testing.assert_allclose(got[:, 0], feature_map[:, 0, 0])
+
+
+def test_trainer_with_refinement_skips_a_nan_step_then_applies_a_good_one(mgc_dataset, ict_model,
+                                                                          tmp_path):
+  """NaN images give NaN head points: the step is skipped (no gather failure), then training goes on."""
+  from mgc_face import train as train_lib
+  from mgc_helpers import SINGLE_VIEW, first_batch
+  config = SINGLE_VIEW.replace(refine_blocks=(0, 1), landmark_warmup_steps=1)
+  trainer = train_lib.Trainer(ict_model, config, tmp_path, log=lambda m: None)
+  batch = first_batch(mgc_dataset)
+  refine = trainer.regressor.network.get_layer("refinement")
+  before = [v.numpy().copy() for v in refine.weights]
+  terms, applied, _ = trainer.train_step(batch._replace(images=batch.images * np.float32("nan")))
+  assert not applied and not np.isfinite(terms["total"])
+  for old, new in zip(before, refine.weights):
+    np.testing.assert_array_equal(old, new.numpy())
+  _, applied, _ = trainer.train_step(batch)
+  assert applied
+  assert any(not np.array_equal(old, new.numpy()) for old, new in zip(before, refine.weights))
