@@ -55,7 +55,8 @@ def network_shape(config):
   """The config fields that decide the network's variables (a checkpoint must match them)."""
   return (config.backbone, config.input_size, tuple(config.small_channels), config.small_norm,
           config.coord_channels, config.landmark_head, config.heatmap_block,
-          config.heatmap_channels, config.landmark_hidden)
+          config.heatmap_channels, config.landmark_hidden, tuple(config.refine_blocks),
+          config.refine_patch, config.refine_hidden)
 
 
 def saved_config(meta, checkpoint_dir):

@@ -235,7 +235,7 @@ def _decode_strip(path, channels):
 
 
 def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shuffle_buffer=256,
-                 report=True, num_shards=1, shard_index=0):
+                 report=True, num_shards=1, shard_index=0, augment=None):
   """tf.data pipeline of `mgc_face.model.Batch` tuples with a static batch size.
 
   Records that fail validation are reported and skipped; a JPEG that fails
@@ -245,6 +245,10 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
   pipeline reads only the usable records i with i mod num_shards ==
   shard_index, chosen before shuffling: within an epoch no record is read by
   two workers, and together they read all of them.
+
+  `augment`: an `MGCConfig` whose `augment_*` fields transform every view
+  (`mgc_face.augment.augment_views`, seeded by (seed, element index)); for
+  the landmark head's warm-up only.
 
   Returns:
     (dataset, number of usable records in this shard).
@@ -276,5 +280,15 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
 
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.ignore_errors(log_warning=True)
+  if augment is not None:
+    from mgc_face import augment as augment_lib
+
+    def jitter(index, batch):
+      seed_pair = tf.stack([tf.constant(seed, tf.int64), index])
+      images, skins, points = augment_lib.augment_views(augment, batch.images, batch.skins,
+                                                        batch.landmarks, seed_pair)
+      return Batch(images, skins, points, batch.flags)
+
+    ds = ds.enumerate().map(jitter, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds.prefetch(tf.data.AUTOTUNE), len(records)

@@ -161,7 +161,85 @@ def landmark_head(config, maps):
   x = keras.layers.Conv2D(config.heatmap_channels, CONV_KERNEL, padding="same", use_bias=False)(x)
   x = keras.layers.ReLU()(normalisation(config, config.heatmap_channels)(x))
   logits = keras.layers.Conv2D(NUM_LANDMARKS, 1, name="heatmaps")(x)
-  return SoftArgmax(IMAGE_SIZE, name="landmarks")(logits), logits
+  if not config.refine_blocks:
+    return SoftArgmax(IMAGE_SIZE, name="landmarks")(logits), logits
+  coarse = SoftArgmax(IMAGE_SIZE)(logits)
+  channels = sum(int(maps[k].shape[-1]) for k in config.refine_blocks)
+  refine = LandmarkRefinement(config.refine_patch, config.refine_spacing, config.refine_hidden,
+                              channels, name="refinement")
+  return keras.layers.Identity(name="landmarks")(
+      refine(coarse, [maps[k] for k in config.refine_blocks])), logits
+
+
+def bilinear_sample(feature_map, points, image_size=IMAGE_SIZE):
+  """Features at continuous pixel positions: [B, h, w, C], [B, N, 2] -> [B, N, C].
+
+  The map's cell (i, j) has its centre at ((j + 0.5) s, (i + 0.5) s) pixels,
+  s = image_size / w (as `soft_argmax`); positions outside are clamped to
+  the border cells, non-finite ones read cell (0, 0).
+  """
+  shape = tf.shape(feature_map)
+  height, width = shape[1], shape[2]
+  cell = tf.cast(image_size, points.dtype) / tf.cast(width, points.dtype)
+  grid = points / cell - 0.5                                    # [B, N, 2] in cell indices
+  # A non-finite point samples cell 0 (a valid index; its NaN still reaches the loss through
+  # the caller's points, so the trainer's guard skips the step instead of a gather failing).
+  grid = tf.where(tf.math.is_finite(grid), grid, tf.zeros_like(grid))
+  limit = tf.cast(tf.stack([width - 1, height - 1]), points.dtype)
+  grid = tf.clip_by_value(grid, 0.0, limit)
+  low = tf.minimum(tf.floor(grid), limit - 1.0)
+  frac = grid - low
+  low = tf.cast(low, tf.int32)
+  flat = tf.reshape(feature_map, [shape[0], height * width, shape[3]])
+
+  def tap(dx, dy):
+    index = (low[..., 1] + dy) * width + (low[..., 0] + dx)
+    return tf.gather(flat, index, batch_dims=1)
+
+  fx, fy = frac[..., 0:1], frac[..., 1:2]
+  return ((1 - fx) * (1 - fy) * tap(0, 0) + fx * (1 - fy) * tap(1, 0) +
+          (1 - fx) * fy * tap(0, 1) + fx * fy * tap(1, 1))
+
+
+class LandmarkRefinement(keras.layers.Layer):
+  """Local refinement of the soft-argmax points from fine feature maps.
+
+  For each landmark, the maps of `config.refine_blocks` are sampled
+  bilinearly on a `refine_patch` x `refine_patch` grid of spacing
+  `refine_spacing` pixels (224-px input) around its coarse point; a small
+  MLP shared by all landmarks (with a learned per-landmark embedding added to
+  its first layer) predicts an offset in pixels, zero at the start (last
+  layer zero-initialised), added to the coarse point.  The landmark loss on
+  the refined points also reaches the heatmaps through the coarse points (as
+  it did without refinement).
+  """
+
+  def __init__(self, patch, spacing, hidden, channels, **kwargs):
+    super().__init__(**kwargs)
+    self.patch, self.spacing, self.hidden, self.channels = patch, spacing, hidden, channels
+    steps = [(k - (patch - 1) / 2.0) * spacing for k in range(patch)]
+    self.offsets = [[x, y] for y in steps for x in steps]            # [P*P, 2], row-major
+    inputs = patch * patch * channels
+    self.kernel = self.add_weight(shape=(inputs, hidden), initializer="glorot_uniform",
+                                  name="kernel")
+    self.embedding = self.add_weight(shape=(NUM_LANDMARKS, hidden), initializer="zeros",
+                                     name="landmark_embedding")
+    self.out_kernel = self.add_weight(shape=(hidden, 2), initializer="zeros", name="out_kernel")
+    self.out_bias = self.add_weight(shape=(NUM_LANDMARKS, 2), initializer="zeros", name="out_bias")
+
+  def call(self, points, maps):
+    batch = tf.shape(points)[0]
+    offsets = tf.constant(self.offsets, points.dtype)
+    taps = tf.reshape(points[:, :, None, :] + offsets, [batch, -1, 2])   # [B, 68 P*P, 2]
+    x = tf.concat([bilinear_sample(m, taps) for m in maps], -1)        # [B, 68 P*P, C]
+    x = tf.reshape(x, [batch, NUM_LANDMARKS, -1])                      # [B, 68, P*P*C]
+    hidden = tf.nn.relu(tf.einsum("bki,ih->bkh", x, self.kernel) + self.embedding)
+    offset = tf.einsum("bkh,ho->bko", hidden, self.out_kernel) + self.out_bias
+    return points + offset * self.spacing
+
+  def get_config(self):
+    return {**super().get_config(), "patch": self.patch, "spacing": self.spacing,
+            "hidden": self.hidden, "channels": self.channels}
 
 
 def heatmap_cross_entropy(logits, points, sigma, image_size=IMAGE_SIZE):

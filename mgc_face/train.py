@@ -17,11 +17,13 @@ the finiteness check is agreed by all replicas (all apply or all skip), and
 only the chief writes checkpoints, meta.json and summaries.
 """
 
+import itertools
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from mgc_face import augment as augment_lib
 from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import model as model_lib
 from mgc_face import objective as objective_lib
@@ -153,13 +155,33 @@ class Trainer:
     return self.guard(batch, head_only)
 
 
+def warmup_then_plain(data_dir, config, seed, warmup):
+  """(iterator: `warmup` augmented batches, then unchanged ones; usable samples).
+
+  The unchanged pipeline is built only when the warm-up's batches are used up.
+  """
+  from mgc_face import data as data_lib
+  augmented, count = data_lib.make_dataset(data_dir, "train", config.batch_size, seed=seed,
+                                           shuffle_buffer=config.shuffle_buffer, augment=config)
+
+  def batches():
+    yield from itertools.islice(iter(augmented), warmup)
+    plain, _ = data_lib.make_dataset(data_dir, "train", config.batch_size, seed=seed,
+                                     shuffle_buffer=config.shuffle_buffer, report=False)
+    yield from iter(plain)
+
+  return batches(), count
+
+
 def make_input(trainer, data_dir, seed, start_step=0):
   """The training input: (iterator of batches, usable samples this worker reads).
 
   Under a strategy, a distributed dataset whose workers read disjoint shards
   of the list file (`config.batch_size` is the global batch).  With
   `config.data_stream`, an endless stream of fresh identities (count: 0),
-  continued after `start_step`'s samples on a resume.
+  continued after `start_step`'s samples on a resume.  With `augment_*` on
+  (`mgc_face.augment`), the landmark head's remaining warm-up steps read
+  augmented views, the full steps the triplets unchanged.
   """
   from mgc_face import data as data_lib
   config = trainer.config
@@ -170,6 +192,11 @@ def make_input(trainer, data_dir, seed, start_step=0):
     dataset = stream.make_stream_dataset(trainer.face_model, config.batch_size, seed,
                                          start=start_step * config.batch_size)
     return iter(dataset), 0
+  warmup = max(config.landmark_warmup_steps - start_step, 0) if config.landmark_head else 0
+  if augment_lib.active(config) and warmup:
+    if trainer.distributed:
+      raise InputError("augment_*: not supported under a distribution strategy")
+    return warmup_then_plain(data_dir, config, seed, warmup)
   if not trainer.distributed:
     dataset, count = data_lib.make_dataset(data_dir, "train", config.batch_size, seed=seed,
                                            shuffle_buffer=config.shuffle_buffer)
