@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """The README demo on the embedded default face model (ICT), end to end.
 
-Each step is a plain command, printed before it runs:
+Each step is a plain command, printed before it runs.  The steps run in this
+one Python process (each command's `main(argv)`), which saves TensorFlow's
+start-up per step (about 4-5 s each on 2 cores); the printed commands do the
+same job on their own:
   1. render the face model in several poses and expressions;
   2. generate a small synthetic multi-view dataset with ground truth;
   3. train the MGC regressor (tiny preset), test it on held-out crops, evaluate;
@@ -10,25 +13,39 @@ Each step is a plain command, printed before it runs:
 """
 
 import argparse
+import importlib.util
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 IDENTITIES = 96          # Synthetic identities in all.
 TEST_IDENTITIES = 12     # Held out for testing and evaluation.
 
 
+def entry_point(script):
+  """The `main(argv)` function of the script `script` (a path relative to the repository)."""
+  path = ROOT / script
+  spec = importlib.util.spec_from_file_location(f"demo_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.main
+
+
 def step(title, command):
+  """Prints `command` ([python, script, args...]) and runs the script's `main(args)` here."""
   print(f"\n== {title}\n$ {shlex.join(command)}", flush=True)
   start = time.time()
-  result = subprocess.run(command, cwd=ROOT)
-  if result.returncode != 0:
-    print(f"demo: step '{title}' failed (exit {result.returncode})", file=sys.stderr)
-    sys.exit(result.returncode)
+  try:
+    code = entry_point(command[1])(command[2:]) or 0
+  except SystemExit as stop:  # argparse and explicit exits inside a step.
+    code = stop.code if isinstance(stop.code, int) else 1
+  if code != 0:
+    print(f"demo: step '{title}' failed (exit {code})", file=sys.stderr)
+    sys.exit(code)
   print(f"   ({time.time() - start:.0f} s)", flush=True)
 
 
@@ -49,8 +66,11 @@ def main():
   out = Path(args.output)
   py = sys.executable
   model = ["--face-model", args.face_model] if args.face_model else []
-  if args.verbose:  # Inherited by every step (see shared/quiet.py).
+  if args.verbose:  # Read by every step (see shared/quiet.py).
     os.environ["FACE3D_VERBOSE"] = "1"
+  os.chdir(ROOT)  # The commands' relative paths are the repository's.
+  from shared import quiet
+  quiet.setup()  # Before TensorFlow is imported.
   start = time.time()
   data, mgc, gcn = out / "data", out / "mgc_checkpoint", out / "gcn_checkpoint"
   step("render the face model", [py, "main.py", "--model", "shared", "--mode", "render",
