@@ -193,25 +193,35 @@ def make_input(trainer, data_dir, seed, start_step=0):
                                          start=start_step * config.batch_size)
     return iter(dataset), 0
   warmup = max(config.landmark_warmup_steps - start_step, 0) if config.landmark_head else 0
-  if augment_lib.active(config) and warmup:
-    if trainer.distributed:
-      raise InputError("augment_*: not supported under a distribution strategy")
-    return warmup_then_plain(data_dir, config, seed, warmup)
+  augmenting = augment_lib.active(config) and warmup > 0
   if not trainer.distributed:
+    if augmenting:
+      return warmup_then_plain(data_dir, config, seed, warmup)
     dataset, count = data_lib.make_dataset(data_dir, "train", config.batch_size, seed=seed,
                                            shuffle_buffer=config.shuffle_buffer)
     return iter(dataset), count
   counts = []
 
-  def shard_dataset(batch_size, num_shards, index):
-    dataset, count = data_lib.make_dataset(data_dir, "train", batch_size, seed=seed,
-                                           shuffle_buffer=config.shuffle_buffer,
-                                           num_shards=num_shards, shard_index=index)
-    counts.append(count)
-    return dataset
+  def distributed(augment, report=True):
+    def shard_dataset(batch_size, num_shards, index):
+      dataset, count = data_lib.make_dataset(data_dir, "train", batch_size, seed=seed,
+                                             shuffle_buffer=config.shuffle_buffer,
+                                             num_shards=num_shards, shard_index=index,
+                                             augment=augment, report=report)
+      counts.append(count)
+      return dataset
+    return distribute.distribute_dataset(trainer.strategy, shard_dataset, config.batch_size)
 
-  dataset = distribute.distribute_dataset(trainer.strategy, shard_dataset, config.batch_size)
-  return iter(dataset), sum(counts)
+  if not augmenting:
+    return iter(distributed(None)), sum(counts)
+  first = distributed(config)
+  count = sum(counts)
+
+  def batches():  # The warm-up's augmented batches, then the unchanged pipeline.
+    yield from itertools.islice(iter(first), warmup)
+    yield from iter(distributed(None, report=False))
+
+  return batches(), count
 
 
 def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=True,

@@ -452,8 +452,12 @@ def mgc_worker(argv):
     from mgc_face import train as train_lib
     from mgc_face.config import get_config
     from shared.model.face_model import load_face_model
+    from mgc_face.config import NO_AUGMENT
+    # Augmented views are seeded per element of each worker's shard, so they differ between
+    # one and two workers; the equivalence checked here is of the training step itself.
     config = get_config("tiny").replace(batch_size=args.batch_size, shuffle_buffer=1,
-                                        checkpoint_every=args.checkpoint_every or args.steps)
+                                        checkpoint_every=args.checkpoint_every or args.steps,
+                                        **NO_AUGMENT)
     trainers, losses = [], []
 
     class Recording(train_lib.Trainer):

@@ -138,3 +138,22 @@ def test_warmup_batches_are_augmented_then_plain(mgc_dataset):
   for batch in batches[:2]:   # flipped: the labels' nose tip is mirrored about the centre
     assert batch.images.shape == (1, 3, SIZE, SIZE, 3)
     assert float(tf.reduce_min(batch.images)) >= 0.0
+
+
+def test_warmup_batches_are_augmented_then_plain_under_a_strategy(mgc_dataset):
+  import types
+  config = MGCConfig(backbone="small", landmark_head=True, batch_size=1, landmark_warmup_steps=2,
+                     augment_flip=1.0, augment_shift=0.05)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  trainer = types.SimpleNamespace(config=config, distributed=True, strategy=strategy)
+  iterator, count = train_lib.make_input(trainer, mgc_dataset, 0, start_step=0)
+  batches = [next(iterator) for _ in range(4)]
+  records, landmarks, _ = data_lib.scan(mgc_dataset, "train", report=False)
+  originals = [np.asarray(lm) for lm in landmarks]
+
+  def is_original(batch):
+    local = strategy.experimental_local_results(batch.landmarks)[0].numpy()[0]
+    return any(np.allclose(local, lm, atol=1e-4) for lm in originals)
+
+  assert count == len(records)
+  assert [is_original(b) for b in batches] == [False, False, True, True]
