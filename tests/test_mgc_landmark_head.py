@@ -8,6 +8,8 @@ from mgc_face import config as config_lib
 from mgc_face import model as model_lib
 from shared.model.coeffs import CoeffLayout
 
+from mgc_helpers import fit_head_points
+
 
 def numpy_soft_argmax(logits, image_size):
   """Reference: [B, H, W, K] -> [B, K, 2] expected cell centres."""
@@ -114,25 +116,13 @@ def test_network_with_landmark_head_starts_at_the_mean_face(head_config, ict_mod
 
 def test_landmark_head_learns_a_fixed_target(head_config, ict_model):
   """A few Adam steps on the head's own loss move its points towards a target."""
-  import keras
   layout = CoeffLayout.for_model(ict_model)
   network = model_lib.build_network(head_config, layout)
   images = tf.random.uniform([2, 224, 224, 3], seed=2)
   target = tf.constant(np.tile(np.linspace(60, 160, 68)[:, None], (2, 1, 2)).reshape(2, 68, 2),
                        tf.float32)
-  optimizer = keras.optimizers.Adam(1e-2)
-
-  def loss():
-    return tf.reduce_mean(tf.square(network(images, training=True)[2] - target))
-
-  first = float(loss())
-  for _ in range(15):
-    with tf.GradientTape() as tape:
-      value = loss()
-    grads = tape.gradient(value, network.trainable_variables)
-    optimizer.apply_gradients([(g, v) for g, v in zip(grads, network.trainable_variables)
-                               if g is not None])
-  assert float(loss()) < 0.5 * first
+  first, last = fit_head_points(network, images, target, network.trainable_variables, 15)
+  assert last < 0.5 * first
 
 
 def test_prior_map_reads_shape_and_pose_from_clean_landmarks(ict_model):

@@ -1,12 +1,13 @@
 """Local refinement of the landmark head's points (model.bilinear_sample, LandmarkRefinement)."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from mgc_face import config as config_lib
 from mgc_face import model as model_lib
 from shared.model.coeffs import CoeffLayout
+
+from mgc_helpers import fit_head_points
 
 REFINE = config_lib.get_config("tiny").replace(refine_blocks=(0, 1), prior_init_samples=0)
 
@@ -48,18 +49,8 @@ def test_refined_head_starts_at_the_soft_argmax_and_learns_an_offset(ict_model):
   # Only the refinement's weights are trained towards points shifted by 3 px: the loss falls.
   refine = network.get_layer("refinement")
   target = tf.stop_gradient(points) + 3.0
-  optimizer = keras.optimizers.Adam(1e-2)
-
-  def loss():
-    return tf.reduce_mean(tf.square(network(images, training=True)[2] - target))
-
-  first = float(loss())
-  for _ in range(30):
-    with tf.GradientTape() as tape:
-      value = loss()
-    grads = tape.gradient(value, refine.trainable_variables)
-    optimizer.apply_gradients(zip(grads, refine.trainable_variables))
-  assert float(loss()) < 0.3 * first
+  first, last = fit_head_points(network, images, target, refine.trainable_variables, 30)
+  assert last < 0.3 * first
 
 
 def test_bilinear_sample_of_a_non_finite_point_reads_a_valid_cell():
