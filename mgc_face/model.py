@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from shared.model.coeffs import CoeffLayout
+from shared.render import image_sampling
 from shared.errors import InputError
 
 IMAGE_SIZE = 224
@@ -176,29 +177,16 @@ def bilinear_sample(feature_map, points, image_size=IMAGE_SIZE):
 
   The map's cell (i, j) has its centre at ((j + 0.5) s, (i + 0.5) s) pixels,
   s = image_size / w (as `soft_argmax`); positions outside are clamped to
-  the border cells, non-finite ones read cell (0, 0).
+  the border cells (`shared.render.image_sampling.sample_bilinear` in cell
+  units), non-finite ones read cell (0, 0).
   """
-  shape = tf.shape(feature_map)
-  height, width = shape[1], shape[2]
-  cell = tf.cast(image_size, points.dtype) / tf.cast(width, points.dtype)
-  grid = points / cell - 0.5                                    # [B, N, 2] in cell indices
+  cell = tf.cast(image_size, points.dtype) / tf.cast(tf.shape(feature_map)[2], points.dtype)
+  cells = points / cell
   # A non-finite point samples cell 0 (a valid index; its NaN still reaches the loss through
   # the caller's points, so the trainer's guard skips the step instead of a gather failing).
-  grid = tf.where(tf.math.is_finite(grid), grid, tf.zeros_like(grid))
-  limit = tf.cast(tf.stack([width - 1, height - 1]), points.dtype)
-  grid = tf.clip_by_value(grid, 0.0, limit)
-  low = tf.minimum(tf.floor(grid), limit - 1.0)
-  frac = grid - low
-  low = tf.cast(low, tf.int32)
-  flat = tf.reshape(feature_map, [shape[0], height * width, shape[3]])
-
-  def tap(dx, dy):
-    index = (low[..., 1] + dy) * width + (low[..., 0] + dx)
-    return tf.gather(flat, index, batch_dims=1)
-
-  fx, fy = frac[..., 0:1], frac[..., 1:2]
-  return ((1 - fx) * (1 - fy) * tap(0, 0) + fx * (1 - fy) * tap(1, 0) +
-          (1 - fx) * fy * tap(0, 1) + fx * fy * tap(1, 1))
+  cells = tf.where(tf.math.is_finite(cells), cells, tf.fill(tf.shape(cells),
+                                                            image_sampling.PIXEL_CENTER))
+  return image_sampling.sample_bilinear(feature_map, cells)[0]
 
 
 class LandmarkRefinement(keras.layers.Layer):
