@@ -18,7 +18,10 @@ coefficients and reports, averaged over views:
   (`shared.eval.metrics.nme_68`);
 * the photometric error: mean per-pixel RGB L2 norm (colours in [0, 1]) of
   render vs image over the rendered skin region;
-* both RMSEs for the mean face, as the reference a trained model must beat.
+* both RMSEs for the mean face, as the reference a trained model must beat;
+* `by_yaw`: the similarity ratio and the NME per bin of each view's true
+  |yaw| (`YAW_BIN_EDGES`, degrees; every view of a triplet is regressed on its
+  own, so each counts as a target in its own bin).
 
 With `fit_config` (default `LANDMARK_FIT`) it also reports both face RMSEs
 after per-image landmark fitting (`shared.fit.fitter`, as the photo pipeline
@@ -43,6 +46,38 @@ from shared.eval.metrics import PERCENT, nme_68
 SKIN_REGION = 0.5
 # Landmark stage only (about a millisecond a step): the geometry, not the colours.
 LANDMARK_FIT = FitConfig(landmark_steps=200, photometric_steps=0)
+# |yaw| bins (degrees) of the per-view breakdown; the last bin is closed.
+YAW_BIN_EDGES = (0.0, 20.0, 40.0, 90.0)
+
+
+def yaw_bin_labels(edges=YAW_BIN_EDGES):
+  """Bin names '[a,b)' ... '[y,z]' for consecutive edges."""
+  last = len(edges) - 2
+  return [f"[{edges[k]:g},{edges[k + 1]:g}{']' if k == last else ')'}" for k in range(last + 1)]
+
+
+def yaw_bins(yaw_degrees, edges=YAW_BIN_EDGES):
+  """Bin index of each |yaw| (degrees) [N] -> int [N]; values past the last edge go last."""
+  inner = np.asarray(edges[1:-1], np.float64)
+  return np.searchsorted(inner, np.abs(np.asarray(yaw_degrees, np.float64)), side="right")
+
+
+def by_yaw(yaw_degrees, rmse_sim, rmse_sim_mean, nme, edges=YAW_BIN_EDGES):
+  """Per |yaw| bin: views, similarity RMSE / mean face (ratio of the bin's means), NME %.
+
+  All inputs are per view [N]; bins without views are left out.
+  """
+  index = yaw_bins(yaw_degrees, edges)
+  rmse_sim, rmse_sim_mean, nme = (np.asarray(x, np.float64) for x in (rmse_sim, rmse_sim_mean,
+                                                                       nme))
+  out = {}
+  for k, label in enumerate(yaw_bin_labels(edges)):
+    sel = index == k
+    if sel.any():
+      out[label] = {"views": int(sel.sum()),
+                    "rmse_sim_vs_mean_face": ratio(rmse_sim[sel].mean(), rmse_sim_mean[sel].mean()),
+                    "nme_percent": float(nme[sel].mean())}
+  return out
 
 
 def rigid_align(source, target, with_scale=False):
@@ -95,7 +130,7 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
     fitter = Fitter(reconstructor.synth, fit_config)
   rows = {k: [] for k in ("rmse_face", "rmse_all", "rmse_face_mean_shape", "rmse_face_sim",
                           "rmse_face_sim_mean_shape", "rmse_face_fit", "rmse_face_sim_fit", "nme",
-                          "photometric")}
+                          "photometric", "yaw")}
   for record, record_landmarks in tqdm(list(zip(records, landmarks)), desc="eval", unit="sample",
                                        disable=not progress):
     gt = synthetic.read_ground_truth(record.gt_path(data_dir))
@@ -106,6 +141,8 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
     skins = data_lib.read_strip(record.skin_path(data_dir), grayscale=True)
     result = reconstructor(images[:batch_views])
     truth = gt["vertices"]
+    rotation = regressor.layout.split(tf.constant(gt["coefficients"], tf.float32)).rotation
+    rows["yaw"].extend(np.degrees(rotation.numpy()[:batch_views, 1]).tolist())
     for view in range(min(batch_views, len(images))):
       rows["rmse_face"].append(aligned_rmse(result["vertices"][view], truth, region))
       rows["rmse_all"].append(aligned_rmse(result["vertices"][view], truth))
@@ -145,6 +182,8 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
       "nme_percent": float(np.mean(rows["nme"])),
       "photometric": float(np.mean(rows["photometric"])),
       "steps": int(getattr(regressor, "steps", 0)),
+      "by_yaw": by_yaw(rows["yaw"], rows["rmse_face_sim"], rows["rmse_face_sim_mean_shape"],
+                       rows["nme"]),
   }
   if fitter is not None:
     fit, fit_sim = float(np.mean(rows["rmse_face_fit"])), float(np.mean(rows["rmse_face_sim_fit"]))
@@ -182,5 +221,9 @@ def format_report(metrics):
     value = (f"{metrics['samples']} ({metrics['views']})" if key is None
              else fmt.format(metrics[key]))
     lines.append(f"{label:<40} {value:>12}")
+  for label, row in metrics.get("by_yaw", {}).items():
+    lines.append(f"{'|yaw| ' + label + ': sim / mean, NME %':<40} "
+                 f"{row['rmse_sim_vs_mean_face']:>6.3f} {row['nme_percent']:>5.2f} "
+                 f"({row['views']} views)")
   lines.append(json.dumps(metrics, sort_keys=True))
   return "\n".join(lines)

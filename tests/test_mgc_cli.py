@@ -60,6 +60,11 @@ def test_cli_eval_prints_a_table_then_json(mgc_trained, mgc_dataset, capsys):
   assert metrics["fit_landmark_steps"] == LANDMARK_FIT.landmark_steps and "+ landmark fit" in stdout
   np.testing.assert_allclose(metrics["rmse_face_mm"], 100 * metrics["rmse_face_units"], rtol=1e-6)
   assert "68-landmark NME (%)" in stdout
+  # The per-|yaw| rows cover every view once, and the bins' NMEs average to the overall NME.
+  bins = metrics["by_yaw"].values()
+  assert sum(row["views"] for row in bins) == metrics["views"] and "|yaw| [" in stdout
+  np.testing.assert_allclose(sum(row["views"] * row["nme_percent"] for row in bins) /
+                             metrics["views"], metrics["nme_percent"], rtol=1e-6)
   # --fit-steps sets the landmark fit's length; 0 turns it off.
   code, stdout, _ = run_main(["--model", "mgc", "--mode", "eval", "--checkpoint", str(ckpt),
                               "--data", str(mgc_dataset), "--quiet", "--fit-steps", "0"], capsys)

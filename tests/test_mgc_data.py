@@ -1,6 +1,7 @@
 """The strip format, landmark files, list files, tf.data pipeline and the synthetic generator."""
 
 import hashlib
+from pathlib import Path
 import shutil
 
 import cv2
@@ -147,3 +148,28 @@ def test_pipeline_with_no_usable_record_is_an_input_error(tmp_path):
   (tmp_path / "train.txt").write_text("2 nothing 000\n")
   with pytest.raises(InputError, match="no usable records"):
     data_lib.make_dataset(tmp_path, "train", batch_size=1)
+
+
+def test_ambiguous_view_setting_spreads_the_sources():
+  """A frontal target with sources far to each side (the multi-view probe's setting)."""
+  config = synthetic.SyntheticConfig(target_yaw=0.0, source_yaw_gap=45.0, max_yaw=80.0)
+  rng = np.random.default_rng(0)
+  yaws = np.degrees(np.stack([synthetic.sample_poses(rng, config)[0][:, 1] for _ in range(200)]))
+  assert np.all(yaws[:, 0] == 0.0)
+  assert np.all(yaws[:, 1] <= -45.0) and np.all(yaws[:, 2] >= 45.0)
+  assert np.all(np.abs(yaws) <= 80.0)
+
+
+def test_dataset_tool_refuses_sources_beyond_the_yaw_range(tmp_path, capsys):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "make_synthetic_dataset", Path(__file__).resolve().parent.parent / "tools" /
+      "make_synthetic_dataset.py")
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  out = tmp_path / "never"
+  code = tool.main(["--output", str(out), "--target-yaw", "30", "--source-yaw-gap", "40",
+                    "--quiet"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1 and err[0].startswith("error: --target-yaw 30")
+  assert not out.exists()

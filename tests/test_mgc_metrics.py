@@ -32,3 +32,18 @@ def test_similarity_rmse_also_removes_one_scale():
   # A mirror is not a rotation: the fitted transform stays proper.
   mirrored = truth * np.array([-1.0, 1.0, 1.0])
   assert aligned_rmse(mirrored, truth, with_scale=True) > 0.1
+
+
+def test_yaw_bins_split_views_by_absolute_yaw():
+  from mgc_face.evaluate import by_yaw, yaw_bin_labels, yaw_bins
+  assert yaw_bin_labels((0, 20, 40, 90)) == ["[0,20)", "[20,40)", "[40,90]"]
+  np.testing.assert_array_equal(yaw_bins([-5.0, 19.9, 20.0, -39.0, 40.0, 95.0]), [0, 0, 1, 1, 2, 2])
+  yaw = np.array([3.0, -10.0, 30.0, 50.0])
+  rmse = np.array([1.0, 3.0, 2.0, 4.0])
+  mean = np.array([2.0, 2.0, 4.0, 4.0])
+  nme = np.array([1.0, 2.0, 3.0, 4.0])
+  rows = by_yaw(yaw, rmse, mean, nme)
+  assert rows["[0,20)"] == {"views": 2, "rmse_sim_vs_mean_face": 1.0, "nme_percent": 1.5}
+  assert rows["[20,40)"]["rmse_sim_vs_mean_face"] == 0.5
+  assert rows["[40,90]"]["views"] == 1
+  assert set(by_yaw([5.0], [1.0], [1.0], [1.0])) == {"[0,20)"}  # Empty bins are left out.

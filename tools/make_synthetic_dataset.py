@@ -38,6 +38,10 @@ def parse_args(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--max-yaw", type=float, default=defaults.max_yaw,
                       help="views spread over +-this yaw (degrees)")
+  parser.add_argument("--target-yaw", type=float, default=defaults.target_yaw,
+                      help="the target view's |yaw| at most this (degrees)")
+  parser.add_argument("--source-yaw-gap", type=float, default=defaults.source_yaw_gap,
+                      help="each source view at least this far in yaw from the target (degrees)")
   parser.add_argument("--landmark-noise", type=float, default=defaults.landmark_noise,
                       help="std (pixels) of the noise added to the landmark files")
   parser.add_argument("--mono-fraction", type=float, default=defaults.mono_fraction,
@@ -55,7 +59,12 @@ def main(argv=None):
     test = args.test_identities
     if test is None:
       test = max(1, round(DEFAULT_TEST_FRACTION * args.identities))
-    config = synthetic.SyntheticConfig(max_yaw=args.max_yaw, landmark_noise=args.landmark_noise,
+    if not 0 <= args.target_yaw < args.target_yaw + args.source_yaw_gap <= args.max_yaw:
+      raise InputError(f"--target-yaw {args.target_yaw:g} + --source-yaw-gap "
+                       f"{args.source_yaw_gap:g} must stay within --max-yaw {args.max_yaw:g}")
+    config = synthetic.SyntheticConfig(max_yaw=args.max_yaw, target_yaw=args.target_yaw,
+                                       source_yaw_gap=args.source_yaw_gap,
+                                       landmark_noise=args.landmark_noise,
                                        mono_fraction=args.mono_fraction)
     start = time.time()
     info = synthetic.generate(model, args.output, args.identities, test, args.seed, args.views,
