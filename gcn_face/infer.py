@@ -322,7 +322,7 @@ class PhotoFrontEnd:
 
 
 def test_inputs(input_path, size, face_model=None):
-  """Yields (name, rgb, alpha or None, landmarks [68, 2] or None) for an image,
+  """An iterator of (name, rgb, alpha or None, landmarks [68, 2] or None) for an image,
   a folder of images or a .bin.
 
   An image of `size` x `size` pixels is taken as an aligned crop (no
@@ -330,6 +330,10 @@ def test_inputs(input_path, size, face_model=None):
   (`PhotoFrontEnd`, which needs `face_model`) becomes one crop named
   STEM_faceK, without alpha, with the detector's landmarks.  .bin records
   carry the landmarks the file holds.
+
+  The input is checked (it exists, a .bin's header, a folder holds images)
+  when this is called, before anything is written; the images are read as
+  they are yielded.
   """
   path = Path(input_path)
   if not path.exists():
@@ -338,16 +342,23 @@ def test_inputs(input_path, size, face_model=None):
     from gcn_face.binfile import BinReader
     reader = BinReader(path)
     reader.require_size(size)
-    for i in range(len(reader)):
-      rgb, alpha = reader.image_alpha(i)
-      landmarks = None
-      if reader.landmarks is not None and np.isfinite(reader.landmarks[i]).all():
-        landmarks = reader.landmarks[i]
-      yield record_stem(reader.names[i], i), rgb, alpha, landmarks
-    return
+    return _bin_inputs(reader)
   files = [path] if path.is_file() else list_images(path)
   if not files:
     fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
+  return _image_inputs(files, size, face_model)
+
+
+def _bin_inputs(reader):
+  for i in range(len(reader)):
+    rgb, alpha = reader.image_alpha(i)
+    landmarks = None
+    if reader.landmarks is not None and np.isfinite(reader.landmarks[i]).all():
+      landmarks = reader.landmarks[i]
+    yield record_stem(reader.names[i], i), rgb, alpha, landmarks
+
+
+def _image_inputs(files, size, face_model):
   front = None
   for f in files:
     rgb, alpha = read_rgb_alpha(f)
@@ -381,16 +392,16 @@ def run_test(pipeline, input_path, output_dir, limit=None):
     `TestResult`.
   """
   from gcn_face.evaluate import masked_metrics
+  model = pipeline.stage.face_model
+  inputs = test_inputs(input_path, pipeline.config.image_size, model)  # Checks before writing.
   output = Path(output_dir)
   output.mkdir(parents=True, exist_ok=True)
-  model = pipeline.stage.face_model
   faces = model.faces
   result = TestResult([], [])
   step = tf.function(lambda images, alpha, regressed: _test_batch(pipeline, images, alpha,
                                                                   regressed))
   step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
                                                                      regressed))
-  inputs = test_inputs(input_path, pipeline.config.image_size, model)
   for k, (name, rgb, alpha, landmarks) in enumerate(inputs):
     if limit is not None and k >= limit:
       break

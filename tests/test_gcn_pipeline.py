@@ -384,6 +384,19 @@ def test_cli_bad_inputs_are_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
+def test_test_inputs_are_checked_before_anything_is_written(tmp_path):
+  """test mode creates its output folder only after this check, so a missing
+  input or an empty folder leaves nothing behind."""
+  with pytest.raises(InputError, match="input not found"):
+    infer.test_inputs(tmp_path / "missing.jpg", 224)   # Raised on the call, not on iteration.
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(InputError, match="no images found"):
+    infer.test_inputs(tmp_path / "empty", 224)
+  (tmp_path / "cut.bin").write_bytes(b"F3DBIN")
+  with pytest.raises(InputError):
+    infer.test_inputs(tmp_path / "cut.bin", 224)
+
+
 def test_photo_front_end_crops_faces(tmp_path):
   """A photo that is not an aligned crop goes through the photo pipeline's detector
   and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha."""
