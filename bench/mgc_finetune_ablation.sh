@@ -8,6 +8,8 @@
 # OUT/ARM_sSEED, trained on with CONFIG's schedule until the STOP_STEP checkpoint is written
 # (CONFIG's checkpoint_every must divide STOP_STEP), then evaluated on DATA's held-out set
 # (main.py --mode eval).  Prints one row per run, then the results as one JSON line.
+# STEPS=N (environment) passes --steps N to training, to lengthen the preset's full-step phase;
+# the warm-up checkpoint must then come from a run with the same --steps (same rate schedule).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 warm=$1; data=$2; out=$3; config=${4:-cpu_hour}; stop=${5:-6500}; seeds=${6:-"0 1 2"}
@@ -19,6 +21,7 @@ for seed in $seeds; do
     [ -s "$d/eval.json" ] && continue
     rm -rf "$d"; cp -r "$warm" "$d"
     flag=(); [ "$arm" = sv ] && flag=(--no-multiview)
+    [ -n "${STEPS:-}" ] && flag+=(--steps "$STEPS")
     "$py" main.py --model mgc --mode train --config "$config" --data "$data" --checkpoint "$d" \
       --seed "$seed" "${flag[@]}" --quiet > "$d/train.log" 2>&1 &
     pid=$!
@@ -42,6 +45,8 @@ for arm in ("mv", "sv"):
   for seed in seeds:
     m = json.load(open(f"{out}/{arm}_s{seed}/eval.json"))
     results[f"{arm}_s{seed}"] = {k: m[k] for k in keys}
+    if "by_yaw" in m:
+      results[f"{arm}_s{seed}"]["by_yaw"] = m["by_yaw"]
     print(f"{arm:4} {seed:>4} " + " ".join(f"{m[k]:12.4f}" for k in keys))
 print(json.dumps(results))
 PY

@@ -122,8 +122,8 @@ def input_kind(args):
   if args.input_kind != "auto":
     return args.input_kind
   from mgc_face.infer import collect_inputs
-  from shared.io.image_io import _header_size
-  sizes = {_header_size(p) for p in collect_inputs(args.input)}
+  from shared.io.image_io import header_size
+  sizes = {header_size(p) for p in collect_inputs(args.input)}
   return "aligned" if sizes <= set(ALIGNED_SIZES) else "photo"
 
 

@@ -92,6 +92,41 @@ def test_rgb_file_read_as_rgba_is_opaque(tmp_path):
   assert out.shape == (8, 8, 4) and np.all(out[..., 3] == 255)
 
 
+def _save_with_orientation(path, image, orientation):
+  from PIL import Image
+  exif = Image.Exif()
+  exif[image_io.EXIF_ORIENTATION_TAG] = orientation
+  Image.fromarray(image).save(path, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow_in_both_readers(tmp_path, orientation):
+  """Phone photos stored sideways come out upright, as Pillow's exif_transpose shows them."""
+  from PIL import Image, ImageOps
+  rng = np.random.default_rng(orientation)
+  rgba = rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)
+  rgba[..., 3] = np.maximum(rgba[..., 3], 1)
+  path = tmp_path / f"o{orientation}.png"      # lossless, so pixels compare exactly
+  _save_with_orientation(path, rgba, orientation)
+  with Image.open(path) as im:
+    upright = np.asarray(ImageOps.exif_transpose(im))
+  np.testing.assert_array_equal(image_io.read_image_rgba(path), upright)
+  np.testing.assert_array_equal(image_io.read_image(path), upright[..., :3])
+  assert image_io.header_size(path) == (upright.shape[1], upright.shape[0])
+
+
+def test_exif_rotated_jpeg_reads_upright_in_both_readers(tmp_path):
+  """JPEG (where OpenCV used to apply the tag for RGB only): both readers agree, upright."""
+  image = np.zeros((40, 24, 3), np.uint8)
+  image[:8] = 255                          # a white band at the top, as stored
+  path = tmp_path / "phone.jpg"
+  _save_with_orientation(path, image, 6)   # 6: shown turned 90 degrees clockwise
+  rgb, rgba = image_io.read_image(path), image_io.read_image_rgba(path)
+  assert rgb.shape == (24, 40, 3) and rgba.shape == (24, 40, 4)
+  np.testing.assert_array_equal(rgba[..., :3], rgb)
+  assert rgb[:, -8:].mean() > 200 and rgb[:, :-10].mean() < 30   # the band is now on the right
+
+
 def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
   path = tmp_path / "big.png"
   image_io.write_png(path, np.zeros((20, 30, 3), np.uint8))

@@ -13,9 +13,11 @@ Conversions on reading:
 - floating-point images (TIFF, EXR) are taken as linear [0, 1] and clipped;
 - `read_image` drops an alpha channel; `read_image_rgba` keeps it (opaque 255
   where the file has none);
-- EXIF orientation is applied by `read_image` (OpenCV does this for
-  `IMREAD_COLOR`), but not by `read_image_rgba` (OpenCV ignores it for
-  `IMREAD_UNCHANGED`).
+- the EXIF orientation tag (phone photos are often stored sideways with
+  tag 6 or 8) is applied by both readers, by `apply_exif_orientation` from
+  the tag Pillow reads in the header; OpenCV's own handling is switched off
+  (it applied the tag for `IMREAD_COLOR` only, so the RGBA reader used by
+  the GCN test mode and tools/create_bin.py saw such photos sideways).
 
 `IMAGE_SUFFIXES` lists the file types OpenCV decodes; every command that
 takes a folder of images lists it with `list_images` (one list for the
@@ -43,8 +45,14 @@ MAX_IMAGE_PIXELS = 100_000_000   # ~300 MB as RGB uint8; 10000 x 10000
 UINT8_MAX = 255
 UINT16_MAX = 65535
 PNG_SUFFIX = ".png"
-READ_FLAGS_RGB = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
-READ_FLAGS_RGBA = cv2.IMREAD_UNCHANGED
+READ_FLAGS_RGB = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+READ_FLAGS_RGBA = cv2.IMREAD_UNCHANGED   # never applies the EXIF orientation
+EXIF_ORIENTATION_TAG = 0x0112
+# EXIF orientation -> (transpose rows and columns first, then np.rot90 count (counter-clockwise),
+# then flip left-right); the result is the upright image a viewer shows (as PIL.ImageOps.exif_transpose).
+EXIF_ORIENTATIONS = {1: (False, 0, False), 2: (False, 0, True), 3: (False, 2, False),
+                     4: (False, 2, True), 5: (True, 0, False), 6: (False, 3, False),
+                     7: (True, 2, False), 8: (False, 1, False)}
 # Every type OpenCV 4 decodes (tests/test_image_io.py writes and reads each).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
                   ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".sr", ".ras", ".hdr", ".pic", ".avif")
@@ -84,28 +92,67 @@ def _check_readable(path):
     fail(path, "is a folder, not an image file")
   if path.stat().st_size == 0:
     fail(path, "image file is empty")
-  size = _header_size(path)
+  size, orientation = _header(path)
   if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
     fail(path, f"image is {size[0]}x{size[1]} pixels, more than the "
          f"{MAX_IMAGE_PIXELS:,}-pixel limit; downscale it first")
-  return path
+  return path, orientation
 
 
-def _header_size(path):
-  """Returns `(width, height)` from the file header, or None if Pillow can't tell."""
+def _header(path):
+  """`((width, height) or None, EXIF orientation 1-8)` from the file header (Pillow, no decode).
+
+  The size is None where Pillow can't tell; the orientation is 1 (as stored) where the file
+  has no valid tag.
+  """
   try:
     from PIL import Image
   except ImportError:
-    return None
+    return None, 1
   try:
     with warnings.catch_warnings():   # e.g. "Corrupt EXIF data": OpenCV decides below.
       warnings.simplefilter("ignore")
       with Image.open(path) as im:
-        return im.size
+        size = im.size
+        try:
+          orientation = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1))
+        except Exception:  # noqa: BLE001 - a damaged EXIF block: keep the stored orientation.
+          orientation = 1
+        return size, orientation if orientation in EXIF_ORIENTATIONS else 1
   except Image.DecompressionBombError:
-    return (MAX_IMAGE_PIXELS + 1, 1)
+    return (MAX_IMAGE_PIXELS + 1, 1), 1
   except Exception:  # Not a format Pillow knows, or corrupt: OpenCV decides.
-    return None
+    return None, 1
+
+
+def header_size(path):
+  """`(width, height)` of the upright image (EXIF orientation applied) from the header, or None.
+
+  Cheap (no decode); None where Pillow can't read the header.
+  """
+  size, orientation = _header(path)
+  if size is None or not EXIF_ORIENTATIONS[orientation][0] ^ (EXIF_ORIENTATIONS[orientation][1] % 2):
+    return size
+  return size[1], size[0]
+
+
+def apply_exif_orientation(image, orientation):
+  """Turns an image as stored into the upright image a viewer shows.
+
+  Args:
+    image: `[H, W]` or `[H, W, C]` array, as decoded (rows as stored).
+    orientation: EXIF orientation tag value 1-8 (1: as stored; other values: unchanged).
+
+  Returns:
+    The image transposed, rotated and flipped as the tag says (`[W, H, ...]` for 5-8).
+  """
+  transpose, quarter_turns, flip = EXIF_ORIENTATIONS.get(orientation, EXIF_ORIENTATIONS[1])
+  if transpose:
+    image = np.swapaxes(image, 0, 1)
+  image = np.rot90(image, quarter_turns)
+  if flip:
+    image = image[:, ::-1]
+  return np.ascontiguousarray(image)
 
 
 def _decode(path, flags):
@@ -145,9 +192,9 @@ def read_image(path):
   Raises:
     InputError: missing, empty, corrupt, unsupported or oversized file.
   """
-  path = _check_readable(path)
+  path, orientation = _check_readable(path)
   bgr = to_uint8(_decode(path, READ_FLAGS_RGB))
-  return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+  return apply_exif_orientation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), orientation)
 
 
 def read_image_rgba(path):
@@ -159,7 +206,7 @@ def read_image_rgba(path):
   Raises:
     InputError: as `read_image`.
   """
-  path = _check_readable(path)
+  path, orientation = _check_readable(path)
   raw = to_uint8(_decode(path, READ_FLAGS_RGBA))
   if raw.ndim == 2:
     raw = raw[:, :, None]
@@ -174,7 +221,7 @@ def read_image_rgba(path):
     rgba = cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA)
   else:
     fail(path, f"unsupported number of channels ({channels})")
-  return np.ascontiguousarray(rgba)
+  return apply_exif_orientation(rgba, orientation)
 
 
 def write_png(path, image):
