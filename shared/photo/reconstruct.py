@@ -90,6 +90,8 @@ OUTPUT_SUFFIXES = ("_overlay",)
 OVERLAY_MAX_SIDE = 2048
 OVERLAY_OPACITY = 0.75
 LANDMARK_COLOUR = (40, 255, 40)    # fitted landmarks on overlays (RGB)
+LANDMARK_DOT_PER_FACE = 1 / 50     # dot radius over the face's landmark extent (overlay pixels);
+                                   # 0 (one pixel) on faces under 25 px, so small faces stay visible
 TEXTURE_SIZE = 512
 DEFAULT_MAX_BATCH = 8
 # dlib HOG margins: real faces in AFLW2000-16 score 0.12-2.8; the false
@@ -488,9 +490,10 @@ class PhotoReconstructor:
       out = export.overlay(out, layers.rgb[..., :3], layers.alpha * layers.rgb[..., 3:],
                            OVERLAY_OPACITY)
     out = export.to_uint8(out)
-    radius = max(1, round(min(size) / 300))
     for lm in landmarks:
-      for x, y in alignment.transform_points(lm, scale):
+      points = alignment.transform_points(lm, scale)
+      radius = int(round(np.ptp(points, axis=0).max() * LANDMARK_DOT_PER_FACE))
+      for x, y in points:
         cv2.circle(out, (int(x), int(y)), radius, LANDMARK_COLOUR, -1, cv2.LINE_AA)
     return out
 
