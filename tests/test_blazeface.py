@@ -165,11 +165,46 @@ def test_tiles_find_a_small_face_in_a_large_photo():
   canvas[at[1]:at[1] + size, at[0]:at[0] + size] = alignment.warp_affine(
       skimage.data.astronaut(), np.array([[size / 512, 0, 0], [0, size / 512, 0]]), (size, size))
   centre = np.array(at) + np.array(ASTRONAUT_FACE_CENTRE) * size / 512
-  assert blazeface.detect(canvas, blazeface.DetectorConfig(tile_min_side=0)) == []
+  assert blazeface.detect(canvas, blazeface.DetectorConfig(tile_min_side=0,
+                                                          turn_fallback=False)) == []
   faces = landmarks.detect_faces(canvas, cnn_fallback=False)
   assert len(faces) == 1 and faces[0].detector == "blazeface"
   x0, y0, x1, y1 = faces[0].box
   assert x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_unturn_points_inverts_rot90(turns):
+  """A marked pixel of np.rot90(image, turns) maps back to the same pixel of the image."""
+  height, width = 5, 7
+  image = np.zeros((height, width), np.int32)
+  image.flat[:] = np.arange(image.size)
+  turned = np.rot90(image, turns)
+  rows, cols = np.mgrid[:turned.shape[0], :turned.shape[1]]
+  centres = np.stack([cols, rows], -1) + 0.5                   # pixel centres of the turned image
+  back = blazeface.unturn_points(centres.astype(np.float64), turns, width, height)
+  at = np.floor(back).astype(int)
+  np.testing.assert_array_equal(image[at[..., 1], at[..., 0]], turned)
+  np.testing.assert_allclose(back % 1.0, 0.5)
+
+
+def test_upside_down_face_is_found_by_the_turned_search(astronaut_faces):
+  """The astronaut turned 180 degrees: the upright search finds nothing, the turned one finds her
+  face, mapped back onto the turned photo (keypoints where the upright ones land after the turn)."""
+  image = skimage.data.astronaut()
+  height, width = image.shape[:2]
+  upright = blazeface.detect(image)[0]
+  flipped = np.ascontiguousarray(np.rot90(image, 2))
+  assert blazeface.detect(flipped, blazeface.DetectorConfig(turn_fallback=False)) == []
+  found = blazeface.detect(flipped)
+  assert len(found) == 1
+  expected = blazeface.unturn_points(upright.keypoints.astype(np.float64), 2, width, height)
+  assert np.abs(found[0].keypoints - expected).max() < 2.0
+  x0, y0, x1, y1 = found[0].box
+  assert x0 < x1 and y0 < y1 and x0 <= expected[:, 0].min() and expected[:, 0].max() <= x1
+  faces = landmarks.detect_faces(flipped, cnn_fallback=False)   # and the mesh follows
+  assert len(faces) == 1 and faces[0].detector == "blazeface"
+  assert np.abs(faces[0].dense[:, :2].mean(0) - expected.mean(0)).max() < 25.0
 
 
 @pytest.mark.parametrize("value", [0, 255])

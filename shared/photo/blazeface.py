@@ -62,6 +62,11 @@ class DetectorConfig:
     small for the whole-image pass (which sees the image at 192 px); a tile
     detection is kept only where no whole-image detection overlaps it.
     0: no tiles.
+  turn_fallback: when the image gives no face, search it again turned by
+    `TURNS` quarter turns in that order (upside-down faces, sideways photos
+    without an EXIF tag; BlazeFace finds faces up to about 90 degrees of
+    roll, not upside down) and keep the first turn that finds one, its
+    detections mapped back to the image.
   """
   min_score: float = 0.5
   iou_threshold: float = 0.3
@@ -70,6 +75,10 @@ class DetectorConfig:
   tile_min_side: int = 960
   tile_grid: int = 2
   tile_fraction: float = 0.6
+  turn_fallback: bool = True
+
+
+TURNS = (2, 1, 3)   # np.rot90 counts (counter-clockwise quarter turns) tried by turn_fallback
 
 
 def model_file(relative):
@@ -187,7 +196,7 @@ class Detection:
 
 def detect(image_rgb, config=DetectorConfig()):
   """Runs BlazeFace full-range on a whole image (and, for large images, on
-  tiles of it; `DetectorConfig`).
+  tiles of it; when it finds nothing, on the image turned; `DetectorConfig`).
 
   Args:
     image_rgb: `uint8 [H, W, 3]` RGB.
@@ -196,6 +205,40 @@ def detect(image_rgb, config=DetectorConfig()):
   Returns:
     list of `Detection`, best score first.
   """
+  detections = _detect_upright(image_rgb, config)
+  if detections or not config.turn_fallback:
+    return detections
+  height, width = image_rgb.shape[:2]
+  for turns in TURNS:
+    found = _detect_upright(np.ascontiguousarray(np.rot90(image_rgb, turns)), config)
+    if found:
+      return [unturn(d, turns, width, height) for d in found]
+  return []
+
+
+def unturn_points(points, turns, width, height):
+  """Points `[..., 2]` of `np.rot90(image, turns)` -> the same points of `image` ([H, W])."""
+  x, y = points[..., 0], points[..., 1]
+  turns %= 4
+  if turns == 1:
+    x, y = width - y, x
+  elif turns == 2:
+    x, y = width - x, height - y
+  elif turns == 3:
+    x, y = y, height - x
+  return np.stack([x, y], -1)
+
+
+def unturn(detection, turns, width, height):
+  """A `Detection` found in `np.rot90(image, turns)`, in the pixels of `image` ([H, W])."""
+  corners = unturn_points(detection.box.reshape(2, 2).astype(np.float64), turns, width, height)
+  box = np.concatenate([corners.min(0), corners.max(0)]).astype(np.float32)
+  keypoints = unturn_points(detection.keypoints.astype(np.float64), turns, width, height)
+  return Detection(box=box, keypoints=keypoints.astype(np.float32), score=detection.score)
+
+
+def _detect_upright(image_rgb, config):
+  """`detect` without the turned search."""
   height, width = image_rgb.shape[:2]
   detections = _detect_window(image_rgb, (0.0, 0.0, float(width), float(height)), config.mirror,
                               config)
