@@ -49,3 +49,16 @@ def test_render_gallery(tmp_path):
   top = img[:224].reshape(224, 6, 224, 3).transpose(1, 0, 2, 3)
   assert all((np.abs(t.astype(int) - t[0, 0]).sum(-1) > 30).mean() > 0.2 for t in top)
 
+
+
+def test_one_unreadable_photo_is_an_error_and_writes_nothing(tmp_path):
+  """A single bad file (not a folder, where it would be skipped) gives one error line, exit 2,
+  and no output folder."""
+  bad = tmp_path / "fake.jpg"
+  bad.write_text("not an image")
+  out = tmp_path / "out"
+  r = run_main("--mode", "test", "--input", str(bad), "--output", str(out), tmp_path=tmp_path)
+  assert r.returncode == 2
+  lines = error_lines(r)
+  assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: cannot decode image"), r.stderr
+  assert not out.exists()

@@ -497,15 +497,15 @@ class PhotoReconstructor:
         cv2.circle(out, (int(x), int(y)), radius, LANDMARK_COLOUR, -1, cv2.LINE_AA)
     return out
 
-  def process_image(self, path, output_dir, log=print):
-    """Runs the pipeline on one file.  Returns its summary entry (never raises
-    `InputError`: problems go to `log` and the entry)."""
+  def process_image(self, path, output_dir, log=print, image=None):
+    """Runs the pipeline on one file (`image`: its pixels when already read).  Returns its
+    summary entry (never raises `InputError`: problems go to `log` and the entry)."""
     path = Path(path)
     entry = {"image": str(path), "status": "ok", "faces": []}
     start = time.perf_counter()
     try:
       note = _format_note(path) if path.is_file() else None
-      image = read_image(path)
+      image = read_image(path) if image is None else image
     except InputError as error:
       log(f"skipped: {error}")
       return {**entry, "status": "error", "error": str(error)}
@@ -594,20 +594,25 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     The summary dict that is also written to `output_dir/summary.json`.
 
   Raises:
-    InputError: `inputs` does not exist or is an empty folder.
+    InputError: `inputs` does not exist or is an empty folder, or is one image file that
+      cannot be read (then nothing is written; in a folder or list, an unreadable file is
+      skipped and reported in the summary).
   """
   files = collect_inputs(inputs)
+  if landmarks not in LANDMARK_MODES:
+    raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
+  single = isinstance(inputs, (str, Path)) and Path(inputs).is_file()
+  first = read_image(files[0]) if single else None   # one file: a bad one stops here
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   started = time.perf_counter()
-  if landmarks not in LANDMARK_MODES:
-    raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
   backend, fit_points = LANDMARK_MODES[landmarks]
   pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch,
                                 backend=backend, fit_points=fit_points)
   if pipeline.dense_note:
     log(pipeline.dense_note)
-  images = [pipeline.process_image(path, output_dir, log) for path in files]
+  images = [pipeline.process_image(path, output_dir, log, image=first if k == 0 else None)
+            for k, path in enumerate(files)]
   faces = sum(len(entry["faces"]) for entry in images)
   t = pipeline.timings
   summary = {
