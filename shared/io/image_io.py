@@ -17,7 +17,9 @@ Conversions on reading:
   tag 6 or 8) is applied by both readers, by `apply_exif_orientation` from
   the tag Pillow reads in the header; OpenCV's own handling is switched off
   (it applied the tag for `IMREAD_COLOR` only, so the RGBA reader used by
-  the GCN test mode and tools/create_bin.py saw such photos sideways).
+  the GCN test mode and tools/create_bin.py read such files sideways:
+  create_bin packed tagged crops turned; on photos the detector and the
+  5-point alignment mostly undid the quarter turn).
 
 `IMAGE_SUFFIXES` lists the file types OpenCV decodes; every command that
 takes a folder of images lists it with `list_images` (one list for the
