@@ -106,12 +106,17 @@ def main():
   parser.add_argument("--config", default="tiny", help="MGC preset whose loss weights are used")
   parser.add_argument("--steps", type=int, default=150)
   parser.add_argument("--learning-rate", type=float, default=START_FIT.learning_rate)
+  parser.add_argument("--w-multiview", type=float, default=None,
+                      help="weight of the multi-view terms (default: the preset's)")
   args = parser.parse_args()
+  config = get_config(args.config)
+  if args.w_multiview is not None:
+    config = config.replace(w_multiview=args.w_multiview)
 
   model = load_face_model(None)
   layout = CoeffLayout.for_model(model)
   synth = FaceSynthesizer(model)
-  objective = objective_lib.Objective(synth, get_config(args.config))
+  objective = objective_lib.Objective(synth, config)
   fitter = Fitter(synth, START_FIT)
   scales = tf.constant(np.concatenate([np.full(n, s, np.float32) for n, s in
                                        zip(layout.sizes, START_FIT.scales())])[None])
@@ -150,7 +155,8 @@ def main():
   results["paired_target_diff_mv_minus_sv"] = diffs
   print("paired target difference (multi-view - single-view): " +
         ", ".join(f"{d:+.4f}" for d in diffs))
-  results.update(steps=args.steps, config=args.config, load_average=load_average())
+  results.update(steps=args.steps, config=args.config, w_multiview=config.w_multiview,
+                 load_average=load_average())
   print_json(results)
 
 
