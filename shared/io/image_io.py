@@ -133,7 +133,8 @@ def header_size(path):
   Cheap (no decode); None where Pillow can't read the header.
   """
   size, orientation = _header(path)
-  if size is None or not EXIF_ORIENTATIONS[orientation][0] ^ (EXIF_ORIENTATIONS[orientation][1] % 2):
+  transpose, quarter_turns, _ = EXIF_ORIENTATIONS[orientation]
+  if size is None or transpose == bool(quarter_turns % 2):   # width and height stay
     return size
   return size[1], size[0]
 
