@@ -497,9 +497,10 @@ class PhotoReconstructor:
         cv2.circle(out, (int(x), int(y)), radius, LANDMARK_COLOUR, -1, cv2.LINE_AA)
     return out
 
-  def process_image(self, path, output_dir, log=print, image=None):
-    """Runs the pipeline on one file (`image`: its pixels when already read).  Returns its
-    summary entry (never raises `InputError`: problems go to `log` and the entry)."""
+  def process_image(self, path, output_dir, log=print, image=None, read_seconds=0.0):
+    """Runs the pipeline on one file (`image`: its pixels when already read, which took
+    `read_seconds`).  Returns its summary entry (never raises `InputError`: problems go to
+    `log` and the entry)."""
     path = Path(path)
     entry = {"image": str(path), "status": "ok", "faces": []}
     start = time.perf_counter()
@@ -509,7 +510,7 @@ class PhotoReconstructor:
     except InputError as error:
       log(f"skipped: {error}")
       return {**entry, "status": "error", "error": str(error)}
-    self.timings["read"].append(time.perf_counter() - start)
+    self.timings["read"].append(time.perf_counter() - start + read_seconds)
     if note:
       log(note)
       entry["note"] = note
@@ -601,17 +602,19 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   files = collect_inputs(inputs)
   if landmarks not in LANDMARK_MODES:
     raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
+  started = time.perf_counter()
   single = isinstance(inputs, (str, Path)) and Path(inputs).is_file()
   first = read_image(files[0]) if single else None   # one file: a bad one stops here
+  first_seconds = time.perf_counter() - started
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
-  started = time.perf_counter()
   backend, fit_points = LANDMARK_MODES[landmarks]
   pipeline = PhotoReconstructor(face_model, regressor, fit_config, cnn_fallback, max_batch,
                                 backend=backend, fit_points=fit_points)
   if pipeline.dense_note:
     log(pipeline.dense_note)
-  images = [pipeline.process_image(path, output_dir, log, image=first if k == 0 else None)
+  images = [pipeline.process_image(path, output_dir, log, image=first, read_seconds=first_seconds)
+            if k == 0 else pipeline.process_image(path, output_dir, log)
             for k, path in enumerate(files)]
   faces = sum(len(entry["faces"]) for entry in images)
   t = pipeline.timings
