@@ -19,6 +19,12 @@ coefficients and reports, averaged over views:
 * the photometric error: mean per-pixel RGB L2 norm (colours in [0, 1]) of
   render vs image over the rendered skin region;
 * both RMSEs for the mean face, as the reference a trained model must beat;
+* which part of the shape the regressor reads (`shape_parts`), both
+  similarity-aligned over the face region: `identity_sim_vs_mean_identity`,
+  its identity with the true expression over the mean identity with the true
+  expression, and `expression_sim_vs_neutral`, its expression with the true
+  identity over the neutral expression with the true identity (below 1: the
+  part beats predicting nothing);
 * `by_yaw`: the similarity ratio and the NME per bin of each view's true
   |yaw| (`YAW_BIN_EDGES`, degrees; every view of a triplet is regressed on its
   own, so each counts as a target in its own bin).
@@ -109,6 +115,33 @@ def aligned_rmse(predicted, truth, region=None, with_scale=False):
   return float(np.sqrt(np.mean(np.sum((aligned - truth) ** 2, axis=1))))
 
 
+def shape_parts(decoder, predicted, truth, vertices, region):
+  """Similarity-aligned face RMSEs that split a shape error into identity and expression.
+
+  Args:
+    decoder: `FaceDecoder`; `shape(identity [N, I], expression [N, E])` -> [N, V, 3].
+    predicted, truth: `Coefficients` of the same N views (the regressor's, the ground truth's).
+    vertices: the ground-truth shape [V, 3] (model units) the truth's coefficients decode to.
+    region: bool [V], the vertices scored.
+
+  Returns:
+    Dict of lists [N] (model units): "identity" (predicted identity, true expression),
+    "mean_identity" (zero identity, true expression), "expression" (true identity, predicted
+    expression), "neutral" (true identity, zero expression).
+  """
+  zero_identity = tf.zeros_like(truth.identity)
+  zero_expression = tf.zeros_like(truth.expression)
+  pairs = {"identity": (predicted.identity, truth.expression),
+           "mean_identity": (zero_identity, truth.expression),
+           "expression": (truth.identity, predicted.expression),
+           "neutral": (truth.identity, zero_expression)}
+  out = {}
+  for name, (identity, expression) in pairs.items():
+    shapes = decoder.shape(identity, expression).numpy()
+    out[name] = [aligned_rmse(shape, vertices, region, True) for shape in shapes]
+  return out
+
+
 def ratio(value, reference):
   return value / reference if reference > 0 else float("nan")
 
@@ -130,7 +163,8 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
     fitter = Fitter(reconstructor.synth, fit_config)
   rows = {k: [] for k in ("rmse_face", "rmse_all", "rmse_face_mean_shape", "rmse_face_sim",
                           "rmse_face_sim_mean_shape", "rmse_face_fit", "rmse_face_sim_fit", "nme",
-                          "photometric", "yaw")}
+                          "photometric", "yaw", "identity", "mean_identity", "expression",
+                          "neutral")}
   for record, record_landmarks in tqdm(list(zip(records, landmarks)), desc="eval", unit="sample",
                                        disable=not progress):
     gt = synthetic.read_ground_truth(record.gt_path(data_dir))
@@ -141,8 +175,13 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
     skins = data_lib.read_strip(record.skin_path(data_dir), grayscale=True)
     result = reconstructor(images[:batch_views])
     truth = gt["vertices"]
-    rotation = regressor.layout.split(tf.constant(gt["coefficients"], tf.float32)).rotation
-    rows["yaw"].extend(np.degrees(rotation.numpy()[:batch_views, 1]).tolist())
+    true_coeffs = regressor.layout.split(tf.constant(gt["coefficients"][:batch_views], tf.float32))
+    rows["yaw"].extend(np.degrees(true_coeffs.rotation.numpy()[:, 1]).tolist())
+    parts = shape_parts(reconstructor.synth.decoder,
+                        regressor.layout.split(tf.constant(result["coefficients"])), true_coeffs,
+                        truth, region)
+    for name, values in parts.items():
+      rows[name].extend(values)
     for view in range(min(batch_views, len(images))):
       rows["rmse_face"].append(aligned_rmse(result["vertices"][view], truth, region))
       rows["rmse_all"].append(aligned_rmse(result["vertices"][view], truth))
@@ -178,6 +217,9 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
       "rmse_vs_mean_face": ratio(rmse_face, mean_face),
       "rmse_face_sim_mm": rmse_sim * mm, "mean_face_rmse_face_sim_mm": mean_face_sim * mm,
       "rmse_sim_vs_mean_face": ratio(rmse_sim, mean_face_sim),
+      "identity_sim_vs_mean_identity": ratio(np.mean(rows["identity"]),
+                                             np.mean(rows["mean_identity"])),
+      "expression_sim_vs_neutral": ratio(np.mean(rows["expression"]), np.mean(rows["neutral"])),
       "fit_landmark_steps": fit_config.landmark_steps if fitter is not None else 0,
       "nme_percent": float(np.mean(rows["nme"])),
       "photometric": float(np.mean(rows["photometric"])),
@@ -202,6 +244,8 @@ TABLE_ROWS = (
     ("3D RMSE, face, similarity-aligned (mm)", "rmse_face_sim_mm", "{:.2f}"),
     ("mean face, similarity-aligned (mm)", "mean_face_rmse_face_sim_mm", "{:.2f}"),
     ("similarity RMSE / mean-face", "rmse_sim_vs_mean_face", "{:.3f}"),
+    ("  identity part / mean identity", "identity_sim_vs_mean_identity", "{:.3f}"),
+    ("  expression part / neutral", "expression_sim_vs_neutral", "{:.3f}"),
     ("+ landmark fit: 3D RMSE, face (mm)", "fit_rmse_face_mm", "{:.2f}"),
     ("+ landmark fit: RMSE / mean-face", "fit_rmse_vs_mean_face", "{:.3f}"),
     ("+ landmark fit: similarity RMSE (mm)", "fit_rmse_face_sim_mm", "{:.2f}"),

@@ -51,7 +51,8 @@ def test_cli_eval_prints_a_table_then_json(mgc_trained, mgc_dataset, capsys):
   metrics = json.loads(stdout.strip().splitlines()[-1])
   assert metrics["samples"] == 1 and metrics["views"] == 3
   for key in ("rmse_face_units", "rmse_face_mm", "nme_percent", "photometric", "rmse_face_sim_mm",
-              "mean_face_rmse_face_sim_mm", "fit_rmse_face_mm", "fit_rmse_face_sim_mm"):
+              "mean_face_rmse_face_sim_mm", "fit_rmse_face_mm", "fit_rmse_face_sim_mm",
+              "identity_sim_vs_mean_identity", "expression_sim_vs_neutral"):
     assert np.isfinite(metrics[key]), key
   # A similarity fit has one more degree of freedom than a rigid one.
   assert metrics["rmse_face_sim_mm"] <= metrics["rmse_face_mm"] + 1e-9
@@ -59,7 +60,7 @@ def test_cli_eval_prints_a_table_then_json(mgc_trained, mgc_dataset, capsys):
   from mgc_face.evaluate import LANDMARK_FIT
   assert metrics["fit_landmark_steps"] == LANDMARK_FIT.landmark_steps and "+ landmark fit" in stdout
   np.testing.assert_allclose(metrics["rmse_face_mm"], 100 * metrics["rmse_face_units"], rtol=1e-6)
-  assert "68-landmark NME (%)" in stdout
+  assert "68-landmark NME (%)" in stdout and "identity part / mean identity" in stdout
   # The per-|yaw| rows cover every view once, and the bins' NMEs average to the overall NME.
   bins = metrics["by_yaw"].values()
   assert sum(row["views"] for row in bins) == metrics["views"] and "|yaw| [" in stdout

@@ -47,3 +47,37 @@ def test_yaw_bins_split_views_by_absolute_yaw():
   assert rows["[20,40)"]["rmse_sim_vs_mean_face"] == 0.5
   assert rows["[40,90]"]["views"] == 1
   assert set(by_yaw([5.0], [1.0], [1.0], [1.0])) == {"[0,20)"}  # Empty bins are left out.
+
+
+def test_shape_parts_split_the_error_into_identity_and_expression():
+  import tensorflow as tf
+  from mgc_face.evaluate import aligned_rmse, shape_parts
+  from shared.model.coeffs import CoeffLayout
+  from shared.model.decoder import FaceDecoder
+  from shared.model.face_model import load_face_model
+  model = load_face_model()
+  layout = CoeffLayout.for_model(model)
+  decoder = FaceDecoder(model)
+  region = model.skin_mask > 0.5
+  rng = np.random.default_rng(7)
+  truth_vector = np.zeros((2, layout.size), np.float32)
+  truth_vector[:, :model.num_id] = rng.normal(size=model.num_id)  # One identity, two views.
+  start = model.num_id + model.num_albedo
+  truth_vector[:, start:start + model.num_exp] = 0.3 * rng.normal(size=model.num_exp)
+  truth = layout.split(tf.constant(truth_vector))
+  vertices = decoder.shape(truth.identity, truth.expression).numpy()[0]
+  # Exact coefficients: both parts are exact; predicting nothing scores the references.
+  parts = shape_parts(decoder, truth, truth, vertices, region)
+  np.testing.assert_allclose(parts["identity"], 0.0, atol=1e-5)
+  np.testing.assert_allclose(parts["expression"], 0.0, atol=1e-5)
+  mean_identity = decoder.shape(tf.zeros_like(truth.identity), truth.expression).numpy()[0]
+  np.testing.assert_allclose(parts["mean_identity"],
+                             aligned_rmse(mean_identity, vertices, region, True), rtol=1e-6)
+  neutral = decoder.shape(truth.identity, tf.zeros_like(truth.expression)).numpy()[0]
+  np.testing.assert_allclose(parts["neutral"], aligned_rmse(neutral, vertices, region, True),
+                             rtol=1e-6)
+  # A wrong identity shows in the identity part only; the expression part stays exact.
+  wrong = truth._replace(identity=-truth.identity)
+  parts = shape_parts(decoder, wrong, truth, vertices, region)
+  assert min(parts["identity"]) > max(parts["mean_identity"])
+  np.testing.assert_allclose(parts["expression"], 0.0, atol=1e-5)
