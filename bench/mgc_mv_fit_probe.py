@@ -39,6 +39,7 @@ from mgc_face import evaluate as eval_lib
 from mgc_face import objective as objective_lib
 from mgc_face import synthetic
 from mgc_face.config import get_config
+from mgc_face.self_fit import fit_objective, step_scales
 from shared.fit.fitter import Fitter, FitConfig
 from shared.eval.metrics import PERCENT, nme_68
 from shared.model.coeffs import CoeffLayout
@@ -79,26 +80,6 @@ def score(shapes, landmarks2d, truth, model):
   return out
 
 
-def fit_arm(objective, layout, scales, start, batch, steps, learning_rate, multiview):
-  """Adam on the objective from `start` ([B * 3, size]); returns the fitted vector and terms."""
-  params = tf.Variable(start / scales)
-  schedule = tf.keras.optimizers.schedules.ExponentialDecay(
-      learning_rate, max(steps, 1), FINAL_LR_RATIO)
-  optimizer = tf.keras.optimizers.Adam(schedule)
-
-  @tf.function
-  def step():
-    with tf.GradientTape() as tape:
-      total, terms, _ = objective(layout.split(params * scales), batch, multiview=multiview)
-    optimizer.apply_gradients([(tape.gradient(total, params), params)])
-    return terms
-
-  terms = {}
-  for _ in range(steps):
-    terms = step()
-  return (params * scales).numpy(), {k: float(v) for k, v in terms.items()}
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data", action="append", required=True,
@@ -118,8 +99,7 @@ def main():
   synth = FaceSynthesizer(model)
   objective = objective_lib.Objective(synth, config)
   fitter = Fitter(synth, START_FIT)
-  scales = tf.constant(np.concatenate([np.full(n, s, np.float32) for n, s in
-                                       zip(layout.sizes, START_FIT.scales())])[None])
+  scales = step_scales(layout, START_FIT)
   rows, results = [], {}
   for data_dir in args.data:
     batch, truth = load_split(data_dir)
@@ -130,8 +110,9 @@ def main():
     start_vector = layout.join(start.coeffs).numpy()
     candidates = {"start (landmark + colour fit)": (start_vector, {})}
     for arm in ARMS:
-      candidates[arm] = fit_arm(objective, layout, scales, start_vector, batch, args.steps,
-                                args.learning_rate, arm == "multi-view")
+      candidates[arm] = fit_objective(objective, layout, start_vector, batch, args.steps,
+                                      args.learning_rate, FINAL_LR_RATIO, arm == "multi-view",
+                                      scales)
     for name, (vector, terms) in candidates.items():
       coeffs = layout.split(tf.constant(vector))
       shapes = synth.decoder.shape(coeffs.identity, coeffs.expression).numpy()

@@ -8,8 +8,9 @@
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
            [--fit-steps N] [--cnn-fallback]
-    eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N]
-           (N landmark-fitting steps after the regression, default 200; 0: none)
+    eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N] [--self-fit-steps N]
+           (landmark-fitting steps after the regression, default 200; test-time
+           self-supervised fit steps, default 300, mgc_face.self_fit; 0: none)
 """
 
 import argparse
@@ -80,6 +81,9 @@ def add_eval(group):
   group.add_argument("--split", default="test", help="list file to evaluate (DIR/SPLIT.txt)")
   group.add_argument("--fit-steps", type=int, default=None,
                      help="landmark-fitting steps after the regression (default 200; 0: none)")
+  group.add_argument("--self-fit-steps", type=int, default=None,
+                     help="steps of the test-time self-supervised fit, no labels "
+                          "(default 300; 0: none)")
   add_quiet(group)
 
 
@@ -173,6 +177,14 @@ def eval_fit_config(fit_steps):
   return dataclasses.replace(evaluate.LANDMARK_FIT, landmark_steps=fit_steps) if fit_steps else None
 
 
+def eval_self_fit_config(steps):
+  """The eval's self-supervised fit for `--self-fit-steps` (None: the default; 0: none)."""
+  from mgc_face import evaluate
+  if steps is not None and steps < 0:
+    raise InputError(f"--self-fit-steps {steps}: must be non-negative")
+  return evaluate.SELF_FIT if steps is None else dataclasses.replace(evaluate.SELF_FIT, steps=steps)
+
+
 def run(args):
   from shared.model.face_model import load_face_model
   if args.mode == "train":
@@ -201,7 +213,8 @@ def run(args):
   face_model = load_face_model(args.face_model)
   regressor = infer.load_regressor(args.checkpoint, face_model)
   metrics = evaluate.evaluate(regressor, args.data, args.split, progress=not args.quiet,
-                              fit_config=eval_fit_config(args.fit_steps))
+                              fit_config=eval_fit_config(args.fit_steps),
+                              self_fit_config=eval_self_fit_config(args.self_fit_steps))
   print(evaluate.format_report(metrics))
   sys.stdout.flush()
   return 0

@@ -34,6 +34,11 @@ after per-image landmark fitting (`shared.fit.fitter`, as the photo pipeline
 runs after the regressor) started from the regression, against the strips'
 `_lm.txt` landmarks: the noisy detector stand-in training uses, never the
 ground truth.  The regressor's own figures come first and stay separate.
+
+With `self_fit_config` (default `SELF_FIT`) it also reports the shape and NME
+after the test-time self-supervised fit (`mgc_face.self_fit`): the same
+regression refined on each view's own image, skin mask and the network's own
+landmark-head points, with no label at all (`self_fit_*` keys).
 """
 
 import json
@@ -44,6 +49,7 @@ import tensorflow as tf
 from mgc_face import data as data_lib
 from mgc_face import synthetic
 from mgc_face.infer import Reconstructor
+from mgc_face.self_fit import SelfFitConfig, SelfFitter
 from shared.train import losses
 from shared.errors import InputError
 from shared.fit.fitter import FitConfig
@@ -52,6 +58,7 @@ from shared.eval.metrics import PERCENT, nme_68
 SKIN_REGION = 0.5
 # Landmark stage only (about a millisecond a step): the geometry, not the colours.
 LANDMARK_FIT = FitConfig(landmark_steps=200, photometric_steps=0)
+SELF_FIT = SelfFitConfig()
 # |yaw| bins (degrees) of the per-view breakdown; the last bin is closed.
 YAW_BIN_EDGES = (0.0, 20.0, 40.0, 90.0)
 
@@ -147,8 +154,9 @@ def ratio(value, reference):
 
 
 def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
-             fit_config=LANDMARK_FIT):
-  """Metrics dict over `split` (see the module docstring); `fit_config` None: no fitting."""
+             fit_config=LANDMARK_FIT, self_fit_config=SELF_FIT):
+  """Metrics dict over `split` (see the module docstring); `fit_config` None: no landmark fit;
+  `self_fit_config` None (or 0 steps): no self-supervised fit."""
   from tqdm import tqdm
   model = regressor.face_model
   records, landmarks, problems = data_lib.scan(data_dir, split)
@@ -165,6 +173,10 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
                           "rmse_face_sim_mean_shape", "rmse_face_fit", "rmse_face_sim_fit", "nme",
                           "photometric", "yaw", "identity", "mean_identity", "expression",
                           "neutral")}
+  self_fit = None
+  if self_fit_config is not None and self_fit_config.steps > 0:
+    self_fit = {"fitter": SelfFitter(reconstructor.synth, regressor.config, self_fit_config),
+                **{k: [] for k in ("start", "images", "skins", "points", "truth", "landmarks")}}
   for record, record_landmarks in tqdm(list(zip(records, landmarks)), desc="eval", unit="sample",
                                        disable=not progress):
     gt = synthetic.read_ground_truth(record.gt_path(data_dir))
@@ -197,6 +209,16 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
         rows["rmse_face_fit"].append(aligned_rmse(shapes[view], truth, region))
         rows["rmse_face_sim_fit"].append(aligned_rmse(shapes[view], truth, region, True))
     rows["nme"].extend(PERCENT * nme_68(result["landmarks2d"], gt["landmarks2d"][:batch_views]))
+    if self_fit is not None:
+      views = min(batch_views, len(images))
+      head = regressor.head_landmarks(tf.constant(images[:views]))[1]
+      self_fit["points"].append(result["landmarks2d"][:views] if head is None
+                                else head[0].numpy())
+      self_fit["start"].append(result["coefficients"][:views])
+      self_fit["images"].append(images[:views])
+      self_fit["skins"].append(skins[:views])
+      self_fit["truth"].extend([truth] * views)
+      self_fit["landmarks"].append(gt["landmarks2d"][:views])
     photo = losses.photometric_loss(tf.constant(result["image"]), tf.constant(result["mask"]),
                                     tf.constant(images[:batch_views]),
                                     tf.constant((skins[:batch_views] > SKIN_REGION)
@@ -227,12 +249,37 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
       "by_yaw": by_yaw(rows["yaw"], rows["rmse_face_sim"], rows["rmse_face_sim_mean_shape"],
                        rows["nme"]),
   }
+  if self_fit is not None:
+    metrics.update(self_fit_metrics(self_fit, regressor, region, mean_face, mean_face_sim,
+                                    self_fit_config))
   if fitter is not None:
     fit, fit_sim = float(np.mean(rows["rmse_face_fit"])), float(np.mean(rows["rmse_face_sim_fit"]))
     metrics.update({"fit_rmse_face_mm": fit * mm, "fit_rmse_vs_mean_face": ratio(fit, mean_face),
                     "fit_rmse_face_sim_mm": fit_sim * mm,
                     "fit_rmse_sim_vs_mean_face": ratio(fit_sim, mean_face_sim)})
   return metrics
+
+
+def self_fit_metrics(collected, regressor, region, mean_face, mean_face_sim, config):
+  """The `self_fit_*` metrics from the views `evaluate` collected."""
+  join = np.concatenate
+  vectors = collected["fitter"](regressor.layout, join(collected["start"]),
+                                join(collected["images"]), join(collected["skins"]),
+                                join(collected["points"]))
+  fitter = collected["fitter"]
+  coeffs = regressor.layout.split(tf.constant(vectors))
+  decoded = fitter.objective.synth(coeffs, render=False)
+  shapes = fitter.objective.synth.decoder.shape(coeffs.identity, coeffs.expression).numpy()
+  truth = collected["truth"]
+  rigid = [aligned_rmse(shape, t, region) for shape, t in zip(shapes, truth)]
+  sim = [aligned_rmse(shape, t, region, True) for shape, t in zip(shapes, truth)]
+  nme = PERCENT * nme_68(decoded.landmarks2d.numpy(), join(collected["landmarks"]))
+  mm = regressor.face_model.mm_per_unit
+  return {"self_fit_steps": config.steps, "self_fit_rmse_face_mm": float(np.mean(rigid)) * mm,
+          "self_fit_rmse_vs_mean_face": ratio(np.mean(rigid), mean_face),
+          "self_fit_rmse_face_sim_mm": float(np.mean(sim)) * mm,
+          "self_fit_rmse_sim_vs_mean_face": ratio(np.mean(sim), mean_face_sim),
+          "self_fit_nme_percent": float(np.mean(nme))}
 
 
 TABLE_ROWS = (
@@ -250,6 +297,10 @@ TABLE_ROWS = (
     ("+ landmark fit: RMSE / mean-face", "fit_rmse_vs_mean_face", "{:.3f}"),
     ("+ landmark fit: similarity RMSE (mm)", "fit_rmse_face_sim_mm", "{:.2f}"),
     ("+ landmark fit: similarity / mean-face", "fit_rmse_sim_vs_mean_face", "{:.3f}"),
+    ("+ self-fit, no labels: RMSE / mean-face", "self_fit_rmse_vs_mean_face", "{:.3f}"),
+    ("+ self-fit: similarity RMSE (mm)", "self_fit_rmse_face_sim_mm", "{:.2f}"),
+    ("+ self-fit: similarity / mean-face", "self_fit_rmse_sim_vs_mean_face", "{:.3f}"),
+    ("+ self-fit: 68-landmark NME (%)", "self_fit_nme_percent", "{:.2f}"),
     ("68-landmark NME (%)", "nme_percent", "{:.2f}"),
     ("photometric error (RGB L2)", "photometric", "{:.4f}"),
     ("held-out samples (views)", None, None),

@@ -46,9 +46,14 @@ def test_cli_test_mode_refuses_a_wrong_size_image(mgc_trained, tmp_path, capsys)
 def test_cli_eval_prints_a_table_then_json(mgc_trained, mgc_dataset, capsys):
   ckpt, _ = mgc_trained
   code, stdout, _ = run_main(["--model", "mgc", "--mode", "eval", "--checkpoint", str(ckpt),
-                              "--data", str(mgc_dataset), "--quiet"], capsys)
+                              "--data", str(mgc_dataset), "--quiet", "--self-fit-steps", "5"],
+                             capsys)
   assert code == 0
   metrics = json.loads(stdout.strip().splitlines()[-1])
+  assert metrics["self_fit_steps"] == 5 and "+ self-fit: similarity / mean-face" in stdout
+  for key in ("self_fit_rmse_sim_vs_mean_face", "self_fit_rmse_vs_mean_face",
+              "self_fit_nme_percent"):
+    assert np.isfinite(metrics[key]), key
   assert metrics["samples"] == 1 and metrics["views"] == 3
   for key in ("rmse_face_units", "rmse_face_mm", "nme_percent", "photometric", "rmse_face_sim_mm",
               "mean_face_rmse_face_sim_mm", "fit_rmse_face_mm", "fit_rmse_face_sim_mm",
@@ -68,9 +73,11 @@ def test_cli_eval_prints_a_table_then_json(mgc_trained, mgc_dataset, capsys):
                              metrics["views"], metrics["nme_percent"], rtol=1e-6)
   # --fit-steps sets the landmark fit's length; 0 turns it off.
   code, stdout, _ = run_main(["--model", "mgc", "--mode", "eval", "--checkpoint", str(ckpt),
-                              "--data", str(mgc_dataset), "--quiet", "--fit-steps", "0"], capsys)
+                              "--data", str(mgc_dataset), "--quiet", "--fit-steps", "0",
+                              "--self-fit-steps", "0"], capsys)
   short = json.loads(stdout.strip().splitlines()[-1])
   assert code == 0 and short["fit_landmark_steps"] == 0 and "+ landmark fit" not in stdout
+  assert "self_fit_steps" not in short and "+ self-fit" not in stdout
   assert short["rmse_face_mm"] == metrics["rmse_face_mm"]
 
 
