@@ -2,6 +2,7 @@
 """Does MGCNet's multi-view loss carry shape?  A per-triplet fitting probe, no network.
 
     python bench/mgc_mv_fit_probe.py --data out/d96 [--data out/d96_s1 ...] --steps 150
+    python bench/mgc_mv_fit_probe.py --data out/d96 [--data ...] --checkpoint CKPT
 
 For every held-out triplet of each data set (test.txt), the coefficients of
 its three views are fitted directly, with no network in the way:
@@ -14,6 +15,13 @@ its three views are fitted directly, with no network in the way:
    all views at once, once with the multi-view terms (view synthesis, depth,
    epipolar: they tie each view's depth to the other two images) and once
    without (`single-view`).
+
+With `--checkpoint CKPT` the probe is the test-time self-supervised fit
+(`mgc_face.self_fit`) with and without the multi-view terms: the start is
+the regressor's prediction for each view, the landmark targets are the
+network's own landmark-head points instead of the labels, and the weights,
+steps and rate are `SelfFitConfig`'s (the preset is the checkpoint's); no
+label enters either arm.
 
 Each arm's fitted shapes are scored as `mgc_face.evaluate` scores the
 regressor: face-region RMSE after similarity alignment, over the mean
@@ -39,7 +47,7 @@ from mgc_face import evaluate as eval_lib
 from mgc_face import objective as objective_lib
 from mgc_face import synthetic
 from mgc_face.config import get_config
-from mgc_face.self_fit import fit_objective, step_scales
+from mgc_face.self_fit import SelfFitConfig, fit_objective, step_scales
 from shared.fit.fitter import Fitter, FitConfig
 from shared.eval.metrics import PERCENT, nme_68
 from shared.model.coeffs import CoeffLayout
@@ -85,12 +93,28 @@ def main():
   parser.add_argument("--data", action="append", required=True,
                       help="synthetic data set (repeat: one seed each)")
   parser.add_argument("--config", default="tiny", help="MGC preset whose loss weights are used")
-  parser.add_argument("--steps", type=int, default=150)
-  parser.add_argument("--learning-rate", type=float, default=START_FIT.learning_rate)
+  parser.add_argument("--steps", type=int, default=None,
+                      help="Adam steps per arm (default 150; with --checkpoint SelfFitConfig's)")
+  parser.add_argument("--learning-rate", type=float, default=None)
   parser.add_argument("--w-multiview", type=float, default=None,
                       help="weight of the multi-view terms (default: the preset's)")
+  parser.add_argument("--checkpoint", default=None,
+                      help="start from this regressor and fit to its head's points, no labels")
   args = parser.parse_args()
-  config = get_config(args.config)
+  regressor = None
+  if args.checkpoint:
+    from mgc_face.infer import load_regressor
+    regressor = load_regressor(args.checkpoint)
+    self_fit = SelfFitConfig()
+    config = regressor.config.replace(w_landmark=self_fit.w_landmark,
+                                      w_reg_shape=self_fit.w_reg_shape, w_landmark_head=0.0,
+                                      w_heatmap=0.0, w_identity=0.0)
+    default_steps, default_rate = self_fit.steps, self_fit.learning_rate
+  else:
+    config = get_config(args.config)
+    default_steps, default_rate = 150, START_FIT.learning_rate
+  args.steps = default_steps if args.steps is None else args.steps
+  args.learning_rate = default_rate if args.learning_rate is None else args.learning_rate
   if args.w_multiview is not None:
     config = config.replace(w_multiview=args.w_multiview)
 
@@ -105,10 +129,17 @@ def main():
     batch, truth = load_split(data_dir)
     flat = objective_lib.flatten_views
     start_time = time.time()
-    start = fitter.fit(flat(batch.images), flat(batch.landmarks),
-                       skin=objective_lib.process_skin(flat(batch.skins)), render=False)
-    start_vector = layout.join(start.coeffs).numpy()
-    candidates = {"start (landmark + colour fit)": (start_vector, {})}
+    if regressor is not None:
+      coeffs, head = regressor.head_landmarks(flat(batch.images))
+      start_vector = layout.join(coeffs).numpy()
+      points = head[0] if head is not None else synth(coeffs, render=False).landmarks2d
+      batch = batch._replace(landmarks=tf.reshape(points, batch.landmarks.shape))
+      candidates = {"start (the regressor)": (start_vector, {})}
+    else:
+      start = fitter.fit(flat(batch.images), flat(batch.landmarks),
+                         skin=objective_lib.process_skin(flat(batch.skins)), render=False)
+      start_vector = layout.join(start.coeffs).numpy()
+      candidates = {"start (landmark + colour fit)": (start_vector, {})}
     for arm in ARMS:
       candidates[arm] = fit_objective(objective, layout, start_vector, batch, args.steps,
                                       args.learning_rate, FINAL_LR_RATIO, arm == "multi-view",
@@ -136,7 +167,8 @@ def main():
   results["paired_target_diff_mv_minus_sv"] = diffs
   print("paired target difference (multi-view - single-view): " +
         ", ".join(f"{d:+.4f}" for d in diffs))
-  results.update(steps=args.steps, config=args.config, w_multiview=config.w_multiview,
+  results.update(steps=args.steps, config=config.name, w_multiview=config.w_multiview,
+                 checkpoint=args.checkpoint,
                  load_average=load_average())
   print_json(results)
 
