@@ -251,7 +251,7 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
   }
   if self_fit is not None:
     metrics.update(self_fit_metrics(self_fit, regressor, region, mean_face, mean_face_sim,
-                                    self_fit_config))
+                                    self_fit_config, progress))
   if fitter is not None:
     fit, fit_sim = float(np.mean(rows["rmse_face_fit"])), float(np.mean(rows["rmse_face_sim_fit"]))
     metrics.update({"fit_rmse_face_mm": fit * mm, "fit_rmse_vs_mean_face": ratio(fit, mean_face),
@@ -260,12 +260,13 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
   return metrics
 
 
-def self_fit_metrics(collected, regressor, region, mean_face, mean_face_sim, config):
+def self_fit_metrics(collected, regressor, region, mean_face, mean_face_sim, config,
+                     progress=False):
   """The `self_fit_*` metrics from the views `evaluate` collected."""
   join = np.concatenate
   vectors = collected["fitter"](regressor.layout, join(collected["start"]),
                                 join(collected["images"]), join(collected["skins"]),
-                                join(collected["points"]))
+                                join(collected["points"]), progress=progress)
   fitter = collected["fitter"]
   coeffs = regressor.layout.split(tf.constant(vectors))
   decoded = fitter.objective.synth(coeffs, render=False)

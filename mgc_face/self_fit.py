@@ -53,7 +53,7 @@ def step_scales(layout, fit_config=_FIT_DEFAULTS):
 
 
 def fit_objective(objective, layout, start, batch, steps, learning_rate, final_lr_ratio,
-                  multiview=False, scales=None):
+                  multiview=False, scales=None, progress=False):
   """Adam on `objective` from `start`.
 
   Args:
@@ -67,6 +67,7 @@ def fit_objective(objective, layout, start, batch, steps, learning_rate, final_l
     multiview: include the objective's multi-view terms.
     scales: [1, size] step sizes (default `step_scales(layout)`): the fit runs
       on coefficients / scales.
+    progress: show a progress bar over the steps.
 
   Returns:
     (fitted [B * V, size] numpy, {term: float} at the last step).
@@ -86,8 +87,9 @@ def fit_objective(objective, layout, start, batch, steps, learning_rate, final_l
     optimizer.apply_gradients([(tape.gradient(total, params), params)])
     return terms
 
+  from tqdm import tqdm
   terms = {}
-  for _ in range(steps):
+  for _ in tqdm(range(steps), desc="self-fit", unit="step", disable=not progress, leave=False):
     terms = step()
   return (params * scales).numpy(), {k: float(v) for k, v in terms.items()}
 
@@ -111,7 +113,7 @@ class SelfFitter:
                                       w_landmark_head=0.0, w_heatmap=0.0, w_identity=0.0)
     self.objective = objective_lib.Objective(synthesizer, objective_config)
 
-  def __call__(self, layout, start, images, skins, landmarks):
+  def __call__(self, layout, start, images, skins, landmarks, progress=False):
     """Fitted coefficient vectors.
 
     Args:
@@ -120,6 +122,7 @@ class SelfFitter:
       images: [N, 224, 224, 3] in [0, 1]; skins: [N, 224, 224, 1] skin
         probabilities in [0, 1]; landmarks: [N, 68, 2] the network's own
         points, pixels.
+      progress: show a progress bar per batch of views.
 
     Returns:
       [N, size] numpy.
@@ -133,6 +136,6 @@ class SelfFitter:
           tf.constant(images[lo:hi, None], tf.float32), tf.constant(skins[lo:hi, None], tf.float32),
           tf.constant(landmarks[lo:hi, None], tf.float32), tf.zeros([n]))
       vectors, _ = fit_objective(self.objective, layout, start[lo:hi], batch, c.steps,
-                                 c.learning_rate, c.final_lr_ratio)
+                                 c.learning_rate, c.final_lr_ratio, progress=progress)
       fitted.append(vectors)
     return np.concatenate(fitted)
