@@ -47,7 +47,7 @@ from mgc_face import evaluate as eval_lib
 from mgc_face import objective as objective_lib
 from mgc_face import synthetic
 from mgc_face.config import get_config
-from mgc_face.self_fit import SelfFitConfig, fit_objective, step_scales
+from mgc_face.self_fit import SelfFitConfig, fit_objective, objective_config, step_scales
 from shared.fit.fitter import Fitter, FitConfig
 from shared.eval.metrics import PERCENT, nme_68
 from shared.model.coeffs import CoeffLayout
@@ -106,9 +106,7 @@ def main():
     from mgc_face.infer import load_regressor
     regressor = load_regressor(args.checkpoint)
     self_fit = SelfFitConfig()
-    config = regressor.config.replace(w_landmark=self_fit.w_landmark,
-                                      w_reg_shape=self_fit.w_reg_shape, w_landmark_head=0.0,
-                                      w_heatmap=0.0, w_identity=0.0)
+    config = objective_config(regressor.config, self_fit)
     default_steps, default_rate = self_fit.steps, self_fit.learning_rate
   else:
     config = get_config(args.config)

@@ -267,14 +267,13 @@ def self_fit_metrics(collected, regressor, region, mean_face, mean_face_sim, con
   vectors = collected["fitter"](regressor.layout, join(collected["start"]),
                                 join(collected["images"]), join(collected["skins"]),
                                 join(collected["points"]), progress=progress)
-  fitter = collected["fitter"]
-  coeffs = regressor.layout.split(tf.constant(vectors))
-  decoded = fitter.objective.synth(coeffs, render=False)
-  shapes = fitter.objective.synth.decoder.shape(coeffs.identity, coeffs.expression).numpy()
+  shapes, _, _, landmarks2d = collected["fitter"].objective.synth.geometry(
+      regressor.layout.split(tf.constant(vectors)))
+  shapes = shapes.numpy()
   truth = collected["truth"]
   rigid = [aligned_rmse(shape, t, region) for shape, t in zip(shapes, truth)]
   sim = [aligned_rmse(shape, t, region, True) for shape, t in zip(shapes, truth)]
-  nme = PERCENT * nme_68(decoded.landmarks2d.numpy(), join(collected["landmarks"]))
+  nme = PERCENT * nme_68(landmarks2d.numpy(), join(collected["landmarks"]))
   mm = regressor.face_model.mm_per_unit
   return {"self_fit_steps": config.steps, "self_fit_rmse_face_mm": float(np.mean(rigid)) * mm,
           "self_fit_rmse_vs_mean_face": ratio(np.mean(rigid), mean_face),

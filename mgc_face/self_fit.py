@@ -46,6 +46,13 @@ class SelfFitConfig:
   batch_views: int = 36                # Views fitted at once (one graph per batch size).
 
 
+def objective_config(config, self_config):
+  """The regressor's `MGCConfig` with the self-fit's landmark and shape weights and no term
+  that needs more than the image (the head's losses, the identity embedding)."""
+  return config.replace(w_landmark=self_config.w_landmark, w_reg_shape=self_config.w_reg_shape,
+                        w_landmark_head=0.0, w_heatmap=0.0, w_identity=0.0)
+
+
 def step_scales(layout, fit_config=_FIT_DEFAULTS):
   """[1, size] per-coefficient step sizes of the landmark fitter, in the layout's order."""
   return tf.constant(np.concatenate([np.full(n, s, np.float32) for n, s in
@@ -100,18 +107,13 @@ class SelfFitter:
   Args:
     synthesizer: the `FaceSynthesizer` of the regressor's face model.
     config: the regressor's `MGCConfig` (photometric and albedo weights, the
-      expression prior's ratio); `self_config` overrides the landmark and
-      shape weights and turns off every term that needs more than the image
-      (head losses, identity embedding).
+      expression prior's ratio), changed by `objective_config`.
     self_config: `SelfFitConfig`.
   """
 
   def __init__(self, synthesizer, config, self_config=SelfFitConfig()):
     self.config = self_config
-    objective_config = config.replace(w_landmark=self_config.w_landmark,
-                                      w_reg_shape=self_config.w_reg_shape,
-                                      w_landmark_head=0.0, w_heatmap=0.0, w_identity=0.0)
-    self.objective = objective_lib.Objective(synthesizer, objective_config)
+    self.objective = objective_lib.Objective(synthesizer, objective_config(config, self_config))
 
   def __call__(self, layout, start, images, skins, landmarks, progress=False):
     """Fitted coefficient vectors.
