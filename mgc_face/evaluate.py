@@ -173,10 +173,10 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
                           "rmse_face_sim_mean_shape", "rmse_face_fit", "rmse_face_sim_fit", "nme",
                           "photometric", "yaw", "identity", "mean_identity", "expression",
                           "neutral")}
-  self_fit = None
+  self_fitter = None
   if self_fit_config is not None and self_fit_config.steps > 0:
-    self_fit = {"fitter": SelfFitter(reconstructor.synth, regressor.config, self_fit_config),
-                **{k: [] for k in ("start", "images", "skins", "points", "truth", "landmarks")}}
+    self_fitter = SelfFitter(reconstructor.synth, regressor.config, self_fit_config)
+    self_fit = {k: [] for k in ("start", "images", "skins", "points", "truth", "landmarks")}
   for record, record_landmarks in tqdm(list(zip(records, landmarks)), desc="eval", unit="sample",
                                        disable=not progress):
     gt = synthetic.read_ground_truth(record.gt_path(data_dir))
@@ -185,7 +185,8 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
                        f"(hash {gt['source_hash']}, model {model.source_hash})")
     images = data_lib.read_strip(record.image_path(data_dir))
     skins = data_lib.read_strip(record.skin_path(data_dir), grayscale=True)
-    result = reconstructor(images[:batch_views])
+    views = min(batch_views, len(images))
+    result = reconstructor(images[:views])
     truth = gt["vertices"]
     true_coeffs = regressor.layout.split(tf.constant(gt["coefficients"][:batch_views], tf.float32))
     rows["yaw"].extend(np.degrees(true_coeffs.rotation.numpy()[:, 1]).tolist())
@@ -194,14 +195,13 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
                         truth, region)
     for name, values in parts.items():
       rows[name].extend(values)
-    for view in range(min(batch_views, len(images))):
+    for view in range(views):
       rows["rmse_face"].append(aligned_rmse(result["vertices"][view], truth, region))
       rows["rmse_all"].append(aligned_rmse(result["vertices"][view], truth))
       rows["rmse_face_mean_shape"].append(aligned_rmse(mean_shape, truth, region))
       rows["rmse_face_sim"].append(aligned_rmse(result["vertices"][view], truth, region, True))
       rows["rmse_face_sim_mean_shape"].append(aligned_rmse(mean_shape, truth, region, True))
     if fitter is not None:
-      views = min(batch_views, len(images))
       fitted = fitter.fit(images[:views], record_landmarks[:views],
                           init=regressor.layout.split(tf.constant(result["coefficients"])))
       shapes = fitter.decoder.shape(fitted.coeffs.identity, fitted.coeffs.expression).numpy()
@@ -209,8 +209,7 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
         rows["rmse_face_fit"].append(aligned_rmse(shapes[view], truth, region))
         rows["rmse_face_sim_fit"].append(aligned_rmse(shapes[view], truth, region, True))
     rows["nme"].extend(PERCENT * nme_68(result["landmarks2d"], gt["landmarks2d"][:batch_views]))
-    if self_fit is not None:
-      views = min(batch_views, len(images))
+    if self_fitter is not None:
       head = regressor.head_landmarks(tf.constant(images[:views]))[1]
       self_fit["points"].append(result["landmarks2d"][:views] if head is None
                                 else head[0].numpy())
@@ -249,9 +248,9 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
       "by_yaw": by_yaw(rows["yaw"], rows["rmse_face_sim"], rows["rmse_face_sim_mean_shape"],
                        rows["nme"]),
   }
-  if self_fit is not None:
-    metrics.update(self_fit_metrics(self_fit, regressor, region, mean_face, mean_face_sim,
-                                    self_fit_config, progress))
+  if self_fitter is not None:
+    metrics.update(self_fit_metrics(self_fitter, self_fit, regressor, region, mean_face,
+                                    mean_face_sim, progress))
   if fitter is not None:
     fit, fit_sim = float(np.mean(rows["rmse_face_fit"])), float(np.mean(rows["rmse_face_sim_fit"]))
     metrics.update({"fit_rmse_face_mm": fit * mm, "fit_rmse_vs_mean_face": ratio(fit, mean_face),
@@ -260,14 +259,15 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
   return metrics
 
 
-def self_fit_metrics(collected, regressor, region, mean_face, mean_face_sim, config,
+def self_fit_metrics(self_fitter, collected, regressor, region, mean_face, mean_face_sim,
                      progress=False):
-  """The `self_fit_*` metrics from the views `evaluate` collected."""
+  """The `self_fit_*` metrics of `self_fitter` (a `SelfFitter`) on the views `evaluate`
+  collected."""
   join = np.concatenate
-  vectors = collected["fitter"](regressor.layout, join(collected["start"]),
+  vectors = self_fitter(regressor.layout, join(collected["start"]),
                                 join(collected["images"]), join(collected["skins"]),
                                 join(collected["points"]), progress=progress)
-  shapes, _, _, landmarks2d = collected["fitter"].objective.synth.geometry(
+  shapes, _, _, landmarks2d = self_fitter.objective.synth.geometry(
       regressor.layout.split(tf.constant(vectors)))
   shapes = shapes.numpy()
   truth = collected["truth"]
@@ -275,7 +275,7 @@ def self_fit_metrics(collected, regressor, region, mean_face, mean_face_sim, con
   sim = [aligned_rmse(shape, t, region, True) for shape, t in zip(shapes, truth)]
   nme = PERCENT * nme_68(landmarks2d.numpy(), join(collected["landmarks"]))
   mm = regressor.face_model.mm_per_unit
-  return {"self_fit_steps": config.steps, "self_fit_rmse_face_mm": float(np.mean(rigid)) * mm,
+  return {"self_fit_steps": self_fitter.config.steps, "self_fit_rmse_face_mm": float(np.mean(rigid)) * mm,
           "self_fit_rmse_vs_mean_face": ratio(np.mean(rigid), mean_face),
           "self_fit_rmse_face_sim_mm": float(np.mean(sim)) * mm,
           "self_fit_rmse_sim_vs_mean_face": ratio(np.mean(sim), mean_face_sim),

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def held_out_views(root, face_model):
+def held_out_views(root):
   """(images [3, 224, 224, 3], skins [3, 224, 224, 1], truth dict) of the first held-out sample."""
   from mgc_face import data as data_lib
   from mgc_face import synthetic
@@ -22,7 +22,7 @@ def test_zero_steps_return_the_start(ict_model, mgc_dataset):
   from mgc_face.self_fit import SelfFitConfig, SelfFitter
   from shared.model.coeffs import CoeffLayout
   from shared.render.face_image import FaceSynthesizer
-  images, skins, truth = held_out_views(mgc_dataset, ict_model)
+  images, skins, truth = held_out_views(mgc_dataset)
   layout = CoeffLayout.for_model(ict_model)
   fitter = SelfFitter(FaceSynthesizer(ict_model), get_config("tiny"), SelfFitConfig(steps=0))
   start = truth["coefficients"].astype(np.float32)
@@ -38,7 +38,7 @@ def test_self_fit_moves_the_mean_shape_towards_the_truth(ict_model, mgc_dataset)
   from mgc_face.self_fit import SelfFitConfig, SelfFitter
   from shared.model.coeffs import CoeffLayout
   from shared.render.face_image import FaceSynthesizer
-  images, skins, truth = held_out_views(mgc_dataset, ict_model)
+  images, skins, truth = held_out_views(mgc_dataset)
   layout = CoeffLayout.for_model(ict_model)
   synth = FaceSynthesizer(ict_model)
   true_coeffs = layout.split(tf.constant(truth["coefficients"], tf.float32))
