@@ -83,6 +83,11 @@ class GCNConfig:
       albedo, not scheduled: the refined albedo keeps the coarse albedo's low
       frequencies (its tone; the image cannot tell albedo from lighting there)
       and takes only detail from the image (not in the original; 0: off).
+    truth_albedo_weight: L1 between the refined albedo and the true per-vertex
+      albedo of each training record, not scheduled (synthetic `.bin`s only:
+      `gcn_face.evaluate.truth_albedo` reads it from the data set's `_gt.npz`
+      files; not in the original, which has no truth; 0: off).  It measures
+      what the refiner can reach when told the answer (bench/gcn_truth_ceiling.py).
     fc_l2_weight: L2 on fully connected weights.
     adversarial_weight, gradient_penalty, critic_steps: WGAN-GP.
     ren_ramp: ren sigma = clip(ren_ramp * epoch, 0, 1); ref sigma =
@@ -127,6 +132,7 @@ class GCNConfig:
   refine_weight: float = 1.0
   lowpass_weight: float = 0.0
   lowpass_levels: int = 2
+  truth_albedo_weight: float = 0.0
   fc_l2_weight: float = 5e-4
   adversarial_weight: float = 1e-3
   gradient_penalty: float = 10.0

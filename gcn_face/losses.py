@@ -79,7 +79,8 @@ def projection_loss(lit, projected, visibility, lit_coarse, invisible_weight):
 
 
 def refine_loss(albedo, coarse_albedo):
-  """mean |T' - T| (scalar), both [B, V, 3]."""
+  """mean |T' - T| (scalar), both [B, V, 3]; with the true albedo as `coarse_albedo`,
+  the `truth_albedo` term."""
   return tf.reduce_mean(tf.abs(albedo - coarse_albedo))
 
 
@@ -170,4 +171,5 @@ def total_loss(terms, ren, ref, config):
               + config.variance_weight * get("variance")
               + config.adversarial_weight * get("adversarial"))
   return ren * rendered + ref * config.refine_weight * get("refine") + \
-      config.fc_l2_weight * get("fc_l2") + config.lowpass_weight * get("lowpass")
+      config.fc_l2_weight * get("fc_l2") + config.lowpass_weight * get("lowpass") + \
+      config.truth_albedo_weight * get("truth_albedo")

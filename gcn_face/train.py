@@ -36,6 +36,7 @@ from gcn_face import checkpoint as checkpoint_lib
 from gcn_face import losses
 from gcn_face import model as model_lib
 from gcn_face.binfile import BinReader
+from gcn_face.evaluate import truth_albedo
 from shared.train import distribute
 from shared.train import train_loop
 from shared.errors import fail
@@ -95,6 +96,12 @@ class Trainer:
                                self._replica_fake)
     self.log = self.guard.log
     self.step, self.skipped = self.guard.step, self.guard.skipped
+    self.truth = None
+
+  def set_truth(self, albedos):
+    """The true albedo [N, V, 3] of every record, indexed by the batches' `index`
+    (`config.truth_albedo_weight`)."""
+    self.truth = tf.constant(albedos, tf.float32)
 
   def _adam(self, variables):
     """Adam with per-variable clipping, its slots built now so a resume restores them."""
@@ -123,8 +130,9 @@ class Trainer:
       self.critic_optimizer.learning_rate.assign(rate)
     return rate
 
-  def generator_terms(self, coarse, refined):
-    """The loss terms (dict of scalars) for one batch."""
+  def generator_terms(self, coarse, refined, truth=None):
+    """The loss terms (dict of scalars) for one batch; `truth`: the records' true albedo
+    [B, V, 3] or None."""
     cfg, p = self.config, self.pipeline
     synth = coarse.synth
     terms = {
@@ -137,6 +145,8 @@ class Trainer:
         "refine": losses.refine_loss(refined.albedo, synth.albedo),
         "fc_l2": losses.fc_l2_loss(p.gcn.fc_kernels()),
     }
+    if truth is not None:
+      terms["truth_albedo"] = losses.refine_loss(refined.albedo, truth)
     if cfg.lowpass_weight > 0:
       terms["lowpass"] = losses.lowpass_loss(refined.albedo, synth.albedo, p.lowpass_down,
                                              p.lowpass_up)
@@ -191,14 +201,15 @@ class Trainer:
                  "non-finite loss or gradient; skipped")
     return loss
 
-  def _replica_compute(self, images, alpha, regressed, ren, ref):
+  def _replica_compute(self, images, alpha, regressed, ren, ref, index):
     """Per replica: (generator loss terms, gradients, finite, visuals)."""
     p = self.pipeline
     coarse = p.coarse(images, alpha, regressed)
     variables = p.gcn.trainable_variables
+    truth = None if self.truth is None else tf.gather(self.truth, index)
     with tf.GradientTape() as tape:
       refined = p.refine(coarse)
-      terms = self.generator_terms(coarse, refined)
+      terms = self.generator_terms(coarse, refined, truth)
       total = losses.total_loss(terms, ren, ref, self.config)
       share = distribute.replica_share(total, self.strategy)  # `total` with one replica.
     grads = train_loop.dense_gradients(tape.gradient(share, variables), variables)
@@ -208,14 +219,17 @@ class Trainer:
   def _replica_apply(self, grads):
     self.optimizer.apply_gradients(zip(grads, self.pipeline.gcn.trainable_variables))
 
-  def train_step(self, images, alpha, epoch, landmarks=None):
+  def train_step(self, images, alpha, epoch, landmarks=None, index=None):
     """One guarded step on a batch -> (terms as floats, applied: bool, visuals).
 
-    Under a strategy `images`, `alpha` (and `landmarks`) are per-replica
+    Under a strategy `images`, `alpha` (and `landmarks`, `index`) are per-replica
     values (an element of the distributed dataset); the terms are averaged
     over replicas.  `landmarks` [B, 68, 2] feed the coarse landmark refit
-    (`config.coarse_fit_steps`).
+    (`config.coarse_fit_steps`); `index` [B] (the records' indices) picks the
+    true albedo after `set_truth`.
     """
+    if (self.truth is None) != (index is None):
+      raise ValueError("train_step: pass the records' index exactly when set_truth was called")
     ren, ref = losses.sigma(self.config, epoch)
     # Eagerly, per local replica: see TexturePipeline.regress.
     if landmarks is None:
@@ -225,11 +239,24 @@ class Trainer:
                                        alpha)
     critic = self._critic_steps(images, alpha, regressed) if self.gan else None
     terms, applied, visuals = self.guard(images, alpha, regressed, tf.constant(ren),
-                                         tf.constant(ref))
+                                         tf.constant(ref),
+                                         tf.zeros([0], tf.int64) if index is None else index)
     terms.update(ren=ren, ref=ref)
     if critic is not None:
       terms["critic"] = critic
     return terms, applied, visuals
+
+
+def read_truth(reader, num_vertices):
+  """[N, V, 3]: the true albedo of every record of `reader` (`config.truth_albedo_weight`);
+  InputError naming the first record without one."""
+  albedos = truth_albedo(reader, num_vertices)
+  missing = [name for name, albedo in zip(reader.names, albedos) if albedo is None]
+  if missing:
+    fail(reader.path, f"{len(missing)} of {len(albedos)} records have no true albedo (first: "
+         f"{missing[0]}); truth_albedo_weight needs a .bin packed from a synthetic data set "
+         "whose _gt.npz files hold it")
+  return np.stack(albedos)
 
 
 def make_input(trainer, reader, seed):
@@ -289,6 +316,8 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
   keras.utils.set_random_seed(seed)  # Weight initialisation happens in Trainer().
   trainer = Trainer(pipeline, config, gan=gan, seed=seed, strategy=strategy, log=log)
   strategy = trainer.strategy
+  if config.truth_albedo_weight > 0:
+    trainer.set_truth(read_truth(reader, pipeline.stage.face_model.num_vertices))
 
   def write_meta(step):
     checkpoint_lib.write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, gan,
@@ -312,7 +341,8 @@ def train(pipeline, config, data_path, checkpoint_dir, coarse_checkpoint, steps=
     trainer.set_learning_rate(epoch)
     batch = next(data)
     landmarks = batch.get("landmarks") if fits else None
-    return trainer.train_step(batch["image"], batch["alpha"], epoch, landmarks)
+    index = batch["index"] if trainer.truth is not None else None
+    return trainer.train_step(batch["image"], batch["alpha"], epoch, landmarks, index)
 
   result = loop.run(next_step, total_steps, progress)
   trainer.log(f"trained {result.steps - result.first_step} steps in {result.seconds:.1f} s "

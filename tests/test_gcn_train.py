@@ -111,3 +111,67 @@ def test_training_with_the_coarse_fit_uses_the_bins_landmarks(toy, tmp_path):  #
   assert result.steps == 2 and np.isfinite(result.terms["total"])
   warnings = [m for m in messages if m.startswith("warning:")]
   assert len(warnings) == 1 and f"{NUM_IMAGES // 2} of {NUM_IMAGES} records" in warnings[0]
+
+
+@pytest.fixture(scope="module")
+def truth_bin(toy, tmp_path_factory):  # noqa: F811
+  """The toy records packed as 'sNN/000' of a source folder whose _gt.npz files hold a
+  random true albedo per record."""
+  face_model, _, _, images, alpha, _ = toy
+  folder = tmp_path_factory.mktemp("gcn_truth")
+  rng = np.random.default_rng(0)
+  albedos = rng.uniform(0.2, 0.8, (NUM_IMAGES, face_model.num_vertices, 3)).astype(np.float32)
+  names = [f"s{i:02d}/000" for i in range(NUM_IMAGES)]
+  for name, albedo in zip(names, albedos):
+    (folder / name).parent.mkdir()
+    np.savez(folder / f"{name}_gt.npz", albedo=albedo)
+  records = np.concatenate([images.numpy(), alpha.numpy()], -1)
+  path = folder / "truth.bin"
+  binfile.write_bin(path, [np.round(r * 255).astype(np.uint8) for r in records], names,
+                    metadata={"source": str(folder)})
+  return path, albedos
+
+
+def test_the_truth_albedo_term_is_the_l1_to_each_records_truth(toy, truth_bin):  # noqa: F811
+  """truth_albedo_weight: the term is mean |refined - truth[index]| (numpy reference), it
+  enters the total with its weight, and steps with it lower it."""
+  _, _, _, images, alpha, _ = toy
+  path, albedos = truth_bin
+  config = TOY.replace(truth_albedo_weight=10.0)
+  trainer = train_lib.Trainer(infer.TexturePipeline(toy[2], toy[1], config), config,
+                              log=lambda m: None)
+  table = train_lib.read_truth(binfile.BinReader(path), albedos.shape[1])
+  np.testing.assert_array_equal(table, albedos)
+  trainer.set_truth(table)
+  index = tf.constant([3, 1], tf.int64)
+  pipeline = trainer.pipeline
+  coarse = pipeline.coarse(images[:2], alpha[:2], pipeline.regress(images[:2]))
+  expected = np.abs(pipeline.refine(coarse).albedo.numpy() - albedos[[3, 1]]).mean()
+  first, applied, _ = trainer.train_step(images[:2], alpha[:2], epoch=0, index=index)
+  assert applied
+  np.testing.assert_allclose(first["truth_albedo"], expected, rtol=1e-5)
+  for _ in range(15):
+    last, _, _ = trainer.train_step(images[:2], alpha[:2], epoch=0, index=index)
+  assert last["truth_albedo"] < 0.8 * first["truth_albedo"]
+  with pytest.raises(ValueError, match="index"):
+    trainer.train_step(images[:2], alpha[:2], epoch=0)
+
+
+def test_the_truth_albedo_term_needs_a_bin_with_truth(toy, toy_bin, tmp_path):  # noqa: F811
+  """A .bin without true albedos: one line naming it, no checkpoint written."""
+  config = TOY.replace(truth_albedo_weight=1.0)
+  with pytest.raises(InputError, match=f"{NUM_IMAGES} of {NUM_IMAGES} records have no true albedo") as error:
+    train_lib.train(infer.TexturePipeline(toy[2], toy[1], config), config, toy_bin,
+                    tmp_path / "ckpt", "coarse-dir", steps=2, log=lambda m: None,
+                    progress=False)
+  assert "\n" not in str(error.value) and str(toy_bin) in str(error.value)
+  assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").glob("ckpt-*"))
+
+
+def test_training_with_the_truth_albedo_term_runs_from_the_bin(toy, truth_bin, tmp_path):  # noqa: F811
+  path, _ = truth_bin
+  config = TOY.replace(truth_albedo_weight=1.0)
+  result = train_lib.train(infer.TexturePipeline(toy[2], toy[1], config), config, path,
+                           tmp_path / "ckpt", "coarse-dir", steps=2, log=lambda m: None,
+                           progress=False)
+  assert result.steps == 2 and np.isfinite(result.terms["truth_albedo"])
