@@ -20,7 +20,15 @@ eval` does):
   labels that training already uses, no 3D truth, so a preset could fold it
   into the coefficient layer and stay self-supervised;
 - `prior(labels)`: the prior map on the 1 px-noise labels themselves (the
-  ceiling of this route).
+  ceiling of this route);
+- `truth ridge(head)`, `truth ridge(labels)`: a ridge map from the head's
+  (or the labels') normalised points straight to the true identity and
+  expression coefficients of the calibration views (3D truth: a diagnostic of
+  how much shape the points carry for any map, not a self-supervised route).
+
+`--calibration-data DIR` takes the calibration (training) views from another
+set of the same face model (default: `--data`'s train split), e.g. one with
+more identities.
 
 Each row: the similarity-aligned face-region RMSE over the mean face's (as
 `rmse_sim_vs_mean_face`) and the 68-point NME of the points the map reads.
@@ -45,24 +53,25 @@ from shared.model.decoder import FaceDecoder
 
 BATCH = 24
 CALIBRATION_RIDGE = 1e-2
+TRUTH_RIDGE = 0.1        # Best of 1e-3..1 for the head's points (session 12, docs/mgc.md).
 SKIN_REGION = eval_lib.SKIN_REGION
 
 
 def load_views(data_dir, split):
-  """(images [N, 224, 224, 3], labels [N, 68, 2], gt points [N, 68, 2] or None, truth vertices
-  [N, V, 3] or None) for every view of `split`."""
+  """(images [N, 224, 224, 3], labels [N, 68, 2], gt points [N, 68, 2], truth vertices
+  [N, V, 3], true coefficient vectors [N, size]) for every view of `split`."""
   records, landmarks, _ = data_lib.scan(data_dir, split, report=False)
-  images, labels, points, vertices = [], [], [], []
+  images, labels, points, vertices, coefficients = [], [], [], [], []
   for record, marks in zip(records, landmarks):
     strip = data_lib.read_strip(record.image_path(data_dir))
     images.extend(strip)
     labels.extend(marks)
-    if split == "test":
-      gt = synthetic.read_ground_truth(record.gt_path(data_dir))
-      points.extend(gt["landmarks2d"][:len(strip)])
-      vertices.extend([gt["vertices"]] * len(strip))
-  truth = (np.asarray(points), np.asarray(vertices)) if points else (None, None)
-  return np.asarray(images, np.float32), np.asarray(labels, np.float32), *truth
+    gt = synthetic.read_ground_truth(record.gt_path(data_dir))
+    points.extend(gt["landmarks2d"][:len(strip)])
+    vertices.extend([gt["vertices"]] * len(strip))
+    coefficients.extend(gt["coefficients"][:len(strip)])
+  return (np.asarray(images, np.float32), np.asarray(labels, np.float32), np.asarray(points),
+          np.asarray(vertices), np.asarray(coefficients, np.float64))
 
 
 def head_outputs(regressor, images):
@@ -111,6 +120,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--checkpoint", required=True, help="MGC checkpoint with a landmark head")
   parser.add_argument("--data", required=True, help="data set: train.txt calibrates, test.txt scores")
+  parser.add_argument("--calibration-data", default=None,
+                      help="calibration views' set (its train split; default: --data)")
   parser.add_argument("--noise", type=float, nargs="+", default=None,
                       help="prior-map noise levels (px; default: the checkpoint's preset)")
   args = parser.parse_args()
@@ -120,8 +131,9 @@ def main():
     raise SystemExit(f"error: {args.checkpoint}: the network has no landmark head")
   decoder = FaceDecoder(model)
   region = model.skin_mask > SKIN_REGION
-  train_images, train_labels, _, _ = load_views(args.data, "train")
-  test_images, test_labels, gt_points, truth = load_views(args.data, "test")
+  train_images, train_labels, _, _, train_coefficients = load_views(
+      args.calibration_data or args.data, "train")
+  test_images, test_labels, gt_points, truth, _ = load_views(args.data, "test")
   _, train_head = head_outputs(regressor, train_images)
   test_vectors, test_head = head_outputs(regressor, test_images)
   weights, bias = prior_init.ridge(normalised(train_head), normalised(train_labels),
@@ -149,6 +161,16 @@ def main():
       results[key] = {"sim_ratio": ratio, "nme_percent": float(PERCENT * nme[name].mean())}
       rows.append([f"prior({name})", f"{noise:g}", f"{ratio:.3f}",
                    f"{PERCENT * nme[name].mean():.2f}"])
+  shape_columns = prior_init.supervised_columns(layout, ("identity", "expression"))
+  for name, train_points, test_points in (("head", train_head, test_head),
+                                          ("labels", train_labels, test_labels)):
+    weights, bias = prior_init.ridge(normalised(train_points),
+                                     train_coefficients[:, shape_columns], TRUTH_RIDGE)
+    vectors = np.zeros((len(test_points), layout.size))
+    vectors[:, shape_columns] = normalised(test_points) @ weights + bias
+    ratio = shape_ratio(decoder, layout, vectors, truth, region, model.mean_shape)
+    results[f"truth ridge({name})"] = {"sim_ratio": ratio}
+    rows.append([f"truth ridge({name})", "-", f"{ratio:.3f}", f"{PERCENT * nme[name].mean():.2f}"])
   print_table(["coefficients from", "map noise px", "sim RMSE / mean face", "NME % of its points"],
               rows)
   results["load_average"] = load_average()

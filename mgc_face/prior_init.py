@@ -65,13 +65,14 @@ def ridge(inputs, targets, penalty):
   return weights, mean_y - mean_x @ weights
 
 
-def supervised_columns(layout):
-  """Bool [size]: the identity, expression, rotation and translation entries."""
+def supervised_columns(layout, parts=SUPERVISED_PARTS):
+  """Bool [size]: the entries of the coefficient `parts` (default: identity, expression,
+  rotation and translation)."""
   keep = np.zeros(layout.size, bool)
   starts = np.cumsum((0,) + tuple(layout.sizes))
   names = ("identity", "albedo", "expression", "rotation", "translation", "lighting")
   for k, name in enumerate(names):
-    if name in SUPERVISED_PARTS:
+    if name in parts:
       keep[starts[k]:starts[k + 1]] = True
   return keep
 
