@@ -263,3 +263,22 @@ def test_two_faces_of_different_pose_give_two_reconstructions(tmp_path, ict_mode
   assert by_x[0]["box"][2] <= 330 and by_x[1]["box"][0] >= 310      # one face per half
   yaws = [f["pose_degrees"]["yaw"] for f in by_x]
   assert abs(yaws[0]) < 12 and 30 < abs(yaws[1]) < 60
+
+
+def test_a_truncated_jpeg_gets_a_note_and_a_whole_one_none(tmp_path):
+  """The note names the file and says what is wrong; a complete JPEG (even with trailing
+  padding) and a PNG get none."""
+  from skimage import data
+  whole = tmp_path / "whole.jpg"
+  cv2.imwrite(str(whole), data.astronaut()[..., ::-1])
+  padded = tmp_path / "padded.jpg"
+  padded.write_bytes(whole.read_bytes() + b"\x00\x00\n")
+  cut = tmp_path / "cut.jpg"
+  cut.write_bytes(whole.read_bytes()[:5000])
+  png = tmp_path / "whole.png"
+  cv2.imwrite(str(png), data.astronaut()[..., ::-1])
+  assert reconstruct._format_note(whole) is None
+  assert reconstruct._format_note(padded) is None
+  assert reconstruct._format_note(png) is None
+  note = reconstruct._format_note(cut)
+  assert note.startswith(f"{cut}: note: truncated JPEG") and "\n" not in note

@@ -88,6 +88,8 @@ COEFFS_VERSION = 1
 OUTPUT_MARKER = "_face"            # files named <stem>_face<k>... are our outputs
 OUTPUT_SUFFIXES = ("_overlay",)
 OVERLAY_MAX_SIDE = 2048
+JPEG_END_MARKER = b"\xff\xd9"     # EOI: a JPEG without it at the end was cut short
+JPEG_TAIL_BYTES = 64               # how much of the file's end is searched for it
 OVERLAY_OPACITY = 0.75
 LANDMARK_COLOUR = (40, 255, 40)    # fitted landmarks on overlays (RGB)
 LANDMARK_DOT_PER_FACE = 1 / 50     # dot radius over the face's landmark extent (overlay pixels);
@@ -154,13 +156,33 @@ def _is_output(path):
 
 
 def _format_note(path):
-  """A note for files that are not 8-bit RGB(A), from the header (no decode)."""
+  """A note for files that are not 8-bit RGB(A) or are truncated JPEGs, from the header and
+  the file's last bytes (no decode)."""
   try:
     from PIL import Image
     with Image.open(path) as im:
-      mode = im.mode
+      mode, kind = im.mode, im.format
   except Exception:  # noqa: BLE001 - Pillow can't tell: OpenCV decides later.
     return None
+  notes = {"L": "8-bit grayscale", "LA": "8-bit grayscale with alpha", "P": "palette",
+           "1": "1-bit", "I;16": "16-bit grayscale", "I;16B": "16-bit grayscale",
+           "I;16L": "16-bit grayscale", "I": "32-bit integer", "F": "32-bit float",
+           "RGBA": "RGBA", "CMYK": "CMYK"}
+  found = []
+  if mode in notes:
+    found.append(f"{notes[mode]} image, converted to 8-bit RGB")
+  if kind == "JPEG" and _jpeg_truncated(path):
+    found.append("truncated JPEG (no end-of-image marker): the missing part decodes as grey")
+  return f"{path}: note: {'; '.join(found)}" if found else None
+
+
+def _jpeg_truncated(path):
+  """True when a JPEG file lacks its end-of-image marker (ignoring trailing padding bytes)."""
+  with open(path, "rb") as f:
+    f.seek(0, 2)
+    f.seek(max(0, f.tell() - JPEG_TAIL_BYTES))
+    tail = f.read().rstrip(b"\x00\r\n ")
+  return not tail.endswith(JPEG_END_MARKER)
   notes = {"L": "8-bit grayscale", "LA": "8-bit grayscale with alpha", "P": "palette",
            "1": "1-bit", "I;16": "16-bit grayscale", "I;16B": "16-bit grayscale",
            "I;16L": "16-bit grayscale", "I": "32-bit integer", "F": "32-bit float",
