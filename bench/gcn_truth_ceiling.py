@@ -19,6 +19,7 @@ refined texture against the coarse one), then one JSON line.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from common import load_average, print_json, print_table  # noqa: F401 (sets sys.path)
@@ -38,6 +39,17 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
 
+  from shared.errors import InputError
+  try:
+    run(args)
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  return 0
+
+
+def run(args):
+  """Trains and scores every weight and step count; prints the table and the JSON line."""
   from gcn_face import coarse, evaluate, infer, train
   from gcn_face.config import get_config
   config = get_config(args.config)
@@ -67,4 +79,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
