@@ -51,11 +51,14 @@ def main():
 def run(args):
   """Trains and scores every weight and step count; prints the table and the JSON line."""
   from gcn_face import coarse, evaluate, infer, train
+  from gcn_face.binfile import BinReader
   from gcn_face.config import get_config
   config = get_config(args.config)
   if args.learning_rate is not None:
     config = config.replace(learning_rate=args.learning_rate)
   stage = coarse.load_coarse_stage(args.coarse_checkpoint)
+  train.read_truth(BinReader(args.test_data), stage.face_model.num_vertices)  # Scored on it.
+  metrics = ("l1", "ssim", evaluate.ALBEDO_METRIC)
   results, rows = [], []
   for weight in args.weights:
     run_config = config.replace(truth_albedo_weight=weight)
@@ -66,13 +69,13 @@ def run(args):
                             steps=steps, seed=args.seed, log=lambda _: None, progress=False)
       scored = evaluate.evaluate(pipeline, args.test_data)
       row = {"weight": weight, "steps": steps, "train_s": round(trained.seconds, 1)}
-      for metric in ("l1", "ssim", evaluate.ALBEDO_METRIC):
+      for metric in metrics:
         before, after = scored["coarse"][metric], scored["refined"][metric]
         row[metric] = {"coarse": before, "refined": after, "change": after / before - 1}
       results.append(row)
       rows.append([f"{weight:g}", str(steps), f"{row['train_s']:.0f}"] + [
           f"{row[m]['coarse']:.4f} -> {row[m]['refined']:.4f} ({100 * row[m]['change']:+.1f} %)"
-          for m in ("l1", "ssim", evaluate.ALBEDO_METRIC)])
+          for m in metrics])
   print_table(["truth weight", "steps", "train s", "L1", "SSIM", "albedo RMSE"], rows)
   print_json({"config": config.name, "learning_rate": config.learning_rate, "seed": args.seed,
               "runs": results, "load_average": load_average()})
