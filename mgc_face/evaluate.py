@@ -264,9 +264,8 @@ def self_fit_metrics(self_fitter, collected, regressor, region, mean_face, mean_
   """The `self_fit_*` metrics of `self_fitter` (a `SelfFitter`) on the views `evaluate`
   collected."""
   join = np.concatenate
-  vectors = self_fitter(regressor.layout, join(collected["start"]),
-                                join(collected["images"]), join(collected["skins"]),
-                                join(collected["points"]), progress=progress)
+  vectors = self_fitter(regressor.layout, join(collected["start"]), join(collected["images"]),
+                        join(collected["skins"]), join(collected["points"]), progress=progress)
   shapes, _, _, landmarks2d = self_fitter.objective.synth.geometry(
       regressor.layout.split(tf.constant(vectors)))
   shapes = shapes.numpy()
@@ -275,7 +274,8 @@ def self_fit_metrics(self_fitter, collected, regressor, region, mean_face, mean_
   sim = [aligned_rmse(shape, t, region, True) for shape, t in zip(shapes, truth)]
   nme = PERCENT * nme_68(landmarks2d.numpy(), join(collected["landmarks"]))
   mm = regressor.face_model.mm_per_unit
-  return {"self_fit_steps": self_fitter.config.steps, "self_fit_rmse_face_mm": float(np.mean(rigid)) * mm,
+  return {"self_fit_steps": self_fitter.config.steps,
+          "self_fit_rmse_face_mm": float(np.mean(rigid)) * mm,
           "self_fit_rmse_vs_mean_face": ratio(np.mean(rigid), mean_face),
           "self_fit_rmse_face_sim_mm": float(np.mean(sim)) * mm,
           "self_fit_rmse_sim_vs_mean_face": ratio(np.mean(sim), mean_face_sim),

@@ -183,13 +183,6 @@ def _jpeg_truncated(path):
     f.seek(max(0, f.tell() - JPEG_TAIL_BYTES))
     tail = f.read().rstrip(b"\x00\r\n ")
   return not tail.endswith(JPEG_END_MARKER)
-  notes = {"L": "8-bit grayscale", "LA": "8-bit grayscale with alpha", "P": "palette",
-           "1": "1-bit", "I;16": "16-bit grayscale", "I;16B": "16-bit grayscale",
-           "I;16L": "16-bit grayscale", "I": "32-bit integer", "F": "32-bit float",
-           "RGBA": "RGBA", "CMYK": "CMYK"}
-  if mode in notes:
-    return f"{path}: note: {notes[mode]} image, converted to 8-bit RGB"
-  return None
 
 
 def _batch_size(count, max_batch):
