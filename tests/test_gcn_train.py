@@ -160,7 +160,8 @@ def test_the_truth_albedo_term_is_the_l1_to_each_records_truth(toy, truth_bin): 
 def test_the_truth_albedo_term_needs_a_bin_with_truth(toy, toy_bin, tmp_path):  # noqa: F811
   """A .bin without true albedos: one line naming it, no checkpoint written."""
   config = TOY.replace(truth_albedo_weight=1.0)
-  with pytest.raises(InputError, match=f"{NUM_IMAGES} of {NUM_IMAGES} records have no true albedo") as error:
+  problem = f"{NUM_IMAGES} of {NUM_IMAGES} records have no true albedo"
+  with pytest.raises(InputError, match=problem) as error:
     train_lib.train(infer.TexturePipeline(toy[2], toy[1], config), config, toy_bin,
                     tmp_path / "ckpt", "coarse-dir", steps=2, log=lambda m: None,
                     progress=False)
@@ -168,7 +169,8 @@ def test_the_truth_albedo_term_needs_a_bin_with_truth(toy, toy_bin, tmp_path):  
   assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").glob("ckpt-*"))
 
 
-def test_training_with_the_truth_albedo_term_runs_from_the_bin(toy, truth_bin, tmp_path):  # noqa: F811
+def test_training_with_the_truth_albedo_term_runs_from_the_bin(toy, truth_bin,  # noqa: F811
+                                                               tmp_path):
   path, _ = truth_bin
   config = TOY.replace(truth_albedo_weight=1.0)
   result = train_lib.train(infer.TexturePipeline(toy[2], toy[1], config), config, path,
