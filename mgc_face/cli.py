@@ -99,7 +99,8 @@ def add_arguments(parser, modes=MODES):
 
 
 def training_config(args):
-  """The preset, or the checkpoint's own config when resuming, plus flag overrides."""
+  """The preset, or the checkpoint's own config when resuming (with the preset's values for
+  fields newer than the checkpoint), plus flag overrides."""
   from mgc_face import checkpoint as checkpoint_lib
   from mgc_face.config import get_config
   config = get_config(args.config)
@@ -109,7 +110,10 @@ def training_config(args):
     if saved.name != config.name:
       raise InputError(f"{args.checkpoint}: holds a '{saved.name}' checkpoint; resume it with "
                        f"--config {saved.name} or use a new --checkpoint folder")
-    config = saved
+    # Fields added to the config after the checkpoint was written take the preset's values.
+    newer = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+             if f.name not in meta["config"]}
+    config = saved.replace(**newer)
   changes = {f.name: getattr(args, f.name) for f in weight_fields()
              if getattr(args, f.name) is not None}
   if args.batch_size is not None:

@@ -42,6 +42,10 @@ of a unit-variance prior against that residual is about 100x the paper's; with
 the paper's prior the predicted identity and expression coefficients were
 noise (correlation with the truth ~0, std 0.58 and 0.28) that made the face
 RMSE 1.5x the mean face's.  All other weights are the paper's.
+Since session 13 every preset built on `tiny` also trains a landmark cascade
+after the network (`cascade_scales`, mgc_face/cascade.py: HOG squares of the
+224-px view, closed-form ridge stages, trained on the training views' 2D
+labels), whose points the coefficient layer reads at inference.
 """
 
 import dataclasses
@@ -78,6 +82,12 @@ class MGCConfig:
   refine_patch: int = 3               # Samples per side of the patch.
   refine_spacing: float = 4.0         # Their spacing, pixels of the 224-px input.
   refine_hidden: int = 64             # Hidden units of the offset MLP.
+  # Cascaded refinement of the head's points, trained after the network (mgc_face/cascade.py):
+  # supervised descent on HOG squares of the 224-px view, one ridge stage per half-size in px
+  # (empty: off).  Inference feeds the refined points to the coefficient layer.
+  cascade_scales: tuple = ()
+  cascade_ridge: float = 10.0         # Penalty of each landmark's ridge solve.
+  cascade_stream_samples: int = 1000  # Stream presets: fresh triplets the cascade trains on.
   w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
   w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
   heatmap_sigma: float = 1.0          # Its Gaussian targets' std, in heatmap cells.
@@ -140,6 +150,7 @@ class MGCConfig:
     out = dataclasses.asdict(self)
     out["small_channels"] = list(self.small_channels)
     out["refine_blocks"] = list(self.refine_blocks)
+    out["cascade_scales"] = list(self.cascade_scales)
     return out
 
   def to_json(self):
@@ -149,7 +160,7 @@ class MGCConfig:
   def from_dict(cls, data):
     fields = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in data.items() if k in fields}
-    for name in ("small_channels", "refine_blocks"):
+    for name in ("small_channels", "refine_blocks", "cascade_scales"):
       if name in values:
         values[name] = tuple(values[name])
     return cls(**values)
@@ -164,7 +175,8 @@ PRESETS = {
         coord_channels=True, landmark_head=True, w_landmark_head=0.01, w_heatmap=1.0,
         prior_init_samples=4000, prior_init_noise=4.0, learning_rate_decay="cosine",
         landmark_warmup_steps=1600, augment_flip=0.5, augment_scale=0.1, augment_rotation=10.0,
-        augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1),
+        augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1,
+        cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0)),
 }
 # The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
 # (cpu_hour's checkpoints stay resumable).

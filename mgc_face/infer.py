@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from mgc_face import cascade as cascade_lib
 from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import data as data_lib
 from mgc_face import freeze
@@ -54,12 +55,18 @@ class Regressor(model_lib.Regressor):
   bias + (residual add) + ReLU into single oneDNN convolutions.  The graph is
   a snapshot of the weights at its first use; call `refresh()` after
   changing them (training goes through `training=True`).
+
+  When the checkpoint has a landmark cascade (`mgc_face.cascade`, CKPT/cascade.npz,
+  trained for the checkpoint's step), inference refines the head's points with it
+  (in NumPy, after the graph) and the coefficient layer reads the refined points;
+  `head_landmarks` then returns them.
   """
 
   def __init__(self, network, face_model, config):
     super().__init__(network, face_model, config)
     self._frozen = {}
     self._folded = None
+    self.cascade = None     # `mgc_face.cascade.Cascade` of the checkpoint, if it has one.
 
   def refresh(self):
     """Forgets the frozen graphs (after the weights changed)."""
@@ -74,13 +81,31 @@ class Regressor(model_lib.Regressor):
       self._frozen[batch_size] = freeze.freeze(self._folded, spec)
     return self._frozen[batch_size]
 
+  def _infer(self, images):
+    """Inference outputs [coefficients, features, (points, logits)]; with a landmark
+    cascade, its points and the coefficients the coefficient layer reads from them."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    outputs = list(self._inference(int(images.shape[0]))(images))
+    if self.cascade is not None:
+      points = self.cascade.refine(images.numpy(), outputs[2].numpy())
+      outputs[2] = tf.constant(points)
+      outputs[0] = self.coefficients_from_points(outputs[1], points)
+    return outputs
+
   def __call__(self, images, training=False):
     """images [B, 224, 224, 3] float32 in [0, 1] -> (`Coefficients`, features [B, D])."""
     if training:
       return super().__call__(images, training=True)
-    images = tf.convert_to_tensor(images, tf.float32)
-    outputs = self._inference(int(images.shape[0]))(images)
+    outputs = self._infer(images)
     return self.layout.split(outputs[0]), outputs[1]
+
+  def head_landmarks(self, images, training=False):
+    """As `mgc_face.model.Regressor.head_landmarks`; at inference the points are the
+    cascade's when the checkpoint has one."""
+    if training or self.cascade is None:
+      return super().head_landmarks(images, training)
+    outputs = self._infer(images)
+    return self.layout.split(outputs[0]), tuple(outputs[2:4])
 
 
 def build_regressor(face_model, config, backbone_weights=None):
@@ -122,6 +147,13 @@ def load_regressor(checkpoint_dir, face_model=None):
     raise InputError(f"{latest}: checkpoint does not match the '{config.name}' network "
                      f"({str(error).splitlines()[0][:120]})") from None
   regressor.steps = meta["step"]
+  cascade = cascade_lib.load(checkpoint_dir)
+  if cascade is not None and cascade.step != regressor.steps:
+    print(f"{checkpoint_dir}: note: the landmark cascade was trained for step {cascade.step}, "
+          f"the network is at step {regressor.steps}: not used (train again to refit it)",
+          file=sys.stderr)
+    cascade = None
+  regressor.cascade = cascade
   return regressor
 
 
@@ -185,8 +217,12 @@ class Reconstructor:
     """images [B, 224, 224, 3] -> dict of numpy arrays: coefficients, vertices,
     posed, colours, landmarks2d, landmarks3d, image, mask, depth."""
     images = tf.convert_to_tensor(images, tf.float32)
-    self.regressor._inference(int(images.shape[0]))  # Freeze eagerly, not while tracing.
-    outs = self._reconstruct(images)
+    if self.regressor.cascade is not None:  # Its HOG stages run in NumPy, outside the graph.
+      vector = self.regressor._infer(images)[0]
+      outs = (vector,) + tuple(self._decode_and_render(vector))
+    else:
+      self.regressor._inference(int(images.shape[0]))  # Freeze eagerly, not while tracing.
+      outs = self._reconstruct(images)
     return {k: v.numpy() for k, v in zip(self.OUTPUTS, outs)}
 
   def geometry_views(self, coefficients):

@@ -25,6 +25,7 @@ from shared.errors import InputError
 IMAGE_SIZE = 224
 NUM_LANDMARKS = 68
 CONV_KERNEL = 3
+LANDMARK_HIDDEN = "landmark_hidden"   # Name of the landmark -> coefficient MLP layer.
 
 
 # ----------------------------------------------------------------------------- network
@@ -308,7 +309,8 @@ def build_network(config, layout, backbone_weights=None):
     shape = LandmarkFeatures()(points)
     parts = [features, shape]
     if config.landmark_hidden:
-      parts.append(keras.layers.Dense(config.landmark_hidden, activation="relu")(shape))
+      parts.append(keras.layers.Dense(config.landmark_hidden, activation="relu",
+                                      name=LANDMARK_HIDDEN)(shape))
     head_input = keras.layers.Concatenate()(parts)
     outputs = [points, logits]
   coefficients = keras.layers.Dense(layout.size, kernel_initializer="zeros",
@@ -342,6 +344,22 @@ class Regressor:
     outputs = self.network(images, training=training)
     head = tuple(outputs[2:4]) if len(outputs) > 2 else None
     return self.layout.split(outputs[0]), head
+
+  def coefficients_from_points(self, features, points):
+    """The coefficient layer fed with other landmark points than the head's.
+
+    Args:
+      features: [B, D] the network's pooled features.
+      points: [B, 68, 2] landmark points, pixels of the 224-px input.
+
+    Returns:
+      [B, size] coefficient vectors.
+    """
+    shape = normalise_landmarks(tf.convert_to_tensor(points, tf.float32))
+    parts = [tf.convert_to_tensor(features, tf.float32), shape]
+    if self.config.landmark_hidden:
+      parts.append(self.network.get_layer(LANDMARK_HIDDEN)(shape))
+    return self.network.get_layer("coefficients")(tf.concat(parts, -1))
 
 
 def build_regressor(face_model, config, backbone_weights=None):

@@ -21,9 +21,11 @@ import itertools
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mgc_face import augment as augment_lib
+from mgc_face import cascade as cascade_lib
 from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import model as model_lib
 from mgc_face import objective as objective_lib
@@ -224,6 +226,71 @@ def make_input(trainer, data_dir, seed, start_step=0):
   return batches(), count
 
 
+# ----------------------------------------------------------------------------- landmark cascade
+
+CASCADE_BATCH = 24      # Views per forward pass of the network while collecting the head's points.
+
+
+def cascade_views(face_model, config, data_dir, seed, step):
+  """The views the landmark cascade trains on, as batches (images [n, 224, 224, 3] float in
+  [0, 1], labels [n, 68, 2] px): every view of the training split, or with `data_stream`,
+  `cascade_stream_samples` fresh triplets of the training stream after the `step` batches
+  the network read (identities it never saw)."""
+  from mgc_face import data as data_lib
+  if config.data_stream:
+    from mgc_face import stream
+    samples = stream.SampleStream(face_model, seed, start=step * config.batch_size)
+    for _ in range(config.cascade_stream_samples):
+      image, _, labels, _ = samples.sample(samples.count)
+      samples.count += 1
+      yield image, labels
+    return
+  records, landmarks, _ = data_lib.scan(data_dir, "train", report=False)
+  for record, labels in zip(records, landmarks):
+    yield data_lib.read_strip(record.image_path(data_dir)), np.asarray(labels, np.float32)
+
+
+def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progress=True,
+                  log=print):
+  """Fits the landmark cascade (`mgc_face.cascade`) on the head's points of the training views
+  and writes CKPT/cascade.npz.  Returns the `Cascade`."""
+  from tqdm import tqdm
+  total = config.cascade_stream_samples if config.data_stream else None
+  greys, points, labels = [], [], []
+  pending_images, pending_labels = [], []
+
+  def flush():
+    images = np.concatenate(pending_images)
+    head = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
+    greys.append(cascade_lib.grey(images))
+    points.append(head)
+    labels.append(np.concatenate(pending_labels))
+    pending_images.clear()
+    pending_labels.clear()
+
+  views = tqdm(cascade_views(regressor.face_model, config, data_dir, seed, step), total=total,
+               desc="landmark cascade", unit="sample", disable=not progress, leave=False)
+  for images, marks in views:
+    pending_images.append(images)
+    pending_labels.append(marks)
+    if sum(len(x) for x in pending_images) >= CASCADE_BATCH:
+      flush()
+  if pending_images:
+    flush()
+  greys, points, labels = np.concatenate(greys), np.concatenate(points), np.concatenate(labels)
+  weights, trace = cascade_lib.fit(greys, points, labels, config.cascade_scales,
+                                   config.cascade_ridge)
+  cascade = cascade_lib.Cascade(weights, config.cascade_scales, config.cascade_ridge, step)
+  cascade.save(checkpoint_dir)
+
+  def error(p):
+    return float(np.mean(np.linalg.norm(p - labels, axis=-1)))
+
+  log(f"landmark cascade: {len(greys)} views, {len(config.cascade_scales)} stages; "
+      f"mean distance to the labels {error(points):.2f} -> {error(trace[-1]):.2f} px")
+  return cascade
+
+
 def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=True,
           embedder=None, backbone_weights=None, seed=0, progress=True, log=None, strategy=None):
   """Trains (or resumes) to `steps` total steps.
@@ -257,6 +324,11 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
 
   result = trainer.loop.run(lambda: trainer.train_step(next(iterator)), steps, progress, postfix)
   trainer.loop.close()
+  if config.cascade_scales and config.landmark_head and trainer.chief and result.steps >= steps:
+    existing = cascade_lib.load(checkpoint_dir)
+    if existing is None or existing.step != result.steps:
+      train_cascade(trainer.regressor, config, data_dir, checkpoint_dir, seed, result.steps,
+                    progress, trainer.log)
   rate = (result.timed_steps * config.batch_size * objective_lib.NUM_VIEWS /
           max(result.timed_seconds, 1e-9)) if result.timed_steps else float("nan")
   return {"steps": result.steps, "skipped": result.skipped, "terms": result.terms,

@@ -24,6 +24,8 @@ def test_checkpoint_round_trip_and_metadata(mgc_trained, ict_model):
   assert meta["layout"] == {"num_id": 100, "num_albedo": 80, "num_exp": 53, "size": 266}
   assert list((ckpt / "logs").glob("events.out.tfevents.*"))
   regressor = infer.load_regressor(ckpt, ict_model)
+  assert regressor.cascade is not None and regressor.cascade.step == 2
+  regressor.cascade = None   # The network's weights alone (the cascade: test_mgc_cascade.py).
   trainer = train_lib.Trainer(ict_model, SINGLE_VIEW, ckpt, log=lambda m: None)
   assert trainer.restore() == 2
   images = np.random.default_rng(1).uniform(size=(1, 224, 224, 3)).astype(np.float32)

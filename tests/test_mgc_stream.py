@@ -44,10 +44,14 @@ def test_training_on_the_stream_ignores_the_data_folder(tmp_path, ict_model):
   from mgc_face import train as train_lib
   config = config_lib.get_config("tiny_stream").replace(
       batch_size=1, landmark_warmup_steps=1, prior_init_samples=300, multiview=False,
-      checkpoint_every=2)
+      checkpoint_every=2, cascade_stream_samples=3)
   assert config.data_stream
   lines = []
   result = train_lib.train(ict_model, config, tmp_path / "no_such_set", tmp_path / "ckpt", steps=2,
                            progress=False, log=lines.append)
   assert result["steps"] == 2 and result["skipped"] == 0
   assert any("a stream of fresh identities" in line for line in lines)
+  # The landmark cascade trains on 3 fresh stream triplets after those the network read.
+  assert any("landmark cascade: 9 views" in line for line in lines)
+  from mgc_face import cascade as cascade_lib
+  assert cascade_lib.load(tmp_path / "ckpt").step == 2

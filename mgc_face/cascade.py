@@ -1,0 +1,168 @@
+"""Cascaded refinement of the landmark head's points on the full-resolution view.
+
+The landmark head localises its 68 points on a 112-px input through
+soft-argmax heatmaps; its error (2-4 px of the 224-px view) leans towards
+an average face, and the coefficient layer cannot read identity from it
+(docs/mgc.md, "Session 12").  This stage is a supervised descent cascade
+(Xiong and De la Torre, CVPR 2013) after the network: at stage s every point
+reads a HOG descriptor of the grey 224-px view on a square of half-size
+`scales[s]` pixels centred on it, and a per-landmark ridge regression maps
+that descriptor to the point's offset, in units of the face's size (the
+square root of the points' bounding-box area).  Stages go from coarse
+squares to fine ones.
+
+It is trained after the network, on the training views' own 68-point
+labels (the 1 px-noise detector stand-in the head and the landmark term
+train on; no 3D label), starting from the head's points on those views, so
+it stays self-supervised in the paper's sense.  Training is closed-form
+(one ridge solve per landmark and stage; seconds).  At inference the
+refined points replace the head's as the coefficient layer's input
+(`mgc_face.infer.Regressor`).
+
+Stored as CKPT/cascade.npz (`save` / `load`): weights [S, 68, F + 1, 2],
+scales [S] (px), ridge, and the network step it was trained for.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.errors import InputError
+from shared.io.fileio import savez_atomic
+from shared.render.image_sampling import PIXEL_CENTER
+
+FILE_NAME = "cascade.npz"
+KIND = "face3d-mgc-landmark-cascade"
+VERSION = 1
+PATCH = 32                      # Side of the resampled square the descriptor reads, pixels.
+MARGIN = 1                      # Extra samples around it for the gradients at its edge.
+HOG_BLOCK = 16                  # HOG block side, pixels of that square.
+HOG_CELL = 8                    # HOG cell side (and block stride).
+HOG_BINS = 9                    # Unsigned orientation bins.
+GREY_LEVELS = 255.0             # [0, 1] floats -> 8-bit grey, as cv2's HOG expects.
+
+
+def _descriptor():
+  return cv2.HOGDescriptor((PATCH, PATCH), (HOG_BLOCK, HOG_BLOCK), (HOG_CELL, HOG_CELL),
+                           (HOG_CELL, HOG_CELL), HOG_BINS)
+
+
+def grey(images):
+  """[N, H, W, 3] float RGB in [0, 1] -> [N, H, W] uint8 grey (BT.601, as OpenCV)."""
+  images = np.asarray(images, np.float32)
+  weights = np.array([0.299, 0.587, 0.114], np.float32)
+  return np.clip(np.rint((images @ weights) * GREY_LEVELS), 0, GREY_LEVELS).astype(np.uint8)
+
+
+def features(grey_images, points, half):
+  """HOG descriptors around each point: [N, H, W] uint8, [N, K, 2] px -> [N, K, F] float32.
+
+  Each point's square of half-size `half` px is resampled (bilinear, borders
+  replicated) to PATCH x PATCH (points in continuous pixels, a pixel's
+  centre at +PIXEL_CENTER, as the rest of the toolkit), with one more sample
+  on every side so that the gradients at the square's edge read the image,
+  not the next square.  The K squares are stacked into one tall image and
+  cv2 computes all K descriptors in one call per image.
+  """
+  descriptor = _descriptor()
+  step = 2.0 * half / PATCH
+  side = PATCH + 2 * MARGIN
+  grid = (np.arange(side, dtype=np.float32) - MARGIN + 0.5) * step - half - PIXEL_CENTER
+  count = points.shape[1]
+  locations = [(MARGIN, k * side + MARGIN) for k in range(count)]
+  out = []
+  for image, marks in zip(grey_images, np.asarray(points, np.float32)):
+    map_x = np.broadcast_to(marks[:, 0, None, None] + grid[None, None, :], (count, side, side))
+    map_y = np.broadcast_to(marks[:, 1, None, None] + grid[None, :, None], (count, side, side))
+    tall = cv2.remap(image, np.ascontiguousarray(map_x.reshape(count * side, side)),
+                     np.ascontiguousarray(map_y.reshape(count * side, side)),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    values = descriptor.compute(tall, (PATCH, PATCH), (0, 0), locations)
+    out.append(np.asarray(values, np.float32).reshape(count, -1))
+  return np.stack(out)
+
+
+def face_size(points):
+  """[N, K, 2] -> [N, 1, 1]: square root of the points' bounding-box area (px)."""
+  extent = np.maximum(points.max(1) - points.min(1), 1e-6)
+  return np.sqrt(extent[:, 0] * extent[:, 1])[:, None, None]
+
+
+def _with_bias(values):
+  return np.concatenate([values, np.ones(values.shape[:-1] + (1,), values.dtype)], -1)
+
+
+class Cascade:
+  """A trained cascade: `refine(images, points) -> points`.
+
+  Attributes:
+    weights: [S, K, F + 1, 2] per stage and landmark (last row: the bias).
+    scales: [S] half-sizes of the squares, pixels.
+    step: the network step the cascade was trained for.
+  """
+
+  def __init__(self, weights, scales, ridge, step):
+    self.weights = np.asarray(weights, np.float32)
+    self.scales = np.asarray(scales, np.float32)
+    self.ridge = float(ridge)
+    self.step = int(step)
+
+  def refine(self, images, points, grey_images=None):
+    """[N, 224, 224, 3] float in [0, 1], [N, K, 2] px -> refined [N, K, 2] px (float32)."""
+    grey_images = grey(images) if grey_images is None else grey_images
+    points = np.array(points, np.float32)
+    for weights, half in zip(self.weights, self.scales):
+      update = np.einsum("nkf,kfo->nko", _with_bias(features(grey_images, points, half)), weights)
+      points = points + update * face_size(points)
+    return points
+
+  def save(self, checkpoint_dir):
+    savez_atomic(Path(checkpoint_dir) / FILE_NAME, kind=np.array(KIND), version=VERSION,
+                 weights=self.weights, scales=self.scales, ridge=self.ridge, step=self.step)
+
+
+def fit(grey_images, points, labels, scales, ridge):
+  """Trains the stages on views whose head points and labels are given.
+
+  Args:
+    grey_images: [N, H, W] uint8 (`grey`).
+    points: [N, K, 2] the head's points on them, px.
+    labels: [N, K, 2] their landmark labels, px.
+    scales: half-sizes, one stage each, px.
+    ridge: penalty on the weights (not on the bias) of each landmark's solve.
+
+  Returns:
+    (weights [S, K, F + 1, 2], the training points after each stage [S, N, K, 2]).
+  """
+  points = np.array(points, np.float64)
+  labels = np.asarray(labels, np.float64)
+  stages, trace = [], []
+  for half in scales:
+    x = _with_bias(features(grey_images, points, half).astype(np.float64))  # [N, K, F+1]
+    size = face_size(points)
+    target = (labels - points) / size                                       # [N, K, 2]
+    per_landmark = x.transpose(1, 0, 2)                                    # [K, N, F+1]
+    gram = per_landmark.transpose(0, 2, 1) @ per_landmark                    # [K, F+1, F+1]
+    penalty = ridge * np.eye(x.shape[-1])
+    penalty[-1, -1] = 0.0
+    weights = np.linalg.solve(gram + penalty,
+                              per_landmark.transpose(0, 2, 1) @ target.transpose(1, 0, 2))
+    points = points + (per_landmark @ weights).transpose(1, 0, 2) * size
+    stages.append(weights)
+    trace.append(points.copy())
+  return np.stack(stages).astype(np.float32), np.stack(trace)
+
+
+def load(checkpoint_dir):
+  """The checkpoint folder's cascade, or None when it has none (InputError when damaged)."""
+  path = Path(checkpoint_dir) / FILE_NAME
+  if not path.is_file():
+    return None
+  try:
+    with np.load(path) as data:
+      if str(data["kind"]) != KIND or int(data["version"]) != VERSION:
+        raise InputError(f"{path}: not a version-{VERSION} landmark cascade")
+      return Cascade(data["weights"], data["scales"], float(data["ridge"]), int(data["step"]))
+  except (OSError, KeyError, ValueError) as error:
+    raise InputError(f"{path}: damaged landmark cascade ({type(error).__name__})") from None

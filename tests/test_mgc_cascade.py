@@ -1,0 +1,130 @@
+"""The landmark cascade (mgc_face/cascade.py): descriptors, the closed-form stages, the file,
+and its use by the inference path."""
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mgc_face import cascade as cascade_lib
+from shared.errors import InputError
+
+SIDE = 96
+DOTS = 3
+
+
+def dot_images(count, seed):
+  """Grey images with DOTS blurred bright dots; returns (images [N, S, S] uint8, centres
+  [N, DOTS, 2] px, continuous coordinates with pixel centres at +0.5)."""
+  rng = np.random.default_rng(seed)
+  ys, xs = np.mgrid[0:SIDE, 0:SIDE] + 0.5
+  images, centres = [], []
+  for _ in range(count):
+    image = np.full((SIDE, SIDE), 40.0)
+    points = np.stack([rng.uniform(20, 76, DOTS), rng.uniform(20, 76, DOTS)], -1)
+    for x, y in points:
+      image += 180.0 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.5 ** 2))
+    images.append(np.clip(image, 0, 255).astype(np.uint8))
+    centres.append(points)
+  return np.stack(images), np.stack(centres)
+
+
+def test_features_are_one_hog_per_square_computed_alone():
+  """Each descriptor is cv2's HOG of that point's square (with its one-sample margin) taken
+  on its own, however the squares are stacked."""
+  images, centres = dot_images(2, seed=0)
+  half = 10.0
+  ours = cascade_lib.features(images, centres, half)
+  hog = cv2.HOGDescriptor((32, 32), (16, 16), (8, 8), (8, 8), 9)
+  step = 2 * half / cascade_lib.PATCH
+  for n in range(2):
+    for k in range(DOTS):
+      x, y = centres[n, k] - 0.5        # cv2: integer coordinates at pixel centres
+      # Output pixel i (0..33) samples x - half + (i - 1 + 0.5) step.
+      first = -half + (0.5 - cascade_lib.MARGIN) * step
+      matrix = np.float32([[step, 0, x + first], [0, step, y + first]])
+      square = cv2.warpAffine(images[n], matrix, (34, 34),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+      alone = hog.compute(square, (32, 32), (0, 0), [(1, 1)]).ravel()
+      np.testing.assert_allclose(ours[n, k], alone, atol=2e-2)
+      assert np.abs(ours[n, k] - alone).mean() < 2e-3
+
+
+def test_cascade_moves_points_onto_the_dots_of_new_images():
+  train_images, train_truth = dot_images(300, seed=1)
+  test_images, test_truth = dot_images(40, seed=2)
+  rng = np.random.default_rng(3)
+
+  def start(truth):
+    return truth + rng.uniform(-4, 4, truth.shape)
+
+  train_start, test_start = start(train_truth), start(test_truth)
+  labels = train_truth + rng.normal(0, 0.5, train_truth.shape)
+  weights, trace = cascade_lib.fit(train_images, train_start, labels, (12.0, 8.0), ridge=1.0)
+  assert weights.shape == (2, DOTS, 325, 2) and trace.shape == (2, 300, DOTS, 2)
+  cascade = cascade_lib.Cascade(weights, (12.0, 8.0), 1.0, step=7)
+  refined = cascade.refine(None, test_start, grey_images=test_images)
+
+  def error(points):
+    return np.linalg.norm(points - test_truth, axis=-1).mean()
+
+  assert error(test_start) > 2.5
+  assert error(refined) < 0.5 * error(test_start)
+
+
+def test_grey_is_opencv_s():
+  rgb = np.random.default_rng(4).random((2, 8, 8, 3)).astype(np.float32)
+  ours = cascade_lib.grey(rgb)
+  theirs = np.stack([cv2.cvtColor(np.rint(i * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+                     for i in rgb])
+  assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+
+
+def test_file_round_trip_and_damage(tmp_path):
+  weights = np.random.default_rng(5).normal(size=(2, 68, 325, 2)).astype(np.float32)
+  cascade_lib.Cascade(weights, (16.0, 8.0), 10.0, step=12).save(tmp_path)
+  loaded = cascade_lib.load(tmp_path)
+  np.testing.assert_array_equal(loaded.weights, weights)
+  np.testing.assert_array_equal(loaded.scales, [16.0, 8.0])
+  assert loaded.step == 12 and loaded.ridge == 10.0
+  assert cascade_lib.load(tmp_path / "none") is None
+  (tmp_path / cascade_lib.FILE_NAME).write_bytes(b"not a zip")
+  with pytest.raises(InputError, match="damaged landmark cascade"):
+    cascade_lib.load(tmp_path)
+
+
+def test_coefficient_layer_on_the_head_points_is_the_network(mgc_trained):
+  from mgc_face import infer
+  regressor = infer.load_regressor(mgc_trained[0])
+  images = tf.constant(np.random.default_rng(6).random((2, 224, 224, 3)), tf.float32)
+  outputs = regressor.network(images)
+  again = regressor.coefficients_from_points(outputs[1], outputs[2])
+  np.testing.assert_allclose(again.numpy(), outputs[0].numpy(), atol=1e-5)
+
+
+def test_training_writes_the_cascade_and_inference_uses_it(mgc_trained, capsys):
+  from mgc_face import infer
+  ckpt, _ = mgc_trained
+  regressor = infer.load_regressor(ckpt)
+  assert regressor.cascade is not None and regressor.cascade.step == regressor.steps
+  images = np.random.default_rng(7).random((2, 224, 224, 3)).astype(np.float32)
+  coeffs, _ = regressor(images)
+  raw = regressor.network(tf.constant(images))
+  refined = regressor.cascade.refine(images, raw[2].numpy())
+  expected = regressor.coefficients_from_points(raw[1], refined).numpy()
+  np.testing.assert_allclose(regressor.layout.join(coeffs).numpy(), expected, atol=1e-4)
+  head = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
+  np.testing.assert_allclose(head, refined, atol=1e-4)
+
+
+def test_a_cascade_of_another_step_is_not_used(mgc_trained, tmp_path, capsys):
+  import shutil
+  from mgc_face import infer
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  old = cascade_lib.load(ckpt)
+  cascade_lib.Cascade(old.weights, old.scales, old.ridge, step=old.step + 5).save(ckpt)
+  regressor = infer.load_regressor(ckpt)
+  assert regressor.cascade is None
+  assert "not used" in capsys.readouterr().err
