@@ -87,7 +87,7 @@ class MGCConfig:
   # (empty: off).  Inference feeds the refined points to the coefficient layer.
   cascade_scales: tuple = ()
   cascade_ridge: float = 10.0         # Penalty of each landmark's ridge solve.
-  cascade_stream_samples: int = 1000  # Stream presets: fresh triplets the cascade trains on.
+  cascade_stream_samples: int = 0     # Fresh stream triplets it also trains on (mgc_face/stream.py).
   w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
   w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
   heatmap_sigma: float = 1.0          # Its Gaussian targets' std, in heatmap cells.
@@ -176,14 +176,15 @@ PRESETS = {
         prior_init_samples=4000, prior_init_noise=4.0, learning_rate_decay="cosine",
         landmark_warmup_steps=1600, augment_flip=0.5, augment_scale=0.1, augment_rotation=10.0,
         augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1,
-        cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0)),
+        cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0), cascade_stream_samples=200),
 }
 # The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
 # (cpu_hour's checkpoints stay resumable).
 NO_AUGMENT = dict(augment_flip=0.0, augment_scale=0.0, augment_rotation=0.0, augment_shift=0.0,
                   augment_brightness=0.0, augment_colour=0.0)
 PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True, steps=1200,
-                                             landmark_warmup_steps=1000, **NO_AUGMENT)
+                                             landmark_warmup_steps=1000,
+                                             cascade_stream_samples=1000, **NO_AUGMENT)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,

@@ -233,21 +233,22 @@ CASCADE_BATCH = 24      # Views per forward pass of the network while collecting
 
 def cascade_views(face_model, config, data_dir, seed, step):
   """The views the landmark cascade trains on, as batches (images [n, 224, 224, 3] float in
-  [0, 1], labels [n, 68, 2] px): every view of the training split, or with `data_stream`,
-  `cascade_stream_samples` fresh triplets of the training stream after the `step` batches
-  the network read (identities it never saw)."""
+  [0, 1], labels [n, 68, 2] px): every view of the training split (fixed data sets), then
+  `cascade_stream_samples` fresh triplets of the stream after the `step` batches a stream
+  preset's network read (identities the network never saw; their head points err as on
+  new faces)."""
   from mgc_face import data as data_lib
-  if config.data_stream:
+  if not config.data_stream:
+    records, landmarks, _ = data_lib.scan(data_dir, "train", report=False)
+    for record, labels in zip(records, landmarks):
+      yield data_lib.read_strip(record.image_path(data_dir)), np.asarray(labels, np.float32)
+  if config.cascade_stream_samples:
     from mgc_face import stream
     samples = stream.SampleStream(face_model, seed, start=step * config.batch_size)
     for _ in range(config.cascade_stream_samples):
       image, _, labels, _ = samples.sample(samples.count)
       samples.count += 1
       yield image, labels
-    return
-  records, landmarks, _ = data_lib.scan(data_dir, "train", report=False)
-  for record, labels in zip(records, landmarks):
-    yield data_lib.read_strip(record.image_path(data_dir)), np.asarray(labels, np.float32)
 
 
 def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progress=True,
@@ -255,7 +256,6 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
   """Fits the landmark cascade (`mgc_face.cascade`) on the head's points of the training views
   and writes CKPT/cascade.npz.  Returns the `Cascade`."""
   from tqdm import tqdm
-  total = config.cascade_stream_samples if config.data_stream else None
   greys, points, labels = [], [], []
   pending_images, pending_labels = [], []
 
@@ -268,8 +268,8 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
     pending_images.clear()
     pending_labels.clear()
 
-  views = tqdm(cascade_views(regressor.face_model, config, data_dir, seed, step), total=total,
-               desc="landmark cascade", unit="sample", disable=not progress, leave=False)
+  views = tqdm(cascade_views(regressor.face_model, config, data_dir, seed, step),
+               desc="landmark cascade", unit="triplet", disable=not progress, leave=False)
   for images, marks in views:
     pending_images.append(images)
     pending_labels.append(marks)

@@ -3,12 +3,14 @@
 from mgc_face import config as config_lib
 from mgc_face import data as data_lib
 
-# No landmark-head warm-up (the step tests need the full objective) and a small prior sample.
+# No landmark-head warm-up (the step tests need the full objective), a small prior sample, and
+# a landmark cascade trained on the 6 training views plus 2 fresh stream triplets.
 TEST_CONFIG = config_lib.get_config("tiny").replace(batch_size=1, checkpoint_every=2,
                                                      summary_every=1, image_summary_every=2,
                                                      landmark_warmup_steps=0,
                                                      prior_init_samples=300,
-                                                     data_stream=False)
+                                                     data_stream=False,
+                                                     cascade_stream_samples=2)
 # Checkpoint and resume tests train single-view: it compiles in about half the time.
 SINGLE_VIEW = TEST_CONFIG.replace(multiview=False)
 

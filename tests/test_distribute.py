@@ -455,9 +455,10 @@ def mgc_worker(argv):
     from mgc_face.config import NO_AUGMENT
     # Augmented views are seeded per element of each worker's shard, so they differ between
     # one and two workers; the equivalence checked here is of the training step itself.
+    # No landmark cascade: what is compared is the training step (the cascade: test_mgc_cascade).
     config = get_config("tiny").replace(batch_size=args.batch_size, shuffle_buffer=1,
                                         checkpoint_every=args.checkpoint_every or args.steps,
-                                        **NO_AUGMENT)
+                                        cascade_scales=(), **NO_AUGMENT)
     trainers, losses = [], []
 
     class Recording(train_lib.Trainer):

@@ -103,6 +103,17 @@ def test_coefficient_layer_on_the_head_points_is_the_network(mgc_trained):
   np.testing.assert_allclose(again.numpy(), outputs[0].numpy(), atol=1e-5)
 
 
+def test_cascade_views_are_the_training_split_then_stream_triplets(mgc_dataset, ict_model):
+  from mgc_face import train as train_lib
+  from mgc_helpers import TEST_CONFIG
+  views = list(train_lib.cascade_views(ict_model, TEST_CONFIG, mgc_dataset, seed=0, step=2))
+  assert len(views) == 2 + TEST_CONFIG.cascade_stream_samples      # 2 training triplets
+  for images, labels in views:
+    assert images.shape == (3, 224, 224, 3) and labels.shape == (3, 68, 2)
+  stream_only = TEST_CONFIG.replace(data_stream=True)
+  assert len(list(train_lib.cascade_views(ict_model, stream_only, "unused", 0, 2))) == 2
+
+
 def test_training_writes_the_cascade_and_inference_uses_it(mgc_trained, capsys):
   from mgc_face import infer
   ckpt, _ = mgc_trained
