@@ -23,6 +23,7 @@ Stored as CKPT/cascade.npz (`save` / `load`): weights [S, 68, F + 1, 2],
 scales [S] (px), ridge, and the network step it was trained for.
 """
 
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -163,6 +164,12 @@ def load(checkpoint_dir):
     with np.load(path) as data:
       if str(data["kind"]) != KIND or int(data["version"]) != VERSION:
         raise InputError(f"{path}: not a version-{VERSION} landmark cascade")
-      return Cascade(data["weights"], data["scales"], float(data["ridge"]), int(data["step"]))
-  except (OSError, KeyError, ValueError) as error:
+      weights, scales = data["weights"], data["scales"]
+      expected = (len(scales), None, _descriptor().getDescriptorSize() + 1, 2)
+      if weights.ndim != 4 or any(e is not None and e != w for e, w in zip(expected,
+                                                                            weights.shape)):
+        raise InputError(f"{path}: stage weights of shape {list(weights.shape)}, expected "
+                         f"[{len(scales)}, K, {expected[2]}, 2]")
+      return Cascade(weights, scales, float(data["ridge"]), int(data["step"]))
+  except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
     raise InputError(f"{path}: damaged landmark cascade ({type(error).__name__})") from None

@@ -89,9 +89,16 @@ def test_file_round_trip_and_damage(tmp_path):
   np.testing.assert_array_equal(loaded.scales, [16.0, 8.0])
   assert loaded.step == 12 and loaded.ridge == 10.0
   assert cascade_lib.load(tmp_path / "none") is None
-  (tmp_path / cascade_lib.FILE_NAME).write_bytes(b"not a zip")
-  with pytest.raises(InputError, match="damaged landmark cascade"):
+  cascade_lib.Cascade(weights[:, :, :10], (16.0, 8.0), 10.0, step=12).save(tmp_path)
+  with pytest.raises(InputError, match="stage weights of shape"):
     cascade_lib.load(tmp_path)
+  cascade_lib.Cascade(weights, (16.0, 8.0), 10.0, step=12).save(tmp_path)
+  path = tmp_path / cascade_lib.FILE_NAME
+  whole = path.read_bytes()
+  for damaged in (b"not a zip", whole[:len(whole) // 2]):
+    path.write_bytes(damaged)
+    with pytest.raises(InputError, match="damaged landmark cascade"):
+      cascade_lib.load(tmp_path)
 
 
 def test_coefficient_layer_on_the_head_points_is_the_network(mgc_trained):
