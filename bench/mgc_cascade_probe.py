@@ -1,0 +1,92 @@
+#!/usr/bin/env python
+"""Fit a landmark cascade on one set's views and score it, stage by stage, on another's.
+
+    python bench/mgc_cascade_probe.py --checkpoint CKPT --train-data DIR [--train-data DIR2]
+        --test-data DIR [--ridge 10] [--scales 24 16 12 8 6] [--max-views N]
+
+The selection study behind the `tiny` preset's cascade settings (docs/mgc.md,
+"Session 13"): `mgc_face.cascade.fit` on the head's points of the training
+views of every `--train-data` set (their `_lm.txt` labels as targets; at
+most `--max-views` views per set), then on the held-out views of
+`--test-data`, after each stage: the points' 68-point NME and mean distance
+(px) to the noise-free projections, and the similarity-aligned face RMSE
+over the mean face's of the coefficients the checkpoint's own coefficient
+layer reads from them (as the eval's `rmse_sim_vs_mean_face`).  A last row
+feeds that layer the 1 px-noise labels.  The checkpoint's own cascade, if
+any, is not used.  Table, then one JSON line.
+"""
+
+import argparse
+
+from common import load_average, print_json, print_table  # noqa: F401 (sets sys.path)
+
+import numpy as np
+
+from mgc_face import cascade as cascade_lib
+from mgc_face import infer
+from mgc_head_calibration import BATCH, SKIN_REGION, head_outputs, load_views, shape_ratio
+from shared.eval.metrics import PERCENT, nme_68
+from shared.model.decoder import FaceDecoder
+
+
+def layer_vectors(regressor, images, points):
+  """The coefficient layer on `points` with the network's features: [N, size]."""
+  out = []
+  for k in range(0, len(images), BATCH):
+    features = regressor.network(images[k:k + BATCH], training=False)[1]
+    out.append(regressor.coefficients_from_points(features, points[k:k + BATCH]).numpy())
+  return np.concatenate(out)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--checkpoint", required=True, help="MGC checkpoint with a landmark head")
+  parser.add_argument("--train-data", required=True, action="append",
+                      help="set whose train split the cascade is fitted on (repeatable)")
+  parser.add_argument("--test-data", required=True, help="set whose held-out views are scored")
+  parser.add_argument("--ridge", type=float, default=10.0)
+  parser.add_argument("--scales", type=float, nargs="+", default=[24.0, 16.0, 12.0, 8.0, 6.0])
+  parser.add_argument("--max-views", type=int, default=0, help="views per training set (0: all)")
+  args = parser.parse_args()
+  regressor = infer.load_regressor(args.checkpoint)
+  if not regressor.config.landmark_head:
+    raise SystemExit(f"error: {args.checkpoint}: the network has no landmark head")
+  model, layout = regressor.face_model, regressor.layout
+  decoder = FaceDecoder(model)
+  region = model.skin_mask > SKIN_REGION
+  greys, starts, labels = [], [], []
+  for folder in args.train_data:
+    images, marks = load_views(folder, "train")[:2]
+    if args.max_views:
+      images, marks = images[:args.max_views], marks[:args.max_views]
+    greys.append(cascade_lib.grey(images))
+    starts.append(head_outputs(regressor, images)[1])
+    labels.append(marks)
+  greys, starts, labels = map(np.concatenate, (greys, starts, labels))
+  weights, _ = cascade_lib.fit(greys, starts, labels, args.scales, args.ridge)
+  test_images, test_labels, gt_points, truth, _ = load_views(args.test_data, "test")
+  points = head_outputs(regressor, test_images)[1]
+  test_greys = cascade_lib.grey(test_images)
+  rows, results = [], {"train_views": len(greys), "test_views": len(test_images), "stages": []}
+
+  def score(name, p):
+    ratio = shape_ratio(decoder, layout, layer_vectors(regressor, test_images, p), truth, region,
+                        model.mean_shape)
+    nme = float(PERCENT * nme_68(p, gt_points).mean())
+    distance = float(np.linalg.norm(p - gt_points, axis=-1).mean())
+    rows.append([name, f"{nme:.2f}", f"{distance:.2f}", f"{ratio:.3f}"])
+    return {"points": name, "nme_percent": nme, "px": distance, "sim_ratio": ratio}
+
+  results["stages"].append(score("head", points))
+  for stage, half in enumerate(args.scales):
+    single = cascade_lib.Cascade(weights[stage:stage + 1], [half], args.ridge, 0)
+    points = single.refine(None, points, grey_images=test_greys)
+    results["stages"].append(score(f"+ stage {stage + 1} ({half:g} px)", points))
+  results["labels"] = score("labels (1 px noise)", test_labels)
+  print_table(["points", "NME %", "px to truth", "coefficient layer: sim RMSE / mean face"], rows)
+  results["load_average"] = load_average()
+  print_json(results)
+
+
+if __name__ == "__main__":
+  main()
