@@ -299,16 +299,26 @@ def test_main_refuses_multiworker_without_tf_config(monkeypatch, capsys, tmp_pat
     assert code == 2 and len(err) == 1 and "needs the TF_CONFIG environment variable" in err[0]
 
 
-def wait_for(path, process, limit_s):
-  """Waits until `path` exists (False if the process ended or time ran out first)."""
+def wait_for(ready, process, limit_s):
+  """Waits until `ready()` is true (False if the process ended or time ran out first)."""
   deadline = time.time() + limit_s
   while time.time() < deadline:
-    if Path(path).exists():
+    if ready():
       return True
     if process.poll() is not None:
       return False
     time.sleep(0.5)
   return False
+
+
+def checkpoint_reached(checkpoint_dir, step):
+  """A check that some ckpt-N with N >= `step` exists (the manager deletes old ones, so
+  ckpt-`step` itself may be gone before the next poll)."""
+  def ready():
+    steps = [int(p.name[len("ckpt-"):-len(".index")]) for p in Path(checkpoint_dir).glob(
+        "ckpt-*.index")]
+    return any(n >= step for n in steps)
+  return ready
 
 
 def assert_loadable(checkpoint_dir):
@@ -335,7 +345,8 @@ def test_killing_a_worker_stops_the_other_with_one_line_then_resume(tmp_path, mg
     procs.append(start(mgc_args(mgc_data, tmp_path / "run", steps=KILL_STEPS, checkpoint_every=1),
                        worker_env(local_cluster_config(ports, rank)), logs[-1]))
   try:
-    assert wait_for(ckpt / f"ckpt-{KILL_AFTER}.index", procs[0], WORKER_LIMIT_S), tail(logs[0])
+    assert wait_for(checkpoint_reached(ckpt, KILL_AFTER), procs[0], WORKER_LIMIT_S), \
+        tail(logs[0])
     os.killpg(procs[victim].pid, signal.SIGKILL)
     killed_at = time.time()
     survivor = 1 - victim

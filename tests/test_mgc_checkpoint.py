@@ -96,3 +96,24 @@ def test_meta_json_of_the_previous_format_is_read(mgc_trained, ict_model, tmp_pa
   (old / "meta.json").write_text(json.dumps(meta))
   assert checkpoint_lib.read_meta(old)["step"] == 2
   assert infer.load_regressor(old, ict_model).steps == 2
+
+
+def test_resume_takes_the_preset_for_fields_newer_than_the_checkpoint(mgc_trained, tmp_path):
+  """A checkpoint written before a config field existed resumes with the preset's value for
+  it (e.g. the landmark cascade of session 13); its own values stay for the others."""
+  import shutil
+  import main as main_module
+  from mgc_face import cli
+  from mgc_face.config import get_config
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  meta = json.loads((ckpt / "meta.json").read_text())
+  del meta["config"]["cascade_scales"]
+  meta["config"]["cascade_ridge"] = 3.0
+  (ckpt / "meta.json").write_text(json.dumps(meta))
+  parser, _ = main_module.build_parser("mgc", "train")
+  args = parser.parse_args(["--mode", "train", "--config", "tiny", "--data", "d",
+                            "--checkpoint", str(ckpt)])
+  config = cli.training_config(args)
+  assert config.cascade_scales == get_config("tiny").cascade_scales
+  assert config.cascade_ridge == 3.0 and config.batch_size == SINGLE_VIEW.batch_size
