@@ -6,6 +6,7 @@ the checkpoint folder's metadata (CKPT/meta.json) is `mgc_face.checkpoint`'s.
 
     CKPT/ckpt-N.index, ckpt-N.data-*, checkpoint   network, optimiser, step, skipped
     CKPT/meta.json                                 face model hash, config, layout, step
+    CKPT/cascade.npz                               the landmark cascade (`cascade_scales` presets)
     CKPT/logs/                                     TensorBoard events, scalars.jsonl
 
 Under a `tf.distribute` strategy (`--strategy mirrored|multiworker`, see
@@ -277,6 +278,8 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
       flush()
   if pending_images:
     flush()
+  if not greys:
+    raise InputError(f"{data_dir}: no training views for the landmark cascade")
   greys, points, labels = np.concatenate(greys), np.concatenate(points), np.concatenate(labels)
   weights, trace = cascade_lib.fit(greys, points, labels, config.cascade_scales,
                                    config.cascade_ridge)
@@ -294,6 +297,9 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
 def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=True,
           embedder=None, backbone_weights=None, seed=0, progress=True, log=None, strategy=None):
   """Trains (or resumes) to `steps` total steps.
+
+  With `config.cascade_scales` (and a landmark head), reaching `steps` also fits the
+  landmark cascade (`train_cascade`) unless the folder has one for that step.
 
   `strategy`: a `tf.distribute.Strategy` (None: the default, one process);
   `config.batch_size` is then the global batch.  Only the chief writes
@@ -325,7 +331,10 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
   result = trainer.loop.run(lambda: trainer.train_step(next(iterator)), steps, progress, postfix)
   trainer.loop.close()
   if config.cascade_scales and config.landmark_head and trainer.chief and result.steps >= steps:
-    existing = cascade_lib.load(checkpoint_dir)
+    try:
+      existing = cascade_lib.load(checkpoint_dir)
+    except InputError:      # Damaged: fitted again and replaced.
+      existing = None
     if existing is None or existing.step != result.steps:
       train_cascade(trainer.regressor, config, data_dir, checkpoint_dir, seed, result.steps,
                     progress, trainer.log)

@@ -146,3 +146,17 @@ def test_a_cascade_of_another_step_is_not_used(mgc_trained, tmp_path, capsys):
   regressor = infer.load_regressor(ckpt)
   assert regressor.cascade is None
   assert "not used" in capsys.readouterr().err
+
+
+def test_training_again_refits_a_damaged_cascade(mgc_trained, mgc_dataset, ict_model, tmp_path):
+  import shutil
+  from mgc_face import train as train_lib
+  from mgc_helpers import SINGLE_VIEW
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  (ckpt / cascade_lib.FILE_NAME).write_bytes(b"PK damaged")
+  lines = []
+  train_lib.train(ict_model, SINGLE_VIEW, mgc_dataset, ckpt, steps=2, progress=False,
+                  log=lines.append)
+  assert cascade_lib.load(ckpt).step == 2
+  assert any(line.startswith("landmark cascade: 12 views") for line in lines)
