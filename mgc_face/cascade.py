@@ -94,6 +94,12 @@ def _with_bias(values):
   return np.concatenate([values, np.ones(values.shape[:-1] + (1,), values.dtype)], -1)
 
 
+def _offsets(inputs, weights):
+  """One stage's offsets in face-size units: [N, K, F + 1] descriptors with the bias column,
+  [K, F + 1, 2] -> [N, K, 2]."""
+  return np.einsum("nkf,kfo->nko", inputs, weights)
+
+
 class Cascade:
   """A trained cascade: `refine(images, points) -> points`.
 
@@ -114,8 +120,8 @@ class Cascade:
     grey_images = grey(images) if grey_images is None else grey_images
     points = np.array(points, np.float32)
     for weights, half in zip(self.weights, self.scales):
-      update = np.einsum("nkf,kfo->nko", _with_bias(features(grey_images, points, half)), weights)
-      points = points + update * face_size(points)
+      inputs = _with_bias(features(grey_images, points, half))
+      points = points + _offsets(inputs, weights) * face_size(points)
     return points
 
   def save(self, checkpoint_dir):
@@ -149,7 +155,7 @@ def fit(grey_images, points, labels, scales, ridge):
     penalty[-1, -1] = 0.0
     weights = np.linalg.solve(gram + penalty,
                               per_landmark.transpose(0, 2, 1) @ target.transpose(1, 0, 2))
-    points = points + (per_landmark @ weights).transpose(1, 0, 2) * size
+    points = points + _offsets(x, weights) * size
     stages.append(weights)
     trace.append(points.copy())
   return np.stack(stages).astype(np.float32), np.stack(trace)
