@@ -73,6 +73,18 @@ def time_interleaved(fns, repeats, warmup=2):
                  "cpu": min(cpu[name])} for name in fns}
 
 
+def run_reporting_input_errors(run, args):
+  """`run(args)`; an `InputError` (bad file or folder) becomes one `error:` line on stderr.
+  Returns the exit status: 0, or 2 for bad input."""
+  from shared.errors import InputError
+  try:
+    run(args)
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  return 0
+
+
 def load_average():
   """1-minute load average (other jobs on the machine inflate wall times)."""
   return round(os.getloadavg()[0], 2)

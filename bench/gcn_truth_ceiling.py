@@ -22,7 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import load_average, print_json, print_table  # noqa: F401 (sets sys.path)
+from common import (load_average, print_json, print_table,  # noqa: F401 (sets sys.path)
+                    run_reporting_input_errors)
 
 
 def main():
@@ -39,13 +40,7 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
 
-  from shared.errors import InputError
-  try:
-    run(args)
-  except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
-  return 0
+  return run_reporting_input_errors(run, args)
 
 
 def run(args):

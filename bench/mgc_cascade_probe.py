@@ -2,7 +2,7 @@
 """Fit a landmark cascade on one set's views and score it, stage by stage, on another's.
 
     python bench/mgc_cascade_probe.py --checkpoint CKPT --train-data DIR [--train-data DIR2]
-        --test-data DIR [--ridge 10] [--scales 24 16 12 8 6] [--max-views N]
+        --test-data DIR [--ridge R] [--scales S1 S2 ...] [--max-views N]    (default: tiny's)
 
 The selection study behind the `tiny` preset's cascade settings (docs/mgc.md,
 "Session 13"): `mgc_face.cascade.fit` on the head's points of the training
@@ -17,25 +17,27 @@ any, is not used.  Table, then one JSON line.
 """
 
 import argparse
+import sys
 
-from common import load_average, print_json, print_table  # noqa: F401 (sets sys.path)
+from common import (load_average, print_json, print_table,  # noqa: F401 (sets sys.path)
+                    run_reporting_input_errors)
 
 import numpy as np
 
 from mgc_face import cascade as cascade_lib
 from mgc_face import infer
+from mgc_face.config import get_config
 from mgc_head_calibration import BATCH, SKIN_REGION, head_outputs, load_views, shape_ratio
 from shared.eval.metrics import PERCENT, nme_68
 from shared.model.decoder import FaceDecoder
 
+TINY = get_config("tiny")   # Its cascade settings are the defaults.
 
-def layer_vectors(regressor, images, points):
-  """The coefficient layer on `points` with the network's features: [N, size]."""
-  out = []
-  for k in range(0, len(images), BATCH):
-    features = regressor.network(images[k:k + BATCH], training=False)[1]
-    out.append(regressor.coefficients_from_points(features, points[k:k + BATCH]).numpy())
-  return np.concatenate(out)
+
+def network_features(regressor, images):
+  """The network's pooled features of `images`: [N, D]."""
+  return np.concatenate([regressor.network(images[k:k + BATCH], training=False)[1].numpy()
+                         for k in range(0, len(images), BATCH)])
 
 
 def main():
@@ -44,10 +46,13 @@ def main():
   parser.add_argument("--train-data", required=True, action="append",
                       help="set whose train split the cascade is fitted on (repeatable)")
   parser.add_argument("--test-data", required=True, help="set whose held-out views are scored")
-  parser.add_argument("--ridge", type=float, default=10.0)
-  parser.add_argument("--scales", type=float, nargs="+", default=[24.0, 16.0, 12.0, 8.0, 6.0])
+  parser.add_argument("--ridge", type=float, default=TINY.cascade_ridge)
+  parser.add_argument("--scales", type=float, nargs="+", default=list(TINY.cascade_scales))
   parser.add_argument("--max-views", type=int, default=0, help="views per training set (0: all)")
-  args = parser.parse_args()
+  return run_reporting_input_errors(run, parser.parse_args())
+
+
+def run(args):
   regressor = infer.load_regressor(args.checkpoint)
   if not regressor.config.landmark_head:
     raise SystemExit(f"error: {args.checkpoint}: the network has no landmark head")
@@ -67,11 +72,12 @@ def main():
   test_images, test_labels, gt_points, truth, _ = load_views(args.test_data, "test")
   points = head_outputs(regressor, test_images)[1]
   test_greys = cascade_lib.grey(test_images)
+  features = network_features(regressor, test_images)
   rows, results = [], {"train_views": len(greys), "test_views": len(test_images), "stages": []}
 
   def score(name, p):
-    ratio = shape_ratio(decoder, layout, layer_vectors(regressor, test_images, p), truth, region,
-                        model.mean_shape)
+    vectors = regressor.coefficients_from_points(features, p).numpy()
+    ratio = shape_ratio(decoder, layout, vectors, truth, region, model.mean_shape)
     nme = float(PERCENT * nme_68(p, gt_points).mean())
     distance = float(np.linalg.norm(p - gt_points, axis=-1).mean())
     rows.append([name, f"{nme:.2f}", f"{distance:.2f}", f"{ratio:.3f}"])
@@ -89,4 +95,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
