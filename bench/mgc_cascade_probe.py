@@ -2,7 +2,8 @@
 """Fit a landmark cascade on one set's views and score it, stage by stage, on another's.
 
     python bench/mgc_cascade_probe.py --checkpoint CKPT --train-data DIR [--train-data DIR2]
-        --test-data DIR [--ridge R] [--scales S1 S2 ...] [--max-views N]    (default: tiny's)
+        --test-data DIR [--ridge R] [--scales S1 S2 ...] [--components C] [--max-views N]
+        (default: tiny's)
 
 The selection study behind the `tiny` preset's cascade settings (docs/mgc.md,
 "Session 13"): `mgc_face.cascade.fit` on the head's points of the training
@@ -48,6 +49,8 @@ def main():
   parser.add_argument("--test-data", required=True, help="set whose held-out views are scored")
   parser.add_argument("--ridge", type=float, default=TINY.cascade_ridge)
   parser.add_argument("--scales", type=float, nargs="+", default=list(TINY.cascade_scales))
+  parser.add_argument("--components", type=int, default=TINY.cascade_shape_components,
+                      help="shape space of the points after each stage (0: none)")
   parser.add_argument("--max-views", type=int, default=0, help="views per training set (0: all)")
   return run_reporting_input_errors(run, parser.parse_args())
 
@@ -68,7 +71,7 @@ def run(args):
     starts.append(head_outputs(regressor, images)[1])
     labels.append(marks)
   greys, starts, labels = map(np.concatenate, (greys, starts, labels))
-  weights, _ = cascade_lib.fit(greys, starts, labels, args.scales, args.ridge)
+  cascade = cascade_lib.fit(greys, starts, labels, args.scales, args.ridge, args.components)[0]
   test_images, test_labels, gt_points, truth, _ = load_views(args.test_data, "test")
   points = head_outputs(regressor, test_images)[1]
   test_greys = cascade_lib.grey(test_images)
@@ -85,7 +88,8 @@ def run(args):
 
   results["stages"].append(score("head", points))
   for stage, half in enumerate(args.scales):
-    single = cascade_lib.Cascade(weights[stage:stage + 1], [half], args.ridge, 0)
+    single = cascade_lib.Cascade(cascade.weights[stage:stage + 1], [half], args.ridge, 0,
+                                 cascade.shape_mean, cascade.shape_basis)
     points = single.refine(None, points, grey_images=test_greys)
     results["stages"].append(score(f"+ stage {stage + 1} ({half:g} px)", points))
   results["labels"] = score("labels (1 px noise)", test_labels)

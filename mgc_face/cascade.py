@@ -9,7 +9,11 @@ reads a HOG descriptor of the grey 224-px view on a square of half-size
 `scales[s]` pixels centred on it, and a per-landmark ridge regression maps
 that descriptor to the point's offset, in units of the face's size (the
 square root of the points' bounding-box area).  Stages go from coarse
-squares to fine ones.
+squares to fine ones.  After every stage the points are projected onto a
+shape space: the first `components` principal directions of the training
+labels' shapes (each label set centred on its mean and divided by its face
+size), which keeps the 68 points a face and averages out much of the
+per-landmark error (session 14, docs/mgc.md).
 
 It is trained after the network, on the training views' own 68-point
 labels (the 1 px-noise detector stand-in the head and the landmark term
@@ -20,7 +24,9 @@ refined points replace the head's as the coefficient layer's input
 (`mgc_face.infer.Regressor`).
 
 Stored as CKPT/cascade.npz (`save` / `load`): weights [S, 68, F + 1, 2],
-scales [S] (px), ridge, and the network step it was trained for.
+scales [S] (px), ridge, the shape space (mean [136], basis [C, 136]; C = 0:
+no projection, as in the version-1 files of session 13) and the network
+step it was trained for.
 """
 
 import zipfile
@@ -35,7 +41,8 @@ from shared.render.image_sampling import PIXEL_CENTER
 
 FILE_NAME = "cascade.npz"
 KIND = "face3d-mgc-landmark-cascade"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)       # Version 1: no shape space.
 PATCH = 32                      # Side of the resampled square the descriptor reads, pixels.
 MARGIN = 1                      # Extra samples around it for the gradients at its edge.
 HOG_BLOCK = 16                  # HOG block side, pixels of that square.
@@ -90,6 +97,33 @@ def face_size(points):
   return np.sqrt(extent[:, 0] * extent[:, 1])[:, None, None]
 
 
+def _normalised(points):
+  """[N, K, 2] px -> ([N, 2K] centred shapes in face-size units, centres [N, 1, 2], sizes
+  [N, 1, 1])."""
+  centre = points.mean(1, keepdims=True)
+  size = face_size(points)
+  return ((points - centre) / size).reshape(len(points), -1), centre, size
+
+
+def shape_space(labels, components):
+  """Principal shape directions of label sets: [N, K, 2] px -> (mean [2K], basis [C, 2K])
+  with orthonormal rows (C = min(components, N, 2K))."""
+  shapes = _normalised(np.asarray(labels, np.float64))[0]
+  mean = shapes.mean(0)
+  _, _, directions = np.linalg.svd(shapes - mean, full_matrices=False)
+  return mean, directions[:components]
+
+
+def project(points, mean, basis):
+  """The points' nearest shape in the space (position and size kept): [N, K, 2] px -> same.
+  An empty basis leaves them as they are."""
+  if not len(basis):
+    return points
+  shapes, centre, size = _normalised(points)
+  shapes = mean + (shapes - mean) @ basis.T @ basis
+  return shapes.reshape(points.shape) * size + centre
+
+
 def _with_bias(values):
   return np.concatenate([values, np.ones(values.shape[:-1] + (1,), values.dtype)], -1)
 
@@ -106,14 +140,21 @@ class Cascade:
   Attributes:
     weights: [S, K, F + 1, 2] per stage and landmark (last row: the bias).
     scales: [S] half-sizes of the squares, pixels.
+    shape_mean, shape_basis: [2K] and [C, 2K], the shape space every stage projects onto
+      (`shape_space`; C = 0: none).
     step: the network step the cascade was trained for.
   """
 
-  def __init__(self, weights, scales, ridge, step):
+  def __init__(self, weights, scales, ridge, step, shape_mean=None, shape_basis=None):
     self.weights = np.asarray(weights, np.float32)
     self.scales = np.asarray(scales, np.float32)
     self.ridge = float(ridge)
     self.step = int(step)
+    values = 2 * self.weights.shape[1]
+    self.shape_mean = (np.zeros(values) if shape_mean is None
+                       else np.asarray(shape_mean, np.float64))
+    self.shape_basis = (np.zeros((0, values)) if shape_basis is None
+                        else np.asarray(shape_basis, np.float64))
 
   def refine(self, images, points, grey_images=None):
     """[N, 224, 224, 3] float in [0, 1], [N, K, 2] px -> refined [N, K, 2] px (float32)."""
@@ -122,14 +163,16 @@ class Cascade:
     for weights, half in zip(self.weights, self.scales):
       inputs = _with_bias(features(grey_images, points, half))
       points = points + _offsets(inputs, weights) * face_size(points)
+      points = project(points, self.shape_mean, self.shape_basis).astype(np.float32)
     return points
 
   def save(self, checkpoint_dir):
     savez_atomic(Path(checkpoint_dir) / FILE_NAME, kind=np.array(KIND), version=VERSION,
-                 weights=self.weights, scales=self.scales, ridge=self.ridge, step=self.step)
+                 weights=self.weights, scales=self.scales, ridge=self.ridge, step=self.step,
+                 shape_mean=self.shape_mean, shape_basis=self.shape_basis)
 
 
-def fit(grey_images, points, labels, scales, ridge):
+def fit(grey_images, points, labels, scales, ridge, components=0, step=0):
   """Trains the stages on views whose head points and labels are given.
 
   Args:
@@ -138,12 +181,16 @@ def fit(grey_images, points, labels, scales, ridge):
     labels: [N, K, 2] their landmark labels, px.
     scales: half-sizes, one stage each, px.
     ridge: penalty on the weights (not on the bias) of each landmark's solve.
+    components: dimension of the labels' shape space the points are projected onto after
+      each stage (0: no projection).
+    step: the network step, stored with the cascade.
 
   Returns:
-    (weights [S, K, F + 1, 2], the training points after each stage [S, N, K, 2]).
+    (the `Cascade`, the training points after each stage [S, N, K, 2]).
   """
   points = np.array(points, np.float64)
   labels = np.asarray(labels, np.float64)
+  mean, basis = shape_space(labels, components)
   stages, trace = [], []
   for half in scales:
     x = _with_bias(features(grey_images, points, half).astype(np.float64))  # [N, K, F+1]
@@ -155,10 +202,10 @@ def fit(grey_images, points, labels, scales, ridge):
     penalty[-1, -1] = 0.0
     weights = np.linalg.solve(gram + penalty,
                               per_landmark.transpose(0, 2, 1) @ target.transpose(1, 0, 2))
-    points = points + _offsets(x, weights) * size
+    points = project(points + _offsets(x, weights) * size, mean, basis)
     stages.append(weights)
     trace.append(points.copy())
-  return np.stack(stages).astype(np.float32), np.stack(trace)
+  return Cascade(np.stack(stages), scales, ridge, step, mean, basis), np.stack(trace)
 
 
 def load(checkpoint_dir):
@@ -168,14 +215,23 @@ def load(checkpoint_dir):
     return None
   try:
     with np.load(path) as data:
-      if str(data["kind"]) != KIND or int(data["version"]) != VERSION:
-        raise InputError(f"{path}: not a version-{VERSION} landmark cascade")
+      version = int(data["version"])
+      if str(data["kind"]) != KIND or version not in READABLE_VERSIONS:
+        raise InputError(f"{path}: not a landmark cascade of version "
+                         f"{' or '.join(map(str, READABLE_VERSIONS))}")
       weights, scales = data["weights"], data["scales"]
       expected = (len(scales), None, _descriptor().getDescriptorSize() + 1, 2)
       if weights.ndim != 4 or any(e is not None and e != w for e, w in zip(expected,
                                                                             weights.shape)):
         raise InputError(f"{path}: stage weights of shape {list(weights.shape)}, expected "
                          f"[{len(scales)}, K, {expected[2]}, 2]")
-      return Cascade(weights, scales, float(data["ridge"]), int(data["step"]))
+      mean = basis = None
+      if version >= 2:
+        mean, basis = data["shape_mean"], data["shape_basis"]
+        values = 2 * weights.shape[1]
+        if mean.shape != (values,) or basis.ndim != 2 or basis.shape[1] != values:
+          raise InputError(f"{path}: shape space of shapes {list(mean.shape)} and "
+                           f"{list(basis.shape)}, expected [{values}] and [C, {values}]")
+      return Cascade(weights, scales, float(data["ridge"]), int(data["step"]), mean, basis)
   except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
     raise InputError(f"{path}: damaged landmark cascade ({type(error).__name__})") from None

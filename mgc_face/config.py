@@ -45,7 +45,9 @@ RMSE 1.5x the mean face's.  All other weights are the paper's.
 Since session 13 every preset built on `tiny` also trains a landmark cascade
 after the network (`cascade_scales`, mgc_face/cascade.py: HOG squares of the
 224-px view, closed-form ridge stages, trained on the training views' 2D
-labels), whose points the coefficient layer reads at inference.
+labels), whose points the coefficient layer reads at inference; since session
+14 its stages project the points onto the labels' 15-dimensional shape space
+(`cascade_shape_components`) and its ridge penalty is 3 (was 10).
 """
 
 import dataclasses
@@ -86,7 +88,8 @@ class MGCConfig:
   # supervised descent on HOG squares of the 224-px view, one ridge stage per half-size in px
   # (empty: off).  Inference feeds the refined points to the coefficient layer.
   cascade_scales: tuple = ()
-  cascade_ridge: float = 10.0         # Penalty of each landmark's ridge solve.
+  cascade_ridge: float = 3.0          # Penalty of each landmark's ridge solve.
+  cascade_shape_components: int = 0   # Shape space the points are projected onto (0: none).
   cascade_stream_samples: int = 0     # Fresh stream triplets it also trains on (mgc_face/stream.py).
   w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
   w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
@@ -176,7 +179,8 @@ PRESETS = {
         prior_init_samples=4000, prior_init_noise=4.0, learning_rate_decay="cosine",
         landmark_warmup_steps=1600, augment_flip=0.5, augment_scale=0.1, augment_rotation=10.0,
         augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1,
-        cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0), cascade_stream_samples=200),
+        cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0), cascade_shape_components=15,
+        cascade_stream_samples=200),
 }
 # The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
 # (cpu_hour's checkpoints stay resumable).

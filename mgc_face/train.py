@@ -281,9 +281,8 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
   if not greys:
     raise InputError(f"{data_dir}: no training views for the landmark cascade")
   greys, points, labels = np.concatenate(greys), np.concatenate(points), np.concatenate(labels)
-  weights, trace = cascade_lib.fit(greys, points, labels, config.cascade_scales,
-                                   config.cascade_ridge)
-  cascade = cascade_lib.Cascade(weights, config.cascade_scales, config.cascade_ridge, step)
+  cascade, trace = cascade_lib.fit(greys, points, labels, config.cascade_scales,
+                                   config.cascade_ridge, config.cascade_shape_components, step)
   cascade.save(checkpoint_dir)
 
   def error(p):

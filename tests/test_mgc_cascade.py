@@ -61,9 +61,10 @@ def test_cascade_moves_points_onto_the_dots_of_new_images():
 
   train_start, test_start = start(train_truth), start(test_truth)
   labels = train_truth + rng.normal(0, 0.5, train_truth.shape)
-  weights, trace = cascade_lib.fit(train_images, train_start, labels, (12.0, 8.0), ridge=1.0)
-  assert weights.shape == (2, DOTS, 325, 2) and trace.shape == (2, 300, DOTS, 2)
-  cascade = cascade_lib.Cascade(weights, (12.0, 8.0), 1.0, step=7)
+  cascade, trace = cascade_lib.fit(train_images, train_start, labels, (12.0, 8.0), ridge=1.0,
+                                   step=7)
+  assert cascade.weights.shape == (2, DOTS, 325, 2) and trace.shape == (2, 300, DOTS, 2)
+  assert cascade.step == 7 and cascade.shape_basis.shape == (0, 2 * DOTS)
   refined = cascade.refine(None, test_start, grey_images=test_images)
 
   def error(points):
@@ -71,6 +72,30 @@ def test_cascade_moves_points_onto_the_dots_of_new_images():
 
   assert error(test_start) > 2.5
   assert error(refined) < 0.5 * error(test_start)
+
+
+def test_shape_space_keeps_its_shapes_and_removes_noise_off_it():
+  """Label sets made from a mean shape and 3 small modes, at random position and size: the
+  space of 3 components keeps them (up to the second-order effect of dividing each set by its
+  own size), the full space keeps them exactly, noisy copies move towards them, and the
+  projection keeps each set's centre."""
+  rng = np.random.default_rng(8)
+  count, landmarks = 200, 30
+  modes = rng.normal(size=(4, landmarks, 2))                  # mean shape + 3 modes
+  shapes = modes[0] + np.einsum("nm,mkd->nkd", 0.01 * rng.normal(size=(count, 3)), modes[1:])
+  labels = shapes * rng.uniform(50, 150, (count, 1, 1)) + rng.uniform(50, 150, (count, 1, 2))
+  mean, basis = cascade_lib.shape_space(labels, 3)
+  assert mean.shape == (2 * landmarks,) and basis.shape == (3, 2 * landmarks)
+  np.testing.assert_allclose(basis @ basis.T, np.eye(3), atol=1e-9)
+  np.testing.assert_allclose(cascade_lib.project(labels, mean, basis), labels, atol=0.05)
+  full = cascade_lib.shape_space(labels, 2 * landmarks)[1]
+  np.testing.assert_allclose(cascade_lib.project(labels, mean, full), labels, atol=1e-9)
+  noisy = labels + rng.normal(0, 2.0, labels.shape)
+  projected = cascade_lib.project(noisy, mean, basis)
+  np.testing.assert_allclose(projected.mean(1), noisy.mean(1), atol=1e-9)
+  assert (np.linalg.norm(projected - labels, axis=-1).mean()
+          < 0.5 * np.linalg.norm(noisy - labels, axis=-1).mean())
+  assert cascade_lib.project(noisy, mean, basis[:0]) is noisy      # no space: unchanged
 
 
 def test_grey_is_opencv_s():
@@ -87,10 +112,18 @@ def test_file_round_trip_and_damage(tmp_path):
   loaded = cascade_lib.load(tmp_path)
   np.testing.assert_array_equal(loaded.weights, weights)
   np.testing.assert_array_equal(loaded.scales, [16.0, 8.0])
-  assert loaded.step == 12 and loaded.ridge == 10.0
+  assert loaded.step == 12 and loaded.ridge == 10.0 and loaded.shape_basis.shape == (0, 136)
+  basis = np.linalg.qr(np.random.default_rng(9).normal(size=(136, 4)))[0].T
+  cascade_lib.Cascade(weights, (16.0, 8.0), 10.0, 12, np.arange(136.0), basis).save(tmp_path)
+  loaded = cascade_lib.load(tmp_path)
+  np.testing.assert_array_equal(loaded.shape_basis, basis)
+  np.testing.assert_array_equal(loaded.shape_mean, np.arange(136.0))
   assert cascade_lib.load(tmp_path / "none") is None
   cascade_lib.Cascade(weights[:, :, :10], (16.0, 8.0), 10.0, step=12).save(tmp_path)
   with pytest.raises(InputError, match="stage weights of shape"):
+    cascade_lib.load(tmp_path)
+  cascade_lib.Cascade(weights, (16.0, 8.0), 10.0, 12, np.zeros(130), basis).save(tmp_path)
+  with pytest.raises(InputError, match="shape space of shapes"):
     cascade_lib.load(tmp_path)
   cascade_lib.Cascade(weights, (16.0, 8.0), 10.0, step=12).save(tmp_path)
   path = tmp_path / cascade_lib.FILE_NAME
@@ -99,6 +132,15 @@ def test_file_round_trip_and_damage(tmp_path):
     path.write_bytes(damaged)
     with pytest.raises(InputError, match="damaged landmark cascade"):
       cascade_lib.load(tmp_path)
+
+
+def test_version_1_files_load_without_a_shape_space(tmp_path):
+  """Session 13's cascades (version 1: no shape space) still load and refine as they did."""
+  weights = np.random.default_rng(10).normal(size=(1, 68, 325, 2)).astype(np.float32)
+  np.savez(tmp_path / cascade_lib.FILE_NAME, kind=np.array(cascade_lib.KIND), version=1,
+           weights=weights, scales=np.float32([8.0]), ridge=10.0, step=3)
+  loaded = cascade_lib.load(tmp_path)
+  assert loaded.step == 3 and loaded.shape_basis.shape == (0, 136)
 
 
 def test_coefficient_layer_on_the_head_points_is_the_network(mgc_trained):
@@ -142,7 +184,8 @@ def test_a_cascade_of_another_step_is_not_used(mgc_trained, tmp_path, capsys):
   ckpt = tmp_path / "ckpt"
   shutil.copytree(mgc_trained[0], ckpt)
   old = cascade_lib.load(ckpt)
-  cascade_lib.Cascade(old.weights, old.scales, old.ridge, step=old.step + 5).save(ckpt)
+  cascade_lib.Cascade(old.weights, old.scales, old.ridge, old.step + 5, old.shape_mean,
+                      old.shape_basis).save(ckpt)
   regressor = infer.load_regressor(ckpt)
   assert regressor.cascade is None
   assert "not used" in capsys.readouterr().err

@@ -109,11 +109,11 @@ def test_resume_takes_the_preset_for_fields_newer_than_the_checkpoint(mgc_traine
   shutil.copytree(mgc_trained[0], ckpt)
   meta = json.loads((ckpt / "meta.json").read_text())
   del meta["config"]["cascade_scales"]
-  meta["config"]["cascade_ridge"] = 3.0
+  meta["config"]["cascade_ridge"] = 30.0
   (ckpt / "meta.json").write_text(json.dumps(meta))
   parser, _ = main_module.build_parser("mgc", "train")
   args = parser.parse_args(["--mode", "train", "--config", "tiny", "--data", "d",
                             "--checkpoint", str(ckpt)])
   config = cli.training_config(args)
   assert config.cascade_scales == get_config("tiny").cascade_scales
-  assert config.cascade_ridge == 3.0 and config.batch_size == SINGLE_VIEW.batch_size
+  assert config.cascade_ridge == 30.0 and config.batch_size == SINGLE_VIEW.batch_size
