@@ -46,8 +46,9 @@ Since session 13 every preset built on `tiny` also trains a landmark cascade
 after the network (`cascade_scales`, mgc_face/cascade.py: HOG squares of the
 224-px view, closed-form ridge stages, trained on the training views' 2D
 labels), whose points the coefficient layer reads at inference; since session
-14 its stages project the points onto the labels' 15-dimensional shape space
-(`cascade_shape_components`) and its ridge penalty is 3 (was 10).
+14 its stages project the points onto the labels' shape space of 15 dimensions
+(30 in the stream presets, whose points are finer; `cascade_shape_components`)
+and its ridge penalty is 3 (was 10).
 """
 
 import dataclasses
@@ -188,7 +189,8 @@ NO_AUGMENT = dict(augment_flip=0.0, augment_scale=0.0, augment_rotation=0.0, aug
                   augment_brightness=0.0, augment_colour=0.0)
 PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True, steps=1200,
                                              landmark_warmup_steps=1000,
-                                             cascade_stream_samples=1000, **NO_AUGMENT)
+                                             cascade_stream_samples=1000,
+                                             cascade_shape_components=30, **NO_AUGMENT)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,

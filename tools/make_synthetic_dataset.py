@@ -8,6 +8,10 @@ Writes DIR/train.txt and DIR/test.txt (held-out identities), per sample a
 (68 points per view, target first) and a _gt.npz (coefficients, vertices,
 posed vertices and landmarks per view); target crops of the held-out
 identities go to DIR/heldout/.  See mgc_face/synthetic.py and mgc_face/data.py.
+
+Identity i of seed s is the same face in every set made with seed s,
+whatever --identities says (the held-out ones are the last
+--test-identities): sets that must not share faces need different seeds.
 """
 
 import argparse
@@ -35,7 +39,9 @@ def parse_args(argv=None):
   parser.add_argument("--test-identities", type=int, default=None,
                       help="held-out identities (default: 20%% of --identities, at least 1)")
   parser.add_argument("--views", type=int, default=3, help="views per identity (MGCNet: 3)")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed", type=int, default=0,
+                      help="identity i of a seed is the same face in every set made with it: "
+                           "use different seeds for sets that must not share faces")
   parser.add_argument("--max-yaw", type=float, default=defaults.max_yaw,
                       help="views spread over +-this yaw (degrees)")
   parser.add_argument("--target-yaw", type=float, default=defaults.target_yaw,
