@@ -135,12 +135,19 @@ def test_file_round_trip_and_damage(tmp_path):
 
 
 def test_version_1_files_load_without_a_shape_space(tmp_path):
-  """Session 13's cascades (version 1: no shape space) still load and refine as they did."""
-  weights = np.random.default_rng(10).normal(size=(1, 68, 325, 2)).astype(np.float32)
+  """Session 13's cascades (version 1: no shape space) still load, and refine as they did:
+  one offset per stage, no projection."""
+  rng = np.random.default_rng(10)
+  weights = (1e-3 * rng.normal(size=(1, 68, 325, 2))).astype(np.float32)
   np.savez(tmp_path / cascade_lib.FILE_NAME, kind=np.array(cascade_lib.KIND), version=1,
            weights=weights, scales=np.float32([8.0]), ridge=10.0, step=3)
   loaded = cascade_lib.load(tmp_path)
   assert loaded.step == 3 and loaded.shape_basis.shape == (0, 136)
+  greys = rng.integers(0, 256, (1, 224, 224), dtype=np.uint8)
+  points = rng.uniform(60, 160, (1, 68, 2)).astype(np.float32)
+  inputs = np.concatenate([cascade_lib.features(greys, points, 8.0), np.ones((1, 68, 1))], -1)
+  expected = points + np.einsum("nkf,kfo->nko", inputs, weights[0]) * cascade_lib.face_size(points)
+  np.testing.assert_allclose(loaded.refine(None, points, grey_images=greys), expected, atol=1e-4)
 
 
 def test_coefficient_layer_on_the_head_points_is_the_network(mgc_trained):
