@@ -23,10 +23,17 @@ it stays self-supervised in the paper's sense.  Training is closed-form
 refined points replace the head's as the coefficient layer's input
 (`mgc_face.infer.Regressor`).
 
+Optionally the cascade carries a reader: a linear map from the refined
+points (normalised as the coefficient layer's input) to some coefficients
+(a mask says which), used instead of the coefficient layer for those.  The
+`cpu_hour` preset reads identity and expression with the prior map
+(`mgc_face/prior_init.py`) at its points' precision (session 14).
+
 Stored as CKPT/cascade.npz (`save` / `load`): weights [S, 68, F + 1, 2],
 scales [S] (px), ridge, the shape space (mean [136], basis [C, 136]; C = 0:
 no projection, as in the version-1 files of session 13) and the network
-step it was trained for.
+step it was trained for, and the reader (weights [139, C'], bias [C'],
+mask [C'] over the coefficient vector) when it has one.
 """
 
 import zipfile
@@ -143,9 +150,12 @@ class Cascade:
     shape_mean, shape_basis: [2K] and [C, 2K], the shape space every stage projects onto
       (`shape_space`; C = 0: none).
     step: the network step the cascade was trained for.
+    reader: None, or (weights [139, C'], bias [C'], mask [C'] bool): the coefficients under
+      the mask are read from the refined points (`read`).
   """
 
-  def __init__(self, weights, scales, ridge, step, shape_mean=None, shape_basis=None):
+  def __init__(self, weights, scales, ridge, step, shape_mean=None, shape_basis=None,
+               reader=None):
     self.weights = np.asarray(weights, np.float32)
     self.scales = np.asarray(scales, np.float32)
     self.ridge = float(ridge)
@@ -155,6 +165,18 @@ class Cascade:
                        else np.asarray(shape_mean, np.float64))
     self.shape_basis = (np.zeros((0, values)) if shape_basis is None
                         else np.asarray(shape_basis, np.float64))
+    self.reader = None if reader is None else (np.asarray(reader[0], np.float32),
+                                               np.asarray(reader[1], np.float32),
+                                               np.asarray(reader[2], bool))
+
+  def read(self, normalised_points, vectors):
+    """Coefficient vectors [N, C'] with the reader's coefficients replaced by what it reads
+    from `normalised_points` [N, 139] (`mgc_face.model.normalise_landmarks` of the refined
+    points); unchanged without a reader."""
+    if self.reader is None:
+      return vectors
+    weights, bias, mask = self.reader
+    return np.where(mask, normalised_points @ weights + bias, vectors).astype(np.float32)
 
   def refine(self, images, points, grey_images=None):
     """[N, 224, 224, 3] float in [0, 1], [N, K, 2] px -> refined [N, K, 2] px (float32)."""
@@ -169,7 +191,9 @@ class Cascade:
   def save(self, checkpoint_dir):
     savez_atomic(Path(checkpoint_dir) / FILE_NAME, kind=np.array(KIND), version=VERSION,
                  weights=self.weights, scales=self.scales, ridge=self.ridge, step=self.step,
-                 shape_mean=self.shape_mean, shape_basis=self.shape_basis)
+                 shape_mean=self.shape_mean, shape_basis=self.shape_basis,
+                 **({} if self.reader is None else
+                    dict(zip(("reader_weights", "reader_bias", "reader_mask"), self.reader))))
 
 
 def fit(grey_images, points, labels, scales, ridge, components=0, step=0):
@@ -232,6 +256,14 @@ def load(checkpoint_dir):
         if mean.shape != (values,) or basis.ndim != 2 or basis.shape[1] != values:
           raise InputError(f"{path}: shape space of shapes {list(mean.shape)} and "
                            f"{list(basis.shape)}, expected [{values}] and [C, {values}]")
-      return Cascade(weights, scales, float(data["ridge"]), int(data["step"]), mean, basis)
+      reader = None
+      if "reader_weights" in data:
+        reader = data["reader_weights"], data["reader_bias"], data["reader_mask"]
+        if (reader[0].ndim != 2 or reader[1].shape != reader[0].shape[1:]
+            or reader[2].shape != reader[0].shape[1:]):
+          raise InputError(f"{path}: reader of shapes {[list(r.shape) for r in reader]}, "
+                           "expected [D, C], [C] and [C]")
+      return Cascade(weights, scales, float(data["ridge"]), int(data["step"]), mean, basis,
+                     reader)
   except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
     raise InputError(f"{path}: damaged landmark cascade ({type(error).__name__})") from None

@@ -48,7 +48,9 @@ after the network (`cascade_scales`, mgc_face/cascade.py: HOG squares of the
 labels), whose points the coefficient layer reads at inference; since session
 14 its stages project the points onto the labels' shape space of 15 dimensions
 (30 in the stream presets, whose points are finer; `cascade_shape_components`)
-and its ridge penalty is 3 (was 10).
+and its ridge penalty is 3 (was 10); `cpu_hour`, whose refined points are at
+about 1.7 px, reads identity and expression from them with the prior map at
+1.5 px noise instead of the coefficient layer (`cascade_prior_noise`).
 """
 
 import dataclasses
@@ -91,6 +93,10 @@ class MGCConfig:
   cascade_scales: tuple = ()
   cascade_ridge: float = 3.0          # Penalty of each landmark's ridge solve.
   cascade_shape_components: int = 0   # Shape space the points are projected onto (0: none).
+  # > 0: identity and expression are read from the refined points by the prior map
+  # (mgc_face/prior_init.py, `prior_init_samples` faces) with this landmark noise in px, instead
+  # of by the coefficient layer (0: the layer).
+  cascade_prior_noise: float = 0.0
   cascade_stream_samples: int = 0     # Fresh stream triplets it also trains on (mgc_face/stream.py).
   w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
   w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
@@ -195,7 +201,7 @@ PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True,
 # identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,
                                           checkpoint_every=500, summary_every=50,
-                                          image_summary_every=1000)
+                                          image_summary_every=1000, cascade_prior_noise=1.5)
 
 
 def get_config(name):

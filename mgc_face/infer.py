@@ -58,7 +58,8 @@ class Regressor(model_lib.Regressor):
 
   When the checkpoint has a landmark cascade (`mgc_face.cascade`, CKPT/cascade.npz,
   trained for the checkpoint's step), inference refines the head's points with it
-  (in NumPy, after the graph) and the coefficient layer reads the refined points;
+  (in NumPy, after the graph) and the coefficient layer reads the refined points
+  (the cascade's reader, when it has one, reads its coefficients instead);
   `head_landmarks` then returns them.
   """
 
@@ -90,6 +91,9 @@ class Regressor(model_lib.Regressor):
       points = self.cascade.refine(images.numpy(), outputs[2].numpy())
       outputs[2] = tf.constant(points)
       outputs[0] = self.coefficients_from_points(outputs[1], points)
+      if self.cascade.reader is not None:
+        inputs = model_lib.normalise_landmarks(tf.constant(points)).numpy()
+        outputs[0] = tf.constant(self.cascade.read(inputs, outputs[0].numpy()))
     return outputs
 
   def __call__(self, images, training=False):

@@ -230,6 +230,7 @@ def make_input(trainer, data_dir, seed, start_step=0):
 # ----------------------------------------------------------------------------- landmark cascade
 
 CASCADE_BATCH = 24      # Views per forward pass of the network while collecting the head's points.
+READER_SAMPLES = 4000   # Prior faces of a cascade reader's map when `prior_init_samples` is 0.
 
 
 def cascade_views(face_model, config, data_dir, seed, step):
@@ -283,6 +284,13 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
   greys, points, labels = np.concatenate(greys), np.concatenate(points), np.concatenate(labels)
   cascade, trace = cascade_lib.fit(greys, points, labels, config.cascade_scales,
                                    config.cascade_ridge, config.cascade_shape_components, step)
+  if config.cascade_prior_noise:
+    from mgc_face import prior_init
+    weights, bias = prior_init.prior_map(regressor.face_model, config.replace(
+        prior_init_noise=config.cascade_prior_noise,
+        prior_init_samples=config.prior_init_samples or READER_SAMPLES))
+    cascade.reader = (weights, bias, prior_init.supervised_columns(
+        regressor.layout, ("identity", "expression")))
   cascade.save(checkpoint_dir)
 
   def error(p):

@@ -134,6 +134,27 @@ def test_file_round_trip_and_damage(tmp_path):
       cascade_lib.load(tmp_path)
 
 
+def test_reader_replaces_its_coefficients_and_round_trips(tmp_path):
+  rng = np.random.default_rng(11)
+  weights = rng.normal(size=(1, 68, 325, 2)).astype(np.float32)
+  reader = (rng.normal(size=(139, 6)), rng.normal(size=6), np.array([1, 1, 0, 0, 1, 0], bool))
+  cascade = cascade_lib.Cascade(weights, (8.0,), 3.0, 4, reader=reader)
+  inputs, vectors = rng.normal(size=(5, 139)), rng.normal(size=(5, 6))
+  read = cascade.read(inputs, vectors)
+  expected = inputs @ reader[0] + reader[1]
+  np.testing.assert_allclose(read[:, reader[2]], expected[:, reader[2]], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(read[:, ~reader[2]], vectors[:, ~reader[2]], rtol=1e-6)
+  assert cascade_lib.Cascade(weights, (8.0,), 3.0, 4).read(inputs, vectors) is vectors
+  cascade.save(tmp_path)
+  loaded = cascade_lib.load(tmp_path)
+  for ours, theirs in zip(loaded.reader, reader):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+  cascade_lib.Cascade(weights, (8.0,), 3.0, 4, reader=(reader[0], reader[1][:5], reader[2])
+                      ).save(tmp_path)
+  with pytest.raises(InputError, match="reader of shapes"):
+    cascade_lib.load(tmp_path)
+
+
 def test_version_1_files_load_without_a_shape_space(tmp_path):
   """Session 13's cascades (version 1: no shape space) still load, and refine as they did:
   one offset per stage, no projection."""
@@ -183,6 +204,54 @@ def test_training_writes_the_cascade_and_inference_uses_it(mgc_trained, capsys):
   np.testing.assert_allclose(regressor.layout.join(coeffs).numpy(), expected, atol=1e-4)
   head = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
   np.testing.assert_allclose(head, refined, atol=1e-4)
+
+
+def test_inference_reads_the_readers_coefficients_from_the_refined_points(mgc_trained,
+                                                                          tmp_path):
+  import shutil
+  from mgc_face import infer
+  from mgc_face import model as model_lib
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  old = cascade_lib.load(ckpt)
+  rng = np.random.default_rng(12)
+  regressor = infer.load_regressor(ckpt)
+  size = regressor.layout.size
+  mask = np.zeros(size, bool)
+  mask[:5] = True
+  reader = (0.1 * rng.normal(size=(139, size)), rng.normal(size=size), mask)
+  cascade_lib.Cascade(old.weights, old.scales, old.ridge, old.step, old.shape_mean,
+                      old.shape_basis, reader).save(ckpt)
+  images = rng.random((2, 224, 224, 3)).astype(np.float32)
+  without = regressor.layout.join(regressor(images)[0]).numpy()
+  with_reader = infer.load_regressor(ckpt)
+  ours = with_reader.layout.join(with_reader(images)[0]).numpy()
+  points = with_reader.head_landmarks(tf.constant(images))[1][0]
+  expected = model_lib.normalise_landmarks(points).numpy() @ reader[0] + reader[1]
+  np.testing.assert_allclose(ours[:, mask], expected[:, mask], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(ours[:, ~mask], without[:, ~mask], rtol=1e-5, atol=1e-5)
+
+
+def test_a_prior_noise_gives_the_cascade_the_prior_map_as_reader(mgc_trained, mgc_dataset,
+                                                                  ict_model, tmp_path):
+  import shutil
+  from mgc_face import prior_init
+  from mgc_face import train as train_lib
+  from mgc_helpers import SINGLE_VIEW
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  (ckpt / cascade_lib.FILE_NAME).unlink()
+  config = SINGLE_VIEW.replace(cascade_prior_noise=1.5)
+  train_lib.train(ict_model, config, mgc_dataset, ckpt, steps=2, progress=False,
+                  log=lambda line: None)
+  weights, bias, mask = cascade_lib.load(ckpt).reader
+  expected = prior_init.prior_map(ict_model, config.replace(prior_init_noise=1.5))
+  np.testing.assert_allclose(weights, expected[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(bias, expected[1], rtol=1e-5, atol=1e-6)
+  from shared.model.coeffs import CoeffLayout
+  layout = CoeffLayout.for_model(ict_model)
+  np.testing.assert_array_equal(mask, prior_init.supervised_columns(layout,
+                                                                    ("identity", "expression")))
 
 
 def test_a_cascade_of_another_step_is_not_used(mgc_trained, tmp_path, capsys):
