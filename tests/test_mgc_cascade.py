@@ -188,7 +188,15 @@ def test_cascade_views_are_the_training_split_then_stream_triplets(mgc_dataset, 
   for images, labels in views:
     assert images.shape == (3, 224, 224, 3) and labels.shape == (3, 68, 2)
   stream_only = TEST_CONFIG.replace(data_stream=True)
-  assert len(list(train_lib.cascade_views(ict_model, stream_only, "unused", 0, 2))) == 2
+  streamed = list(train_lib.cascade_views(ict_model, stream_only, "unused", 0, 2))
+  assert len(streamed) == 2
+  # Rendered by threads, they are the stream's samples after the batches the network read.
+  from mgc_face import stream
+  samples = stream.SampleStream(ict_model, 0, start=2 * stream_only.batch_size)
+  for (images, labels), k in zip(streamed, range(samples.count, samples.count + 2)):
+    expected = samples.sample(k)
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[2])
 
 
 def test_training_writes_the_cascade_and_inference_uses_it(mgc_trained, capsys):
