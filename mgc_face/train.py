@@ -232,7 +232,7 @@ def make_input(trainer, data_dir, seed, start_step=0):
 CASCADE_BATCH = 24      # Views per forward pass of the network while collecting the head's points.
 READER_SAMPLES = 4000   # Prior faces of a cascade reader's map when `prior_init_samples` is 0.
 RENDER_THREADS = 2      # Threads rendering the cascade's stream triplets.
-RENDER_CHUNK = 8        # Triplets rendered ahead of the cascade's reader.
+RENDER_CHUNK = 8        # Triplets rendered ahead of the loop that collects them.
 
 
 def cascade_views(face_model, config, data_dir, seed, step):
