@@ -28,17 +28,11 @@ import numpy as np
 from mgc_face import cascade as cascade_lib
 from mgc_face import infer
 from mgc_face.config import get_config
-from mgc_head_calibration import BATCH, SKIN_REGION, head_outputs, load_views, shape_ratio
+from mgc_head_calibration import SKIN_REGION, head_outputs, load_views, shape_ratio
 from shared.eval.metrics import PERCENT, nme_68
 from shared.model.decoder import FaceDecoder
 
 TINY = get_config("tiny")   # Its cascade settings are the defaults.
-
-
-def network_features(regressor, images):
-  """The network's pooled features of `images`: [N, D]."""
-  return np.concatenate([regressor.network(images[k:k + BATCH], training=False)[1].numpy()
-                         for k in range(0, len(images), BATCH)])
 
 
 def main():
@@ -73,9 +67,8 @@ def run(args):
   greys, starts, labels = map(np.concatenate, (greys, starts, labels))
   cascade = cascade_lib.fit(greys, starts, labels, args.scales, args.ridge, args.components)[0]
   test_images, test_labels, gt_points, truth, _ = load_views(args.test_data, "test")
-  points = head_outputs(regressor, test_images)[1]
+  _, points, features = head_outputs(regressor, test_images)
   test_greys = cascade_lib.grey(test_images)
-  features = network_features(regressor, test_images)
   rows, results = [], {"train_views": len(greys), "test_views": len(test_images), "stages": []}
 
   def score(name, p):

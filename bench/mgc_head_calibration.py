@@ -75,20 +75,21 @@ def load_views(data_dir, split):
 
 
 def head_outputs(regressor, images):
-  """(coefficient vectors [N, size], head points [N, 68, 2])."""
-  vectors, points = [], []
+  """(coefficient vectors [N, size], head points [N, 68, 2], pooled features [N, D])."""
+  vectors, points, features = [], [], []
   for k in range(0, len(images), BATCH):
     outputs = regressor.network(tf.constant(images[k:k + BATCH]), training=False)
     vectors.append(outputs[0].numpy())
     points.append(outputs[2].numpy())
-  return np.concatenate(vectors), np.concatenate(points)
+    features.append(outputs[1].numpy())
+  return np.concatenate(vectors), np.concatenate(points), np.concatenate(features)
 
 
 def flip_averaged(regressor, images, points):
   """The head's points averaged with those of the mirror image, mapped back (test-time flip)."""
   from mgc_face import augment
   mirrored = images[:, :, ::-1]
-  _, mirrored_points = head_outputs(regressor, np.ascontiguousarray(mirrored))
+  _, mirrored_points, _ = head_outputs(regressor, np.ascontiguousarray(mirrored))
   flags = tf.ones([len(images)], tf.bool)
   _, back = augment.flip(tf.constant(mirrored), tf.constant(mirrored_points), flags)
   return 0.5 * (points + back.numpy())
@@ -134,8 +135,8 @@ def main():
   train_images, train_labels, _, _, train_coefficients = load_views(
       args.calibration_data or args.data, "train")
   test_images, test_labels, gt_points, truth, _ = load_views(args.data, "test")
-  _, train_head = head_outputs(regressor, train_images)
-  test_vectors, test_head = head_outputs(regressor, test_images)
+  _, train_head, _ = head_outputs(regressor, train_images)
+  test_vectors, test_head, _ = head_outputs(regressor, test_images)
   weights, bias = prior_init.ridge(normalised(train_head), normalised(train_labels),
                                    CALIBRATION_RIDGE)
   calibrated = normalised(test_head) @ weights + bias
