@@ -90,10 +90,10 @@ class Regressor(model_lib.Regressor):
     if self.cascade is not None:
       points = self.cascade.refine(images.numpy(), outputs[2].numpy())
       outputs[2] = tf.constant(points)
-      outputs[0] = self.coefficients_from_points(outputs[1], points)
+      shape = model_lib.normalise_landmarks(tf.constant(points))
+      outputs[0] = self.coefficients_from_shape(outputs[1], shape)
       if self.cascade.reader is not None:
-        inputs = model_lib.normalise_landmarks(tf.constant(points)).numpy()
-        outputs[0] = tf.constant(self.cascade.read(inputs, outputs[0].numpy()))
+        outputs[0] = tf.constant(self.cascade.read(shape.numpy(), outputs[0].numpy()))
     return outputs
 
   def __call__(self, images, training=False):

@@ -355,7 +355,13 @@ class Regressor:
     Returns:
       [B, size] coefficient vectors.
     """
-    shape = normalise_landmarks(tf.convert_to_tensor(points, tf.float32))
+    return self.coefficients_from_shape(
+        features, normalise_landmarks(tf.convert_to_tensor(points, tf.float32)))
+
+  def coefficients_from_shape(self, features, shape):
+    """As `coefficients_from_points`, from points already normalised: shape [B, 139]
+    (`normalise_landmarks`)."""
+    shape = tf.convert_to_tensor(shape, tf.float32)
     parts = [tf.convert_to_tensor(features, tf.float32), shape]
     if self.config.landmark_hidden:
       parts.append(self.network.get_layer(LANDMARK_HIDDEN)(shape))
