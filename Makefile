@@ -11,11 +11,13 @@ DEMO_OUT ?= out/demo
 
 install: $(STAMP)
 
+# --no-compile: Python compiles only the modules it imports, on first import (15 s less to
+# install on 2 cores).
 $(STAMP): requirements.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-compile -r requirements.txt
+	$(PY) -m pip install -q --no-compile --no-deps -e .
 	$(PY) -m shared.render.rasterizer
 	touch $(STAMP)
 

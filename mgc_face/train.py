@@ -267,10 +267,13 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
   from tqdm import tqdm
   greys, points, labels = [], [], []
   pending_images, pending_labels = [], []
+  size = model_lib.IMAGE_SIZE
+  head_points = tf.function(lambda images: regressor.head_landmarks(images)[1][0],
+                            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
 
   def flush():
     images = np.concatenate(pending_images)
-    head = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
+    head = head_points(tf.constant(images)).numpy()
     greys.append(cascade_lib.grey(images))
     points.append(head)
     labels.append(np.concatenate(pending_labels))
