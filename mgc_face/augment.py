@@ -91,6 +91,8 @@ def flip(images, points, flags):
 def augment_views(config, images, skins, points, seed):
   """Augments N views: (images [N, S, S, 3], skins [N, S, S, 1], points [N, 68, 2]).
 
+  skins: None to leave out (the landmark head's warm-up does not read them); the same
+    images and points come back either way.
   seed: int32 [2] stateless seed (e.g. (run seed, element index)).
   """
   count = tf.shape(images)[0]
@@ -100,14 +102,18 @@ def augment_views(config, images, skins, points, seed):
   if config.augment_flip:
     flags = tf.random.stateless_uniform([count], seeds[0]) < config.augment_flip
     images, points = flip(images, points, flags)
-    skins = tf.where(flags[:, None, None, None], tf.reverse(skins, [2]), skins)
+    if skins is not None:
+      skins = tf.where(flags[:, None, None, None], tf.reverse(skins, [2]), skins)
   if config.augment_scale or config.augment_rotation or config.augment_shift:
     scale = tf.exp(config.augment_scale * uniform(1, [count]))
     angle = math.radians(config.augment_rotation) * uniform(2, [count])
     shift = config.augment_shift * tf.cast(size, tf.float32) * uniform(3, [count, 2])
     matrices = similarity_matrices(scale, angle, shift, size)
-    both = warp_images(tf.concat([images, skins], -1), matrices)
-    images, skins = both[..., :3], both[..., 3:]
+    if skins is None:
+      images = warp_images(images, matrices)
+    else:
+      both = warp_images(tf.concat([images, skins], -1), matrices)
+      images, skins = both[..., :3], both[..., 3:]
     points = transform_points(points, matrices)
   if config.augment_brightness or config.augment_colour:
     gain = (1.0 + config.augment_brightness * uniform(4, [count, 1, 1, 1])) * \

@@ -248,7 +248,9 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
 
   `augment`: an `MGCConfig` whose `augment_*` fields transform every view
   (`mgc_face.augment.augment_views`, seeded by (seed, element index)); for
-  the landmark head's warm-up only.
+  the landmark head's warm-up only, whose terms read no skin masks: its
+  batches' `skins` are empty ([B, views, 0, 0, 1]), which saves decoding and
+  warping them.
 
   Returns:
     (dataset, number of usable records in this shard).
@@ -276,7 +278,9 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
     ds = ds.repeat()
 
   def load(image_path, skin_path, lms, flag):
-    return Batch(_decode_strip(image_path, 3), _decode_strip(skin_path, 1), lms, flag)
+    # The warm-up (augmented) batches carry no skin masks: an empty [views, 0, 0, 1] tensor.
+    skins = tf.zeros([NUM_VIEWS, 0, 0, 1]) if augment is not None else _decode_strip(skin_path, 1)
+    return Batch(_decode_strip(image_path, 3), skins, lms, flag)
 
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.ignore_errors(log_warning=True)
@@ -285,9 +289,9 @@ def make_dataset(root, split, batch_size, shuffle=True, repeat=True, seed=0, shu
 
     def jitter(index, batch):
       seed_pair = tf.stack([tf.constant(seed, tf.int64), index])
-      images, skins, points = augment_lib.augment_views(augment, batch.images, batch.skins,
-                                                        batch.landmarks, seed_pair)
-      return Batch(images, skins, points, batch.flags)
+      images, _, points = augment_lib.augment_views(augment, batch.images, None,
+                                                    batch.landmarks, seed_pair)
+      return Batch(images, batch.skins, points, batch.flags)
 
     ds = ds.enumerate().map(jitter, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=True)

@@ -120,6 +120,11 @@ def test_same_seed_same_augmentation_other_seed_other():
   c = augment.augment_views(config, images, skins, points, tf.constant([5, 10], tf.int64))
   np.testing.assert_array_equal(a[2].numpy(), b[2].numpy())
   assert np.abs(a[2].numpy() - c[2].numpy()).max() > 1.0
+  # Without skins (the warm-up's batches) the images and points are the same.
+  d = augment.augment_views(config, images, None, points, tf.constant([5, 9], tf.int64))
+  assert d[1] is None
+  np.testing.assert_array_equal(d[0].numpy(), a[0].numpy())
+  np.testing.assert_array_equal(d[2].numpy(), a[2].numpy())
 
 
 def test_warmup_batches_are_augmented_then_plain(mgc_dataset):
@@ -137,7 +142,9 @@ def test_warmup_batches_are_augmented_then_plain(mgc_dataset):
   assert [is_original(b) for b in batches] == [False, False, True, True]
   for batch in batches[:2]:   # flipped: the labels' nose tip is mirrored about the centre
     assert batch.images.shape == (1, 3, SIZE, SIZE, 3)
+    assert batch.skins.shape == (1, 3, 0, 0, 1)  # The warm-up reads no skin masks.
     assert float(tf.reduce_min(batch.images)) >= 0.0
+  assert batches[2].skins.shape == (1, 3, SIZE, SIZE, 1)
 
 
 def test_warmup_batches_are_augmented_then_plain_under_a_strategy(mgc_dataset):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.render import rasterizer
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ("import sys; sys.path.insert(0, %r); import shared.render.rasterizer as r; "
          "print(r.library_path()); r.load()" % str(ROOT))
@@ -108,5 +110,38 @@ def test_every_flag_set_failing_shows_the_first_error_line(tmp_path):
   lines = [line for line in out.stdout.splitlines() if line.startswith("ERR")]
   assert len(lines) == 1, out.stdout + out.stderr
   assert "x.h:3:4: error: the real problem" in lines[0]
-  assert "fast, fast-no-avx512fp16, portable" in lines[0]
+  tried = ", ".join(name for name, _ in rasterizer.flag_sets())  # No fast set on AVX512-FP16.
+  assert tried in {"fast, fast-no-avx512fp16, portable", "fast-no-avx512fp16, portable"}
+  assert tried in lines[0]
   assert not list(tmp_path.rglob("*.so"))
+
+
+def test_fast_set_left_out_on_avx512_fp16_cpus(monkeypatch):
+  monkeypatch.delenv(rasterizer.FAST_EXTRA_FLAGS_ENV, raising=False)
+  monkeypatch.setattr(rasterizer, "_cpu_signature", lambda: "flags\t: sse avx512f avx512_fp16")
+  assert [name for name, _ in rasterizer.flag_sets()] == ["fast-no-avx512fp16", "portable"]
+  monkeypatch.setattr(rasterizer, "_cpu_signature", lambda: "flags\t: sse avx512f avx512_bf16")
+  assert [name for name, _ in rasterizer.flag_sets()] == ["fast", "fast-no-avx512fp16", "portable"]
+  monkeypatch.setattr(rasterizer, "_cpu_signature", lambda: "flags\t: sse avx512_fp16")
+  monkeypatch.setenv(rasterizer.FAST_EXTRA_FLAGS_ENV, "-mavx512fp16")
+  sets = rasterizer.flag_sets()
+  assert sets[0] == ("fast", rasterizer.FLAG_SETS[0][1] + ("-mavx512fp16",))
+
+
+def test_cache_key_is_the_same_for_tensorflow_in_another_folder():
+  import tensorflow as tf
+  folder = tf.sysconfig.get_lib()
+  flags = [f"-I{folder}/include", f"-L{folder}", "-l:libtensorflow_framework.so.2"]
+  moved = [flag.replace(folder, "/elsewhere/venv/tensorflow") for flag in flags]
+
+  class Moved:  # The same TensorFlow installed in another virtual environment.
+    __version__ = tf.__version__
+    sysconfig = type("sysconfig", (), {"get_lib": staticmethod(
+        lambda: "/elsewhere/venv/tensorflow")})
+
+  kernel_dir = rasterizer._kernel_dir()
+  sets = rasterizer.flag_sets()
+  assert (rasterizer._build_key(tf, kernel_dir, flags, "g++ 12", sets)
+          == rasterizer._build_key(Moved, kernel_dir, moved, "g++ 12", sets))
+  assert (rasterizer._build_key(tf, kernel_dir, flags, "g++ 12", sets)
+          != rasterizer._build_key(tf, kernel_dir, flags + ["-DOTHER"], "g++ 12", sets))

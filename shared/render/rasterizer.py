@@ -19,7 +19,8 @@ The kernel is compiled with the first of `FLAG_SETS` that compiles:
    build exactly);
 2. `fast-no-avx512fp16`: the same without AVX512-FP16, which TensorFlow's
    bundled Eigen (`PacketMathFP16.h`) cannot compile with g++ 12 on CPUs that
-   have it (Sapphire Rapids and later);
+   have it (Sapphire Rapids and later); on those CPUs this set is tried first
+   and `fast` is left out (unless extra flags below are given);
 3. `portable`: `-O3 -ffp-contract=off` for the compiler's default target.
 
 The set used is recorded in `build.json` beside the library and printed by
@@ -29,7 +30,8 @@ separated) adds flags to the first set only, so a test can force it to fail
 
 The cache key covers everything that decides what is built: the CPU's model
 and feature flags (what `-march=native` compiles for), the sources, the
-compiler's version, TensorFlow's flags and the whole ordered list of flag sets
+compiler's version, TensorFlow's flags (its install folder written as `<tf>`, so
+virtual environments with the same TensorFlow share one build) and the whole ordered list of flag sets
 (with the extra flags), so a cache folder always holds the first set of that
 list that compiles with that compiler.
 
@@ -72,6 +74,7 @@ FLAG_SETS = (
     ("portable", ("-O3", "-ffp-contract=off")),
 )
 FAST_EXTRA_FLAGS_ENV = "FACE3D_KERNEL_FAST_EXTRA_FLAGS"
+FP16_FEATURE = "avx512_fp16"   # /proc/cpuinfo's name of AVX512-FP16.
 BUILD_INFO_NAME = "build.json"
 COMPILER_TIMEOUT_S = 30
 CPUINFO = Path("/proc/cpuinfo")
@@ -118,10 +121,22 @@ def _kernel_files(kernel_dir):
   return _sources(kernel_dir) + [kernel_dir / name for name in KERNEL_HEADERS]
 
 
+def _cpu_has(feature):
+  """Whether /proc/cpuinfo's `flags` list `feature` (False where it cannot be read)."""
+  flags = [line for line in _cpu_signature().splitlines() if line.startswith("flags")]
+  return any(feature in line.split(":", 1)[-1].split() for line in flags)
+
+
 def flag_sets():
-  """The `(name, flags)` sets to try in order, with the extra first-set flags."""
+  """The `(name, flags)` sets to try in order, with the extra first-set flags.
+
+  On a CPU with AVX512-FP16 the `fast` set is left out (it cannot compile there with g++ 12,
+  and costs a failed compile of about 7 s on 2 cores), unless extra flags are given.
+  """
   extra = tuple(os.environ.get(FAST_EXTRA_FLAGS_ENV, "").split())
   (name, flags), rest = FLAG_SETS[0], FLAG_SETS[1:]
+  if not extra and _cpu_has(FP16_FEATURE):
+    return rest
   return ((name, flags + extra),) + rest
 
 
@@ -135,7 +150,15 @@ def _compiler_version(compiler):
   return (out.stdout.strip().splitlines() or ["unknown version"])[0]
 
 
+def _portable_flags(tf_module, flags):
+  """TensorFlow's flags with its install folder written as `<tf>`: the same TensorFlow version
+  in another virtual environment builds the same library, so it shares the cache entry."""
+  folder = str(Path(tf_module.sysconfig.get_lib()))
+  return [flag.replace(folder, "<tf>") for flag in flags]
+
+
 def _build_key(tf_module, kernel_dir, tf_flags, compiler_version, sets):
+  tf_flags = _portable_flags(tf_module, tf_flags)
   digest = hashlib.sha256()
   digest.update(_cpu_signature().encode())
   for path in _kernel_files(kernel_dir):
