@@ -26,6 +26,9 @@ eval` does):
   expression coefficients of the calibration views (3D truth: a diagnostic of
   how much shape the points carry for any map, not a self-supervised route).
 
+`--refined` reads the landmark cascade's refined points (and the eval's
+coefficients) instead of the head's, for checkpoints that have a cascade.
+
 `--calibration-data DIR` takes the calibration (training) views from another
 set of the same face model (default: `--data`'s train split), e.g. one with
 more identities.
@@ -74,22 +77,29 @@ def load_views(data_dir, split):
           np.asarray(vertices), np.asarray(coefficients, np.float64))
 
 
-def head_outputs(regressor, images):
-  """(coefficient vectors [N, size], head points [N, 68, 2], pooled features [N, D])."""
+def head_outputs(regressor, images, refined=False):
+  """(coefficient vectors [N, size], head points [N, 68, 2], pooled features [N, D]).
+
+  refined: the inference outputs (`mgc_face.infer.Regressor`): with a landmark cascade, its
+  refined points and the coefficients read from them (the eval's); else the network's own.
+  """
   vectors, points, features = [], [], []
   for k in range(0, len(images), BATCH):
-    outputs = regressor.network(tf.constant(images[k:k + BATCH]), training=False)
+    if refined:
+      outputs = regressor._infer(images[k:k + BATCH])
+    else:
+      outputs = regressor.network(tf.constant(images[k:k + BATCH]), training=False)
     vectors.append(outputs[0].numpy())
     points.append(outputs[2].numpy())
     features.append(outputs[1].numpy())
   return np.concatenate(vectors), np.concatenate(points), np.concatenate(features)
 
 
-def flip_averaged(regressor, images, points):
+def flip_averaged(regressor, images, points, refined=False):
   """The head's points averaged with those of the mirror image, mapped back (test-time flip)."""
   from mgc_face import augment
   mirrored = images[:, :, ::-1]
-  _, mirrored_points, _ = head_outputs(regressor, np.ascontiguousarray(mirrored))
+  _, mirrored_points, _ = head_outputs(regressor, np.ascontiguousarray(mirrored), refined)
   flags = tf.ones([len(images)], tf.bool)
   _, back = augment.flip(tf.constant(mirrored), tf.constant(mirrored_points), flags)
   return 0.5 * (points + back.numpy())
@@ -125,6 +135,9 @@ def main():
                       help="calibration views' set (its train split; default: --data)")
   parser.add_argument("--noise", type=float, nargs="+", default=None,
                       help="prior-map noise levels (px; default: the checkpoint's preset)")
+  parser.add_argument("--refined", action="store_true",
+                      help="read the landmark cascade's refined points (the eval's) instead of "
+                           "the head's")
   args = parser.parse_args()
   regressor = infer.load_regressor(args.checkpoint)
   config, model, layout = regressor.config, regressor.face_model, regressor.layout
@@ -135,12 +148,14 @@ def main():
   train_images, train_labels, _, _, train_coefficients = load_views(
       args.calibration_data or args.data, "train")
   test_images, test_labels, gt_points, truth, _ = load_views(args.data, "test")
-  _, train_head, _ = head_outputs(regressor, train_images)
-  test_vectors, test_head, _ = head_outputs(regressor, test_images)
+  if args.refined and regressor.cascade is None:
+    raise SystemExit(f"error: {args.checkpoint}: --refined needs a checkpoint with a cascade")
+  _, train_head, _ = head_outputs(regressor, train_images, args.refined)
+  test_vectors, test_head, _ = head_outputs(regressor, test_images, args.refined)
   weights, bias = prior_init.ridge(normalised(train_head), normalised(train_labels),
                                    CALIBRATION_RIDGE)
   calibrated = normalised(test_head) @ weights + bias
-  flipped = flip_averaged(regressor, test_images, test_head)
+  flipped = flip_averaged(regressor, test_images, test_head, args.refined)
   inputs = {"head": normalised(test_head), "calibrated head": calibrated,
             "flip-averaged head": normalised(flipped), "labels": normalised(test_labels)}
   nme = {"head": nme_68(test_head, gt_points), "calibrated head": nme_68(denormalised(calibrated),
