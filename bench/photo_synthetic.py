@@ -1,7 +1,7 @@
 """68-point NME of the photo pipeline on synthetic renders (the tuning set).
 
 Usage (from the repository root):
-  python bench/photo_synthetic.py [--faces 24] [--landmarks dense|mesh68] [--seed 0]
+  python bench/photo_synthetic.py [--faces 24] [--landmarks dense|mesh68|dlib|auto] [--seed 0]
 
 Renders random ICT identities (shaded, grey background, 448 px) at yaws
 spread over 0-80 degrees (random sign, pitch within 15 degrees), runs them
@@ -147,7 +147,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--faces", type=int, default=24)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--landmarks", default="dense", choices=("dense", "mesh68"))
+  parser.add_argument("--landmarks", default="dense", choices=("dense", "mesh68", "dlib", "auto"))
   parser.add_argument("--fit-steps", type=int, default=None)
   parser.add_argument("--max-yaw", type=float, default=MAX_YAW, help="largest |yaw|, degrees")
   parser.add_argument("--max-roll", type=float, default=0.0, help="roll within +-this, degrees")
