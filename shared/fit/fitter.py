@@ -85,8 +85,10 @@ class FitConfig:
 
   Loss weights follow Deep3D (landmark 1.6e-3, photometric 1.92, albedo
   3e-4 x 0.017 / 0.0017) except the tuned ones marked; landmark errors are in
-  pixels of the 224 crop.  Tuned on AFLW2000-16 (docs/photos.md): the detail
-  weight (Deep3D 20), shape weight (Deep3D 3e-4) and the contour weights.
+  pixels of the 224 crop.  Tuned on AFLW2000-16 in issue 6 (docs/photos.md): the
+  detail weight (Deep3D 20), shape weight (Deep3D 3e-4) and the contour
+  weights; rescanned on synthetic renders (`bench/photo_synthetic.py`), where
+  they sit at the optimum within noise.
   """
   landmark_steps: int = 200
   photometric_steps: int = 30
