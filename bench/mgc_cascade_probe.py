@@ -45,6 +45,9 @@ def main():
   parser.add_argument("--scales", type=float, nargs="+", default=list(TINY.cascade_scales))
   parser.add_argument("--components", type=int, default=TINY.cascade_shape_components,
                       help="shape space of the points after each stage (0: none)")
+  parser.add_argument("--joint-dims", type=int, default=TINY.cascade_joint_dims,
+                      help="components per landmark of the joint regression (0: none)")
+  parser.add_argument("--joint-ridge", type=float, default=TINY.cascade_joint_ridge)
   parser.add_argument("--max-views", type=int, default=0, help="views per training set (0: all)")
   return run_reporting_input_errors(run, parser.parse_args())
 
@@ -65,7 +68,8 @@ def run(args):
     starts.append(head_outputs(regressor, images)[1])
     labels.append(marks)
   greys, starts, labels = map(np.concatenate, (greys, starts, labels))
-  cascade = cascade_lib.fit(greys, starts, labels, args.scales, args.ridge, args.components)[0]
+  cascade = cascade_lib.fit(greys, starts, labels, args.scales, args.ridge, args.components,
+                            joint_dims=args.joint_dims, joint_ridge=args.joint_ridge)[0]
   test_images, test_labels, gt_points, truth, _ = load_views(args.test_data, "test")
   _, points, features = head_outputs(regressor, test_images)
   test_greys = cascade_lib.grey(test_images)
@@ -81,8 +85,9 @@ def run(args):
 
   results["stages"].append(score("head", points))
   for stage, half in enumerate(args.scales):
+    joint = None if cascade.joint is None else cascade.joint[stage:stage + 1]
     single = cascade_lib.Cascade(cascade.weights[stage:stage + 1], [half], args.ridge, 0,
-                                 cascade.shape_mean, cascade.shape_basis)
+                                 cascade.shape_mean, cascade.shape_basis, joint=joint)
     points = single.refine(None, points, grey_images=test_greys)
     results["stages"].append(score(f"+ stage {stage + 1} ({half:g} px)", points))
   results["labels"] = score("labels (1 px noise)", test_labels)

@@ -15,6 +15,16 @@ labels' shapes (each label set centred on its mean and divided by its face
 size), which keeps the 68 points a face and averages out much of the
 per-landmark error (session 14, docs/mgc.md).
 
+Optionally (`joint_dims` > 0) each stage then moves the points again by a
+joint ridge regression from the same descriptors, all of them at once, to
+what remains of all 68 offsets: each landmark's descriptor, centred on that
+landmark's training mean, is reduced to the first `joint_dims` principal
+directions of all the training descriptors (one basis for every landmark),
+the 68 x `joint_dims` values are standardised, and one solve gives the
+[68 d, 136] map.  A point then moves with what the others see, which the
+per-landmark solve cannot do: the jaw, whose own square is ambiguous,
+follows the cheeks and the chin (session 15, docs/mgc.md).
+
 It is trained after the network, on the training views' own 68-point
 labels (the 1 px-noise detector stand-in the head and the landmark term
 train on; no 3D label), starting from the head's points on those views, so
@@ -32,8 +42,10 @@ points (normalised as the coefficient layer's input) to some coefficients
 Stored as CKPT/cascade.npz (`save` / `load`): weights [S, 68, F + 1, 2],
 scales [S] (px), ridge, the shape space (mean [136], basis [C, 136]; C = 0:
 no projection, as in the version-1 files of session 13) and the network
-step it was trained for, and the reader (weights [139, C'], bias [C'],
-mask [C'] over the coefficient vector) when it has one.
+step it was trained for, the reader (weights [139, C'], bias [C'],
+mask [C'] over the coefficient vector) when it has one, and the joint
+stages (version 3) when it has them: descriptor means [S, 68, F], bases
+[S, F, d], scales [S, 68 d], weights [S, 68 d, 136] and biases [S, 136].
 """
 
 import zipfile
@@ -48,8 +60,10 @@ from shared.render.image_sampling import PIXEL_CENTER
 
 FILE_NAME = "cascade.npz"
 KIND = "face3d-mgc-landmark-cascade"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)       # Version 1: no shape space.
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)    # Version 1: no shape space; 2: no joint stages.
+JOINT_KEYS = ("joint_mean", "joint_basis", "joint_scale", "joint_weights", "joint_bias")
+MIN_STD = 1e-9                  # Floor of a joint input's standard deviation.
 PATCH = 32                      # Side of the resampled square the descriptor reads, pixels.
 MARGIN = 1                      # Extra samples around it for the gradients at its edge.
 HOG_BLOCK = 16                  # HOG block side, pixels of that square.
@@ -141,6 +155,41 @@ def _offsets(inputs, weights):
   return np.einsum("nkf,kfo->nko", inputs, weights)
 
 
+def _joint_inputs(descriptors, joint):
+  """[N, K, F] descriptors -> [N, K d] standardised components for one joint stage
+  (`joint`: mean [K, F], basis [F, d], scale [K d], ...)."""
+  mean, basis, scale = joint[:3]
+  reduced = (descriptors - mean) @ basis
+  return reduced.reshape(len(descriptors), -1) / scale
+
+
+def _joint_offsets(descriptors, joint):
+  """One joint stage's offsets in face-size units: [N, K, F] -> [N, K, 2]."""
+  weights, bias = joint[3:]
+  offsets = _joint_inputs(descriptors, joint) @ weights + bias
+  return offsets.reshape(len(descriptors), -1, 2)
+
+
+def _fit_joint(descriptors, target, dims, ridge):
+  """(mean [K, F], basis [F, d], scale [K d], weights [K d, 2K], bias [2K]) of one joint
+  stage: the ridge map (penalty `ridge` x N on the standardised inputs) from every
+  landmark's descriptor on the first `dims` principal directions of all of them to all
+  the offsets `target` [N, K, 2]."""
+  mean = descriptors.mean(0)
+  centred = descriptors - mean
+  pooled = centred.reshape(-1, centred.shape[-1])
+  _, directions = np.linalg.eigh(pooled.T @ pooled)     # Ascending eigenvalues.
+  basis = directions[:, ::-1][:, :dims]
+  reduced = (centred @ basis).reshape(len(descriptors), -1)
+  scale = reduced.std(0) + MIN_STD
+  inputs = reduced / scale
+  values = target.reshape(len(target), -1)
+  bias = values.mean(0)
+  weights = np.linalg.solve(inputs.T @ inputs + ridge * len(inputs) * np.eye(inputs.shape[1]),
+                            inputs.T @ (values - bias))
+  return mean, basis, scale, weights, bias
+
+
 class Cascade:
   """A trained cascade: `refine(images, points) -> points`.
 
@@ -152,10 +201,12 @@ class Cascade:
     step: the network step the cascade was trained for.
     reader: None, or (weights [139, C'], bias [C'], mask [C'] bool): the coefficients under
       the mask are read from the refined points (`read`).
+    joint: None, or one tuple per stage (mean [K, F], basis [K, F, d], scale [K d], weights
+      [K d, 2K], bias [2K]) of the joint regression after the stage's per-landmark one.
   """
 
   def __init__(self, weights, scales, ridge, step, shape_mean=None, shape_basis=None,
-               reader=None):
+               reader=None, joint=None):
     self.weights = np.asarray(weights, np.float32)
     self.scales = np.asarray(scales, np.float32)
     self.ridge = float(ridge)
@@ -168,6 +219,8 @@ class Cascade:
     self.reader = None if reader is None else (np.asarray(reader[0], np.float32),
                                                np.asarray(reader[1], np.float32),
                                                np.asarray(reader[2], bool))
+    self.joint = None if joint is None else [tuple(np.asarray(a, np.float32) for a in stage)
+                                             for stage in joint]
 
   def read(self, normalised_points, vectors):
     """Coefficient vectors [N, C'] with the reader's coefficients replaced by what it reads
@@ -182,9 +235,11 @@ class Cascade:
     """[N, 224, 224, 3] float in [0, 1], [N, K, 2] px -> refined [N, K, 2] px (float32)."""
     grey_images = grey(images) if grey_images is None else grey_images
     points = np.array(points, np.float32)
-    for weights, half in zip(self.weights, self.scales):
-      inputs = _with_bias(features(grey_images, points, half))
-      points = points + _offsets(inputs, weights) * face_size(points)
+    for stage, (weights, half) in enumerate(zip(self.weights, self.scales)):
+      descriptors = features(grey_images, points, half)
+      points = points + _offsets(_with_bias(descriptors), weights) * face_size(points)
+      if self.joint is not None:
+        points = points + _joint_offsets(descriptors, self.joint[stage]) * face_size(points)
       points = project(points, self.shape_mean, self.shape_basis).astype(np.float32)
     return points
 
@@ -193,10 +248,14 @@ class Cascade:
                  weights=self.weights, scales=self.scales, ridge=self.ridge, step=self.step,
                  shape_mean=self.shape_mean, shape_basis=self.shape_basis,
                  **({} if self.reader is None else
-                    dict(zip(("reader_weights", "reader_bias", "reader_mask"), self.reader))))
+                    dict(zip(("reader_weights", "reader_bias", "reader_mask"), self.reader))),
+                 **({} if self.joint is None else
+                    {key: np.stack(parts) for key, parts in zip(JOINT_KEYS,
+                                                                zip(*self.joint))}))
 
 
-def fit(grey_images, points, labels, scales, ridge, components=0, step=0):
+def fit(grey_images, points, labels, scales, ridge, components=0, step=0, joint_dims=0,
+        joint_ridge=0.0):
   """Trains the stages on views whose head points and labels are given.
 
   Args:
@@ -208,6 +267,9 @@ def fit(grey_images, points, labels, scales, ridge, components=0, step=0):
     components: dimension of the labels' shape space the points are projected onto after
       each stage (0: no projection).
     step: the network step, stored with the cascade.
+    joint_dims: descriptor components per landmark of the joint regression after each
+      stage's per-landmark one (0: none).
+    joint_ridge: its penalty, per view, on standardised inputs.
 
   Returns:
     (the `Cascade`, the training points after each stage [S, N, K, 2]).
@@ -215,9 +277,10 @@ def fit(grey_images, points, labels, scales, ridge, components=0, step=0):
   points = np.array(points, np.float64)
   labels = np.asarray(labels, np.float64)
   mean, basis = shape_space(labels, components)
-  stages, trace = [], []
+  stages, joints, trace = [], [], []
   for half in scales:
-    x = _with_bias(features(grey_images, points, half).astype(np.float64))  # [N, K, F+1]
+    descriptors = features(grey_images, points, half).astype(np.float64)  # [N, K, F]
+    x = _with_bias(descriptors)
     size = face_size(points)
     target = (labels - points) / size                                       # [N, K, 2]
     per_landmark = x.transpose(1, 0, 2)                                    # [K, N, F+1]
@@ -226,10 +289,18 @@ def fit(grey_images, points, labels, scales, ridge, components=0, step=0):
     penalty[-1, -1] = 0.0
     weights = np.linalg.solve(gram + penalty,
                               per_landmark.transpose(0, 2, 1) @ target.transpose(1, 0, 2))
-    points = project(points + _offsets(x, weights) * size, mean, basis)
+    points = points + _offsets(x, weights) * size
+    if joint_dims:  # The same descriptors, to what the per-landmark step left.
+      size = face_size(points)
+      joint = _fit_joint(descriptors, (labels - points) / size, joint_dims, joint_ridge)
+      points = points + _joint_offsets(descriptors, joint) * size
+      joints.append(joint)
+    points = project(points, mean, basis)
     stages.append(weights)
     trace.append(points.copy())
-  return Cascade(np.stack(stages), scales, ridge, step, mean, basis), np.stack(trace)
+  cascade = Cascade(np.stack(stages), scales, ridge, step, mean, basis,
+                    joint=joints if joint_dims else None)
+  return cascade, np.stack(trace)
 
 
 def load(checkpoint_dir):
@@ -263,7 +334,24 @@ def load(checkpoint_dir):
             or reader[2].shape != reader[0].shape[1:]):
           raise InputError(f"{path}: reader of shapes {[list(r.shape) for r in reader]}, "
                            "expected [D, C], [C] and [C]")
+      joint = None
+      if version >= 3 and JOINT_KEYS[0] in data:
+        joint = _check_joint(path, [data[key] for key in JOINT_KEYS], weights.shape)
       return Cascade(weights, scales, float(data["ridge"]), int(data["step"]), mean, basis,
-                     reader)
+                     reader, joint)
   except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
     raise InputError(f"{path}: damaged landmark cascade ({type(error).__name__})") from None
+
+
+def _check_joint(path, arrays, weights_shape):
+  """The joint stages' arrays (as `JOINT_KEYS`) as per-stage tuples; InputError on shapes
+  that do not fit together."""
+  mean, basis, scale, weights, bias = arrays
+  stages, count, values = weights_shape[0], weights_shape[1], weights_shape[2] - 1
+  dims = basis.shape[-1] if basis.ndim == 3 else 0
+  expected = ((stages, count, values), (stages, values, dims), (stages, count * dims),
+              (stages, count * dims, 2 * count), (stages, 2 * count))
+  if not dims or any(a.shape != e for a, e in zip(arrays, expected)):
+    raise InputError(f"{path}: joint stages of shapes {[list(a.shape) for a in arrays]}, "
+                     f"expected {[list(e) for e in expected]}")
+  return list(zip(mean, basis, scale, weights, bias))

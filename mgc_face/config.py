@@ -51,6 +51,9 @@ labels), whose points the coefficient layer reads at inference; since session
 and its ridge penalty is 3 (was 10); `cpu_hour`, whose refined points are at
 about 1.7 px, reads identity and expression from them with the prior map at
 1.5 px noise instead of the coefficient layer (`cascade_prior_noise`).
+Since session 15 `tiny`'s stages also end with a joint regression from every
+landmark's descriptor (16 principal components each) to all 68 offsets
+(`cascade_joint_dims`; not measured at the stream presets, which keep 0).
 """
 
 import dataclasses
@@ -93,6 +96,10 @@ class MGCConfig:
   cascade_scales: tuple = ()
   cascade_ridge: float = 3.0          # Penalty of each landmark's ridge solve.
   cascade_shape_components: int = 0   # Shape space the points are projected onto (0: none).
+  # Joint regression after each stage's per-landmark one: descriptor components per landmark
+  # (0: none) and its ridge penalty per view on the standardised inputs (session 15).
+  cascade_joint_dims: int = 0
+  cascade_joint_ridge: float = 3.0
   # > 0: identity and expression are read from the refined points by the prior map
   # (mgc_face/prior_init.py, `prior_init_samples` faces) with this landmark noise in px, instead
   # of by the coefficient layer (0: the layer).
@@ -187,7 +194,7 @@ PRESETS = {
         landmark_warmup_steps=1600, augment_flip=0.5, augment_scale=0.1, augment_rotation=10.0,
         augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1,
         cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0), cascade_shape_components=15,
-        cascade_stream_samples=200),
+        cascade_joint_dims=16, cascade_stream_samples=200),
 }
 # The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
 # (cpu_hour's checkpoints stay resumable).
@@ -196,7 +203,8 @@ NO_AUGMENT = dict(augment_flip=0.0, augment_scale=0.0, augment_rotation=0.0, aug
 PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True, steps=1200,
                                              landmark_warmup_steps=1000,
                                              cascade_stream_samples=1000,
-                                             cascade_shape_components=30, **NO_AUGMENT)
+                                             cascade_shape_components=30,
+                                             cascade_joint_dims=0, **NO_AUGMENT)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,

@@ -293,7 +293,8 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
     raise InputError(f"{data_dir}: no training views for the landmark cascade")
   greys, points, labels = np.concatenate(greys), np.concatenate(points), np.concatenate(labels)
   cascade, trace = cascade_lib.fit(greys, points, labels, config.cascade_scales,
-                                   config.cascade_ridge, config.cascade_shape_components, step)
+                                   config.cascade_ridge, config.cascade_shape_components, step,
+                                   config.cascade_joint_dims, config.cascade_joint_ridge)
   if config.cascade_prior_noise:
     from mgc_face import prior_init
     weights, bias = prior_init.prior_map(regressor.face_model, config.replace(

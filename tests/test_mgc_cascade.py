@@ -74,6 +74,48 @@ def test_cascade_moves_points_onto_the_dots_of_new_images():
   assert error(refined) < 0.5 * error(test_start)
 
 
+def pair_images(count, seed):
+  """Two blurred dots, left and right, and a third point at their midpoint where nothing is
+  drawn: (images [N, S, S] uint8, points [N, 3, 2] px)."""
+  rng = np.random.default_rng(seed)
+  ys, xs = np.mgrid[0:SIDE, 0:SIDE] + 0.5
+  images, points = [], []
+  for _ in range(count):
+    left = np.array([22.0, 48.0]) + rng.uniform(-4, 4, 2)
+    right = np.array([74.0, 48.0]) + rng.uniform(-4, 4, 2)
+    image = np.full((SIDE, SIDE), 40.0)
+    for x, y in (left, right):
+      image += 180.0 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.5 ** 2))
+    images.append(np.clip(image, 0, 255).astype(np.uint8))
+    points.append([left, right, 0.5 * (left + right)])
+  return np.stack(images), np.array(points)
+
+
+def test_joint_stage_places_a_point_its_own_square_cannot_see():
+  """The start points err together (one shift per image, as the head's points lean
+  together); the midpoint has nothing in its square, so the per-landmark stages cannot
+  place it, and the joint stage moves it with the two dots."""
+  train_images, train_truth = pair_images(400, seed=12)
+  test_images, test_truth = pair_images(60, seed=13)
+  rng = np.random.default_rng(14)
+
+  def start(truth):
+    shift = rng.uniform(-4, 4, (len(truth), 1, 2))
+    return truth + shift + rng.uniform(-0.5, 0.5, truth.shape)
+
+  train_start, test_start = start(train_truth), start(test_truth)
+  errors = {}
+  for dims in (0, 16):
+    cascade, _ = cascade_lib.fit(train_images, train_start, train_truth, (12.0, 8.0), ridge=1.0,
+                                 joint_dims=dims, joint_ridge=1e-2)
+    assert (cascade.joint is None) == (dims == 0)
+    refined = cascade.refine(None, test_start, grey_images=test_images)
+    errors[dims] = np.linalg.norm(refined - test_truth, axis=-1).mean(0)   # [3]
+  assert errors[0][2] > 2.5                      # Its own square tells the cascade nothing.
+  assert errors[16][2] < 0.5 * errors[0][2]
+  assert errors[16][:2].max() < 1.5              # The dots stay found.
+
+
 def test_shape_space_keeps_its_shapes_and_removes_noise_off_it():
   """Label sets made from a mean shape and 3 small modes, at random position and size: the
   space of 3 components keeps them (up to the second-order effect of dividing each set by its
@@ -119,6 +161,19 @@ def test_file_round_trip_and_damage(tmp_path):
   np.testing.assert_array_equal(loaded.shape_basis, basis)
   np.testing.assert_array_equal(loaded.shape_mean, np.arange(136.0))
   assert cascade_lib.load(tmp_path / "none") is None
+  rng = np.random.default_rng(15)
+  joint = [(rng.normal(size=(68, 324)), rng.normal(size=(324, 4)), rng.random(272) + 0.5,
+            rng.normal(size=(272, 136)), rng.normal(size=136)) for _ in range(2)]
+  cascade_lib.Cascade(weights, (16.0, 8.0), 10.0, 12, np.arange(136.0), basis,
+                      joint=joint).save(tmp_path)
+  loaded = cascade_lib.load(tmp_path)
+  for ours, theirs in zip(loaded.joint, joint):
+    for a, b in zip(ours, theirs):
+      np.testing.assert_allclose(a, b, rtol=1e-6)
+  broken = [(m, b[:, :3], sc, w, bi) for m, b, sc, w, bi in joint]
+  cascade_lib.Cascade(weights, (16.0, 8.0), 10.0, 12, joint=broken).save(tmp_path)
+  with pytest.raises(InputError, match="joint stages of shapes"):
+    cascade_lib.load(tmp_path)
   cascade_lib.Cascade(weights[:, :, :10], (16.0, 8.0), 10.0, step=12).save(tmp_path)
   with pytest.raises(InputError, match="stage weights of shape"):
     cascade_lib.load(tmp_path)
@@ -153,6 +208,16 @@ def test_reader_replaces_its_coefficients_and_round_trips(tmp_path):
                       ).save(tmp_path)
   with pytest.raises(InputError, match="reader of shapes"):
     cascade_lib.load(tmp_path)
+
+
+def test_version_2_files_load_without_joint_stages(tmp_path):
+  rng = np.random.default_rng(16)
+  weights = (1e-3 * rng.normal(size=(1, 68, 325, 2))).astype(np.float32)
+  np.savez(tmp_path / cascade_lib.FILE_NAME, kind=np.array(cascade_lib.KIND), version=2,
+           weights=weights, scales=np.float32([8.0]), ridge=3.0, step=5,
+           shape_mean=np.zeros(136), shape_basis=np.zeros((0, 136)))
+  loaded = cascade_lib.load(tmp_path)
+  assert loaded.step == 5 and loaded.joint is None
 
 
 def test_version_1_files_load_without_a_shape_space(tmp_path):
@@ -229,7 +294,7 @@ def test_inference_reads_the_readers_coefficients_from_the_refined_points(mgc_tr
   mask[:5] = True
   reader = (0.1 * rng.normal(size=(139, size)), rng.normal(size=size), mask)
   cascade_lib.Cascade(old.weights, old.scales, old.ridge, old.step, old.shape_mean,
-                      old.shape_basis, reader).save(ckpt)
+                      old.shape_basis, reader, old.joint).save(ckpt)
   images = rng.random((2, 224, 224, 3)).astype(np.float32)
   without = regressor.layout.join(regressor(images)[0]).numpy()
   with_reader = infer.load_regressor(ckpt)
