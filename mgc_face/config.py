@@ -53,7 +53,7 @@ about 1.7 px, reads identity and expression from them with the prior map at
 1.5 px noise instead of the coefficient layer (`cascade_prior_noise`).
 Since session 15 `tiny`'s stages also end with a joint regression from every
 landmark's descriptor (16 principal components each) to all 68 offsets
-(`cascade_joint_dims`; not measured at the stream presets, which keep 0).
+(`cascade_joint_dims`; the stream presets inherit it, measured at `cpu_hour`).
 """
 
 import dataclasses
@@ -203,8 +203,7 @@ NO_AUGMENT = dict(augment_flip=0.0, augment_scale=0.0, augment_rotation=0.0, aug
 PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True, steps=1200,
                                              landmark_warmup_steps=1000,
                                              cascade_stream_samples=1000,
-                                             cascade_shape_components=30,
-                                             cascade_joint_dims=0, **NO_AUGMENT)
+                                             cascade_shape_components=30, **NO_AUGMENT)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,
