@@ -201,7 +201,7 @@ class Cascade:
     step: the network step the cascade was trained for.
     reader: None, or (weights [139, C'], bias [C'], mask [C'] bool): the coefficients under
       the mask are read from the refined points (`read`).
-    joint: None, or one tuple per stage (mean [K, F], basis [K, F, d], scale [K d], weights
+    joint: None, or one tuple per stage (mean [K, F], basis [F, d], scale [K d], weights
       [K d, 2K], bias [2K]) of the joint regression after the stage's per-landmark one.
   """
 
