@@ -30,10 +30,10 @@ separated) adds flags to the first set only, so a test can force it to fail
 
 The cache key covers everything that decides what is built: the CPU's model
 and feature flags (what `-march=native` compiles for), the sources, the
-compiler's version, TensorFlow's flags (its install folder written as `<tf>`, so
-virtual environments with the same TensorFlow share one build) and the whole ordered list of flag sets
-(with the extra flags), so a cache folder always holds the first set of that
-list that compiles with that compiler.
+compiler's version, TensorFlow's flags (its install folder written as `<tf>`,
+so virtual environments with the same TensorFlow share one build) and the
+whole ordered list of flag sets (with the extra flags), so a cache folder
+always holds the first set of that list that compiles with that compiler.
 
 The build is safe when several processes start at once: one takes an
 exclusive file lock and builds into a temporary file that is renamed into
