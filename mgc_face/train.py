@@ -325,7 +325,7 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
 
   Returns:
     dict: steps done, skipped steps, last loss terms (averaged over
-    replicas), wall time, images/s (all workers together).
+    replicas), wall time, images/s (all workers together; None when no step ran).
   """
   keras.utils.set_random_seed(seed)
   steps = config.steps if steps is None else steps
@@ -357,6 +357,6 @@ def train(face_model, config, data_dir, checkpoint_dir, steps=None, multiview=Tr
       train_cascade(trainer.regressor, config, data_dir, checkpoint_dir, seed, result.steps,
                     progress, trainer.log)
   rate = (result.timed_steps * config.batch_size * objective_lib.NUM_VIEWS /
-          max(result.timed_seconds, 1e-9)) if result.timed_steps else float("nan")
+          max(result.timed_seconds, 1e-9)) if result.timed_steps else None
   return {"steps": result.steps, "skipped": result.skipped, "terms": result.terms,
           "seconds": result.seconds, "images_per_second": rate, "multiview": trainer.multiview}

@@ -348,7 +348,8 @@ def test_training_again_refits_a_damaged_cascade(mgc_trained, mgc_dataset, ict_m
   shutil.copytree(mgc_trained[0], ckpt)
   (ckpt / cascade_lib.FILE_NAME).write_bytes(b"PK damaged")
   lines = []
-  train_lib.train(ict_model, SINGLE_VIEW, mgc_dataset, ckpt, steps=2, progress=False,
-                  log=lines.append)
+  result = train_lib.train(ict_model, SINGLE_VIEW, mgc_dataset, ckpt, steps=2, progress=False,
+                           log=lines.append)
+  assert result["images_per_second"] is None      # No step ran: no rate (JSON null, not NaN).
   assert cascade_lib.load(ckpt).step == 2
   assert any(line.startswith("landmark cascade: 12 views") for line in lines)
