@@ -12,12 +12,13 @@ DEMO_OUT ?= out/demo
 install: $(STAMP)
 
 # --no-compile: Python compiles only the modules it imports, on first import (15 s less to
-# install on 2 cores).
+# install on 2 cores).  PYTHONWARNINGS=ignore: setuptools' banner about editable installs
+# is not for the user.
 $(STAMP): requirements.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -r requirements.txt
-	$(PY) -m pip install -q --no-compile --no-deps -e .
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-compile --no-deps -e .
 	$(PY) -m shared.render.rasterizer
 	touch $(STAMP)
 
