@@ -125,3 +125,10 @@ def augment_views(config, images, skins, points, seed):
 def flip_permutation():
   """The permutation as an int array (for tests and numpy users)."""
   return np.asarray(FLIP_PERMUTATION)
+
+
+def mirror_points(points, width):
+  """NumPy `flip` of 68-point sets alone: [N, 68, 2] px on images `width` px wide -> the
+  same landmarks on the mirror images (x -> width - x, indices permuted).  Its own inverse."""
+  points = np.asarray(points)[:, FLIP_PERMUTATION]
+  return np.stack([width - points[..., 0], points[..., 1]], -1).astype(np.float32)

@@ -105,6 +105,9 @@ class MGCConfig:
   # of by the coefficient layer (0: the layer).
   cascade_prior_noise: float = 0.0
   cascade_stream_samples: int = 0     # Fresh stream triplets it also trains on (mgc_face/stream.py).
+  # Inference averages each image's refined points with those of its mirror image (the
+  # network and the cascade run on both; the mirror's points mapped back; session 16).
+  cascade_test_mirror: bool = False
   w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
   w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
   heatmap_sigma: float = 1.0          # Its Gaussian targets' std, in heatmap cells.
@@ -194,7 +197,8 @@ PRESETS = {
         landmark_warmup_steps=1600, augment_flip=0.5, augment_scale=0.1, augment_rotation=10.0,
         augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1,
         cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0), cascade_shape_components=15,
-        cascade_joint_dims=16, cascade_stream_samples=200),
+        cascade_joint_dims=16, cascade_stream_samples=200,
+        cascade_test_mirror=True),
 }
 # The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
 # (cpu_hour's checkpoints stay resumable).

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from mgc_face import augment as augment_lib
 from mgc_face import cascade as cascade_lib
 from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import data as data_lib
@@ -89,6 +90,12 @@ class Regressor(model_lib.Regressor):
     outputs = list(self._inference(int(images.shape[0]))(images))
     if self.cascade is not None:
       points = self.cascade.refine(images.numpy(), outputs[2].numpy())
+      if self.config.cascade_test_mirror:  # Averaged with the mirror image's, mapped back.
+        mirrors = tf.reverse(images, [2])
+        width = int(images.shape[2])
+        mirrored = self.cascade.refine(
+            mirrors.numpy(), self._inference(int(images.shape[0]))(mirrors)[2].numpy())
+        points = 0.5 * (points + augment_lib.mirror_points(mirrored, width))
       outputs[2] = tf.constant(points)
       shape = model_lib.normalise_landmarks(tf.constant(points))
       outputs[0] = self.coefficients_from_shape(outputs[1], shape)

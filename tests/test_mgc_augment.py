@@ -52,6 +52,16 @@ def test_flip_moves_a_blob_with_its_landmark():
   np.testing.assert_allclose(flipped.numpy()[0, 0], [SIZE - 40.3, 100.7], atol=1e-4)
 
 
+def test_mirror_points_is_the_flip_of_the_points_and_its_own_inverse():
+  rng = np.random.default_rng(3)
+  points = rng.uniform(0, SIZE, (4, 68, 2)).astype(np.float32)
+  image = np.zeros((4, SIZE, SIZE, 1), np.float32)
+  _, flipped = augment.flip(tf.constant(image), tf.constant(points), tf.ones([4], tf.bool))
+  np.testing.assert_allclose(augment.mirror_points(points, SIZE), flipped.numpy(), atol=1e-4)
+  np.testing.assert_allclose(augment.mirror_points(augment.mirror_points(points, SIZE), SIZE),
+                             points, atol=1e-4)
+
+
 def test_similarity_warp_moves_image_and_landmarks_alike():
   rng = np.random.default_rng(0)
   points = rng.uniform(70, 154, (3, 68, 2)).astype(np.float32)

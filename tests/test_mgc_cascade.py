@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mgc_face import augment
 from mgc_face import cascade as cascade_lib
 from shared.errors import InputError
 
@@ -269,14 +270,33 @@ def test_training_writes_the_cascade_and_inference_uses_it(mgc_trained, capsys):
   ckpt, _ = mgc_trained
   regressor = infer.load_regressor(ckpt)
   assert regressor.cascade is not None and regressor.cascade.step == regressor.steps
+  assert regressor.config.cascade_test_mirror
   images = np.random.default_rng(7).random((2, 224, 224, 3)).astype(np.float32)
   coeffs, _ = regressor(images)
   raw = regressor.network(tf.constant(images))
-  refined = regressor.cascade.refine(images, raw[2].numpy())
+  mirrors = np.ascontiguousarray(images[:, :, ::-1])
+  mirrored = regressor.cascade.refine(mirrors, regressor.network(tf.constant(mirrors))[2].numpy())
+  # The image's refined points averaged with its mirror image's, mapped back.
+  refined = 0.5 * (regressor.cascade.refine(images, raw[2].numpy()) +
+                   augment.mirror_points(mirrored, 224))
   expected = regressor.coefficients_from_points(raw[1], refined).numpy()
   np.testing.assert_allclose(regressor.layout.join(coeffs).numpy(), expected, atol=1e-4)
   head = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
   np.testing.assert_allclose(head, refined, atol=1e-4)
+
+
+def test_mirror_averaged_points_of_a_mirror_image_are_the_mirror_of_its_points(mgc_trained):
+  from mgc_face import infer
+  regressor = infer.load_regressor(mgc_trained[0])
+  images = np.random.default_rng(8).random((2, 224, 224, 3)).astype(np.float32)
+  points = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
+  mirrors = np.ascontiguousarray(images[:, :, ::-1])
+  mirrored = regressor.head_landmarks(tf.constant(mirrors))[1][0].numpy()
+  np.testing.assert_allclose(mirrored, augment.mirror_points(points, 224), atol=1e-3)
+  single = infer.load_regressor(mgc_trained[0])
+  single.config = single.config.replace(cascade_test_mirror=False)
+  alone = single.head_landmarks(tf.constant(images))[1][0].numpy()
+  assert np.abs(alone - points).max() > 1e-3   # the mirror's points do change them
 
 
 def test_inference_reads_the_readers_coefficients_from_the_refined_points(mgc_trained,
