@@ -86,7 +86,7 @@ def head_outputs(regressor, images, refined=False):
   vectors, points, features = [], [], []
   for k in range(0, len(images), BATCH):
     if refined:
-      outputs = regressor._infer(images[k:k + BATCH])
+      outputs = regressor.inference_outputs(images[k:k + BATCH])
     else:
       outputs = regressor.network(tf.constant(images[k:k + BATCH]), training=False)
     vectors.append(outputs[0].numpy())
@@ -98,11 +98,9 @@ def head_outputs(regressor, images, refined=False):
 def flip_averaged(regressor, images, points, refined=False):
   """The head's points averaged with those of the mirror image, mapped back (test-time flip)."""
   from mgc_face import augment
-  mirrored = images[:, :, ::-1]
-  _, mirrored_points, _ = head_outputs(regressor, np.ascontiguousarray(mirrored), refined)
-  flags = tf.ones([len(images)], tf.bool)
-  _, back = augment.flip(tf.constant(mirrored), tf.constant(mirrored_points), flags)
-  return 0.5 * (points + back.numpy())
+  mirrored = np.ascontiguousarray(images[:, :, ::-1])
+  _, mirrored_points, _ = head_outputs(regressor, mirrored, refined)
+  return 0.5 * (points + augment.mirror_points(mirrored_points, images.shape[2]))
 
 
 def normalised(points):

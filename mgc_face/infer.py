@@ -83,9 +83,12 @@ class Regressor(model_lib.Regressor):
       self._frozen[batch_size] = freeze.freeze(self._folded, spec)
     return self._frozen[batch_size]
 
-  def _infer(self, images):
-    """Inference outputs [coefficients, features, (points, logits)]; with a landmark
-    cascade, its points and the coefficients the coefficient layer reads from them."""
+  def inference_outputs(self, images):
+    """images [B, 224, 224, 3] float in [0, 1] -> the inference outputs as a list:
+    coefficient vectors [B, C], pooled features [B, D] and, with a landmark head, points
+    [B, 68, 2] px and heatmap logits.  With a landmark cascade the points are its refined
+    ones (averaged with the mirror image's under `config.cascade_test_mirror`) and the
+    coefficients those the coefficient layer (or the cascade's reader) reads from them."""
     images = tf.convert_to_tensor(images, tf.float32)
     outputs = list(self._inference(int(images.shape[0]))(images))
     if self.cascade is not None:
@@ -107,7 +110,7 @@ class Regressor(model_lib.Regressor):
     """images [B, 224, 224, 3] float32 in [0, 1] -> (`Coefficients`, features [B, D])."""
     if training:
       return super().__call__(images, training=True)
-    outputs = self._infer(images)
+    outputs = self.inference_outputs(images)
     return self.layout.split(outputs[0]), outputs[1]
 
   def head_landmarks(self, images, training=False):
@@ -115,7 +118,7 @@ class Regressor(model_lib.Regressor):
     cascade's when the checkpoint has one."""
     if training or self.cascade is None:
       return super().head_landmarks(images, training)
-    outputs = self._infer(images)
+    outputs = self.inference_outputs(images)
     return self.layout.split(outputs[0]), tuple(outputs[2:4])
 
 
@@ -229,7 +232,7 @@ class Reconstructor:
     posed, colours, landmarks2d, landmarks3d, image, mask, depth."""
     images = tf.convert_to_tensor(images, tf.float32)
     if self.regressor.cascade is not None:  # Its HOG stages run in NumPy, outside the graph.
-      vector = self.regressor._infer(images)[0]
+      vector = self.regressor.inference_outputs(images)[0]
       outs = (vector,) + tuple(self._decode_and_render(vector))
     else:
       self.regressor._inference(int(images.shape[0]))  # Freeze eagerly, not while tracing.
