@@ -54,6 +54,8 @@ about 1.7 px, reads identity and expression from them with the prior map at
 Since session 15 `tiny`'s stages also end with a joint regression from every
 landmark's descriptor (16 principal components each) to all 68 offsets
 (`cascade_joint_dims`; the stream presets inherit it, measured at `cpu_hour`).
+Since session 16 inference averages each image's refined points with those of
+its mirror image (`cascade_test_mirror`; inherited likewise; docs/mgc.md).
 """
 
 import dataclasses
