@@ -299,6 +299,24 @@ def test_mirror_averaged_points_of_a_mirror_image_are_the_mirror_of_its_points(m
   assert np.abs(alone - points).max() > 1e-3   # the mirror's points do change them
 
 
+def test_a_checkpoint_from_before_the_mirror_flag_refines_without_the_mirror(mgc_trained,
+                                                                           tmp_path):
+  import json
+  import shutil
+  from mgc_face import infer
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  meta = json.loads((ckpt / "meta.json").read_text())
+  del meta["config"]["cascade_test_mirror"]
+  (ckpt / "meta.json").write_text(json.dumps(meta))
+  regressor = infer.load_regressor(ckpt)
+  assert not regressor.config.cascade_test_mirror
+  images = np.random.default_rng(9).random((2, 224, 224, 3)).astype(np.float32)
+  points = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
+  raw = regressor.network(tf.constant(images))[2].numpy()
+  np.testing.assert_allclose(points, regressor.cascade.refine(images, raw), atol=1e-3)
+
+
 def test_inference_reads_the_readers_coefficients_from_the_refined_points(mgc_trained,
                                                                           tmp_path):
   import shutil
