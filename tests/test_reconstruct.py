@@ -30,14 +30,18 @@ PER_FACE_SUFFIXES = (".obj", ".mtl", "_texture.png", "_coeffs.npz", "_lm2d.txt",
                      "_overlay.png", "_depth.png")
 AFLW_SUBDIR = "eval/aflw2000_16"
 AFLW_FOUND, AFLW_MISSED = "image00050", "image00475"   # HOG finds / misses (BlazeFace: both)
+CAMERAMAN_FACE_CENTRE = (235, 160)   # pixels of skimage.data.camera(), read off the photo
+CAMERAMAN_MIN_YAW = 30.0             # degrees; the fit gives about 56
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, ict_model):
-  """One run over a folder: the astronaut plus three bad inputs."""
+  """One run over a folder: the astronaut, the cameraman (8-bit grey, face turned about 55
+  degrees to the image right, half hidden by his camera) and three bad inputs."""
   folder = tmp_path_factory.mktemp("photos")
   astronaut = skimage.data.astronaut()
   cv2.imwrite(str(folder / "astronaut.png"), astronaut[..., ::-1])
+  cv2.imwrite(str(folder / "camera.png"), skimage.data.camera())
   (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 20)
   gray16 = np.tile(np.linspace(0, 65535, 320, dtype=np.uint16), (240, 1))
   cv2.imwrite(str(folder / "gray16.png"), gray16)
@@ -75,6 +79,18 @@ def test_astronaut_writes_every_output(run, ict_model):
   assert cv2.imread(str(out / "astronaut_face0_depth.png")).shape == (512, 512, 3)
 
 
+def test_a_grey_photo_of_a_turned_face_gives_one_face_turned_to_its_side(run):
+  _, out, summary, lines, _ = run
+  entry = next(r for r in summary["results"] if r["image"].endswith("camera.png"))
+  assert entry["status"] == "ok" and len(entry["faces"]) == 1
+  face = entry["faces"][0]
+  x0, y0, x1, y1 = face["box"]
+  assert x0 <= CAMERAMAN_FACE_CENTRE[0] <= x1 and y0 <= CAMERAMAN_FACE_CENTRE[1] <= y1
+  assert face["pose_degrees"]["yaw"] > CAMERAMAN_MIN_YAW     # turned to the image right
+  assert any("camera.png: note: 8-bit grayscale" in line for line in lines)
+  assert (out / "camera_face0.obj").is_file()
+
+
 def test_landmarks_are_in_original_coordinates_inside_the_box(run):
   _, out, summary, _, astronaut = run
   face = summary["results"][0]["faces"][0]
@@ -108,10 +124,10 @@ def test_overlay_covers_the_face_and_not_the_background(run):
 
 def test_bad_inputs_each_give_one_line_and_the_batch_continues(run):
   _, out, summary, lines, _ = run
-  assert summary["images"] == 4 and summary["images_ok"] == 1 and summary["faces"] == 1
+  assert summary["images"] == 5 and summary["images_ok"] == 2 and summary["faces"] == 2
   status = {r["image"].rsplit("/", 1)[-1]: r["status"] for r in summary["results"]}
-  assert status == {"astronaut.png": "ok", "broken.jpg": "error", "gray16.png": "no-face",
-                    "wall.png": "no-face"}
+  assert status == {"astronaut.png": "ok", "broken.jpg": "error", "camera.png": "ok",
+                    "gray16.png": "no-face", "wall.png": "no-face"}
   for name in ("broken.jpg", "gray16.png", "wall.png"):
     problems = [line for line in lines if name in line and line.startswith("skipped:")]
     assert len(problems) == 1, (name, lines)
@@ -140,7 +156,7 @@ def test_a_rerun_into_the_input_folder_skips_its_own_outputs(run):
   shutil.copy(out / "astronaut_face0_overlay.png", folder / "astronaut_face0_overlay.png")
   shutil.copy(out / "astronaut_overlay.png", folder / "astronaut_overlay.png")
   names = [p.name for p in reconstruct.collect_inputs(folder)]
-  assert names == ["astronaut.png", "broken.jpg", "gray16.png", "wall.png"]
+  assert names == ["astronaut.png", "broken.jpg", "camera.png", "gray16.png", "wall.png"]
 
 
 def test_missing_input_is_an_input_error(tmp_path, ict_model):
