@@ -94,8 +94,8 @@ def bench_training(face_model, steps, batch_size, multiview, checkpoint_dir, con
           "train_input_size": config.input_size,
           "train_batch_triplets": config.batch_size, "train_multiview": multiview,
           "train_network_step_s": net_s, "train_rest_share": 1.0 - net_s / step_s,
-          "train_step_s": float(np.median(walls)), "train_step_cpu_s": float(np.median(cpus)),
-          "train_images_per_s": images / float(np.median(walls)),
+          "train_step_s": step_s, "train_step_cpu_s": float(np.median(cpus)),
+          "train_images_per_s": images / step_s,
           "train_images_per_cpu_s": images / float(np.median(cpus))}
 
 
