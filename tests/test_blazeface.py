@@ -212,6 +212,23 @@ def test_blank_image_has_no_face(value):
   assert landmarks.detect_faces(np.full((300, 400, 3), value, np.uint8), cnn_fallback=False) == []
 
 
+# scikit-image's photos without a human face: a cat's face, a horse's silhouette, the moon,
+# a coffee cup, a rocket, stars and galaxies, printed text.
+NON_FACE_PHOTOS = ("chelsea", "cat", "horse", "moon", "coffee", "rocket", "hubble_deep_field",
+                   "text")
+
+
+@pytest.mark.parametrize("name", NON_FACE_PHOTOS)
+def test_photo_without_a_human_face_has_no_face(name):
+  """The default search (BlazeFace, then the dlib fallbacks) finds nothing in them."""
+  image = np.asarray(getattr(skimage.data, name)())
+  if image.dtype == bool:   # The horse is a binary silhouette.
+    image = image.astype(np.uint8) * 255
+  if image.ndim == 2:
+    image = np.repeat(image[..., None], 3, -1)
+  assert landmarks.detect_faces(image[..., :3]) == []
+
+
 def test_auto_backend_gives_hog_faces_dlib_points_and_keeps_the_mesh(astronaut_faces):
   image = skimage.data.astronaut()
   auto = landmarks.detect_faces(image, backend="auto")
