@@ -101,9 +101,21 @@ def print_table(headers, rows):
 
 
 def print_json(result):
-  """The last line of every bench: one JSON object."""
-  print(json.dumps(result, sort_keys=True))
+  """The last line of every bench: one JSON object, with the machine it ran on (`machine`)."""
+  print(json.dumps({**machine(), **result}, sort_keys=True))
+
+
+def cpu_model():
+  """The CPU's model name from /proc/cpuinfo ("unknown" where it cannot be read): trained
+  models' figures can differ between machines (docs/mgc.md, "Session 17")."""
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown"
 
 
 def machine():
-  return {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+  return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "python": sys.version.split()[0]}

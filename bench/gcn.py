@@ -129,7 +129,7 @@ def main():
       seconds = common.time_call(full_step(get_config(name), args.batch), args.repeats)
       full[name] = round(seconds, 4)
       print(f"full ICT training step ({name}, batch {args.batch}): {seconds:.3f} s")
-  common.print_json({"bench": "gcn", "batch": args.batch, "fwd_bwd": True, **common.machine(),
+  common.print_json({"bench": "gcn", "batch": args.batch, "fwd_bwd": True,
                      "results": results, "full_step_ict": full})
 
 

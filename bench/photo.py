@@ -58,7 +58,7 @@ def main(argv=None):
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
   tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-  from bench.common import machine, print_json, print_table
+  from bench.common import print_json, print_table
   from shared.io import paths
   from shared.model.face_model import load_face_model
   from shared.fit.fitter import FitConfig
@@ -144,7 +144,7 @@ def main(argv=None):
               "photometric_steps": config.photometric_steps,
               "detect_ms": round(detect, 2), "align_ms": round(align, 3),
               "load_s": round(load_s, 2), "load_average": round(os.getloadavg()[0], 2),
-              **summary, **machine()})
+              **summary})
   return 0
 
 

@@ -129,7 +129,7 @@ def main():
   common.print_json({"bench": "render", "batch": args.batch, "image": cam.image_size,
                      "fwd_bwd": True, "repeats": args.repeats,
                      "load_average": [load_start, common.load_average()],
-                     **common.machine(), "results": results})
+                     "results": results})
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, print_json, print_table  # noqa: E402
+from bench.common import print_json, print_table  # noqa: E402
 from shared.train.distribute import free_ports, local_cluster_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def main(argv=None):
     if args.data is None:
       args.data = workdir / "data"
       make_data(args.data, args.identities)
-    rows, out = [], {"steps": args.steps, "global_batch": args.batch_size, **machine()}
+    rows, out = [], {"steps": args.steps, "global_batch": args.batch_size}
     one, wall_one = run_workers(args, workdir, 1, "default")
     two, wall_two = run_workers(args, workdir, 2, "multiworker")
     ratio = two["images_per_second"] / one["images_per_second"]
