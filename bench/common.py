@@ -105,17 +105,8 @@ def print_json(result):
   print(json.dumps({**machine(), **result}, sort_keys=True))
 
 
-def cpu_model():
-  """The CPU's model name from /proc/cpuinfo ("unknown" where it cannot be read): trained
-  models' figures can differ between machines (docs/mgc.md, "Session 17")."""
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return "unknown"
-
-
 def machine():
+  """The machine a bench ran on.  Its CPU model is there because trained models' figures can
+  differ between CPU models (docs/mgc.md, "Session 17")."""
+  from shared.render.rasterizer import cpu_model   # Standard library only at import.
   return {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "python": sys.version.split()[0]}

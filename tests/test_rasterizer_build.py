@@ -128,6 +128,14 @@ def test_fast_set_left_out_on_avx512_fp16_cpus(monkeypatch):
   assert sets[0] == ("fast", rasterizer.FLAG_SETS[0][1] + ("-mavx512fp16",))
 
 
+def test_cpu_model_reads_the_model_name_line(monkeypatch):
+  monkeypatch.setattr(rasterizer, "_cpu_signature",
+                      lambda: "flags\t: sse avx2\nmodel name\t: AMD EPYC 9654 96-Core Processor")
+  assert rasterizer.cpu_model() == "AMD EPYC 9654 96-Core Processor"
+  monkeypatch.setattr(rasterizer, "_cpu_signature", lambda: "aarch64")   # No /proc/cpuinfo.
+  assert rasterizer.cpu_model() == "unknown"
+
+
 def test_cache_key_is_the_same_for_tensorflow_in_another_folder():
   import tensorflow as tf
   folder = tf.sysconfig.get_lib()

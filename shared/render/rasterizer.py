@@ -121,10 +121,20 @@ def _kernel_files(kernel_dir):
   return _sources(kernel_dir) + [kernel_dir / name for name in KERNEL_HEADERS]
 
 
+def _cpuinfo_values(key):
+  """The values of `_cpu_signature`'s lines for `key` (one of CPUINFO_KEYS)."""
+  lines = [line.split(":", 1) for line in _cpu_signature().splitlines()]
+  return [parts[-1].strip() for parts in lines if parts[0].strip() == key]
+
+
 def _cpu_has(feature):
   """Whether /proc/cpuinfo's `flags` list `feature` (False where it cannot be read)."""
-  flags = [line for line in _cpu_signature().splitlines() if line.startswith("flags")]
-  return any(feature in line.split(":", 1)[-1].split() for line in flags)
+  return any(feature in value.split() for value in _cpuinfo_values("flags"))
+
+
+def cpu_model():
+  """The CPU's model name from /proc/cpuinfo ("unknown" where it cannot be read)."""
+  return next(iter(_cpuinfo_values("model name")), "unknown")
 
 
 def flag_sets():
