@@ -13,6 +13,9 @@
 # EVAL_ARGS (environment) is passed to the eval, e.g. "--self-fit-steps 0 --fit-steps 0" for the
 # regressor's own figures only.  STEPS=N passes --steps N to training, to lengthen the preset's
 # full-step phase; the warm-up checkpoint must then come from a run with the same --steps.
+# WARM_STEP=N (environment), when WARMUP_CKPT does not exist yet: it is made first, as CONFIG's
+# own run (seed: the first of SEEDS) stopped at its step-N checkpoint, so the warm-up keeps the
+# preset's rate schedule (a run with --steps N would decay the rate over N steps instead).
 # Prints one row per run and set, then the results as one JSON line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,29 @@ py=${PYTHON:-python}
 eval_sets=${EVAL_SETS:-$data}
 read -r -a eval_args <<< "${EVAL_ARGS:-}"
 mkdir -p "$out"
+
+# train DIR STOP SEED [FLAGS...]: CONFIG's run in DIR, to the end (STOP=end) or stopped once the
+# step-STOP checkpoint is written (the folder's checkpoint file then names that one).
+train() {
+  local d=$1 stop=$2 seed=$3; shift 3
+  "$py" main.py --model mgc --mode train --config "$config" --data "$data" --checkpoint "$d" \
+    --seed "$seed" "$@" --quiet > "$d/train.log" 2>&1 &
+  local pid=$!
+  if [ "$stop" = end ]; then
+    wait $pid || { echo "error: $d: training failed (see $d/train.log)" >&2; exit 2; }
+    return
+  fi
+  while [ ! -f "$d/ckpt-$stop.index" ]; do sleep 2; kill -0 $pid 2>/dev/null || break; done
+  sleep 3; kill -TERM $pid 2>/dev/null || true; wait $pid || true
+  [ -f "$d/ckpt-$stop.index" ] || { echo "error: $d: training stopped before step $stop" >&2; exit 2; }
+  printf 'model_checkpoint_path: "ckpt-%s"\nall_model_checkpoint_paths: "ckpt-%s"\n' "$stop" "$stop" \
+    > "$d/checkpoint"
+}
+
+if [ ! -e "$warm" ] && [ -n "${WARM_STEP:-}" ]; then
+  first_seed=${seeds%% *}
+  mkdir -p "$warm"; train "$warm" "$WARM_STEP" "$first_seed"
+fi
 for seed in $seeds; do
   for arm in mv sv; do
     d=$out/${arm}_s${seed}
@@ -31,18 +57,7 @@ for seed in $seeds; do
       rm -rf "$d"; cp -r "$warm" "$d"; rm -f "$d/cascade.npz"
       flag=(); [ "$arm" = sv ] && flag=(--no-multiview)
       [ -n "${STEPS:-}" ] && flag+=(--steps "$STEPS")
-      "$py" main.py --model mgc --mode train --config "$config" --data "$data" --checkpoint "$d" \
-        --seed "$seed" "${flag[@]}" --quiet > "$d/train.log" 2>&1 &
-      pid=$!
-      if [ "$stop" = end ]; then
-        wait $pid || { echo "error: $d: training failed (see $d/train.log)" >&2; exit 2; }
-      else
-        while [ ! -f "$d/ckpt-$stop.index" ]; do sleep 2; kill -0 $pid 2>/dev/null || break; done
-        sleep 3; kill -TERM $pid 2>/dev/null || true; wait $pid || true
-        [ -f "$d/ckpt-$stop.index" ] || { echo "error: $d: training stopped before step $stop" >&2; exit 2; }
-        printf 'model_checkpoint_path: "ckpt-%s"\nall_model_checkpoint_paths: "ckpt-%s"\n' "$stop" "$stop" \
-          > "$d/checkpoint"
-      fi
+      train "$d" "$stop" "$seed" "${flag[@]}"
       touch "$d/trained"
     fi
     for set in $eval_sets; do
