@@ -23,6 +23,7 @@ warm=$1; data=$2; out=$3; config=${4:-cpu_hour}; stop=${5:-6500}; seeds=${6:-"0 
 py=${PYTHON:-python}
 eval_sets=${EVAL_SETS:-$data}
 read -r -a eval_args <<< "${EVAL_ARGS:-}"
+steps_flag=(); [ -n "${STEPS:-}" ] && steps_flag=(--steps "$STEPS")  # Warm-up and arms alike.
 mkdir -p "$out"
 
 # train DIR STOP SEED [FLAGS...]: CONFIG's run in DIR, to the end (STOP=end) or stopped once the
@@ -45,7 +46,7 @@ train() {
 
 if [ ! -e "$warm" ] && [ -n "${WARM_STEP:-}" ]; then
   first_seed=${seeds%% *}
-  mkdir -p "$warm"; train "$warm" "$WARM_STEP" "$first_seed"
+  mkdir -p "$warm"; train "$warm" "$WARM_STEP" "$first_seed" "${steps_flag[@]}"
 fi
 for seed in $seeds; do
   for arm in mv sv; do
@@ -55,14 +56,14 @@ for seed in $seeds; do
     [ $done_sets = 1 ] && continue
     if [ ! -f "$d/trained" ]; then
       rm -rf "$d"; cp -r "$warm" "$d"; rm -f "$d/cascade.npz"
-      flag=(); [ "$arm" = sv ] && flag=(--no-multiview)
-      [ -n "${STEPS:-}" ] && flag+=(--steps "$STEPS")
+      flag=("${steps_flag[@]}"); [ "$arm" = sv ] && flag+=(--no-multiview)
       train "$d" "$stop" "$seed" "${flag[@]}"
       touch "$d/trained"
     fi
-    for set in $eval_sets; do
-      "$py" main.py --model mgc --mode eval --checkpoint "$d" --data "$set" "${eval_args[@]}" \
-        --quiet 2>/dev/null | tail -1 > "$d/eval_$(basename "$set").json"
+    for set in $eval_sets; do   # The file is written only after the eval succeeds.
+      result=$("$py" main.py --model mgc --mode eval --checkpoint "$d" --data "$set" \
+        "${eval_args[@]}" --quiet | tail -1)
+      printf '%s\n' "$result" > "$d/eval_$(basename "$set").json"
     done
   done
 done
