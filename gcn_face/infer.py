@@ -26,7 +26,7 @@ from shared.model import lighting
 from shared.train.embedding import FaceEmbedder
 from shared.errors import InputError, fail
 from shared.io.fileio import write_text_atomic
-from shared.io.image_io import IMAGE_SUFFIXES, list_images
+from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems
 from gcn_face import checkpoint as checkpoint_lib
 from gcn_face.binfile import record_stem
 from gcn_face import coarse as coarse_lib
@@ -360,14 +360,14 @@ def _bin_inputs(reader):
 
 def _image_inputs(files, size, face_model):
   front = None
-  for f in files:
+  for f, stem in zip(files, output_stems(files)):
     rgb, alpha = read_rgb_alpha(f)
     if rgb.shape[:2] == (size, size):
-      yield f.stem, rgb, alpha, None
+      yield stem, rgb, alpha, None
       continue
     front = front or PhotoFrontEnd(face_model)
     for suffix, crop, landmarks in front.crops(f, export.to_uint8(rgb)):
-      yield f.stem + suffix, crop, None, landmarks
+      yield stem + suffix, crop, None, landmarks
 
 
 @dataclasses.dataclass

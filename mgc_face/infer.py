@@ -33,7 +33,7 @@ from shared.io import export
 from shared.render import rasterizer
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
-from shared.io.image_io import IMAGE_SUFFIXES, list_images
+from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems
 from shared.render.face_image import FaceSynthesizer
 
 COEFFS_KIND = "face3d-mgc-coefficients"
@@ -333,7 +333,8 @@ def reconstruct_folder(regressor, input_path, output_dir, log=None, progress=Tru
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   written, problems = 0, []
-  for path in tqdm(files, desc="test", unit="image", disable=not progress or len(files) < 2):
+  for path, stem in tqdm(list(zip(files, output_stems(files))), desc="test", unit="image",
+                         disable=not progress or len(files) < 2):
     try:
       image = load_input_image(path)
     except InputError as error:
@@ -341,7 +342,7 @@ def reconstruct_folder(regressor, input_path, output_dir, log=None, progress=Tru
       log(f"warning: skipping {error}")
       continue
     result = reconstructor(image[None])
-    write_reconstruction(output_dir, path.stem, image, result, 0, reconstructor)
+    write_reconstruction(output_dir, stem, image, result, 0, reconstructor)
     written += 1
   if not written:
     raise InputError(problems[0] if len(problems) == 1 else

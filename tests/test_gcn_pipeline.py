@@ -413,3 +413,14 @@ def test_photo_front_end_crops_faces(tmp_path):
   cv2.imwrite(str(tmp_path / "astronaut.png"), np.zeros((300, 300, 3), np.uint8))
   with pytest.raises(InputError, match="no face found"):
     list(infer.test_inputs(tmp_path / "astronaut.png", 224, load_face_model()))
+
+
+def test_inputs_with_one_stem_get_distinct_names(tmp_path):
+  """crop.png and crop.jpg (aligned 224 crops) are named crop_jpg and crop_png, so their
+  test-mode files do not overwrite each other."""
+  import cv2
+  crop = np.full((224, 224, 3), 128, np.uint8)
+  for name in ("crop.png", "crop.jpg", "other.png"):
+    cv2.imwrite(str(tmp_path / name), crop)
+  assert [name for name, *_ in infer.test_inputs(tmp_path, 224)] == ["crop_jpg", "crop_png",
+                                                                     "other"]

@@ -196,3 +196,13 @@ def test_list_images_skips_outputs_and_recurses(tmp_path):
   assert image_io.list_images(tmp_path, skip_stem_suffixes=("_overlay",)) == [tmp_path / "a.ppm"]
   assert image_io.list_images(tmp_path, recursive=True) == sorted(
       [tmp_path / "a.ppm", tmp_path / "a_overlay.png", tmp_path / "sub" / "b.webp"])
+
+
+def test_output_stems_are_unique_and_keep_plain_stems():
+  paths = ["a/photo.jpg", "a/photo.PNG", "a/other.jpg", "b/photo.jpg", "c/photo.jpg",
+           "a/photo_jpg_2.png"]
+  stems = image_io.output_stems(paths)
+  assert stems == ["photo_jpg", "photo_png", "other", "photo_jpg_3", "photo_jpg_4", "photo_jpg_2"]
+  assert len(set(stems)) == len(stems)
+  assert image_io.output_stems(["x/one.jpg", "y/two.png"]) == ["one", "two"]
+  assert image_io.output_stems([]) == []

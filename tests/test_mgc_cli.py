@@ -84,3 +84,23 @@ def test_cli_eval_prints_a_table_then_json(mgc_trained, mgc_dataset, capsys):
 def test_cli_needs_its_flags(capsys):
   code, _, stderr = run_main(["--model", "mgc", "--mode", "train"], capsys)
   assert code == 2 and "needs --data" in stderr
+
+
+def test_cli_test_mode_keeps_both_files_with_one_stem(mgc_trained, mgc_dataset, tmp_path,
+                                                      capsys):
+  """face.png and face.jpg in one folder: both reconstructions are written (face_png.obj,
+  face_jpg.obj); neither overwrites the other."""
+  import cv2
+  ckpt, _ = mgc_trained
+  source = next(p for p in sorted((mgc_dataset / "heldout").iterdir()) if p.suffix == ".png")
+  folder = tmp_path / "in"
+  folder.mkdir()
+  image = cv2.imread(str(source))
+  cv2.imwrite(str(folder / "face.png"), image)
+  cv2.imwrite(str(folder / "face.jpg"), image)
+  out = tmp_path / "out"
+  code, stdout, _ = run_main(["--model", "mgc", "--mode", "test", "--checkpoint", str(ckpt),
+                              "--input", str(folder), "--output", str(out)], capsys)
+  assert code == 0 and "wrote 2 reconstruction" in stdout
+  assert (out / "face_png.obj").is_file() and (out / "face_jpg.obj").is_file()
+  assert not (out / "face.obj").exists()

@@ -159,6 +159,29 @@ def test_a_rerun_into_the_input_folder_skips_its_own_outputs(run):
   assert names == ["astronaut.png", "broken.jpg", "camera.png", "gray16.png", "wall.png"]
 
 
+def test_two_photos_with_one_stem_keep_both_results(tmp_path, ict_model):
+  """photo.png and photo.jpg in one folder: each gets its own files (photo_png_*,
+  photo_jpg_*), neither overwrites the other."""
+  folder = tmp_path / "in"
+  folder.mkdir()
+  astronaut = skimage.data.astronaut()[..., ::-1]
+  cv2.imwrite(str(folder / "photo.png"), astronaut)
+  cv2.imwrite(str(folder / "photo.jpg"), np.ascontiguousarray(astronaut[:, ::-1]))
+  out = tmp_path / "out"
+  summary = reconstruct.reconstruct_photos(folder, ict_model, out, fit_config=FIT.with_steps(0),
+                                           log=lambda line: None)
+  assert [len(r["faces"]) for r in summary["results"]] == [1, 1]
+  overlays = [r["overlay"] for r in summary["results"]]
+  assert overlays == ["photo_jpg_overlay.png", "photo_png_overlay.png"]
+  assert not (out / "photo_face0.obj").exists()
+  for stem in ("photo_jpg", "photo_png"):
+    for suffix in PER_FACE_SUFFIXES:
+      assert (out / f"{stem}_face0{suffix}").is_file()
+  boxes = [r["faces"][0]["box"] for r in summary["results"]]
+  width = astronaut.shape[1]
+  assert abs(boxes[0][0] - (width - boxes[1][2])) < 0.1 * width   # the mirrored face's box
+
+
 def test_missing_input_is_an_input_error(tmp_path, ict_model):
   with pytest.raises(InputError, match="not found"):
     reconstruct.collect_inputs(tmp_path / "nope.jpg")

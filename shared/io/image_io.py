@@ -33,6 +33,7 @@ out-of-memory kill.  An 8000 x 8000 photo (64 MP, 192 MB as RGB) is allowed;
 detection downsizes it itself (see `shared.photo.landmarks`).
 """
 
+import collections
 import warnings
 from pathlib import Path
 
@@ -84,6 +85,39 @@ def list_images(folder, recursive=False, skip_stem_suffixes=()):
   return sorted(p for p in found if p.is_file() and is_image_file(p) and
                 not p.stem.endswith(tuple(skip_stem_suffixes)))
 
+
+
+def output_stems(paths):
+  """One output name per input file, unique within `paths`, so that no result overwrites another.
+
+  A file's name is its stem, unless another file in the list has the same stem
+  (`photo.jpg` and `photo.png` in one folder): then `<stem>_<extension>` for each
+  of them (`photo_jpg`, `photo_png`).  Names still repeated (the same file name in
+  two folders) get `_2`, `_3`, ... after the first, skipping names already taken.
+
+  Args:
+    paths: a sequence of file paths (str or Path).
+
+  Returns:
+    A list of `str`, one per path, in order.
+  """
+  paths = [Path(p) for p in paths]
+  stem_counts = collections.Counter(p.stem for p in paths)
+  names = [p.stem if stem_counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+           for p in paths]
+  taken = set(names)
+  seen = set()
+  unique = []
+  for name in names:
+    if name in seen:
+      number = 2
+      while f"{name}_{number}" in taken:
+        number += 1
+      name = f"{name}_{number}"
+      taken.add(name)
+    seen.add(name)
+    unique.append(name)
+  return unique
 
 def _check_readable(path):
   """Raises `InputError` if `path` is missing, a folder or too large to decode."""

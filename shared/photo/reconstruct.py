@@ -24,7 +24,9 @@ and write per face, in ORIGINAL image coordinates where it applies:
                                   bright); the crop's raw depth is in the npz
 
 plus `<stem>_overlay.png` with every face of the image, and one
-`summary.json` per run.  Every write is atomic.
+`summary.json` per run.  Every write is atomic.  `<stem>` is the file's stem, or
+`<stem>_<extension>` where two inputs share a stem (`image_io.output_stems`), so no
+result overwrites another.
 
 Pixel convention: continuous coordinates, pixel i's centre at i + 0.5 (as in
 `shared.photo.landmarks` and `shared.photo.alignment`).  Fitted landmarks are mapped to
@@ -76,7 +78,7 @@ from shared.fit.pose import euler_from_matrix
 from shared.fit.skin import skin_from_landmarks
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
-from shared.io.image_io import IMAGE_SUFFIXES, list_images, read_image
+from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems, read_image
 from shared.photo.landmarks import LANDMARK_MODES, detect_faces
 from shared.render.face_image import FaceSynthesizer
 from shared.render.texture import uv_texture_map
@@ -512,11 +514,14 @@ class PhotoReconstructor:
         cv2.circle(out, (int(x), int(y)), radius, LANDMARK_COLOUR, -1, cv2.LINE_AA)
     return out
 
-  def process_image(self, path, output_dir, log=print, image=None, read_seconds=0.0):
+  def process_image(self, path, output_dir, log=print, image=None, read_seconds=0.0,
+                    stem=None):
     """Runs the pipeline on one file (`image`: its pixels when already read, which took
-    `read_seconds`).  Returns its summary entry (never raises `InputError`: problems go to
-    `log` and the entry)."""
+    `read_seconds`; `stem`: the outputs' name, the file's stem by default, see
+    `image_io.output_stems`).  Returns its summary entry (never raises `InputError`:
+    problems go to `log` and the entry)."""
     path = Path(path)
+    stem = path.stem if stem is None else stem
     entry = {"image": str(path), "status": "ok", "faces": []}
     start = time.perf_counter()
     try:
@@ -548,7 +553,6 @@ class PhotoReconstructor:
       return {**entry, "status": "no-face", "error": message}
     records = self.reconstruct(jobs)
     start = time.perf_counter()
-    stem = path.stem
     base, scale = self.overlay_base(image)
     del image
     all_landmarks = []
@@ -628,9 +632,10 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                                 backend=backend, fit_points=fit_points)
   if pipeline.dense_note:
     log(pipeline.dense_note)
-  images = [pipeline.process_image(path, output_dir, log, image=first, read_seconds=first_seconds)
-            if k == 0 else pipeline.process_image(path, output_dir, log)
-            for k, path in enumerate(files)]
+  images = [pipeline.process_image(path, output_dir, log, image=first, read_seconds=first_seconds,
+                                   stem=stem)
+            if k == 0 else pipeline.process_image(path, output_dir, log, stem=stem)
+            for k, (path, stem) in enumerate(zip(files, output_stems(files)))]
   faces = sum(len(entry["faces"]) for entry in images)
   t = pipeline.timings
   summary = {
