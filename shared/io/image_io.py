@@ -56,9 +56,11 @@ EXIF_ORIENTATION_TAG = 0x0112
 EXIF_ORIENTATIONS = {1: (False, 0, False), 2: (False, 0, True), 3: (False, 2, False),
                      4: (False, 2, True), 5: (True, 0, False), 6: (False, 3, False),
                      7: (True, 2, False), 8: (False, 1, False)}
-# Every type OpenCV 4 decodes (tests/test_image_io.py writes and reads each).
+# Every type OpenCV 4 decodes (tests/test_image_io.py writes and reads each); GIF with the
+# pinned OpenCV 4.12 (an animated GIF gives its first frame).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-                  ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".sr", ".ras", ".hdr", ".pic", ".avif")
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".sr", ".ras", ".hdr", ".pic", ".avif",
+                  ".gif")
 
 quiet.quiet_opencv()
 
