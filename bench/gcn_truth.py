@@ -16,6 +16,13 @@ RMSE against the truth on the visible vertices for:
   delit_true_ls     the true geometry and pose, SH refitted with the coarse albedo
   delit_true_exact  the true geometry, pose and irradiance: the floor set by the
                     image itself (resolution, JPEG, clipping)
+  coarse_scaled_chroma  the best per-channel scale (uses the truth) divided by its
+                    mean over the channels: its colour part alone, brightness kept
+  chroma_grey_light the coarse albedo times the colour (not the brightness) the
+                    least-squares lighting implies if the true light is grey: under
+                    grey light L, each channel's fitted irradiance is (true / coarse
+                    albedo of that channel) x L, so their ratios are the albedo's
+                    colour error (no truth used)
   tone_*_prior      the coarse albedo times the per-channel tone a lighting prior
                     implies: the mean irradiance over the visible vertices of the
                     least-squares lighting divided by that of the prior (the zero
@@ -45,17 +52,18 @@ the coarse albedo and lighting are then fitted to the image with the 3DMM albedo
 import argparse
 import collections
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import quiet  # noqa: E402
+
+quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library logs.
 
 import numpy as np  # noqa: E402
 
-ROWS = ("coarse", "coarse_scaled", "coarse_tone", "tone_ambient_prior", "tone_regressor_prior",
+ROWS = ("coarse", "coarse_scaled", "coarse_scaled_chroma", "chroma_grey_light", "coarse_tone", "tone_ambient_prior", "tone_regressor_prior",
         "band0_quarter", "band1_quarter", "band2_quarter", "delit_coarse", "delit_coarse_ls",
         "detail_coarse_ls", "detail_coarse_ls_half", "lowfix_coarse_ls", "blend_coarse_ls", "delit_true_ls", "delit_true_exact",
         "detail_true_exact", "detail_true_exact_half", "lowfix_true_exact", "blend_true_exact", "oracle_lowpass", "oracle_blend")
@@ -175,6 +183,11 @@ def main():
     ls = fit_irradiance(coarse_albedo, colours, c.synth.normals, weights, config.relight_ridge)
     delit_ls = delit(colours, ls)
     rows["delit_coarse_ls"].append(evaluate.albedo_rmse(delit_ls, truth, vis))
+    rows["coarse_scaled_chroma"].append(evaluate.albedo_rmse(
+        np.clip(coarse_albedo * scale / scale.mean(), 0, 1), truth, vis))
+    light_colour = ls[seen].mean(0)
+    rows["chroma_grey_light"].append(evaluate.albedo_rmse(
+        np.clip(coarse_albedo * light_colour / light_colour.mean(), 0, 1), truth, vis))
     tone = (delit_ls[seen]).mean(0) / np.maximum(coarse_albedo[seen].mean(0), MIN_WEIGHT)
     rows["coarse_tone"].append(evaluate.albedo_rmse(np.clip(coarse_albedo * tone, 0, 1), truth,
                                                     vis))

@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from shared import quiet  # noqa: E402
+
+quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library logs.
 
 IMAGE_SIZE = 448
 FOCAL = 1100.0
