@@ -211,3 +211,6 @@ def test_output_stems_are_unique_and_keep_plain_stems():
   assert len(set(stems)) == len(stems)
   assert image_io.output_stems(["x/one.jpg", "y/two.png"]) == ["one", "two"]
   assert image_io.output_stems([]) == []
+  # Case-insensitive file systems (macOS, Windows): Photo and photo are one name.
+  assert image_io.output_stems(["Photo.JPG", "photo.png", "PHOTO.png"]) == [
+      "Photo_jpg", "photo_png", "PHOTO_png_2"]

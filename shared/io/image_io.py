@@ -96,6 +96,8 @@ def output_stems(paths):
   (`photo.jpg` and `photo.png` in one folder): then `<stem>_<extension>` for each
   of them (`photo_jpg`, `photo_png`).  Names still repeated (the same file name in
   two folders) get `_2`, `_3`, ... after the first, skipping names already taken.
+  Names are compared ignoring case, as on macOS's and Windows' file systems
+  (`Photo.jpg` and `photo.png` would otherwise write over each other there).
 
   Args:
     paths: a sequence of file paths (str or Path).
@@ -104,20 +106,20 @@ def output_stems(paths):
     A list of `str`, one per path, in order.
   """
   paths = [Path(p) for p in paths]
-  stem_counts = collections.Counter(p.stem for p in paths)
-  names = [p.stem if stem_counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
-           for p in paths]
-  taken = set(names)
+  stem_counts = collections.Counter(p.stem.casefold() for p in paths)
+  names = [p.stem if stem_counts[p.stem.casefold()] == 1
+           else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths]
+  taken = {name.casefold() for name in names}
   seen = set()
   unique = []
   for name in names:
-    if name in seen:
+    if name.casefold() in seen:
       number = 2
-      while f"{name}_{number}" in taken:
+      while f"{name}_{number}".casefold() in taken:
         number += 1
       name = f"{name}_{number}"
-      taken.add(name)
-    seen.add(name)
+      taken.add(name.casefold())
+    seen.add(name.casefold())
     unique.append(name)
   return unique
 
