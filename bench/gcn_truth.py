@@ -63,7 +63,8 @@ quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library l
 
 import numpy as np  # noqa: E402
 
-ROWS = ("coarse", "coarse_scaled", "coarse_scaled_chroma", "chroma_grey_light", "coarse_tone", "tone_ambient_prior", "tone_regressor_prior",
+ROWS = ("coarse", "coarse_scaled", "coarse_scaled_chroma", "chroma_grey_light", "coarse_tone",
+        "tone_ambient_prior", "tone_regressor_prior",
         "band0_quarter", "band1_quarter", "band2_quarter", "delit_coarse", "delit_coarse_ls",
         "detail_coarse_ls", "detail_coarse_ls_half", "lowfix_coarse_ls", "blend_coarse_ls", "delit_true_ls", "delit_true_exact",
         "detail_true_exact", "detail_true_exact_half", "lowfix_true_exact", "blend_true_exact", "oracle_lowpass", "oracle_blend")

@@ -88,7 +88,6 @@ def list_images(folder, recursive=False, skip_stem_suffixes=()):
                 not p.stem.endswith(tuple(skip_stem_suffixes)))
 
 
-
 def output_stems(paths):
   """One output name per input file, unique within `paths`, so that no result overwrites another.
 
@@ -122,6 +121,7 @@ def output_stems(paths):
     seen.add(name.casefold())
     unique.append(name)
   return unique
+
 
 def _check_readable(path):
   """Raises `InputError` if `path` is missing, a folder or too large to decode."""
