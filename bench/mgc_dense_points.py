@@ -25,7 +25,7 @@ scored on the held-out views of `--data` as `rmse_sim_vs_mean_face`:
    table 1 (the same three penalties), fitted on labels with `--read-noise`
    px of noise.
 
-One JSON line at the end.  CPU: about 4 minutes for 1200 calibration views on
+One JSON line at the end.  CPU: about 6.5 minutes for 1200 calibration views on
 2 cores (the 468-point cascade takes most of it).
 """
 
@@ -43,11 +43,11 @@ from mgc_face import infer
 from mgc_face import prior_init
 from mgc_face import synthetic
 from mgc_face.model import IMAGE_SIZE
+from shared.fit.dense import load_correspondence
 from shared.model import camera as camera_lib
 from shared.model.decoder import FaceDecoder
 from mgc_head_calibration import BATCH, shape_ratio
 
-MEDIAPIPE_CORRESPONDENCE = "shared/correspondence/mediapipe468_ict.npz"
 IID_NOISE = (1.0, 2.0, 4.0)           # px
 IID_RIDGES = (0.1, 1.0, 3.0)
 LABEL_NOISE = 1.0                     # px, the detector stand-in's, as the data sets' labels.
@@ -126,7 +126,7 @@ def main():
     return points + rng.normal(0.0, sigma, points.shape)
 
   sets = {"68": np.asarray(model.landmarks68),
-          "468": np.load(MEDIAPIPE_CORRESPONDENCE)["vertices"],
+          "468": load_correspondence(model)[0],
           f"every {VERTEX_STRIDE}th vertex": np.arange(0, train_points.shape[1], VERTEX_STRIDE)}
   results = {"calibration_views": len(train_images), "test_views": len(test_images), "iid": {}}
   rows = []
