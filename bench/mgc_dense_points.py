@@ -46,7 +46,7 @@ from mgc_face.model import IMAGE_SIZE
 from shared.fit.dense import load_correspondence
 from shared.model import camera as camera_lib
 from shared.model.decoder import FaceDecoder
-from mgc_head_calibration import BATCH, shape_ratio
+from mgc_head_calibration import head_outputs, shape_ratio
 
 IID_NOISE = (1.0, 2.0, 4.0)           # px
 IID_RIDGES = (0.1, 1.0, 3.0)
@@ -138,10 +138,7 @@ def main():
       rows.append([name, len(index), f"{sigma:g}"] + [f"{r:.3f}" for r in ratios])
   print_table(["points", "count", "noise px"] + [f"ridge {p:g}" for p in IID_RIDGES], rows)
 
-  heads = [np.concatenate([regressor.network(tf.constant(images[k:k + BATCH]),
-                                             training=False)[2].numpy()
-                           for k in range(0, len(images), BATCH)])
-           for images in (train_images, test_images)]
+  heads = [head_outputs(regressor, images)[1] for images in (train_images, test_images)]
   greys = [cascade_lib.grey(images) for images in (train_images, test_images)]
   results["cascade"] = {}
   rows = []
