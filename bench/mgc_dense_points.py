@@ -79,20 +79,6 @@ def features(points):
                          np.log(size[:, 0] / IMAGE_SIZE)], 1)
 
 
-def relative(anchor, points):
-  """Points [N, K, 2] px relative to the anchor points' [N, A, 2] centre and face size:
-  ([N, 2K], centre [N, 1, 2], size [N, 1, 1])."""
-  centre, size = anchor.mean(1, keepdims=True), cascade_lib.face_size(anchor)
-  return ((points - centre) / size).reshape(len(points), -1), centre, size
-
-
-def lifted(head, lift):
-  """The head's 68 points [N, 68, 2] -> [N, K, 2] px through a ridge map (W, b) fitted
-  from `relative(landmarks, landmarks)` to `relative(landmarks, points)`."""
-  flat, centre, size = relative(head, head)
-  return (flat @ lift[0] + lift[1]).reshape(len(head), -1, 2) * size + centre
-
-
 def rms_px(points, truth):
   return float(np.sqrt(((points - truth) ** 2).sum(-1).mean()))
 
@@ -149,9 +135,8 @@ def main():
     starts = heads
     if name != "68":
       anchors = noisy(train_points[:, landmarks], LABEL_NOISE)
-      lift = prior_init.ridge(relative(anchors, anchors)[0], relative(anchors, labels)[0],
-                              LIFT_RIDGE)
-      starts = [lifted(head, lift) for head in heads]
+      lift = cascade_lib.fit_lift(anchors, labels, LIFT_RIDGE)
+      starts = [cascade_lib.lifted(head, lift)[:, len(landmarks):] for head in heads]
     cascade, _ = cascade_lib.fit(greys[0], starts[0], labels, config.cascade_scales,
                                  config.cascade_ridge, COMPONENTS[name],
                                  joint_dims=config.cascade_joint_dims,

@@ -127,8 +127,9 @@ def flip_permutation():
   return np.asarray(FLIP_PERMUTATION)
 
 
-def mirror_points(points, width):
-  """NumPy `flip` of 68-point sets alone: [N, 68, 2] px on images `width` px wide -> the
-  same landmarks on the mirror images (x -> width - x, indices permuted).  Its own inverse."""
-  points = np.asarray(points)[:, FLIP_PERMUTATION]
+def mirror_points(points, width, permutation=FLIP_PERMUTATION):
+  """NumPy `flip` of point sets alone: [N, K, 2] px on images `width` px wide -> the same
+  points on the mirror images (x -> width - x, indices permuted by `permutation` [K], the
+  position of each point's mirror twin; default: the 68 landmarks').  Its own inverse."""
+  points = np.asarray(points)[:, permutation]
   return np.stack([width - points[..., 0], points[..., 1]], -1).astype(np.float32)

@@ -58,6 +58,9 @@ Since session 16 inference averages each image's refined points with those of
 its mirror image (`cascade_test_mirror`; inherited likewise; docs/mgc.md), and
 `tiny`'s shape space has 20 dimensions (chosen on `out/std/probe_s1` with the
 mirror: 15 / 20 / 30 gave 0.828 / 0.820 / 0.823 over three seeds).
+Since session 21 `cpu_hour`'s cascade also refines 484 dense points and its
+reader reads them all (`cascade_dense`; shape space 60, joint maps of rank 128;
+session 20's bench measured the lever, docs/mgc.md "Session 21").
 """
 
 import dataclasses
@@ -112,6 +115,13 @@ class MGCConfig:
   # Inference averages each image's refined points with those of its mirror image (the
   # network and the cascade run on both; the mirror's points mapped back; session 16).
   cascade_test_mirror: bool = False
+  # Dense points (session 21): the cascade also refines MediaPipe's mesh points made
+  # mirror-closed (shared.fit.dense.symmetric_correspondence, 484 ICT vertices), placed from the
+  # head's 68 by a ridge map with this penalty and trained on their projections with the
+  # labels' noise; the reader reads all of them.  Fixed data sets need their _gt.npz files.
+  cascade_dense: bool = False
+  cascade_lift_ridge: float = 1e-3
+  cascade_joint_rank: int = 0         # > 0: joint maps to this many target directions (file size).
   w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
   w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
   heatmap_sigma: float = 1.0          # Its Gaussian targets' std, in heatmap cells.
@@ -216,7 +226,9 @@ PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True,
 # identities, still falling), not yet run end to end (estimated 25-45 min on 2 shared cores).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,
                                           checkpoint_every=500, summary_every=50,
-                                          image_summary_every=1000, cascade_prior_noise=1.5)
+                                          image_summary_every=1000, cascade_prior_noise=1.5,
+                                          cascade_dense=True, cascade_shape_components=60,
+                                          cascade_joint_rank=128)
 
 
 def get_config(name):

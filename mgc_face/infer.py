@@ -92,19 +92,29 @@ class Regressor(model_lib.Regressor):
     images = tf.convert_to_tensor(images, tf.float32)
     outputs = list(self._inference(int(images.shape[0]))(images))
     if self.cascade is not None:
-      points = self.cascade.refine(images.numpy(), outputs[2].numpy())
-      if self.config.cascade_test_mirror:  # Averaged with the mirror image's, mapped back.
-        mirrors = tf.reverse(images, [2])
-        width = int(images.shape[2])
-        mirrored = self.cascade.refine(
-            mirrors.numpy(), self._inference(int(images.shape[0]))(mirrors)[2].numpy())
-        points = 0.5 * (points + augment_lib.mirror_points(mirrored, width))
-      outputs[2] = tf.constant(points)
-      shape = model_lib.normalise_landmarks(tf.constant(points))
+      points = self.refined_points(images, outputs[2].numpy())
+      landmarks = points[:, :cascade_lib.LANDMARKS]
+      outputs[2] = tf.constant(landmarks)
+      shape = model_lib.normalise_landmarks(tf.constant(landmarks))
       outputs[0] = self.coefficients_from_shape(outputs[1], shape)
-      if self.cascade.reader is not None:
-        outputs[0] = tf.constant(self.cascade.read(shape.numpy(), outputs[0].numpy()))
+      if self.cascade.reader is not None:   # It reads every refined point, dense ones too.
+        every = model_lib.normalise_landmarks(tf.constant(points)).numpy()
+        outputs[0] = tf.constant(self.cascade.read(every, outputs[0].numpy()))
     return outputs
+
+  def refined_points(self, images, head_points):
+    """Every point the cascade refines, [B, K, 2] px (the 68 landmarks first, then its dense
+    points), from images [B, 224, 224, 3] and the network's [B, 68, 2] on them; averaged
+    with the mirror image's, mapped back, under `config.cascade_test_mirror`."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    points = self.cascade.refine(images.numpy(), head_points)
+    if self.config.cascade_test_mirror:
+      mirrors = tf.reverse(images, [2])
+      mirrored = self.cascade.refine(
+          mirrors.numpy(), self._inference(int(images.shape[0]))(mirrors)[2].numpy())
+      flip = augment_lib.FLIP_PERMUTATION if self.cascade.flip is None else self.cascade.flip
+      points = 0.5 * (points + augment_lib.mirror_points(mirrored, int(images.shape[2]), flip))
+    return points
 
   def __call__(self, images, training=False):
     """images [B, 224, 224, 3] float32 in [0, 1] -> (`Coefficients`, features [B, D])."""

@@ -127,7 +127,7 @@ class SoftArgmax(keras.layers.Layer):
 
 
 def normalise_landmarks(points, image_size=IMAGE_SIZE):
-  """[B, 68, 2] pixels -> [B, 139]: shape (centred, unit RMS radius) | centre | log size.
+  """[B, K, 2] pixels -> [B, 2K + 3]: shape (centred, unit RMS radius) | centre | log size.
 
   Position (centre / size - 0.5) and size (log of the RMS radius over the
   image size) are separated from the shape, so the coefficient head sees

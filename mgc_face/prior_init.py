@@ -32,10 +32,11 @@ CHUNK = 512
 SUPERVISED_PARTS = ("identity", "expression", "rotation", "translation")
 
 
-def sample_prior(face_model, count, seed, config=synthetic.SyntheticConfig()):
-  """`count` random faces: (landmarks [count, 68, 2] pixels, coefficient vectors [count, size]).
+def sample_prior(face_model, count, seed, config=synthetic.SyntheticConfig(), points=None):
+  """`count` random faces: (landmarks [count, K, 2] pixels, coefficient vectors [count, size]).
 
-  Albedo and lighting are zero (they do not move the landmarks).
+  Albedo and lighting are zero (they do not move the landmarks).  `points`: [K] vertex
+  ids whose projections are returned (None: the model's 68 landmarks).
   """
   layout = CoeffLayout.for_model(face_model)
   rng = np.random.default_rng(seed)
@@ -49,6 +50,9 @@ def sample_prior(face_model, count, seed, config=synthetic.SyntheticConfig()):
                                 np.zeros(layout.size - layout.num_id - layout.num_albedo -
                                          layout.num_exp - 6)]))
   vectors = np.asarray(rows, np.float32)
+  if points is not None:
+    from shared.fit.dense import dense_model
+    face_model = dense_model(face_model, points)
   synth = FaceSynthesizer(face_model)
   geometry = tf.function(lambda v: synth.geometry(layout.split(v))[3], reduce_retracing=True)
   landmarks = np.concatenate([geometry(tf.constant(vectors[k:k + CHUNK])).numpy()
@@ -77,10 +81,11 @@ def supervised_columns(layout, parts=SUPERVISED_PARTS):
   return keep
 
 
-def prior_map(face_model, config, seed=0):
-  """(W [139, size], b [size]): ridge map from normalised landmarks to coefficients."""
+def prior_map(face_model, config, seed=0, points=None):
+  """(W [2K + 3, size], b [size]): ridge map from normalised landmarks to coefficients
+  (`points`: as `sample_prior`'s; K = 68 by default)."""
   layout = CoeffLayout.for_model(face_model)
-  landmarks, vectors = sample_prior(face_model, config.prior_init_samples, seed)
+  landmarks, vectors = sample_prior(face_model, config.prior_init_samples, seed, points=points)
   rng = np.random.default_rng(seed + 1)
   noisy = landmarks + rng.normal(0, config.prior_init_noise, landmarks.shape)
   inputs = model_lib.normalise_landmarks(tf.constant(noisy, tf.float32)).numpy().astype(np.float64)

@@ -43,8 +43,12 @@ class SampleStream:
   def rng(self, k):
     return np.random.default_rng([STREAM_TAG, self.seed, k])
 
+  def render(self, k):
+    """Stream sample k as `mgc_face.synthetic.render_sample`'s dict (ground truth too)."""
+    return self._synthetic.render_sample(self.renderer, self.rng(k), self.config)
+
   def sample(self, k):
-    s = self._synthetic.render_sample(self.renderer, self.rng(k), self.config)
+    s = self.render(k)
     return (s["image"].astype(np.float32), s["skin"].astype(np.float32),
             s["noisy_landmarks"].astype(np.float32), np.float32(data_lib.FLAG_MULTIVIEW))
 

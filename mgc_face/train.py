@@ -233,31 +233,58 @@ CASCADE_BATCH = 24      # Views per forward pass of the network while collecting
 READER_SAMPLES = 4000   # Prior faces of a cascade reader's map when `prior_init_samples` is 0.
 RENDER_THREADS = 2      # Threads rendering the cascade's stream triplets.
 RENDER_CHUNK = 8        # Triplets rendered ahead of the loop that collects them.
+DENSE_NOISE_TAG = 0x44454E53  # "DENS"; an entropy word of the dense labels' noise generators.
 
 
-def cascade_views(face_model, config, data_dir, seed, step):
+def cascade_views(face_model, config, data_dir, seed, step, dense_vertices=None):
   """The views the landmark cascade trains on, as batches (images [n, 224, 224, 3] float in
-  [0, 1], labels [n, 68, 2] px): every view of the training split (fixed data sets), then
+  [0, 1], labels [n, K, 2] px): every view of the training split (fixed data sets), then
   `cascade_stream_samples` fresh triplets of the stream after the `step` batches a stream
   preset's network read (identities the network never saw; their head points err as on
-  new faces)."""
+  new faces).  The labels are the 68 landmarks' (the 1 px-noise detector stand-in), then,
+  with `dense_vertices` [M], those vertices' projections with the same noise (a dense
+  detector's stand-in; fixed sets read them from their _gt.npz files)."""
   from mgc_face import data as data_lib
+  from mgc_face import stream
+  from mgc_face import synthetic
+  from shared.model import camera as camera_lib
+  camera, noise = camera_lib.Camera(), synthetic.SyntheticConfig().landmark_noise
+
+  def labelled(image, labels, posed, rng):
+    """(image, labels [n, 68, 2]) followed by the dense vertices' noisy projections."""
+    labels = np.asarray(labels, np.float32)
+    if dense_vertices is None:
+      return image, labels
+    dense = camera_lib.project(tf.constant(posed[:, dense_vertices], tf.float32), camera).numpy()
+    dense = dense + rng.normal(0.0, noise, dense.shape)
+    return image, np.concatenate([labels, dense], 1).astype(np.float32)
+
   if not config.data_stream:
     records, landmarks, _ = data_lib.scan(data_dir, "train", report=False)
-    for record, labels in zip(records, landmarks):
-      yield data_lib.read_strip(record.image_path(data_dir)), np.asarray(labels, np.float32)
+    for index, (record, labels) in enumerate(zip(records, landmarks)):
+      strip = data_lib.read_strip(record.image_path(data_dir))
+      posed = None if dense_vertices is None else synthetic.read_ground_truth(
+          record.gt_path(data_dir))["posed"][:len(strip)]
+      yield labelled(strip, labels, posed,
+                     np.random.default_rng([DENSE_NOISE_TAG, seed, index]))
   if config.cascade_stream_samples:
     from concurrent.futures import ThreadPoolExecutor
-    from mgc_face import stream
     samples = stream.SampleStream(face_model, seed, start=step * config.batch_size)
     first, end = samples.count, samples.count + config.cascade_stream_samples
+
+    def sample(k):
+      if dense_vertices is None:
+        image, _, labels, _ = samples.sample(k)
+        return image, labels
+      s = samples.render(k)
+      return labelled(s["image"].astype(np.float32), s["noisy_landmarks"], s["posed"],
+                      np.random.default_rng([stream.STREAM_TAG, seed, k, DENSE_NOISE_TAG]))
+
     # Each sample draws from its own generator, so threads render the same faces (1.6x
     # faster on 2 cores); chunks bound the rendered views waiting in memory.
     with ThreadPoolExecutor(RENDER_THREADS) as pool:
       for start in range(first, end, RENDER_CHUNK):
-        for image, _, labels, _ in pool.map(samples.sample, range(start, min(start + RENDER_CHUNK,
-                                                                             end))):
-          yield image, labels
+        yield from pool.map(sample, range(start, min(start + RENDER_CHUNK, end)))
 
 
 def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progress=True,
@@ -280,7 +307,12 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
     pending_images.clear()
     pending_labels.clear()
 
-  views = tqdm(cascade_views(regressor.face_model, config, data_dir, seed, step),
+  dense_vertices = flip = None
+  if config.cascade_dense:
+    from shared.fit.dense import symmetric_correspondence
+    dense_vertices, dense_flip = symmetric_correspondence(regressor.face_model)
+    flip = np.concatenate([augment_lib.FLIP_PERMUTATION, cascade_lib.LANDMARKS + dense_flip])
+  views = tqdm(cascade_views(regressor.face_model, config, data_dir, seed, step, dense_vertices),
                desc="landmark cascade", unit="triplet", disable=not progress, leave=False)
   for images, marks in views:
     pending_images.append(images)
@@ -292,23 +324,30 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
   if not greys:
     raise InputError(f"{data_dir}: no training views for the landmark cascade")
   greys, points, labels = np.concatenate(greys), np.concatenate(points), np.concatenate(labels)
+  landmarks = cascade_lib.LANDMARKS
+  lift = None if dense_vertices is None else cascade_lib.fit_lift(
+      labels[:, :landmarks], labels[:, landmarks:], config.cascade_lift_ridge)
   cascade, trace = cascade_lib.fit(greys, points, labels, config.cascade_scales,
                                    config.cascade_ridge, config.cascade_shape_components, step,
-                                   config.cascade_joint_dims, config.cascade_joint_ridge)
+                                   config.cascade_joint_dims, config.cascade_joint_ridge,
+                                   config.cascade_joint_rank, lift, dense_vertices, flip)
   if config.cascade_prior_noise:
     from mgc_face import prior_init
     weights, bias = prior_init.prior_map(regressor.face_model, config.replace(
         prior_init_noise=config.cascade_prior_noise,
-        prior_init_samples=config.prior_init_samples or READER_SAMPLES))
+        prior_init_samples=config.prior_init_samples or READER_SAMPLES), points=None if
+        dense_vertices is None else np.concatenate([regressor.face_model.landmarks68,
+                                                    dense_vertices]))
     cascade.reader = (weights, bias, prior_init.supervised_columns(
         regressor.layout, ("identity", "expression")))
   cascade.save(checkpoint_dir)
 
   def error(p):
-    return float(np.mean(np.linalg.norm(p - labels, axis=-1)))
+    return float(np.mean(np.linalg.norm(p[:, :landmarks] - labels[:, :landmarks], axis=-1)))
 
-  log(f"landmark cascade: {len(greys)} views, {len(config.cascade_scales)} stages; "
-      f"mean distance to the labels {error(points):.2f} -> {error(trace[-1]):.2f} px")
+  dense = "" if lift is None else f", {len(dense_vertices)} dense points"
+  log(f"landmark cascade: {len(greys)} views, {len(config.cascade_scales)} stages{dense}; "
+      f"mean distance to the 68 labels {error(points):.2f} -> {error(trace[-1]):.2f} px")
   return cascade
 
 

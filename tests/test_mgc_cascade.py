@@ -237,6 +237,112 @@ def test_version_1_files_load_without_a_shape_space(tmp_path):
   np.testing.assert_allclose(loaded.refine(None, points, grey_images=greys), expected, atol=1e-4)
 
 
+def test_lift_places_points_that_follow_the_anchors_linearly():
+  """Dense points that are a fixed linear function of the anchors' normalised shape are
+  placed exactly by the lift, at any position and size."""
+  rng = np.random.default_rng(20)
+  anchors = rng.normal(size=(300, 68, 2)) * 5 + np.linspace(-40, 40, 68)[:, None]
+  mixing = rng.normal(size=(136, 20)) * 0.1
+  flat, centre, size = cascade_lib.relative(anchors, anchors)
+  dense = (flat @ mixing + 0.3).reshape(300, 10, 2) * size + centre
+  shift, scale = rng.uniform(50, 150, (300, 1, 2)), rng.uniform(0.5, 2, (300, 1, 1))
+  anchors, dense = anchors * scale + shift, dense * scale + shift
+  lift = cascade_lib.fit_lift(anchors[:200], dense[:200], 1e-9)
+  assert lift[0].shape == (136, 20) and lift[1].shape == (20,)
+  placed = cascade_lib.lifted(anchors[200:], lift)
+  assert placed.shape == (100, 78, 2)
+  np.testing.assert_allclose(placed[:, :68], anchors[200:])
+  np.testing.assert_allclose(placed[:, 68:], dense[200:], atol=1e-5)
+  assert cascade_lib.lifted(anchors, None) is anchors
+
+
+def test_joint_stage_by_views_and_of_full_rank_is_the_plain_solution():
+  """With more inputs than views the joint solve runs by the views: the same map as the
+  ridge normal equations; with a rank r the offsets are the full map's projected onto the
+  targets' first r principal directions (and a rank of every output is no rank)."""
+  rng = np.random.default_rng(21)
+  descriptors = rng.random((30, 5, 12)).astype(np.float32)
+  target = rng.normal(size=(30, 5, 2))
+  mean, basis, scale, weights, bias, out = cascade_lib._fit_joint(descriptors, target, 8, 0.1)
+  assert out is None and weights.shape == (40, 10)           # 40 inputs > 30 views
+  inputs = cascade_lib._joint_inputs(descriptors, (mean, basis, scale))
+  values = target.reshape(30, -1) - bias
+  plain = np.linalg.solve(inputs.T @ inputs + 0.1 * 30 * np.eye(40), inputs.T @ values)
+  np.testing.assert_allclose(weights, plain, atol=1e-8)
+  full = cascade_lib._fit_joint(descriptors, target, 8, 0.1, rank=9)
+  assert full[5].shape == (9, 10) and full[3].shape == (40, 9)
+  directions = np.linalg.svd(values, full_matrices=False)[2][:9]
+  np.testing.assert_allclose(full[5], directions, atol=1e-8)
+  ranked = cascade_lib._joint_offsets(descriptors, full).reshape(30, -1) - bias
+  plain_offsets = cascade_lib._joint_offsets(
+      descriptors, (mean, basis, scale, weights, bias, None)).reshape(30, -1) - bias
+  np.testing.assert_allclose(ranked, plain_offsets @ directions.T @ directions, atol=1e-5)
+  every = cascade_lib._fit_joint(descriptors, target, 8, 0.1, rank=10)   # rank = outputs: none
+  assert every[5] is None
+
+
+def dense_cascade(rng, stages=2, count=70):
+  """A version-4 cascade of 68 landmarks + 2 dense points with joint stages of rank 3."""
+  dims, rank = 2, 3
+  weights = (1e-3 * rng.normal(size=(stages, count, 325, 2))).astype(np.float32)
+  joint = [(rng.normal(size=(count, 324)), rng.normal(size=(324, dims)),
+            rng.random(count * dims) + 0.5, 1e-3 * rng.normal(size=(count * dims, rank)),
+            1e-3 * rng.normal(size=2 * count), rng.normal(size=(rank, 2 * count)))
+           for _ in range(stages)]
+  lift = (0.01 * rng.normal(size=(136, 2 * (count - 68))), rng.normal(size=2 * (count - 68)))
+  flip = np.concatenate([augment.FLIP_PERMUTATION, [69, 68]])
+  return cascade_lib.Cascade(weights, (16.0, 8.0)[:stages], 3.0, 5, joint=joint, lift=lift,
+                             dense_vertices=[7, 9], flip=flip)
+
+
+def test_dense_cascade_file_round_trip_and_damage(tmp_path):
+  rng = np.random.default_rng(22)
+  cascade = dense_cascade(rng)
+  cascade.save(tmp_path)
+  loaded = cascade_lib.load(tmp_path)
+  assert loaded.points == 70
+  np.testing.assert_array_equal(loaded.flip, cascade.flip)
+  np.testing.assert_array_equal(loaded.dense_vertices, [7, 9])
+  for ours, theirs in zip(loaded.lift, cascade.lift):
+    np.testing.assert_array_equal(ours, theirs)
+  for ours, theirs in zip(loaded.joint, cascade.joint):
+    for a, b in zip(ours, theirs):
+      np.testing.assert_array_equal(a, b)
+  greys = rng.integers(0, 256, (2, 224, 224), dtype=np.uint8)
+  head = rng.uniform(60, 160, (2, 68, 2)).astype(np.float32)
+  refined = loaded.refine(None, head, grey_images=greys)
+  assert refined.shape == (2, 70, 2)
+  np.testing.assert_allclose(refined, cascade.refine(None, head, grey_images=greys))
+  broken = dense_cascade(rng)
+  broken.flip = np.concatenate([augment.FLIP_PERMUTATION, [68, 68]])
+  broken.save(tmp_path)
+  with pytest.raises(InputError, match="not a pairing"):
+    cascade_lib.load(tmp_path)
+  broken.flip, broken.dense_vertices = cascade.flip, np.arange(3)
+  broken.save(tmp_path)
+  with pytest.raises(InputError, match="dense points of shapes"):
+    cascade_lib.load(tmp_path)
+  broken = dense_cascade(rng)
+  broken.joint = [stage[:5] + (stage[5][:, :-2],) for stage in broken.joint]
+  broken.save(tmp_path)
+  with pytest.raises(InputError, match="joint stages of shapes"):
+    cascade_lib.load(tmp_path)
+
+
+def test_version_3_files_load_with_full_joint_maps(tmp_path):
+  rng = np.random.default_rng(23)
+  weights = (1e-3 * rng.normal(size=(1, 68, 325, 2))).astype(np.float32)
+  joint = dict(joint_mean=rng.normal(size=(1, 68, 324)), joint_basis=rng.normal(size=(1, 324, 2)),
+               joint_scale=rng.random((1, 136)) + 0.5, joint_weights=rng.normal(size=(1, 136, 136)),
+               joint_bias=rng.normal(size=(1, 136)))
+  np.savez(tmp_path / cascade_lib.FILE_NAME, kind=np.array(cascade_lib.KIND), version=3,
+           weights=weights, scales=np.float32([8.0]), ridge=3.0, step=5,
+           shape_mean=np.zeros(136), shape_basis=np.zeros((0, 136)), **joint)
+  loaded = cascade_lib.load(tmp_path)
+  assert loaded.lift is None and loaded.flip is None and loaded.joint[0][5] is None
+  np.testing.assert_allclose(loaded.joint[0][3], joint["joint_weights"][0], rtol=1e-6)
+
+
 def test_coefficient_layer_on_the_head_points_is_the_network(mgc_trained):
   from mgc_face import infer
   regressor = infer.load_regressor(mgc_trained[0])
@@ -391,3 +497,76 @@ def test_training_again_refits_a_damaged_cascade(mgc_trained, mgc_dataset, ict_m
   assert result["images_per_second"] is None      # No step ran: no rate (JSON null, not NaN).
   assert cascade_lib.load(ckpt).step == 2
   assert any(line.startswith("landmark cascade: 12 views") for line in lines)
+
+
+def test_cascade_views_add_the_dense_vertices_noisy_projections(mgc_dataset, ict_model):
+  from mgc_face import data as data_lib
+  from mgc_face import stream
+  from mgc_face import synthetic
+  from mgc_face import train as train_lib
+  from mgc_helpers import TEST_CONFIG
+  from shared.model import camera as camera_lib
+  dense = np.array([10, 500, 2000, 4000])
+  plain = list(train_lib.cascade_views(ict_model, TEST_CONFIG, mgc_dataset, seed=0, step=2))
+  views = list(train_lib.cascade_views(ict_model, TEST_CONFIG, mgc_dataset, 0, 2, dense))
+  records, _, _ = data_lib.scan(mgc_dataset, "train", report=False)
+  samples = stream.SampleStream(ict_model, 0, start=2 * TEST_CONFIG.batch_size)
+  posed = [synthetic.read_ground_truth(r.gt_path(mgc_dataset))["posed"] for r in records]
+  posed += [samples.render(k)["posed"] for k in range(samples.count, samples.count + 2)]
+  errors = []
+  for (images, labels), (plain_images, plain_labels), vertices in zip(views, plain, posed):
+    assert labels.shape == (3, 72, 2)
+    np.testing.assert_array_equal(images, plain_images)
+    np.testing.assert_array_equal(labels[:, :68], plain_labels)
+    truth = camera_lib.project(tf.constant(vertices[:, dense], tf.float32),
+                               camera_lib.Camera()).numpy()
+    errors.append(labels[:, 68:] - truth)
+  errors = np.concatenate(errors)
+  noise = synthetic.SyntheticConfig().landmark_noise
+  assert np.abs(errors).max() < 5 * noise and 0.6 * noise < errors.std() < 1.4 * noise
+
+
+def test_a_dense_cascade_trains_and_inference_reads_every_point(mgc_trained, mgc_dataset,
+                                                                 ict_model, tmp_path):
+  """`cascade_dense`: the cascade refines the 68 landmarks and the mirror-closed dense set,
+  inference gives the 68 as the head's points, the reader (the prior map of all points)
+  reads every refined point, and the mirror averaging keeps its symmetry."""
+  import shutil
+  from mgc_face import infer
+  from mgc_face import model as model_lib
+  from mgc_face import prior_init
+  from mgc_face import train as train_lib
+  from mgc_helpers import SINGLE_VIEW
+  from shared.fit.dense import symmetric_correspondence
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  (ckpt / cascade_lib.FILE_NAME).unlink()
+  config = SINGLE_VIEW.replace(cascade_prior_noise=1.5, cascade_dense=True,
+                               cascade_shape_components=10, cascade_joint_rank=6)
+  lines = []
+  train_lib.train(ict_model, config, mgc_dataset, ckpt, steps=2, progress=False,
+                  log=lines.append)
+  assert any("484 dense points" in line for line in lines)
+  cascade = cascade_lib.load(ckpt)
+  vertices, dense_flip = symmetric_correspondence(ict_model)
+  count = 68 + len(vertices)
+  assert cascade.points == count and cascade.joint[0][5].shape == (6, 2 * count)
+  np.testing.assert_array_equal(cascade.dense_vertices, vertices)
+  np.testing.assert_array_equal(cascade.flip[68:], 68 + dense_flip)
+  expected = prior_init.prior_map(ict_model, config.replace(prior_init_noise=1.5),
+                                  points=np.concatenate([ict_model.landmarks68, vertices]))
+  np.testing.assert_allclose(cascade.reader[0], expected[0], rtol=1e-5, atol=1e-6)
+  regressor = infer.load_regressor(ckpt)
+  images = np.random.default_rng(24).random((2, 224, 224, 3)).astype(np.float32)
+  mirrors = np.ascontiguousarray(images[:, :, ::-1])
+  raw = [regressor.network(tf.constant(x))[2].numpy() for x in (images, mirrors)]
+  points = 0.5 * (cascade.refine(images, raw[0]) +
+                  augment.mirror_points(cascade.refine(mirrors, raw[1]), 224, cascade.flip))
+  head = regressor.head_landmarks(tf.constant(images))[1][0].numpy()
+  np.testing.assert_allclose(head, points[:, :68], atol=1e-3)
+  mirrored = regressor.head_landmarks(tf.constant(mirrors))[1][0].numpy()
+  np.testing.assert_allclose(mirrored, augment.mirror_points(head, 224), atol=1e-3)
+  coefficients = regressor.layout.join(regressor(images)[0]).numpy()
+  read = model_lib.normalise_landmarks(tf.constant(points)).numpy() @ expected[0] + expected[1]
+  mask = cascade.reader[2]
+  np.testing.assert_allclose(coefficients[:, mask], read[:, mask], rtol=1e-3, atol=1e-3)

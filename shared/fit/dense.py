@@ -80,6 +80,27 @@ def load_correspondence(face_model, path=CORRESPONDENCE_FILE):
   return vertices, weights
 
 
+def symmetric_correspondence(face_model, path=CORRESPONDENCE_FILE):
+  """MediaPipe's points made mirror-closed: (vertices [M] int32, flip [M] int32).
+
+  The correspondence's vertices on the face's left half and their mirror twins
+  (`shared.mesh.symmetry`; M is 488 for the ICT model), so the set maps onto
+  itself when the image is mirrored (`flip`: the position of each point's
+  twin).  A dense point set for image-based refinement (`mgc_face.cascade`).
+
+  Raises:
+    InputError: as `load_correspondence`, or a face model whose mean mesh is not
+      mirror-symmetric.
+  """
+  from shared.mesh.symmetry import mirror_permutation, symmetric_subset
+  vertices = np.asarray(face_model.mean_shape).reshape(-1, 3)
+  try:
+    twin = mirror_permutation(vertices)
+  except ValueError as error:
+    raise InputError(f"{face_model.name}: {error}") from None
+  return symmetric_subset(vertices, load_correspondence(face_model, path)[0], twin)
+
+
 def dense_model(face_model, vertices):
   """A copy of `face_model` whose landmark vertices are the 468 `vertices`
   (so `Fitter`/`FaceSynthesizer` on it fit and project the dense points)."""
