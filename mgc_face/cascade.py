@@ -168,12 +168,13 @@ def _with_bias(values):
 
 def _offsets(descriptors, weights):
   """One stage's offsets in face-size units: [N, K, F] descriptors, [K, F + 1, 2] weights
-  (last row: the bias) -> [N, K, 2] (float64, in blocks of landmarks)."""
-  out = np.empty(descriptors.shape[:2] + (2,))
+  (last row: the bias) -> [N, K, 2], computed in the weights' precision (float32 at
+  inference, float64 in training), in blocks of landmarks."""
+  out = np.empty(descriptors.shape[:2] + (2,), weights.dtype)
   for start in range(0, descriptors.shape[1], LANDMARK_BLOCK):
     block = slice(start, start + LANDMARK_BLOCK)
-    out[:, block] = (np.einsum("nkf,kfo->nko", descriptors[:, block].astype(np.float64),
-                               weights[block, :-1]) + weights[block, -1])
+    inputs = _with_bias(descriptors[:, block].astype(weights.dtype))
+    out[:, block] = np.einsum("nkf,kfo->nko", inputs, weights[block])
   return out
 
 
@@ -196,10 +197,10 @@ def _joint_inputs(descriptors, joint):
   """[N, K, F] descriptors -> [N, K d] standardised components for one joint stage
   (`joint`: mean [K, F], basis [F, d], scale [K d], ...), in blocks of views."""
   mean, basis, scale = joint[:3]
-  out = np.empty((len(descriptors), scale.shape[0]))
+  out = np.empty((len(descriptors), scale.shape[0]), mean.dtype)   # The stage's precision.
   for start in range(0, len(descriptors), VIEW_BLOCK):
     rows = slice(start, start + VIEW_BLOCK)
-    reduced = (descriptors[rows].astype(np.float64) - mean) @ basis
+    reduced = (descriptors[rows].astype(mean.dtype) - mean) @ basis
     out[rows] = reduced.reshape(len(reduced), -1) / scale
   return out
 
