@@ -37,7 +37,10 @@ Optionally the cascade carries a reader: a linear map from the refined
 points (normalised as the coefficient layer's input) to some coefficients
 (a mask says which), used instead of the coefficient layer for those.  The
 `cpu_hour` preset reads identity and expression with the prior map
-(`mgc_face/prior_init.py`) at its points' precision (session 14).
+(`mgc_face/prior_init.py`) at its points' precision (session 14).  A reader
+may be gated by yaw (session 22): one map per yaw in `centres` (degrees),
+the two nearest the face's yaw (read from the coefficient vector) blended
+linearly.
 
 Optionally (`lift`, session 21) the cascade refines a dense point set beside
 the 68 landmarks: K = 68 + M points, the M dense ones (MediaPipe's mesh points
@@ -55,9 +58,11 @@ step it was trained for, the reader (weights [139, C'], bias [C'],
 mask [C'] over the coefficient vector) when it has one, and the joint
 stages (version 3) when it has them: descriptor means [S, 68, F], bases
 [S, F, d], scales [S, K d], weights [S, K d, 2K] (or [S, K d, r] with
-output bases [S, r, 2K], version 4) and biases [S, 2K], and the dense points
+output bases [S, r, 2K], version 4) and biases [S, 2K], the dense points
 (version 4) when it has them: the lift (weights [136, 2M], bias [2M]), their
-vertex ids [M] and the mirror permutation of all K points `flip` [K].
+vertex ids [M] and the mirror permutation of all K points `flip` [K], and a
+yaw-gated reader (version 5): weights [G, 2K + 3, C'], biases [G, C'] and
+their yaws `reader_yaw_centres` [G] (degrees, increasing).
 """
 
 import zipfile
@@ -72,8 +77,10 @@ from shared.render.image_sampling import PIXEL_CENTER
 
 FILE_NAME = "cascade.npz"
 KIND = "face3d-mgc-landmark-cascade"
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)  # 1: no shape space; 2: no joint stages; 3: no dense points.
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # 1: no shape space; 2: no joint stages; 3: no dense
+# points; 4: no yaw-gated reader.
+READER_KEYS = ("reader_weights", "reader_bias", "reader_mask", "reader_yaw_centres")
 JOINT_KEYS = ("joint_mean", "joint_basis", "joint_scale", "joint_weights", "joint_bias")
 JOINT_OUT_KEY = "joint_out"
 DENSE_KEYS = ("lift_weights", "lift_bias", "dense_vertices", "flip")
@@ -291,7 +298,8 @@ class Cascade:
       (`shape_space`; C = 0: none).
     step: the network step the cascade was trained for.
     reader: None, or (weights [2K + 3, C'], bias [C'], mask [C'] bool): the coefficients
-      under the mask are read from the refined points (`read`).
+      under the mask are read from the refined points (`read`); or gated by yaw,
+      (weights [G, 2K + 3, C'], bias [G, C'], mask, centres [G] degrees increasing).
     joint: None, or one tuple per stage (mean [K, F], basis [F, d], scale [K d], weights
       [K d, 2K] or [K d, r], bias [2K], out None or [r, 2K]) of the joint regression after
       the stage's per-landmark one.
@@ -312,9 +320,11 @@ class Cascade:
                        else np.asarray(shape_mean, np.float64))
     self.shape_basis = (np.zeros((0, values)) if shape_basis is None
                         else np.asarray(shape_basis, np.float64))
-    self.reader = None if reader is None else (np.asarray(reader[0], np.float32),
-                                               np.asarray(reader[1], np.float32),
-                                               np.asarray(reader[2], bool))
+    self.reader = None if reader is None else (
+        np.asarray(reader[0], np.float32), np.asarray(reader[1], np.float32),
+        np.asarray(reader[2], bool)) + (
+            (np.asarray(reader[3], np.float64),) if len(reader) > 3 and reader[3] is not None
+            else ())
     self.joint = None if joint is None else [_joint_stage(stage) for stage in joint]
     self.lift = None if lift is None else tuple(np.asarray(a, np.float32) for a in lift)
     self.dense_vertices = None if dense_vertices is None else np.asarray(dense_vertices, np.int32)
@@ -325,14 +335,31 @@ class Cascade:
     """K, the number of points it refines (68, or 68 + M with dense points)."""
     return self.weights.shape[1]
 
-  def read(self, normalised_points, vectors):
+  @property
+  def gated(self):
+    """Whether the reader is gated by yaw (`read` then needs the faces' yaws)."""
+    return self.reader is not None and len(self.reader) > 3
+
+  def read(self, normalised_points, vectors, yaw=None):
     """Coefficient vectors [N, C'] with the reader's coefficients replaced by what it reads
     from `normalised_points` [N, 2K + 3] (`mgc_face.model.normalise_landmarks` of all the
-    refined points); unchanged without a reader."""
+    refined points); unchanged without a reader.  A gated reader blends the maps of the
+    two centres around each face's `yaw` [N] (degrees; clamped to the outer centres)."""
     if self.reader is None:
       return vectors
-    weights, bias, mask = self.reader
-    return np.where(mask, normalised_points @ weights + bias, vectors).astype(np.float32)
+    weights, bias, mask = self.reader[:3]
+    if not self.gated:
+      return np.where(mask, normalised_points @ weights + bias, vectors).astype(np.float32)
+    if yaw is None:
+      raise ValueError("a yaw-gated reader needs the faces' yaws")
+    centres = self.reader[3]
+    position = np.interp(np.asarray(yaw, np.float64), centres, np.arange(len(centres)))
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, len(centres) - 1)
+    share = (position - low)[:, None]
+    read = ((1.0 - share) * (np.einsum("nd,ndc->nc", normalised_points, weights[low]) + bias[low])
+            + share * (np.einsum("nd,ndc->nc", normalised_points, weights[high]) + bias[high]))
+    return np.where(mask, read, vectors).astype(np.float32)
 
   def refine(self, images, points, grey_images=None):
     """[N, 224, 224, 3] float in [0, 1], the head's [N, 68, 2] px -> refined [N, K, 2] px
@@ -359,8 +386,7 @@ class Cascade:
     savez_atomic(Path(checkpoint_dir) / FILE_NAME, kind=np.array(KIND), version=VERSION,
                  weights=self.weights, scales=self.scales, ridge=self.ridge, step=self.step,
                  shape_mean=self.shape_mean, shape_basis=self.shape_basis,
-                 **({} if self.reader is None else
-                    dict(zip(("reader_weights", "reader_bias", "reader_mask"), self.reader))),
+                 **({} if self.reader is None else dict(zip(READER_KEYS, self.reader))),
                  **joint, **dense)
 
 
@@ -438,12 +464,8 @@ def load(checkpoint_dir):
           raise InputError(f"{path}: shape space of shapes {list(mean.shape)} and "
                            f"{list(basis.shape)}, expected [{values}] and [C, {values}]")
       reader = None
-      if "reader_weights" in data:
-        reader = data["reader_weights"], data["reader_bias"], data["reader_mask"]
-        if (reader[0].ndim != 2 or reader[1].shape != reader[0].shape[1:]
-            or reader[2].shape != reader[0].shape[1:]):
-          raise InputError(f"{path}: reader of shapes {[list(r.shape) for r in reader]}, "
-                           "expected [D, C], [C] and [C]")
+      if READER_KEYS[0] in data:
+        reader = _check_reader(path, [data[key] for key in READER_KEYS if key in data])
       joint = None
       if version >= 3 and JOINT_KEYS[0] in data:
         joint = _check_joint(path, [data[key] for key in JOINT_KEYS],
@@ -456,6 +478,23 @@ def load(checkpoint_dir):
                      reader, joint, dense[:2] if dense[0] is not None else None, *dense[2:])
   except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
     raise InputError(f"{path}: damaged landmark cascade ({type(error).__name__})") from None
+
+
+def _check_reader(path, arrays):
+  """The reader's arrays (as `READER_KEYS`; the yaw centres only when gated); InputError on
+  shapes that do not fit together or centres that do not increase."""
+  weights = arrays[0]
+  gated = len(arrays) > 3
+  groups = [arrays[3].shape[0]] if gated else []
+  expected = [tuple(groups) + weights.shape[-2:], tuple(groups) + weights.shape[-1:],
+              weights.shape[-1:]] + [tuple(groups)] * gated
+  if weights.ndim != 2 + gated or any(a.shape != e for a, e in zip(arrays, expected)):
+    names = "[G, D, C], [G, C], [C] and [G]" if gated else "[D, C], [C] and [C]"
+    raise InputError(f"{path}: reader of shapes {[list(a.shape) for a in arrays]}, "
+                     f"expected {names}")
+  if gated and np.any(np.diff(arrays[3]) <= 0):
+    raise InputError(f"{path}: the reader's yaw centres do not increase")
+  return arrays
 
 
 def _check_joint(path, arrays, out, weights_shape):

@@ -61,6 +61,10 @@ mirror: 15 / 20 / 30 gave 0.828 / 0.820 / 0.823 over three seeds).
 Since session 21 `cpu_hour`'s cascade also refines 484 dense points and its
 reader reads them all (`cascade_dense`; shape space 60, joint maps of rank 128;
 session 20's bench measured the lever, docs/mgc.md "Session 21").
+Since session 22 that reader is one prior map per 10 degrees of yaw, each fitted
+on the prior faces within 10 degrees of its yaw (40,000 faces in all), blended
+at the face's yaw (`cascade_reader_yaw_step`; chosen on `out/std/probe_s1`:
+0.593 with one map, 0.555 gated; docs/mgc.md "Session 22").
 """
 
 import dataclasses
@@ -122,6 +126,12 @@ class MGCConfig:
   cascade_dense: bool = False
   cascade_lift_ridge: float = 1e-3
   cascade_joint_rank: int = 0         # > 0: joint maps to this many target directions (file size).
+  # The reader as one prior map per yaw, this many degrees apart over the data's yaw range (0:
+  # one map), each fitted on the prior faces within `cascade_reader_yaw_window` degrees of its
+  # yaw; `cascade_reader_samples` prior faces in all (0: `prior_init_samples`; session 22).
+  cascade_reader_yaw_step: float = 0.0
+  cascade_reader_yaw_window: float = 10.0
+  cascade_reader_samples: int = 0
   w_landmark_head: float = 0.0        # Weight of the head's own landmark loss (pixels^2).
   w_heatmap: float = 0.0              # Weight of the heatmap cross-entropy (nats).
   heatmap_sigma: float = 1.0          # Its Gaussian targets' std, in heatmap cells.
@@ -228,7 +238,8 @@ PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, land
                                           checkpoint_every=500, summary_every=50,
                                           image_summary_every=1000, cascade_prior_noise=1.5,
                                           cascade_dense=True, cascade_shape_components=60,
-                                          cascade_joint_rank=128)
+                                          cascade_joint_rank=128, cascade_reader_yaw_step=10.0,
+                                          cascade_reader_samples=40000)
 
 
 def get_config(name):

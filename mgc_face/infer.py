@@ -99,7 +99,8 @@ class Regressor(model_lib.Regressor):
       outputs[0] = self.coefficients_from_shape(outputs[1], shape)
       if self.cascade.reader is not None:   # It reads every refined point, dense ones too.
         every = model_lib.normalise_landmarks(tf.constant(points)).numpy()
-        outputs[0] = tf.constant(self.cascade.read(every, outputs[0].numpy()))
+        yaw = np.degrees(self.layout.split(outputs[0]).rotation.numpy()[:, 1])
+        outputs[0] = tf.constant(self.cascade.read(every, outputs[0].numpy(), yaw))
     return outputs
 
   def refined_points(self, images, head_points):

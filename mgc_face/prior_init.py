@@ -81,19 +81,57 @@ def supervised_columns(layout, parts=SUPERVISED_PARTS):
   return keep
 
 
-def prior_map(face_model, config, seed=0, points=None):
-  """(W [2K + 3, size], b [size]): ridge map from normalised landmarks to coefficients
-  (`points`: as `sample_prior`'s; K = 68 by default)."""
-  layout = CoeffLayout.for_model(face_model)
+def _prior_inputs(face_model, config, seed, points):
+  """`config.prior_init_samples` prior faces as (normalised noisy points [count, 2K + 3],
+  coefficient vectors [count, size], yaw [count] degrees), float64."""
   landmarks, vectors = sample_prior(face_model, config.prior_init_samples, seed, points=points)
   rng = np.random.default_rng(seed + 1)
   noisy = landmarks + rng.normal(0, config.prior_init_noise, landmarks.shape)
   inputs = model_lib.normalise_landmarks(tf.constant(noisy, tf.float32)).numpy().astype(np.float64)
-  weights, bias = ridge(inputs, vectors.astype(np.float64), config.prior_init_ridge)
-  keep = supervised_columns(layout)
+  yaw = np.degrees(CoeffLayout.for_model(face_model).split(vectors).rotation.numpy()[:, 1])
+  return inputs, vectors.astype(np.float64), yaw.astype(np.float64)
+
+
+def _supervised_ridge(inputs, vectors, penalty, keep):
+  """`ridge` with the columns outside `keep` zeroed: (W [D, size], b [size]) float32."""
+  weights, bias = ridge(inputs, vectors, penalty)
   weights[:, ~keep] = 0.0
   bias[~keep] = 0.0
   return weights.astype(np.float32), bias.astype(np.float32)
+
+
+def prior_map(face_model, config, seed=0, points=None):
+  """(W [2K + 3, size], b [size]): ridge map from normalised landmarks to coefficients
+  (`points`: as `sample_prior`'s; K = 68 by default)."""
+  inputs, vectors, _ = _prior_inputs(face_model, config, seed, points)
+  return _supervised_ridge(inputs, vectors, config.prior_init_ridge,
+                           supervised_columns(CoeffLayout.for_model(face_model)))
+
+
+def yaw_centres(step, max_yaw=synthetic.SyntheticConfig().max_yaw):
+  """[G] yaws (degrees) from -max_yaw to max_yaw, `step` apart: a gated map's centres."""
+  count = int(round(2.0 * max_yaw / step)) + 1
+  return np.linspace(-max_yaw, max_yaw, count)
+
+
+def yaw_gated_map(face_model, config, centres, window, seed=0, points=None):
+  """(W [G, 2K + 3, size], b [G, size]): one `prior_map` per yaw in `centres` [G] (degrees),
+  each fitted on the prior faces whose yaw is within `window` degrees of it.
+
+  A single linear map must read shape from points whose layout also moves with the
+  head's yaw; a map per yaw reads it from faces seen from about one side (docs/mgc.md,
+  "Session 22").  The same faces and noise as `prior_map` for the same config and seed.
+  """
+  inputs, vectors, yaw = _prior_inputs(face_model, config, seed, points)
+  keep = supervised_columns(CoeffLayout.for_model(face_model))
+  maps = []
+  for centre in np.asarray(centres, np.float64):
+    rows = np.abs(yaw - centre) <= window
+    if rows.sum() <= inputs.shape[1] // 4:
+      raise ValueError(f"only {rows.sum()} prior faces within {window} degrees of yaw "
+                       f"{centre}; raise prior_init_samples")
+    maps.append(_supervised_ridge(inputs[rows], vectors[rows], config.prior_init_ridge, keep))
+  return np.stack([m[0] for m in maps]), np.stack([m[1] for m in maps])
 
 
 def init_coefficient_head(network, face_model, config, seed=0):

@@ -287,6 +287,26 @@ def cascade_views(face_model, config, data_dir, seed, step, dense_vertices=None)
         yield from pool.map(sample, range(start, min(start + RENDER_CHUNK, end)))
 
 
+def cascade_reader(regressor, config, dense_vertices=None):
+  """The cascade's reader (`Cascade.reader`): the prior map (`mgc_face/prior_init.py`) from all
+  the refined points at `cascade_prior_noise` px to identity and expression; one map per yaw
+  under `cascade_reader_yaw_step`.  It reads the face model only, no image or label."""
+  from mgc_face import prior_init
+  reader_config = config.replace(
+      prior_init_noise=config.cascade_prior_noise,
+      prior_init_samples=(config.cascade_reader_samples or config.prior_init_samples
+                          or READER_SAMPLES))
+  points = None if dense_vertices is None else np.concatenate(
+      [regressor.face_model.landmarks68, dense_vertices])
+  mask = prior_init.supervised_columns(regressor.layout, ("identity", "expression"))
+  if not config.cascade_reader_yaw_step:
+    return prior_init.prior_map(regressor.face_model, reader_config, points=points) + (mask,)
+  centres = prior_init.yaw_centres(config.cascade_reader_yaw_step)
+  return prior_init.yaw_gated_map(regressor.face_model, reader_config, centres,
+                                  config.cascade_reader_yaw_window, points=points) + (mask,
+                                                                                      centres)
+
+
 def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progress=True,
                   log=print):
   """Fits the landmark cascade (`mgc_face.cascade`) on the head's points of the training views
@@ -332,14 +352,7 @@ def train_cascade(regressor, config, data_dir, checkpoint_dir, seed, step, progr
                                    config.cascade_joint_dims, config.cascade_joint_ridge,
                                    config.cascade_joint_rank, lift, dense_vertices, flip)
   if config.cascade_prior_noise:
-    from mgc_face import prior_init
-    weights, bias = prior_init.prior_map(regressor.face_model, config.replace(
-        prior_init_noise=config.cascade_prior_noise,
-        prior_init_samples=config.prior_init_samples or READER_SAMPLES), points=None if
-        dense_vertices is None else np.concatenate([regressor.face_model.landmarks68,
-                                                    dense_vertices]))
-    cascade.reader = (weights, bias, prior_init.supervised_columns(
-        regressor.layout, ("identity", "expression")))
+    cascade.reader = cascade_reader(regressor, config, dense_vertices)
   cascade.save(checkpoint_dir)
 
   def error(p):

@@ -211,6 +211,36 @@ def test_reader_replaces_its_coefficients_and_round_trips(tmp_path):
     cascade_lib.load(tmp_path)
 
 
+def test_yaw_gated_reader_blends_the_two_nearest_maps_and_round_trips(tmp_path):
+  rng = np.random.default_rng(22)
+  weights = rng.normal(size=(1, 68, 325, 2)).astype(np.float32)
+  centres = np.array([-20.0, 0.0, 20.0])
+  mask = np.array([1, 1, 0, 0, 1, 0], bool)
+  reader = (rng.normal(size=(3, 139, 6)), rng.normal(size=(3, 6)), mask, centres)
+  cascade = cascade_lib.Cascade(weights, (8.0,), 3.0, 4, reader=reader)
+  assert cascade.gated
+  inputs, vectors = rng.normal(size=(4, 139)), rng.normal(size=(4, 6))
+  yaw = np.array([0.0, 5.0, -35.0, 90.0])      # A centre, between two, and past each end.
+  maps = [inputs @ reader[0][g] + reader[1][g] for g in range(3)]
+  expected = np.stack([maps[1][0], 0.75 * maps[1][1] + 0.25 * maps[2][1], maps[0][2],
+                       maps[2][3]])
+  read = cascade.read(inputs, vectors, yaw)
+  np.testing.assert_allclose(read[:, mask], expected[:, mask], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(read[:, ~mask], vectors[:, ~mask], rtol=1e-6)
+  with pytest.raises(ValueError, match="yaw"):
+    cascade.read(inputs, vectors)
+  cascade.save(tmp_path)
+  loaded = cascade_lib.load(tmp_path)
+  assert loaded.gated
+  np.testing.assert_allclose(loaded.read(inputs, vectors, yaw), read, rtol=1e-6)
+  for damaged, message in (((reader[0], reader[1], mask, centres[::-1]), "do not increase"),
+                           ((reader[0], reader[1][:2], mask, centres), "reader of shapes"),
+                           ((reader[0][0], reader[1][0], mask, centres), "reader of shapes")):
+    cascade_lib.Cascade(weights, (8.0,), 3.0, 4, reader=damaged).save(tmp_path)
+    with pytest.raises(InputError, match=message):
+      cascade_lib.load(tmp_path)
+
+
 def test_version_2_files_load_without_joint_stages(tmp_path):
   rng = np.random.default_rng(16)
   weights = (1e-3 * rng.normal(size=(1, 68, 325, 2))).astype(np.float32)
