@@ -501,6 +501,44 @@ def test_a_prior_noise_gives_the_cascade_the_prior_map_as_reader(mgc_trained, mg
                                                                     ("identity", "expression")))
 
 
+def test_refit_tool_gives_a_trained_cascade_the_presets_gated_reader(mgc_trained, ict_model,
+                                                                       tmp_path, capsys):
+  import json
+  import shutil
+  from mgc_face import config as config_lib
+  from mgc_face import infer
+  from mgc_face import prior_init
+  import sys
+  from pathlib import Path
+  sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+  import refit_cascade_reader as tool
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  old = cascade_lib.load(ckpt)
+  assert tool.main(["--checkpoint", str(ckpt), "--config", "cpu_hour"]) == 0
+  preset = config_lib.get_config("cpu_hour")
+  new = cascade_lib.load(ckpt)
+  np.testing.assert_array_equal(new.weights, old.weights)        # The stages are kept.
+  centres = prior_init.yaw_centres(preset.cascade_reader_yaw_step)
+  np.testing.assert_allclose(new.reader[3], centres)
+  weights, bias = prior_init.yaw_gated_map(
+      ict_model, preset.replace(prior_init_noise=preset.cascade_prior_noise,
+                                prior_init_samples=preset.cascade_reader_samples),
+      centres, preset.cascade_reader_yaw_window)
+  np.testing.assert_allclose(new.reader[0], weights, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(new.reader[1], bias, rtol=1e-5, atol=1e-6)
+  meta = json.loads((ckpt / "meta.json").read_text())
+  assert meta["config"]["cascade_reader_yaw_step"] == preset.cascade_reader_yaw_step
+  regressor = infer.load_regressor(ckpt)
+  assert regressor.cascade.gated
+  coefficients = regressor.layout.join(regressor(np.full((1, 224, 224, 3), 0.5, np.float32))[0])
+  assert np.all(np.isfinite(coefficients.numpy()))
+  capsys.readouterr()
+  (ckpt / cascade_lib.FILE_NAME).unlink()
+  assert tool.main(["--checkpoint", str(ckpt)]) == 2
+  assert capsys.readouterr().err.strip().startswith(f"error: {ckpt}: no landmark cascade")
+
+
 def test_a_cascade_of_another_step_is_not_used(mgc_trained, tmp_path, capsys):
   import shutil
   from mgc_face import infer
