@@ -186,3 +186,20 @@ def test_a_network_start_is_reposed_only_when_that_fits_better(fitter, target):
   assert error[0].max() < MAX_START_ERROR_DEGREES, error      # re-posed
   np.testing.assert_array_equal(start.rotation.numpy()[1], coeffs.rotation.numpy()[1])  # kept
   np.testing.assert_array_equal(start.identity.numpy(), coeffs.identity.numpy())
+
+
+def test_a_shape_prior_at_the_start_holds_the_start_where_the_points_agree(synthesizer, target):
+  """Started at the true face, with landmarks that it already fits, a strong shape prior
+  centred on the mean face pulls identity away from the truth; centred on the start it
+  leaves it there (the prior's gradient is zero at its centre)."""
+  images, landmarks, coeffs = target
+  config = dataclasses.replace(TEST_CONFIG, photometric_steps=0, landmark_steps=30,
+                               shape_weight=1.0)
+  zero = fitting.Fitter(synthesizer, config).fit(images, landmarks, init=coeffs, render=False)
+  at_start = fitting.Fitter(synthesizer, dataclasses.replace(
+      config, shape_prior_at_start=True)).fit(images, landmarks, init=coeffs, render=False)
+  truth = coeffs.identity.numpy()
+  kept = np.abs(at_start.coeffs.identity.numpy() - truth).max()
+  pulled = np.abs(zero.coeffs.identity.numpy() - truth).max()
+  assert kept < 1e-2 and pulled > 20 * kept, (kept, pulled)
+  assert np.linalg.norm(zero.coeffs.identity.numpy()) < np.linalg.norm(truth)

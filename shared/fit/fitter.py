@@ -123,6 +123,9 @@ class FitConfig:
   # its steps, the targets become f(rotation so far) and the stage resumes;
   # 0: f gets the start pose (0, 0.3 and 0.5 scored alike on synthetic renders).
   retarget_fraction: float = 0.0
+  # The shape prior pulls identity and expression towards `fit(init=...)`'s instead of the
+  # mean face's: a regressor's estimate as the prior's mean (MGC eval, session 22).
+  shape_prior_at_start: bool = False
 
   @property
   def steps(self):
@@ -229,9 +232,12 @@ class Fitter:
   def _coeffs(self, params):
     return Coefficients(*[p * s for p, s in zip(params, self.scales)])
 
-  def _regularisation(self, coeffs):
+  def _regularisation(self, coeffs, inputs):
+    """Priors per face [B]; the shape prior's centre is `inputs`' last two entries."""
     c = self.config
-    return (c.shape_weight * losses.shape_regularisation(coeffs.identity, coeffs.expression,
+    centre_identity, centre_expression = inputs[4:6]
+    return (c.shape_weight * losses.shape_regularisation(coeffs.identity - centre_identity,
+                                                         coeffs.expression - centre_expression,
                                                          c.expression_ratio) +
             c.albedo_weight * losses.albedo_regularisation(coeffs.albedo))
 
@@ -244,20 +250,20 @@ class Fitter:
 
   def _landmark_objective(self, params, inputs):
     """Landmarks + regularisation, decoding the landmark vertices only."""
-    _, landmarks, weights, _ = inputs
+    landmarks, weights = inputs[1:3]
     coeffs = self._coeffs(params)
     points = self.landmark_decoder(coeffs.identity, coeffs.expression)
     posed = camera_lib.transform(points, coeffs.rotation, coeffs.translation)
     projected = camera_lib.project(posed, self.camera)
     lm = self._landmark_loss(projected, landmarks, weights)
-    return self.config.landmark_weight * lm + self._regularisation(coeffs)
+    return self.config.landmark_weight * lm + self._regularisation(coeffs, inputs)
 
   def _photometric_terms(self, image, mask, region, images):
     return self.config.photometric_weight * losses.photometric_loss(image, mask, images, region)
 
   def _photometric_objective(self, params, inputs):
     """Landmarks + photometric + regularisation on a full render."""
-    images, landmarks, weights, skin = inputs
+    images, landmarks, weights, skin = inputs[:4]
     coeffs = self._coeffs(params)
     syn = self.synthesizer(coeffs, render=False)
     lm = self._landmark_loss(syn.landmarks2d, landmarks, weights)
@@ -266,7 +272,7 @@ class Fitter:
     out = self.synthesizer.render_attributes(syn.posed, attributes)
     photo = self._photometric_terms(out.image[..., :3], out.mask, out.image[..., 3:] * skin,
                                     images)
-    return self.config.landmark_weight * lm + photo + self._regularisation(coeffs)
+    return self.config.landmark_weight * lm + photo + self._regularisation(coeffs, inputs)
 
   # -- optimisation -------------------------------------------------------------------------
 
@@ -328,7 +334,7 @@ class Fitter:
 
     @tf.function
     def stage(params, inputs, steps):
-      images, _, _, skin = inputs
+      images, skin = inputs[0], inputs[3]
       params = tuple(params)
       syn = self.synthesizer(self._coeffs(params), render=False)
       clip = render_lib.to_clip(syn.posed, camera)
@@ -461,7 +467,10 @@ class Fitter:
     params = tuple(v / s for v, s in zip(coeffs, self.scales))
     weights_np = (self.face_weights(coeffs.rotation.numpy()) if weights is None
                   else np.asarray(weights, np.float32))
-    inputs = (images, landmarks, tf.constant(weights_np), skin)
+    centre = ((coeffs.identity, coeffs.expression)
+              if self.config.shape_prior_at_start and init is not None
+              else (tf.zeros_like(coeffs.identity), tf.zeros_like(coeffs.expression)))
+    inputs = (images, landmarks, tf.constant(weights_np), skin) + centre
     histories = []
     landmark_steps = self.config.landmark_steps
     parts = [(self._landmark_stage, landmark_steps)]
