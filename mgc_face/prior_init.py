@@ -29,6 +29,7 @@ from shared.model.coeffs import CoeffLayout
 from shared.render.face_image import FaceSynthesizer
 
 CHUNK = 512
+MIN_WINDOW_FACES = 0.25   # A gated map's window needs more faces than this per map input.
 SUPERVISED_PARTS = ("identity", "expression", "rotation", "translation")
 
 
@@ -127,7 +128,7 @@ def yaw_gated_map(face_model, config, centres, window, seed=0, points=None):
   maps = []
   for centre in np.asarray(centres, np.float64):
     rows = np.abs(yaw - centre) <= window
-    if rows.sum() <= inputs.shape[1] // 4:
+    if rows.sum() <= MIN_WINDOW_FACES * inputs.shape[1]:
       raise ValueError(f"only {rows.sum()} prior faces within {window} degrees of yaw "
                        f"{centre}; raise prior_init_samples")
     maps.append(_supervised_ridge(inputs[rows], vectors[rows], config.prior_init_ridge, keep))
