@@ -13,7 +13,12 @@ the coarse geometry, so they are compared on the same pixels.  Per image:
   the RGB channels of the visible vertices (the refiner's visibility > 0.5:
   front-facing, unoccluded, inside the eroded alpha), between the coarse or
   refined albedo and the true one.  Vertices correspond by index, so this
-  compares textures even where the coarse geometry is off.
+  compares textures even where the coarse geometry is off;
+* scale-invariant albedo RMSE: the same after scaling the estimate by the one
+  number per image that best fits the truth (least squares over the visible
+  RGB values).  The image cannot tell a brighter albedo under dimmer light
+  from the truth (docs/gcn.md, "Session 19"), so this is the part of the
+  albedo error that an image can, in principle, correct: detail and colour.
 
 Reported numbers are means over the images.  With `pictures`, one PNG per
 image: top row input | coarse | refined | ground truth, each lit by the
@@ -35,6 +40,7 @@ from shared.io.fileio import write_text_atomic
 
 METRICS = ("l1", "psnr", "ssim")
 ALBEDO_METRIC = "albedo_rmse"
+ALBEDO_SI_METRIC = "albedo_si_rmse"   # Scale-invariant: after the best brightness.
 TRUTH_SUFFIX = "_gt.npz"       # The synthetic dataset's ground truth beside each strip.
 VIEW_SEPARATOR = "#"           # create_bin names a source view 'id/frame#k'.
 VISIBLE_THRESHOLD = 0.5
@@ -81,6 +87,29 @@ def albedo_rmse(albedo, truth, visibility):
     return None
   diff = np.asarray(albedo, np.float64)[visible] - np.asarray(truth, np.float64)[visible]
   return float(np.sqrt(np.mean(diff ** 2)))
+
+
+def albedo_si_rmse(albedo, truth, visibility):
+  """RMSE after the best single brightness scale, or None if no vertex is visible.
+
+  With a and t the RGB values of the visible vertices, the scale is
+  s = <a, t> / <a, a> (least squares) and the result RMSE(s a - t); it is the
+  same for albedo and k x albedo (k > 0), so a global brightness error, which
+  the light's intensity hides, does not count.  An all-zero estimate keeps
+  s = 0.
+
+  Args:
+    albedo, truth: [V, 3] in [0, 1].
+    visibility: [V] or [V, 1]; a vertex counts when it exceeds VISIBLE_THRESHOLD.
+  """
+  visible = np.asarray(visibility).reshape(-1) > VISIBLE_THRESHOLD
+  if not visible.any():
+    return None
+  a = np.asarray(albedo, np.float64)[visible]
+  t = np.asarray(truth, np.float64)[visible]
+  norm = float(np.sum(a * a))
+  scale = float(np.sum(a * t)) / norm if norm > 0 else 0.0
+  return float(np.sqrt(np.mean((scale * a - t) ** 2)))
 
 
 def truth_albedo(reader, num_vertices):
@@ -168,8 +197,9 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
       for stage in STAGES:
         row[stage] = masked_metrics(images[k], out[stage][k], out["face"][k])
         if row[stage] is not None and truths[index] is not None:
-          row[stage][ALBEDO_METRIC] = albedo_rmse(out[f"{stage}_albedo"][k], truths[index],
-                                                  out["visibility"][k])
+          for metric, score in ((ALBEDO_METRIC, albedo_rmse), (ALBEDO_SI_METRIC, albedo_si_rmse)):
+            row[stage][metric] = score(out[f"{stage}_albedo"][k], truths[index],
+                                       out["visibility"][k])
       per_image.append(row)
       if pictures is not None:
         written.append(_write_picture(pictures, reader.names[index], index, images[k], out, k,
@@ -181,8 +211,8 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
              for stage in STAGES}
   scored = [r for r in valid if r["coarse"].get(ALBEDO_METRIC) is not None]
   for stage in STAGES:
-    if scored:
-      summary[stage][ALBEDO_METRIC] = float(np.mean([r[stage][ALBEDO_METRIC] for r in scored]))
+    for metric in (ALBEDO_METRIC, ALBEDO_SI_METRIC) if scored else ():
+      summary[stage][metric] = float(np.mean([r[stage][metric] for r in scored]))
   return {"count": len(valid), "skipped_empty": len(per_image) - len(valid),
           "albedo_count": len(scored), "seconds": time.perf_counter() - start, **summary,
           "per_image": per_image, "pictures": [str(p) for p in written]}
@@ -220,18 +250,19 @@ def _write_picture(folder, name, index, image, out, k, truth):
 
 def format_report(result):
   """A small table: metric rows, coarse / refined columns."""
-  lines = [f"{'':12s}{'coarse':>10s}{'refined':>10s}{'change':>9s}"]
-  for metric in METRICS + (ALBEDO_METRIC,):
+  lines = [f"{'':15s}{'coarse':>10s}{'refined':>10s}{'change':>9s}"]
+  for metric in METRICS + (ALBEDO_METRIC, ALBEDO_SI_METRIC):
     if metric not in result["coarse"]:
       continue
     before, after = result["coarse"][metric], result["refined"][metric]
     change = f"{100.0 * (after - before) / before:+8.1f}%" if before else ""
-    lines.append(f"{metric:12s}{before:10.4f}{after:10.4f} {change}")
+    lines.append(f"{metric:15s}{before:10.4f}{after:10.4f} {change}")
   lines.append(f"({result['count']} held-out images; face region = render mask x alpha; "
                "L1 on [0, 1] RGB, lower is better; PSNR dB and SSIM, higher is better")
   if ALBEDO_METRIC in result["coarse"]:
     lines.append(f" albedo_rmse: per-vertex albedo vs the ground truth on the visible "
-                 f"vertices, {result['albedo_count']} images, lower is better)")
+                 f"vertices, {result['albedo_count']} images, lower is better;"
+                 "\n albedo_si_rmse: the same after the best brightness scale per image)")
   else:
     lines[-1] += "; no ground-truth albedo found)"
   return "\n".join(lines)

@@ -56,6 +56,24 @@ def test_albedo_rmse_on_visible_vertices():
   assert evaluate.albedo_rmse(albedo, truth, np.zeros(50)) is None
 
 
+def test_albedo_si_rmse_ignores_brightness():
+  """Equals a brute-force search over the scale; k x albedo scores the same."""
+  rng = np.random.default_rng(4)
+  albedo, truth = rng.uniform(0.2, 0.8, (60, 3)), rng.uniform(0.2, 0.8, (60, 3))
+  vis = rng.uniform(0, 1, 60)
+  seen = vis > evaluate.VISIBLE_THRESHOLD
+  scales = np.linspace(0.5, 2.0, 1501)[:, None, None]
+  brute = np.sqrt(np.mean((scales * albedo[seen] - truth[seen]) ** 2, axis=(1, 2))).min()
+  got = evaluate.albedo_si_rmse(albedo, truth, vis)
+  assert got == pytest.approx(brute, rel=1e-4) and got <= brute
+  assert evaluate.albedo_si_rmse(0.6 * albedo, truth, vis) == pytest.approx(got, rel=1e-12)
+  assert evaluate.albedo_si_rmse(1.3 * truth, truth, vis) == pytest.approx(0.0, abs=1e-12)
+  assert got < evaluate.albedo_rmse(albedo, truth, vis)
+  assert evaluate.albedo_si_rmse(albedo, truth, np.zeros(60)) is None
+  zero = evaluate.albedo_si_rmse(np.zeros((60, 3)), truth, vis)
+  assert zero == pytest.approx(np.sqrt(np.mean(truth[seen] ** 2)))
+
+
 def test_truth_albedo_found_beside_the_strips(tmp_path):
   """Records 'SUB/FRAME' and 'SUB/FRAME#k' read SOURCE/SUB/FRAME_gt.npz's albedo."""
   albedo = np.random.default_rng(3).uniform(0, 1, (10, 3)).astype(np.float32)
@@ -87,11 +105,15 @@ def test_comparison_picture_layout():
 
 def test_report_lists_albedo_rmse():
   result = {"count": 2, "albedo_count": 2,
-            "coarse": {"l1": 0.1, "psnr": 20.0, "ssim": 0.5, "albedo_rmse": 0.2},
-            "refined": {"l1": 0.05, "psnr": 25.0, "ssim": 0.6, "albedo_rmse": 0.1}}
+            "coarse": {"l1": 0.1, "psnr": 20.0, "ssim": 0.5, "albedo_rmse": 0.2,
+                       "albedo_si_rmse": 0.1},
+            "refined": {"l1": 0.05, "psnr": 25.0, "ssim": 0.6, "albedo_rmse": 0.1,
+                        "albedo_si_rmse": 0.12}}
   text = evaluate.format_report(result)
   assert "albedo_rmse" in text and "-50.0%" in text
-  del result["coarse"]["albedo_rmse"], result["refined"]["albedo_rmse"]
+  assert "albedo_si_rmse" in text and "+20.0%" in text
+  for stage in ("coarse", "refined"):
+    del result[stage]["albedo_rmse"], result[stage]["albedo_si_rmse"]
   assert "no ground-truth albedo" in evaluate.format_report(result)
 
 
