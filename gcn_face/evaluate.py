@@ -75,6 +75,14 @@ def masked_metrics(image, render, mask):
   return {"l1": l1, "psnr": psnr, "ssim": ssim}
 
 
+def _visible_values(albedo, truth, visibility):
+  """The [N, 3] float64 rows of albedo and truth at the visible vertices, or None."""
+  visible = np.asarray(visibility).reshape(-1) > VISIBLE_THRESHOLD
+  if not visible.any():
+    return None
+  return np.asarray(albedo, np.float64)[visible], np.asarray(truth, np.float64)[visible]
+
+
 def albedo_rmse(albedo, truth, visibility):
   """RMSE over the RGB values of the visible vertices, or None if none is visible.
 
@@ -82,11 +90,11 @@ def albedo_rmse(albedo, truth, visibility):
     albedo, truth: [V, 3] in [0, 1].
     visibility: [V] or [V, 1]; a vertex counts when it exceeds VISIBLE_THRESHOLD.
   """
-  visible = np.asarray(visibility).reshape(-1) > VISIBLE_THRESHOLD
-  if not visible.any():
+  values = _visible_values(albedo, truth, visibility)
+  if values is None:
     return None
-  diff = np.asarray(albedo, np.float64)[visible] - np.asarray(truth, np.float64)[visible]
-  return float(np.sqrt(np.mean(diff ** 2)))
+  a, t = values
+  return float(np.sqrt(np.mean((a - t) ** 2)))
 
 
 def albedo_si_rmse(albedo, truth, visibility):
@@ -98,18 +106,15 @@ def albedo_si_rmse(albedo, truth, visibility):
   the light's intensity hides, does not count.  An all-zero estimate keeps
   s = 0.
 
-  Args:
-    albedo, truth: [V, 3] in [0, 1].
-    visibility: [V] or [V, 1]; a vertex counts when it exceeds VISIBLE_THRESHOLD.
+  Args: as `albedo_rmse`.
   """
-  visible = np.asarray(visibility).reshape(-1) > VISIBLE_THRESHOLD
-  if not visible.any():
+  values = _visible_values(albedo, truth, visibility)
+  if values is None:
     return None
-  a = np.asarray(albedo, np.float64)[visible]
-  t = np.asarray(truth, np.float64)[visible]
+  a, t = values
   norm = float(np.sum(a * a))
   scale = float(np.sum(a * t)) / norm if norm > 0 else 0.0
-  return float(np.sqrt(np.mean((scale * a - t) ** 2)))
+  return albedo_rmse(scale * a, t, np.ones(len(a)))
 
 
 def truth_albedo(reader, num_vertices):
