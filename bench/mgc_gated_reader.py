@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import quiet  # noqa: E402
+from common import run_reporting_input_errors  # noqa: E402
 
 # (label, samples, yaw step, window, noise px): step 0 is one map.
 READERS = (("one map, 4000 faces", 4000, 0.0, 0.0, 1.5),
@@ -45,16 +46,21 @@ def main():
                       help="rows of READERS to run (default: all)")
   args = parser.parse_args()
   quiet.setup()
+  return run_reporting_input_errors(run, args)
+
+
+def run(args):
+  """Scores each reader row on `args.data`; raises InputError for a bad checkpoint or data set."""
   from mgc_face import evaluate
   from mgc_face import infer
   from mgc_face import train
+  from shared.errors import InputError
   regressor = infer.load_regressor(args.checkpoint)
   cascade = regressor.cascade
   if cascade is None or cascade.reader is None:
-    sys.exit(f"error: {args.checkpoint}: no cascade reader")
+    raise InputError(f"{args.checkpoint}: no cascade reader")
   rows = []
   chosen = READERS if args.readers is None else [READERS[k] for k in args.readers]
-  print(f"{'reader':<26} {'sim / mean':>10} {'NME %':>7}  by |yaw| [0,20) [20,40) [40,90]   s")
   for label, samples, step, window, noise in chosen:
     start = time.time()
     config = regressor.config.replace(cascade_prior_noise=noise, cascade_reader_samples=samples,
@@ -63,6 +69,8 @@ def main():
     cascade.reader = train.cascade_reader(regressor, config, cascade.dense_vertices)
     metrics = evaluate.evaluate(regressor, args.data, progress=False, fit_config=None,
                                 self_fit_config=None)
+    if not rows:  # After the first row's inputs are known to be good.
+      print(f"{'reader':<26} {'sim / mean':>10} {'NME %':>7}  by |yaw| [0,20) [20,40) [40,90]   s")
     bins = [b["rmse_sim_vs_mean_face"] for b in metrics["by_yaw"].values()]
     rows.append({"reader": label, "samples": samples, "yaw_step": step, "window": window,
                  "noise": noise, "rmse_sim_vs_mean_face": metrics["rmse_sim_vs_mean_face"],
@@ -74,4 +82,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-import common  # noqa: F401  (path and quiet logs)
+from common import run_reporting_input_errors  # (path and quiet logs)
 
 SHIFT_ROWS = (3, 6)   # px of the shifted-image rows
 
@@ -74,23 +74,29 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--checkpoint", required=True, help="MGC checkpoint with a cascade reader")
   parser.add_argument("--data", required=True, help="synthetic set to score (a tuning set)")
-  args = parser.parse_args()
+  return run_reporting_input_errors(run, parser.parse_args())
+
+
+def run(args):
+  """Scores each row on `args.data`; raises InputError for a bad checkpoint or data set."""
   from mgc_face import evaluate
   from mgc_face import infer
+  from shared.errors import InputError
   rows = [("as trained", (None, 0)), ("expression clipped", ("clip", 0)),
           ("expression zero", ("zero", 0))]
   rows += [(f"shifted images, {px} px", ("shift", px)) for px in SHIFT_ROWS]
   results = []
-  print(f"{'inference':<22} {'sim / mean':>10} {'id part':>8} {'exp part':>8} {'NME %':>6}"
-        f"  [0,20) [20,40) [40,90]     s")
   for label, row in rows:
     began = time.time()
     regressor = infer.load_regressor(args.checkpoint)
     if regressor.cascade is None or regressor.cascade.reader is None:
-      sys.exit(f"error: {args.checkpoint}: no cascade reader")
+      raise InputError(f"{args.checkpoint}: no cascade reader")
     patch(regressor, row)
     metrics = evaluate.evaluate(regressor, args.data, progress=False, fit_config=None,
                                 self_fit_config=None)
+    if not results:  # After the first row's inputs are known to be good.
+      print(f"{'inference':<22} {'sim / mean':>10} {'id part':>8} {'exp part':>8} {'NME %':>6}"
+            f"  [0,20) [20,40) [40,90]     s")
     bins = [b["rmse_sim_vs_mean_face"] for b in metrics["by_yaw"].values()]
     results.append({"inference": label, "by_yaw": bins, **{
         key: metrics[key] for key in ("rmse_sim_vs_mean_face", "identity_sim_vs_mean_identity",
@@ -103,4 +109,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
