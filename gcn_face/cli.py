@@ -9,6 +9,7 @@
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  --checkpoint DIR --input IMAGE|DIR|FILE.bin --output DIR [--limit N]
     eval:  --checkpoint DIR --data FILE.bin [--output REPORT.json] [--pictures DIR] [--limit N]
+    test and eval: [--albedo-confidence E] (0: the GCN's albedo without the confidence blend)
 
 test and eval reuse the coarse checkpoint, sampling file and embedding model
 recorded at training time unless given again.
@@ -78,6 +79,10 @@ def add_inference(group):
   group.add_argument("--coarse-checkpoint",
                      help="MGC regressor checkpoint (default: the one used in training)")
   group.add_argument("--limit", type=int, default=None, help="at most N images")
+  group.add_argument("--albedo-confidence", type=float, default=None, metavar="E",
+                     help="keep the refined albedo's change in proportion min(1, irradiance / "
+                          "E) per vertex; 0: the GCN's albedo as it is (default: the "
+                          "checkpoint's config; tiny 1.5)")
   add_model_files(group)
 
 
@@ -119,6 +124,16 @@ def load_face_model(args):
   return load(args.face_model)
 
 
+def load_pipeline(args, face_model):
+  """The trained pipeline of --checkpoint for test and eval, with --albedo-confidence."""
+  from gcn_face import infer
+  pipeline = infer.load_pipeline(args.checkpoint, args.coarse_checkpoint, args.sampling,
+                                 face_model, args.embedding_model)
+  if args.albedo_confidence is not None:
+    pipeline.config = pipeline.config.replace(albedo_confidence=args.albedo_confidence)
+  return pipeline
+
+
 def train_mode(args, config, strategy):
   """--mode train after the strategy is made: trains, prints one JSON line."""
   from gcn_face import coarse, train
@@ -149,10 +164,11 @@ def run(args):
   face_model = load_face_model(args)
   from gcn_face import infer
   need(args, "checkpoint")
+  if args.albedo_confidence is not None and not args.albedo_confidence >= 0:
+    raise InputError(f"--albedo-confidence {args.albedo_confidence}: must be 0 or more")
   if args.mode == "test":
     need(args, "input", "output")
-    pipeline = infer.load_pipeline(args.checkpoint, args.coarse_checkpoint, args.sampling,
-                                   face_model, args.embedding_model)
+    pipeline = load_pipeline(args, face_model)
     result = infer.run_test(pipeline, args.input, args.output, args.limit)
     print(f"wrote {len(result.files)} files to {args.output}")
     coarse, refined = result.mean("coarse", "l1"), result.mean("refined", "l1")
@@ -162,8 +178,7 @@ def run(args):
     return 0
   need(args, "data")
   from gcn_face import evaluate
-  pipeline = infer.load_pipeline(args.checkpoint, args.coarse_checkpoint, args.sampling,
-                                 face_model, args.embedding_model)
+  pipeline = load_pipeline(args, face_model)
   result = evaluate.evaluate(pipeline, args.data, limit=args.limit, pictures=args.pictures)
   print(evaluate.format_report(result))
   if args.pictures:

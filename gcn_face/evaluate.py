@@ -20,6 +20,10 @@ the coarse geometry, so they are compared on the same pixels.  Per image:
   from the truth (docs/gcn.md, "Session 19"), so this is the part of the
   albedo error that an image can, in principle, correct: detail and colour.
 
+With the confidence blend on (`GCNConfig.albedo_confidence` > 0, as in
+`tiny`), "refined" is the blended output and a third stage, "gcn", scores the
+GCN's own albedo before the blend.
+
 Reported numbers are means over the images.  With `pictures`, one PNG per
 image: top row input | coarse | refined | ground truth, each lit by the
 coarse lighting on the coarse geometry and pasted over the input; bottom
@@ -45,6 +49,7 @@ TRUTH_SUFFIX = "_gt.npz"       # The synthetic dataset's ground truth beside eac
 VIEW_SEPARATOR = "#"           # create_bin names a source view 'id/frame#k'.
 VISIBLE_THRESHOLD = 0.5
 STAGES = ("coarse", "refined")
+GCN_STAGE = "gcn"              # The GCN's own albedo, before the confidence blend.
 MIN_FACE_PIXELS = 1
 NUM_RGB = 3
 
@@ -179,6 +184,7 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
   num_vertices = pipeline.stage.face_model.num_vertices
   truths = truth_albedo(reader, num_vertices)
   has_truth = any(t is not None for t in truths)
+  stages = STAGES + ((GCN_STAGE,) if pipeline.config.albedo_confidence > 0 else ())
   renders = tf.function(lambda images, alpha, regressed, truth: _eval_batch(
       pipeline, images, alpha, regressed, truth, pictures is not None))
 
@@ -199,7 +205,7 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
       if index >= count:
         break
       row = {"index": int(index), "name": reader.names[index]}
-      for stage in STAGES:
+      for stage in stages:
         row[stage] = masked_metrics(images[k], out[stage][k], out["face"][k])
         if row[stage] is not None and truths[index] is not None:
           for metric, score in ((ALBEDO_METRIC, albedo_rmse), (ALBEDO_SI_METRIC, albedo_si_rmse)):
@@ -213,12 +219,13 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
   if not valid:
     fail(data_path, "no image has a face region (render x alpha is empty everywhere)")
   summary = {stage: {m: float(np.mean([r[stage][m] for r in valid])) for m in METRICS}
-             for stage in STAGES}
+             for stage in stages}
   scored = [r for r in valid if r["coarse"].get(ALBEDO_METRIC) is not None]
-  for stage in STAGES:
+  for stage in stages:
     for metric in (ALBEDO_METRIC, ALBEDO_SI_METRIC) if scored else ():
       summary[stage][metric] = float(np.mean([r[stage][metric] for r in scored]))
   return {"count": len(valid), "skipped_empty": len(per_image) - len(valid),
+          "albedo_confidence": pipeline.config.albedo_confidence,
           "albedo_count": len(scored), "seconds": time.perf_counter() - start, **summary,
           "per_image": per_image, "pictures": [str(p) for p in written]}
 
@@ -226,10 +233,13 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
 def _eval_batch(pipeline, images, alpha, regressed, truth, unlit):
   """Renders and albedos of one batch (a dict of tensors) for `evaluate`."""
   coarse = pipeline.coarse(images, alpha, regressed)
-  refined = pipeline.refine(coarse)
+  refined = pipeline.refine(coarse, blend=True)
   render = coarse.synth.render
   out = {"coarse": render.image, "refined": refined.render.image,
          "coarse_albedo": coarse.synth.albedo, "refined_albedo": refined.albedo}
+  if pipeline.config.albedo_confidence > 0:
+    gcn = pipeline.refine(coarse)
+    out.update({GCN_STAGE: gcn.render.image, f"{GCN_STAGE}_albedo": gcn.albedo})
   albedos = [coarse.synth.albedo, refined.albedo]
   if truth is not None:
     out["truth"] = pipeline.shade_and_render(coarse, truth).render.image
@@ -254,14 +264,21 @@ def _write_picture(folder, name, index, image, out, k, truth):
 
 
 def format_report(result):
-  """A small table: metric rows, coarse / refined columns."""
-  lines = [f"{'':15s}{'coarse':>10s}{'refined':>10s}{'change':>9s}"]
+  """A small table: metric rows, coarse / refined columns (and the GCN's own
+  albedo before the confidence blend, when the result has it)."""
+  gcn = GCN_STAGE in result
+  lines = [f"{'':15s}{'coarse':>10s}{'refined':>10s}{'change':>9s}"
+           + (f"{'gcn alone':>11s}{'change':>9s}" if gcn else "")]
   for metric in METRICS + (ALBEDO_METRIC, ALBEDO_SI_METRIC):
     if metric not in result["coarse"]:
       continue
-    before, after = result["coarse"][metric], result["refined"][metric]
-    change = f"{100.0 * (after - before) / before:+8.1f}%" if before else ""
-    lines.append(f"{metric:15s}{before:10.4f}{after:10.4f} {change}")
+    before = result["coarse"][metric]
+    line = f"{metric:15s}{before:10.4f}"
+    for stage in ("refined",) + ((GCN_STAGE,) if gcn else ()):
+      after = result[stage][metric]
+      change = f"{100.0 * (after - before) / before:+8.1f}%" if before else " " * 9
+      line += f"{after:{10 if stage == 'refined' else 11}.4f} {change}"
+    lines.append(line)
   lines.append(f"({result['count']} held-out images; face region = render mask x alpha; "
                "L1 on [0, 1] RGB, lower is better; PSNR dB and SSIM, higher is better")
   if ALBEDO_METRIC in result["coarse"]:
@@ -270,6 +287,9 @@ def format_report(result):
                  "\n albedo_si_rmse: the same after the best brightness scale per image)")
   else:
     lines[-1] += "; no ground-truth albedo found)"
+  if gcn:
+    lines.append(" refined: the GCN's change kept in proportion to each vertex's irradiance "
+                 f"(albedo_confidence {result.get('albedo_confidence', 0):g}); gcn alone: before that")
   return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems
 from gcn_face import checkpoint as checkpoint_lib
 from gcn_face.binfile import record_stem
 from gcn_face import coarse as coarse_lib
+from gcn_face import confidence
 from gcn_face import layers
 from gcn_face import model as model_lib
 
@@ -193,9 +194,21 @@ class TexturePipeline:
     return CoarseResult(images, alpha, coeffs, tf.stop_gradient(features), synth, inputs,
                         projected, vis, embedding)
 
-  def refine(self, coarse):
-    """The GCN's albedo for a `CoarseResult`, lit and rendered on the coarse geometry."""
-    return self.shade_and_render(coarse, self.gcn(coarse.features, coarse.inputs))
+  def refine(self, coarse, blend=False):
+    """The GCN's albedo for a `CoarseResult`, lit and rendered on the coarse geometry.
+
+    With `blend` (test and eval time; training uses the GCN's albedo as it is)
+    and `config.albedo_confidence` > 0, the refined change over the coarse
+    albedo is kept in proportion to each vertex's irradiance
+    (`gcn_face.confidence`).
+    """
+    albedo = self.gcn(coarse.features, coarse.inputs)
+    if blend:
+      albedo = confidence.confidence_blend(
+          coarse.synth.albedo, albedo,
+          lighting.irradiance(coarse.synth.normals, coarse.coeffs.lighting),
+          self.config.albedo_confidence)
+    return self.shade_and_render(coarse, albedo)
 
   def shade_and_render(self, coarse, albedo):
     """Any per-vertex albedo [B, V, 3] lit by the coarse lighting and rendered on the
@@ -449,7 +462,7 @@ def write_textured_obj(output, name, model, vertices, albedo):
 
 def _test_batch(pipeline, images, alpha, regressed):
   coarse = pipeline.coarse(images, alpha, regressed)
-  refined = pipeline.refine(coarse)
+  refined = pipeline.refine(coarse, blend=True)
   render = coarse.synth.render
   return {"vertices": coarse.synth.vertices, "coarse_albedo": coarse.synth.albedo,
           "refined_albedo": refined.albedo, "coarse_render": tf.clip_by_value(render.image, 0, 1),

@@ -291,6 +291,15 @@ def test_training_lowers_face_l1_and_checkpoint_round_trip(toy, tmp_path):
   assert report["count"] == NUM_IMAGES
   assert report["refined"]["l1"] < report["coarse"]["l1"]
   assert report["coarse"]["l1"] == pytest.approx(before, abs=0.01)
+  # The confidence blend (TOY keeps tiny's): "gcn" scores the GCN's own albedo,
+  # "refined" the blend, which lies between the coarse and the GCN's albedo.
+  assert restored.config.albedo_confidence > 0
+  assert report["gcn"]["l1"] == pytest.approx(after, abs=0.01)
+  blended = restored.refine(restored.coarse(images, alpha), blend=True).albedo.numpy()
+  coarse_albedo = coarse.synth.albedo.numpy()
+  gcn_albedo = refined.albedo.numpy()
+  assert np.all((blended - coarse_albedo) * (gcn_albedo - blended) >= -1e-6)
+  assert "gcn alone" in evaluate.format_report(report)
   result = infer.run_test(restored, data, tmp_path / "test", limit=1)
   names = sorted(p.name for p in (tmp_path / "test").iterdir())
   assert names == ["0_coarse.obj", "0_compare.png", "0_refined.mtl", "0_refined.obj", "0_uv.png"]
@@ -377,6 +386,8 @@ def test_cli_bad_inputs_are_one_line(tmp_path, capsys):
       (["--mode", "test", "--checkpoint", str(tmp_path)], "--mode test needs --input"),
       (["--mode", "train", "--data", "x.bin", "--coarse-checkpoint", "c", "--checkpoint", "g",
         "--steps", "0"], "--steps 0: must be at least 1"),
+      (["--mode", "eval", "--data", str(tmp_path / "small.bin"), "--checkpoint", str(tmp_path),
+        "--albedo-confidence", "-1"], "--albedo-confidence -1.0: must be 0 or more"),
   ]
   for argv, message in cases:
     assert main_module.main(["--model", "gcn"] + argv) == 2
