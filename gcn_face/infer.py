@@ -407,8 +407,7 @@ def run_test(pipeline, input_path, output_dir, limit=None):
   from gcn_face.evaluate import masked_metrics
   model = pipeline.stage.face_model
   inputs = test_inputs(input_path, pipeline.config.image_size, model)  # Checks before writing.
-  output = Path(output_dir)
-  output.mkdir(parents=True, exist_ok=True)
+  output = Path(output_dir)   # Made once the first input has been read and refined.
   faces = model.faces
   result = TestResult([], [])
   step = tf.function(lambda images, alpha, regressed: _test_batch(pipeline, images, alpha,
@@ -424,6 +423,7 @@ def run_test(pipeline, input_path, output_dir, limit=None):
     out = (step(images, tf.constant(alpha[None]), regressed) if alpha is not None
            else step_no_alpha(images, regressed))
     out = {key: value.numpy()[0] for key, value in out.items()}
+    output.mkdir(parents=True, exist_ok=True)
     coarse_obj, refined_obj = output / f"{name}_coarse.obj", output / f"{name}_refined.obj"
     export.write_obj(coarse_obj, out["vertices"], faces, out["coarse_albedo"])
     if model.uv is None:

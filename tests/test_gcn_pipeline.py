@@ -408,6 +408,16 @@ def test_test_inputs_are_checked_before_anything_is_written(tmp_path):
     infer.test_inputs(tmp_path / "cut.bin", 224)
 
 
+def test_corrupt_image_leaves_no_output_folder(toy, tmp_path):
+  """An image that cannot be decoded fails (one line) before the output folder is made."""
+  _, topology, stage, _, _, _ = toy
+  pipeline = infer.TexturePipeline(stage, topology, TOY)
+  (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+  with pytest.raises(InputError, match="cannot decode"):
+    infer.run_test(pipeline, tmp_path / "bad.jpg", tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
 def test_photo_front_end_crops_faces(tmp_path):
   """A photo that is not an aligned crop goes through the photo pipeline's detector
   and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha."""
