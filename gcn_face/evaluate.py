@@ -233,13 +233,15 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
 def _eval_batch(pipeline, images, alpha, regressed, truth, unlit):
   """Renders and albedos of one batch (a dict of tensors) for `evaluate`."""
   coarse = pipeline.coarse(images, alpha, regressed)
-  refined = pipeline.refine(coarse, blend=True)
+  gcn = pipeline.refine(coarse)
+  refined = gcn
   render = coarse.synth.render
-  out = {"coarse": render.image, "refined": refined.render.image,
-         "coarse_albedo": coarse.synth.albedo, "refined_albedo": refined.albedo}
+  out = {}
   if pipeline.config.albedo_confidence > 0:
-    gcn = pipeline.refine(coarse)
+    refined = pipeline.shade_and_render(coarse, pipeline.blend(coarse, gcn.albedo))
     out.update({GCN_STAGE: gcn.render.image, f"{GCN_STAGE}_albedo": gcn.albedo})
+  out.update({"coarse": render.image, "refined": refined.render.image,
+              "coarse_albedo": coarse.synth.albedo, "refined_albedo": refined.albedo})
   albedos = [coarse.synth.albedo, refined.albedo]
   if truth is not None:
     out["truth"] = pipeline.shade_and_render(coarse, truth).render.image

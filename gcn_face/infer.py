@@ -203,12 +203,15 @@ class TexturePipeline:
     (`gcn_face.confidence`).
     """
     albedo = self.gcn(coarse.features, coarse.inputs)
-    if blend:
-      albedo = confidence.confidence_blend(
-          coarse.synth.albedo, albedo,
-          lighting.irradiance(coarse.synth.normals, coarse.coeffs.lighting),
-          self.config.albedo_confidence)
-    return self.shade_and_render(coarse, albedo)
+    return self.shade_and_render(coarse, self.blend(coarse, albedo) if blend else albedo)
+
+  def blend(self, coarse, albedo):
+    """`confidence.confidence_blend` of a refined [B, V, 3] albedo with the coarse one,
+    weighted by the irradiance under the coarse result's lighting (`albedo` if off)."""
+    return confidence.confidence_blend(
+        coarse.synth.albedo, albedo,
+        lighting.irradiance(coarse.synth.normals, coarse.coeffs.lighting),
+        self.config.albedo_confidence)
 
   def shade_and_render(self, coarse, albedo):
     """Any per-vertex albedo [B, V, 3] lit by the coarse lighting and rendered on the
