@@ -184,7 +184,7 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
   num_vertices = pipeline.stage.face_model.num_vertices
   truths = truth_albedo(reader, num_vertices)
   has_truth = any(t is not None for t in truths)
-  stages = STAGES + ((GCN_STAGE,) if pipeline.config.albedo_confidence > 0 else ())
+  stages = STAGES + ((GCN_STAGE,) if pipeline.blends else ())
   renders = tf.function(lambda images, alpha, regressed, truth: _eval_batch(
       pipeline, images, alpha, regressed, truth, pictures is not None))
 
@@ -237,7 +237,7 @@ def _eval_batch(pipeline, images, alpha, regressed, truth, unlit):
   refined = gcn
   render = coarse.synth.render
   out = {}
-  if pipeline.config.albedo_confidence > 0:
+  if pipeline.blends:
     refined = pipeline.shade_and_render(coarse, pipeline.blend(coarse, gcn.albedo))
     out.update({GCN_STAGE: gcn.render.image, f"{GCN_STAGE}_albedo": gcn.albedo})
   out.update({"coarse": render.image, "refined": refined.render.image,

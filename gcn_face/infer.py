@@ -205,6 +205,11 @@ class TexturePipeline:
     albedo = self.gcn(coarse.features, coarse.inputs)
     return self.shade_and_render(coarse, self.blend(coarse, albedo) if blend else albedo)
 
+  @property
+  def blends(self):
+    """True when test and eval blend the refined albedo (`config.albedo_confidence` > 0)."""
+    return self.config.albedo_confidence > 0
+
   def blend(self, coarse, albedo):
     """`confidence.confidence_blend` of a refined [B, V, 3] albedo with the coarse one,
     weighted by the irradiance under the coarse result's lighting (`albedo` if off)."""
