@@ -501,8 +501,14 @@ def test_a_prior_noise_gives_the_cascade_the_prior_map_as_reader(mgc_trained, mg
                                                                     ("identity", "expression")))
 
 
+# The refit test's reader sample: cpu_hour's 40,000 prior faces cost a minute on a slow 2-core
+# machine, twice (tool and reference); what the test checks is that the tool uses the preset.
+REFIT_READER_SAMPLES = 4000
+
+
 def test_refit_tool_gives_a_trained_cascade_the_presets_gated_reader(mgc_trained, ict_model,
-                                                                       tmp_path, capsys):
+                                                                       tmp_path, capsys,
+                                                                       monkeypatch):
   import json
   import shutil
   from mgc_face import config as config_lib
@@ -512,6 +518,8 @@ def test_refit_tool_gives_a_trained_cascade_the_presets_gated_reader(mgc_trained
   from pathlib import Path
   sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
   import refit_cascade_reader as tool
+  monkeypatch.setitem(config_lib.PRESETS, "cpu_hour", config_lib.PRESETS["cpu_hour"].replace(
+      cascade_reader_samples=REFIT_READER_SAMPLES))
   ckpt = tmp_path / "ckpt"
   shutil.copytree(mgc_trained[0], ckpt)
   old = cascade_lib.load(ckpt)

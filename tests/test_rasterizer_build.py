@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from shared.render import rasterizer
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = ("import sys; sys.path.insert(0, %r); import shared.render.rasterizer as r; "
-         "print(r.library_path()); r.load()" % str(ROOT))
+if __name__ == "__main__":
+  sys.path.insert(0, str(ROOT))
 
+from shared.errors import InputError  # noqa: E402
+from shared.io.paths import CACHE_DIR_ENV  # noqa: E402
+from shared.render import rasterizer  # noqa: E402
 
 def _env(cache, **extra):
   env = dict(os.environ, FACE3D_CACHE_DIR=str(cache), TF_CPP_MIN_LOG_LEVEL="2")
@@ -22,70 +24,69 @@ def _env(cache, **extra):
   return env
 
 
-def test_two_processes_build_once_and_both_load(tmp_path):
-  procs = [subprocess.Popen([sys.executable, "-c", BUILD], env=_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for _ in range(2)]
-  outs = [p.communicate(timeout=600) for p in procs]
-  assert all(p.returncode == 0 for p in procs), outs
-  paths = {o[0].strip().splitlines()[-1] for o in outs}
-  assert len(paths) == 1
-  libs = list(tmp_path.rglob("*.so"))
+def _build_error(monkeypatch, cache, compiler):
+  """The InputError `library_path()` raises with `compiler` and an empty cache (in this process:
+  the build reads its settings from the environment at each call)."""
+  monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
+  monkeypatch.setenv(rasterizer.COMPILER_ENV, compiler)
+  with pytest.raises(InputError) as raised:
+    rasterizer.library_path()
+  return str(raised.value)
+
+
+def test_missing_compiler_is_one_clear_line(tmp_path, monkeypatch):
+  message = _build_error(monkeypatch, tmp_path, "no-such-g++")
+  assert len(message.splitlines()) == 1 and "no C++ compiler 'no-such-g++' found" in message
+
+
+def render_sphere(out_file):
+  """Renders a shaded icosphere through shared.render.renderer into `out_file` (.npz: image,
+  depth, ids); returns (those arrays, the loaded kernel's build.json)."""
+  import tensorflow as tf
+  import trimesh
+  from shared.model.camera import Camera
+  from shared.render import renderer as render
+  sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.5)
+  vertices = tf.constant(np.asarray(sphere.vertices, np.float32)[None])
+  colour = tf.constant(np.abs(np.asarray(sphere.vertex_normals, np.float32))[None])
+  out = render.render(vertices, np.asarray(sphere.faces, np.int32), colour,
+                      Camera(focal=300.0, image_size=96, distance=10.0))
+  np.savez(out_file, image=out.image.numpy(), depth=out.depth.numpy(),
+           ids=out.triangle_ids.numpy())
+  return np.load(out_file), rasterizer.build_info(rasterizer.library_path())
+
+
+def test_two_processes_build_once_with_the_fallback_flags_and_render_the_same_image(tmp_path):
+  """Two fresh processes share a fresh cache in which an impossible flag makes the first flag
+  set fail: exactly one builds (the other waits for it), with the next set, and both render the
+  same image as the normal build (the user's cache, built at install) does in this process.
+  One test for both properties: each fresh process costs a TensorFlow import (10-20 s on a slow
+  2-core machine)."""
+  normal, normal_info = render_sphere(tmp_path / "normal.npz")
+  env = _env(tmp_path / "cache", FACE3D_KERNEL_FAST_EXTRA_FLAGS="-mno-such-flag")
+  procs = [subprocess.Popen([sys.executable, __file__, "render", str(tmp_path / f"{k}.npz")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for k in range(2)]
+  outs = [p.communicate(timeout=900) for p in procs]
+  assert all(p.returncode == 0 for p in procs), [err[-3000:] for _, err in outs]
+  infos = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+  assert infos[0] == infos[1]  # The same library's build.json.
+  libs = list((tmp_path / "cache").rglob("*.so"))
   assert [p.name for p in libs] == ["rasterizer_op.so"]  # No stray temporary files.
-  builds = sum("building the tensorflow-graphics CPU kernel" in o[1] for o in outs)
+  builds = sum("building the tensorflow-graphics CPU kernel" in err for _, err in outs)
   assert builds == 1
-
-
-def test_missing_compiler_is_one_clear_line(tmp_path):
-  code = ("import sys; sys.path.insert(0, %r)\n"
-          "from shared.errors import InputError\nimport shared.render.rasterizer as r\n"
-          "try:\n  r.library_path()\nexcept InputError as e:\n  print('ERR', e)\n" % str(ROOT))
-  out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path, CXX="no-such-g++"),
-                       capture_output=True, text=True, timeout=300)
-  lines = [line for line in out.stdout.splitlines() if line.startswith("ERR")]
-  assert len(lines) == 1 and "no C++ compiler 'no-such-g++' found" in lines[0]
-
-
-# Renders a shaded icosphere through shared.render.renderer; saves image, depth and ids.
-RENDER = """
-import sys, json; sys.path.insert(0, %r)
-import numpy as np, tensorflow as tf, trimesh
-import shared.render.rasterizer as r
-from shared.render import renderer as render
-from shared.model.camera import Camera
-sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.5)
-v = tf.constant(np.asarray(sphere.vertices, np.float32)[None])
-f = np.asarray(sphere.faces, np.int32)
-colour = tf.constant(np.abs(np.asarray(sphere.vertex_normals, np.float32))[None])
-out = render.render(v, f, colour, Camera(focal=300.0, image_size=96, distance=10.0))
-np.savez(sys.argv[1], image=out.image.numpy(), depth=out.depth.numpy(),
-         ids=out.triangle_ids.numpy())
-print(json.dumps(r.build_info(r.library_path())))
-""" % str(ROOT)
-
-
-def _render(out_file, env):
-  run = subprocess.run([sys.executable, "-c", RENDER, str(out_file)], env=env,
-                       capture_output=True, text=True, timeout=900)
-  assert run.returncode == 0, run.stderr[-3000:]
-  return np.load(out_file), json.loads(run.stdout.strip().splitlines()[-1])
-
-
-def test_fallback_flags_build_and_render_the_same_image(tmp_path):
-  # The normal build (the user's cache, built at install); then a fresh cache
-  # where an impossible flag makes the first flag set fail.
-  normal, normal_info = _render(tmp_path / "normal.npz", dict(os.environ))
-  forced_env = _env(tmp_path / "cache", FACE3D_KERNEL_FAST_EXTRA_FLAGS="-mno-such-flag")
-  forced, forced_info = _render(tmp_path / "forced.npz", forced_env)
+  forced_info = infos[0]
   assert forced_info["flag_set"] != "fast"
   assert forced_info["failed"][0]["flag_set"] == "fast"
   assert "-mno-such-flag" in forced_info["failed"][0]["error"]
   assert normal_info["flag_set"] in {"fast", forced_info["flag_set"]}
   assert list((tmp_path / "cache").rglob("build.json"))
   assert (normal["ids"] >= 0).sum() > 1000  # The sphere covers many pixels.
-  np.testing.assert_array_equal(forced["ids"], normal["ids"])
-  np.testing.assert_allclose(forced["depth"], normal["depth"], rtol=0, atol=1e-5)
-  np.testing.assert_allclose(forced["image"], normal["image"], rtol=0, atol=1e-5)
+  for k in range(2):
+    forced = np.load(tmp_path / f"{k}.npz")
+    np.testing.assert_array_equal(forced["ids"], normal["ids"])
+    np.testing.assert_allclose(forced["depth"], normal["depth"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(forced["image"], normal["image"], rtol=0, atol=1e-5)
 
 
 FAKE_COMPILER = """#!/bin/sh
@@ -98,21 +99,16 @@ exit 1
 """
 
 
-def test_every_flag_set_failing_shows_the_first_error_line(tmp_path):
+def test_every_flag_set_failing_shows_the_first_error_line(tmp_path, monkeypatch):
   fake = tmp_path / "fakec++"
   fake.write_text(FAKE_COMPILER)
   fake.chmod(0o755)
-  code = ("import sys; sys.path.insert(0, %r)\n"
-          "from shared.errors import InputError\nimport shared.render.rasterizer as r\n"
-          "try:\n  r.library_path()\nexcept InputError as e:\n  print('ERR', e)\n" % str(ROOT))
-  out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path, CXX=str(fake)),
-                       capture_output=True, text=True, timeout=300)
-  lines = [line for line in out.stdout.splitlines() if line.startswith("ERR")]
-  assert len(lines) == 1, out.stdout + out.stderr
-  assert "x.h:3:4: error: the real problem" in lines[0]
+  message = _build_error(monkeypatch, tmp_path / "cache", str(fake))
+  assert len(message.splitlines()) == 1, message
+  assert "x.h:3:4: error: the real problem" in message
   tried = ", ".join(name for name, _ in rasterizer.flag_sets())  # No fast set on AVX512-FP16.
   assert tried in {"fast, fast-no-avx512fp16, portable", "fast-no-avx512fp16, portable"}
-  assert tried in lines[0]
+  assert tried in message
   assert not list(tmp_path.rglob("*.so"))
 
 
@@ -153,3 +149,8 @@ def test_cache_key_is_the_same_for_tensorflow_in_another_folder():
           == rasterizer._build_key(Moved, kernel_dir, moved, "g++ 12", sets))
   assert (rasterizer._build_key(tf, kernel_dir, flags, "g++ 12", sets)
           != rasterizer._build_key(tf, kernel_dir, flags + ["-DOTHER"], "g++ 12", sets))
+
+
+if __name__ == "__main__":  # `python test_rasterizer_build.py render OUT.npz` (the fallback test).
+  _, info = render_sphere(sys.argv[2])
+  print(json.dumps(info))
