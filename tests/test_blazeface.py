@@ -143,34 +143,59 @@ def test_mirror_pass_maps_keypoints_back(astronaut_faces):
   assert plain.keypoints[0, 0] < plain.keypoints[1, 0]   # first eye is on the image left
 
 
-def test_tiles_cover_a_large_image_and_skip_small_ones():
+def test_tiles_cover_a_large_image_in_a_pyramid_and_skip_small_ones():
   config = blazeface.DetectorConfig()
   assert blazeface.tile_windows(800, 600, config) == []
   tiles = np.array(blazeface.tile_windows(3200, 2400, config))
-  assert tiles.shape == (4, 4)
-  np.testing.assert_allclose(tiles[:, 2] - tiles[:, 0], 0.6 * 3200)      # squares, 0.6 x longer
-  np.testing.assert_allclose(tiles[:, 3] - tiles[:, 1], 0.6 * 3200)
-  assert tiles[:, :2].min() == 0 and tiles[:, 2].max() == 3200 and tiles[:, 3].max() == 2400
-  wide = np.array(blazeface.tile_windows(3200, 1800, config))            # shorter than a tile
+  sides = tiles[:, 2] - tiles[:, 0]
+  np.testing.assert_allclose(tiles[:, 3] - tiles[:, 1], sides)            # squares
+  levels = sorted(set(np.round(sides, 6)), reverse=True)
+  np.testing.assert_allclose(levels, [1920, 960])                         # 0.6 x longer, halved
+  assert min(levels) / 2 < config.tile_smallest                           # down to 512 px
+  assert len(blazeface.tile_windows(4000, 3000, config)) == 4 + 20 + 70   # 2400, 1200, 600
+  for side in levels:
+    level = tiles[np.isclose(sides, side)]
+    assert level[:, :2].min() == 0 and level[:, 2].max() == 3200 and level[:, 3].max() == 2400
+    for axis in (0, 1):                                                   # neighbours share 1/3
+      starts = np.unique(np.round(level[:, axis], 6))
+      assert np.diff(starts).max() <= side * (1 - config.tile_overlap) + 1e-6
+  assert len(tiles[np.isclose(sides, 1920)]) == 4                         # the 2 x 2 first level
+  assert len(blazeface.tile_windows(3200, 2400, config, max_levels=1)) == 4
+  wide = np.array(blazeface.tile_windows(3200, 1800, config, max_levels=1))  # shorter than a tile
   assert wide.shape == (2, 4)
   np.testing.assert_allclose((wide[:, 1] + wide[:, 3]) / 2, 900)          # centred in y
 
 
-def test_tiles_find_a_small_face_in_a_large_photo():
-  """The astronaut at 600 px (face ~100 px) in a 3200 x 2400 canvas: at the
-  whole image's 192 px it is ~6 px wide and missed; a tile finds it, and the
-  mesh follows."""
-  size, at = 600, (2200, 1500)
+def test_a_face_cut_by_a_shared_tile_edge_is_dropped():
+  window, width, height = (1000.0, 0.0, 2000.0, 1000.0), 3000, 3000
+  inside = np.array([1100.0, 100.0, 1200.0, 200.0])
+  assert blazeface._whole_in_tile(inside, window, width, height, 0.02)
+  assert not blazeface._whole_in_tile(inside - [95, 0, 95, 0], window, width, height, 0.02)
+  assert not blazeface._whole_in_tile(inside + [0, 790, 0, 790], window, width, height, 0.02)
+  # The tile's top edge is the image's: a face touching it is whole.
+  assert blazeface._whole_in_tile(inside - [0, 100, 0, 100], window, width, height, 0.02)
+
+
+def test_tiles_find_small_faces_in_a_large_photo():
+  """The astronaut at 600 px (face ~120 px) and at 300 px (face ~60 px) in a 3200 x 2400
+  canvas: at the whole image's 192 px both are a few px wide and missed; the first level of
+  tiles finds the larger, the finer levels the smaller too, and the mesh follows both."""
   canvas = np.full((2400, 3200, 3), 90, np.uint8)
-  canvas[at[1]:at[1] + size, at[0]:at[0] + size] = alignment.warp_affine(
-      skimage.data.astronaut(), np.array([[size / 512, 0, 0], [0, size / 512, 0]]), (size, size))
-  centre = np.array(at) + np.array(ASTRONAUT_FACE_CENTRE) * size / 512
-  assert blazeface.detect(canvas, blazeface.DetectorConfig(tile_min_side=0,
-                                                          turn_fallback=False)) == []
+  centres = []
+  for size, at in ((600, (2200, 1500)), (300, (600, 400))):
+    canvas[at[1]:at[1] + size, at[0]:at[0] + size] = alignment.warp_affine(
+        skimage.data.astronaut(), np.array([[size / 512, 0, 0], [0, size / 512, 0]]),
+        (size, size))
+    centres.append(np.array(at) + np.array(ASTRONAUT_FACE_CENTRE) * size / 512)
+  plain = dict(turn_fallback=False)
+  assert blazeface.detect(canvas, blazeface.DetectorConfig(tile_min_side=0, **plain)) == []
+  first_level = blazeface.detect(canvas, blazeface.DetectorConfig(tile_smallest=10**6, **plain))
+  assert len(first_level) == 1
   faces = landmarks.detect_faces(canvas, cnn_fallback=False)
-  assert len(faces) == 1 and faces[0].detector == "blazeface"
-  x0, y0, x1, y1 = faces[0].box
-  assert x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1
+  assert len(faces) == 2 and all(f.detector == "blazeface" for f in faces)
+  for face, centre in zip(faces, centres):  # Largest first.
+    x0, y0, x1, y1 = face.box
+    assert x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1
 
 
 @pytest.mark.parametrize("turns", [1, 2, 3])
