@@ -20,6 +20,14 @@ import pytest  # noqa: E402
 
 
 REQUIRE_DATA_ENV = "FACE3D_REQUIRE_DATA"
+# Keras's `convert_to_numpy` calls np.array on TensorFlow variables, whose __array__ predates
+# numpy 2's `copy` keyword; numpy warns from inside Keras when a model is saved.  Not ours to fix.
+KERAS_NUMPY_COPY_WARNING = ("ignore:__array__ implementation doesn't accept a copy keyword"
+                            ":DeprecationWarning")
+
+
+def pytest_configure(config):
+  config.addinivalue_line("filterwarnings", KERAS_NUMPY_COPY_WARNING)
 
 
 @pytest.fixture(scope="session")
