@@ -9,6 +9,7 @@ it is killed, so a hang fails the test instead of blocking CI.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,32 +258,6 @@ def mgc_args(data, out_dir, steps=MGC_STEPS, strategy="multiworker", checkpoint_
   return args + (["--checkpoint-every", checkpoint_every] if checkpoint_every else [])
 
 
-def test_two_mgc_workers_match_one_worker_on_the_same_global_batch(tmp_path, mgc_data):
-  """The real tiny MGC trainer on 2 workers: same weights on both, same loss as 1 worker."""
-  reference = start(mgc_args(mgc_data, tmp_path / "single", strategy="default"), worker_env(),
-                    tmp_path / "single.log")
-  results = run_cluster(tmp_path, lambda rank: mgc_args(mgc_data, tmp_path / "multi"))
-  code, timed_out = finish(reference, WORKER_LIMIT_S)
-  assert code == 0 and not timed_out, tail(tmp_path / "single.log")
-  single = result_line(tmp_path / "single.log")
-  assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
-  assert results[0]["chief"] and not results[1]["chief"]
-  assert results[0]["replicas"] == 2 and single["replicas"] == 1
-  assert results[0]["steps"] == single["steps"] == MGC_STEPS
-  assert results[0]["losses"] == results[1]["losses"]  # Averaged over replicas: one value.
-  np.testing.assert_allclose(results[0]["losses"], single["losses"], rtol=MGC_LOSS_RTOL)
-  np.testing.assert_allclose(results[0]["weights_abs_sum"], single["weights_abs_sum"],
-                             rtol=MGC_WEIGHTS_RTOL)
-  # Only the chief wrote checkpoints, meta.json and summaries.
-  names = sorted(p.name for p in (tmp_path / "multi" / "ckpt").iterdir())
-  assert {"checkpoint", f"ckpt-{MGC_STEPS}.index", "meta.json", "logs"} <= set(names), names
-  assert len(json.loads((tmp_path / "multi" / "ckpt" / "meta.json").read_text())) > 0
-  # The multi-worker checkpoint is an ordinary one: it loads without a strategy.
-  from mgc_face import infer
-  from shared.model.face_model import load_face_model
-  assert infer.load_regressor(tmp_path / "multi" / "ckpt", load_face_model()) is not None
-
-
 def test_main_refuses_multiworker_without_tf_config(monkeypatch, capsys, tmp_path):
   """Both trainers: --strategy multiworker without TF_CONFIG is one line, exit 2."""
   import main as main_module
@@ -336,7 +311,9 @@ def assert_loadable(checkpoint_dir):
 @pytest.mark.parametrize("victim", [1])
 def test_killing_a_worker_stops_the_other_with_one_line_then_resume(tmp_path, mgc_data, victim):
   """Real MGC trainer, kill -9 one worker mid-run: the survivor exits 2 soon with one line, the
-  last checkpoint loads, and the same command on both workers resumes from it."""
+  last checkpoint loads, and the same command on both workers resumes from it, in step with
+  each other and with one worker resumed from the same checkpoint (one test, so that the
+  suite starts four trainer processes less on a slow 2-core machine)."""
   ports = free_ports(2)
   ckpt = tmp_path / "run" / "ckpt"
   procs, logs = [], []
@@ -366,13 +343,40 @@ def test_killing_a_worker_stops_the_other_with_one_line_then_resume(tmp_path, mg
   assert step >= KILL_AFTER and f"the last checkpoint is {latest} (step {step})" in lines[-1], \
       lines[-1]
   print(f"survivor stopped {took:.1f} s after the kill: {lines[-1]}")
-  # Resume: the same command on both workers continues from that checkpoint.
+  # Resume: the same command on both workers continues from that checkpoint, and matches one
+  # worker (default strategy) resumed from a copy of it on the same global batches.
+  shutil.copytree(tmp_path / "run", tmp_path / "single")
+  end = step + MGC_STEPS
+  reference = start(mgc_args(mgc_data, tmp_path / "single", steps=end, strategy="default"),
+                    worker_env(), tmp_path / "single.log")
   (tmp_path / "resume").mkdir()  # For the resumed workers' logs.
   results = run_cluster(tmp_path / "resume",
-                        lambda rank: mgc_args(mgc_data, tmp_path / "run", steps=step + 1))
-  assert [r["steps"] for r in results] == [step + 1] * 2 and len(results[0]["losses"]) == 1
+                        lambda rank: mgc_args(mgc_data, tmp_path / "run", steps=end))
+  code, timed_out = finish(reference, WORKER_LIMIT_S)
+  assert code == 0 and not timed_out, tail(tmp_path / "single.log")
+  single = result_line(tmp_path / "single.log")
+  assert [r["steps"] for r in results] == [end] * 2 == [single["steps"]] * 2
+  assert len(results[0]["losses"]) == MGC_STEPS
+  assert tf_latest(ckpt).endswith(f"ckpt-{end}")
+  assert_two_workers_match_one(results, single, tmp_path / "run" / "ckpt", end)
+
+
+def assert_two_workers_match_one(results, single, checkpoint_dir, step):
+  """Two MGC workers' results: the same weights on both, the same losses as one worker; only
+  the chief's checkpoint, which loads without a strategy."""
   assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
-  assert tf_latest(ckpt).endswith(f"ckpt-{step + 1}")
+  assert results[0]["chief"] and not results[1]["chief"]
+  assert results[0]["replicas"] == 2 and single["replicas"] == 1
+  assert results[0]["losses"] == results[1]["losses"]  # Averaged over replicas: one value.
+  np.testing.assert_allclose(results[0]["losses"], single["losses"], rtol=MGC_LOSS_RTOL)
+  np.testing.assert_allclose(results[0]["weights_abs_sum"], single["weights_abs_sum"],
+                             rtol=MGC_WEIGHTS_RTOL)
+  names = sorted(p.name for p in checkpoint_dir.iterdir())
+  assert {"checkpoint", f"ckpt-{step}.index", "meta.json", "logs"} <= set(names), names
+  assert len(json.loads((checkpoint_dir / "meta.json").read_text())) > 0
+  from mgc_face import infer
+  from shared.model.face_model import load_face_model
+  assert infer.load_regressor(checkpoint_dir, load_face_model()) is not None
 
 
 def tf_latest(checkpoint_dir):
