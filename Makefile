@@ -25,8 +25,13 @@ $(STAMP): requirements.txt setup.py
 demo: $(STAMP)
 	$(PY) tools/demo.py --output $(DEMO_OUT)
 
+# Two test processes, each taking whole files (module fixtures are built once): on a slow
+# 2-core CPU 12 min 05 s against 14 min 45 s in one process (docs/demo.md, "Session 27").
+# TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: $(STAMP)
 	$(PY) bench/render.py
