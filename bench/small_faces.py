@@ -12,14 +12,13 @@ same sizes must stay one face.  Prints a table, then one JSON line.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shared import quiet  # noqa: E402
+import common  # noqa: E402  (sets up quiet logging first)
 
 ASTRONAUT_FACE_PX = 106.0  # her face's width in the 512 px photo (BlazeFace's box)
 BACKGROUND = 90            # grey level of the canvas
@@ -42,7 +41,6 @@ def _timed(function, *args):
 
 def main(argv=None):
   args = _parse_args(argv)
-  quiet.setup()
   import cv2
   import numpy as np
   import skimage.data
@@ -74,7 +72,7 @@ def main(argv=None):
     upscaled[width] = len(landmarks.detect_faces(big, cnn_fallback=False))
   print("astronaut upscaled, faces from the front end: "
         + ", ".join(f"{w} px: {n}" for w, n in upscaled.items()))
-  print(json.dumps({"rows": rows, "astronaut_upscaled_faces": upscaled}))
+  common.print_json({"rows": rows, "astronaut_upscaled_faces": upscaled})
   return 0
 
 
