@@ -321,11 +321,15 @@ def read_rgb_alpha(path, size=None):
 
 
 class PhotoFrontEnd:
-  """Real photos to aligned crops through the photo pipeline's own front end.
+  """Real photos to aligned crops and coarse fits through the photo pipeline's front end.
 
   `shared.photo.reconstruct.PhotoReconstructor.detect` finds every face and its 68
-  landmarks and aligns it to the 224 x 224 MGCNet crop; weak HOG detections
-  are dropped by the same `PhotoReconstructor.drop_weak`.
+  landmarks (and 468 mesh points) and aligns it to the 224 x 224 MGCNet crop;
+  weak HOG detections are dropped by the same `PhotoReconstructor.drop_weak`.
+  Each face's coarse coefficients are then fitted as the photo pipeline fits
+  them (`fit`): to the mesh points where it has them, with its colour stage,
+  so that the coarse albedo and lighting follow the photo rather than the
+  synthetic data the regressor was trained on.
   """
 
   def __init__(self, face_model):
@@ -334,23 +338,35 @@ class PhotoFrontEnd:
 
   def crops(self, path, image):
     """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1],
-    the detector's 68 landmarks [68, 2] in crop pixels)."""
+    the detector's 68 landmarks [68, 2] in crop pixels, `refit`: (images [1, 224, 224, 3],
+    coefficients) -> the photo pipeline's fit from those coefficients)."""
     jobs, _ = self.front.drop_weak(self.front.detect(image))
     if not jobs:
       fail(path, "no face found")
     return [(f"_face{k}", np.asarray(j.aligned.image[..., :3], np.float32) / UINT8_MAX,
-             np.asarray(j.aligned.landmarks68, np.float32)) for k, j in enumerate(jobs)]
+             np.asarray(j.aligned.landmarks68, np.float32), self._refit(j))
+            for k, j in enumerate(jobs)]
+
+  def _refit(self, job):
+    def refit(images, coeffs):
+      dense = job.crop_dense if self.front.fits_dense(job) else None
+      result = self.front.fit(np.asarray(images, np.float32),
+                              np.asarray(job.aligned.landmarks68, np.float32)[None],
+                              init=coeffs, dense=None if dense is None else dense[None])
+      return type(result.coeffs)(*[tf.stop_gradient(part) for part in result.coeffs])
+    return refit
 
 
 def test_inputs(input_path, size, face_model=None):
-  """An iterator of (name, rgb, alpha or None, landmarks [68, 2] or None) for an image,
-  a folder of images or a .bin.
+  """An iterator of (name, rgb, alpha or None, landmarks [68, 2] or None, refit or None)
+  for an image, a folder of images or a .bin.
 
   An image of `size` x `size` pixels is taken as an aligned crop (no
   landmarks); any other size as a photo: each face found in it
   (`PhotoFrontEnd`, which needs `face_model`) becomes one crop named
-  STEM_faceK, without alpha, with the detector's landmarks.  .bin records
-  carry the landmarks the file holds.
+  STEM_faceK, without alpha, with the detector's landmarks and `refit`, the
+  photo pipeline's fit of the coarse coefficients (`PhotoFrontEnd.crops`).
+  .bin records carry the landmarks the file holds.
 
   The input is checked (it exists, a .bin's header, a folder holds images)
   when this is called, before anything is written; the images are read as
@@ -376,7 +392,7 @@ def _bin_inputs(reader):
     landmarks = None
     if reader.landmarks is not None and np.isfinite(reader.landmarks[i]).all():
       landmarks = reader.landmarks[i]
-    yield record_stem(reader.names[i], i), rgb, alpha, landmarks
+    yield record_stem(reader.names[i], i), rgb, alpha, landmarks, None
 
 
 def _image_inputs(files, size, face_model):
@@ -384,11 +400,11 @@ def _image_inputs(files, size, face_model):
   for f, stem in zip(files, output_stems(files)):
     rgb, alpha = read_rgb_alpha(f)
     if rgb.shape[:2] == (size, size):
-      yield stem, rgb, alpha, None
+      yield stem, rgb, alpha, None, None
       continue
     front = front or PhotoFrontEnd(face_model)
-    for suffix, crop, landmarks in front.crops(f, export.to_uint8(rgb)):
-      yield stem + suffix, crop, None, landmarks
+    for suffix, crop, landmarks, refit in front.crops(f, export.to_uint8(rgb)):
+      yield stem + suffix, crop, None, landmarks, refit
 
 
 @dataclasses.dataclass
@@ -422,12 +438,16 @@ def run_test(pipeline, input_path, output_dir, limit=None):
                                                                   regressed))
   step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
                                                                      regressed))
-  for k, (name, rgb, alpha, landmarks) in enumerate(inputs):
+  for k, (name, rgb, alpha, landmarks, refit) in enumerate(inputs):
     if limit is not None and k >= limit:
       break
     images = tf.constant(rgb[None])
-    regressed = pipeline.regress(images, None if landmarks is None else landmarks[None],
-                                 None if alpha is None else tf.constant(alpha[None]))
+    if refit is not None:   # A face in a photo: fitted as the photo pipeline fits it.
+      coeffs, features = pipeline.stage(images)
+      regressed = refit(images, coeffs), features
+    else:
+      regressed = pipeline.regress(images, None if landmarks is None else landmarks[None],
+                                   None if alpha is None else tf.constant(alpha[None]))
     out = (step(images, tf.constant(alpha[None]), regressed) if alpha is not None
            else step_no_alpha(images, regressed))
     out = {key: value.numpy()[0] for key, value in out.items()}

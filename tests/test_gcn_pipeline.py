@@ -427,10 +427,30 @@ def test_photo_front_end_crops_faces(tmp_path):
   cv2.imwrite(str(tmp_path / "astronaut.png"), data.astronaut()[..., ::-1])
   inputs = list(infer.test_inputs(tmp_path, 224, load_face_model()))
   assert [name for name, *_ in inputs] == ["astronaut_face0"]
-  _, rgb, alpha, landmarks = inputs[0]
+  _, rgb, alpha, landmarks, refit = inputs[0]
   assert rgb.shape == (224, 224, 3) and alpha is None and 0.2 < rgb.mean() < 0.8
-  # The detector's landmarks, in crop pixels, for the coarse landmark refit.
+  # The detector's landmarks, in crop pixels.
   assert landmarks.shape == (68, 2) and (landmarks > 0).all() and (landmarks < 224).all()
+  # `refit` fits the coarse coefficients as the photo pipeline does (here from the
+  # posed mean face): its colour stage takes the skin's colour from the photo; the
+  # mean albedo under the default light is far from it.
+  from shared.fit.skin import skin_from_landmarks
+  model = load_face_model()
+  synth = FaceSynthesizer(model)
+  fitted = refit(rgb[None], None)
+  skin = np.asarray(skin_from_landmarks(rgb[None], landmarks[None]))[0, ..., 0]
+
+  def skin_colour(coeffs):
+    render = synth(coeffs, render=True).render
+    weight = (render.mask.numpy()[0, ..., 0] * skin)[..., None]
+    return (render.image.numpy()[0] * weight).sum((0, 1)) / weight.sum(), weight
+
+  fitted_colour, weight = skin_colour(fitted)
+  photo_colour = (rgb * weight).sum((0, 1)) / weight.sum()
+  mean_colour, _ = skin_colour(fitted._replace(albedo=tf.zeros_like(fitted.albedo),
+                                               lighting=tf.zeros_like(fitted.lighting)))
+  assert np.abs(fitted_colour - photo_colour).max() < 0.05, (fitted_colour, photo_colour)
+  assert np.abs(mean_colour - photo_colour).max() > 0.15, (mean_colour, photo_colour)
   cv2.imwrite(str(tmp_path / "astronaut.png"), np.zeros((300, 300, 3), np.uint8))
   with pytest.raises(InputError, match="no face found"):
     list(infer.test_inputs(tmp_path / "astronaut.png", 224, load_face_model()))
