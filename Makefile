@@ -9,6 +9,12 @@ DEMO_OUT ?= out/demo
 
 .PHONY: demo test install bench clean
 
+# Python caches compiled modules (__pycache__, in .venv and in this tree, both ignored by
+# git) unless PYTHONDONTWRITEBYTECODE is set.  Where it is set (some CI images), every
+# process compiled TensorFlow's sources again: 20 s to import it on a slow 2-core CPU,
+# against 8 s from the cache (docs/demo.md, "Session 28").  The recipes here write the cache.
+unexport PYTHONDONTWRITEBYTECODE
+
 install: $(STAMP)
 
 # --no-compile: Python compiles only the modules it imports, on first import (15 s less to
