@@ -67,6 +67,13 @@ at the face's yaw (`cascade_reader_yaw_step`; chosen on `out/std/probe_s1`:
 0.593 with one map, 0.555 gated; docs/mgc.md "Session 22").
 Since session 23 `cpu_hour`'s cascade trains on 1500 fresh stream triplets (was
 1000; `out/std/probe_s1` 0.556 -> 0.546 on seed 0; docs/mgc.md "Session 23").
+Since session 28 `tiny`'s heatmap conv reads the concatenated maps (320
+channels at 28 x 28) through a 1x1 conv to 64 channels (`heatmap_reduce`):
+that 3x3 conv was about 70 % of the network's multiply-adds.  The network's
+training step takes 106 ms instead of 188 ms on a slow 2-core CPU, and the
+demo's training 313-317 s instead of 477-539 s there.  Over three seeds the
+held-out figures did not move beyond their spread (docs/mgc.md "Session 28").
+The stream presets keep the plain head (0), so their checkpoints still load.
 """
 
 import dataclasses
@@ -96,6 +103,7 @@ class MGCConfig:
   landmark_head: bool = False
   heatmap_block: int = 1              # Heatmaps at the output of this block (0-based; stride 2^(k+1)).
   heatmap_channels: int = 64          # Channels of the conv before the 68 heatmap logits.
+  heatmap_reduce: int = 0             # > 0: a 1x1 conv to this many channels before that conv.
   landmark_hidden: int = 256          # Hidden units of the landmark -> coefficient MLP (0: linear).
   # Local refinement of the head's points (model.LandmarkRefinement): the maps of these blocks
   # sampled on a patch around each soft-argmax point, an MLP predicts an offset (empty: off).
@@ -224,7 +232,7 @@ PRESETS = {
         augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1,
         cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0), cascade_shape_components=20,
         cascade_joint_dims=16, cascade_stream_samples=200,
-        cascade_test_mirror=True),
+        cascade_test_mirror=True, heatmap_reduce=64),
 }
 # The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
 # (cpu_hour's checkpoints stay resumable).
@@ -233,7 +241,8 @@ NO_AUGMENT = dict(augment_flip=0.0, augment_scale=0.0, augment_rotation=0.0, aug
 PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True, steps=1200,
                                              landmark_warmup_steps=1000,
                                              cascade_stream_samples=1000,
-                                             cascade_shape_components=30, **NO_AUGMENT)
+                                             cascade_shape_components=30, heatmap_reduce=0,
+                                             **NO_AUGMENT)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling).  End to end in 48 min 48 s on 2 cores with 1500 cascade
 # triplets, peak 7.4 GB (session 24; 46 min with 1000 in session 22; docs/mgc.md "Session 24").

@@ -26,6 +26,7 @@ IMAGE_SIZE = 224
 NUM_LANDMARKS = 68
 CONV_KERNEL = 3
 LANDMARK_HIDDEN = "landmark_hidden"   # Name of the landmark -> coefficient MLP layer.
+HEATMAP_REDUCE = "heatmap_reduce"     # Name of the 1x1 conv before the heatmap conv (if any).
 
 
 # ----------------------------------------------------------------------------- network
@@ -160,6 +161,9 @@ def landmark_head(config, maps):
   for deeper in maps[level + 1:]:
     up = keras.layers.Resizing(size, size, interpolation="bilinear")(deeper)
     x = keras.layers.Concatenate()([x, up])
+  if config.heatmap_reduce:   # 1x1 conv first: the 3x3 conv reads fewer channels.
+    x = keras.layers.Conv2D(config.heatmap_reduce, 1, use_bias=False, name=HEATMAP_REDUCE)(x)
+    x = keras.layers.ReLU()(normalisation(config, config.heatmap_reduce)(x))
   x = keras.layers.Conv2D(config.heatmap_channels, CONV_KERNEL, padding="same", use_bias=False)(x)
   x = keras.layers.ReLU()(normalisation(config, config.heatmap_channels)(x))
   logits = keras.layers.Conv2D(NUM_LANDMARKS, 1, name="heatmaps")(x)

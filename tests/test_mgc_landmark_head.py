@@ -114,6 +114,28 @@ def test_network_with_landmark_head_starts_at_the_mean_face(head_config, ict_mod
   assert coeffs.identity.shape == (2, layout.num_id)
 
 
+def test_heatmap_reduce_narrows_what_the_heatmap_conv_reads(head_config, ict_model):
+  """`heatmap_reduce` puts a 1x1 conv (to that many channels) between the concatenated
+  maps and the 3x3 heatmap conv; 0 builds the network without it (older checkpoints)."""
+  layout = CoeffLayout.for_model(ict_model)
+  concatenated = sum(head_config.small_channels[head_config.heatmap_block:])
+  reduced = model_lib.build_network(head_config.replace(heatmap_reduce=48), layout)
+  assert tuple(reduced.get_layer(model_lib.HEATMAP_REDUCE).kernel.shape) == (1, 1, concatenated,
+                                                                             48)
+  plain = model_lib.build_network(head_config.replace(heatmap_reduce=0), layout)
+  with pytest.raises(ValueError):
+    plain.get_layer(model_lib.HEATMAP_REDUCE)
+
+  def kernels_3x3(network):
+    return {tuple(layer.kernel.shape) for layer in network.layers
+            if getattr(layer, "kernel_size", None) == (3, 3)}
+
+  out = head_config.heatmap_channels
+  assert (3, 3, 48, out) in kernels_3x3(reduced)
+  assert (3, 3, concatenated, out) not in kernels_3x3(reduced)
+  assert (3, 3, concatenated, out) in kernels_3x3(plain)
+
+
 def test_landmark_head_learns_a_fixed_target(head_config, ict_model):
   """A few Adam steps on the head's own loss move its points towards a target."""
   layout = CoeffLayout.for_model(ict_model)
