@@ -327,9 +327,9 @@ class PhotoFrontEnd:
   landmarks (and 468 mesh points) and aligns it to the 224 x 224 MGCNet crop;
   weak HOG detections are dropped by the same `PhotoReconstructor.drop_weak`.
   Each face's coarse coefficients are then fitted as the photo pipeline fits
-  them (`fit`): to the mesh points where it has them, with its colour stage,
-  so that the coarse albedo and lighting follow the photo rather than the
-  synthetic data the regressor was trained on.
+  them (the `refit` that `crops` returns): to the mesh points where it has
+  them, with its colour stage, so that the coarse albedo and lighting follow
+  the photo rather than the synthetic data the regressor was trained on.
   """
 
   def __init__(self, face_model):
