@@ -338,8 +338,8 @@ class PhotoFrontEnd:
 
   def crops(self, path, image):
     """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1],
-    the detector's 68 landmarks [68, 2] in crop pixels, `refit`: (images [1, 224, 224, 3],
-    coefficients) -> the photo pipeline's fit from those coefficients)."""
+    the detector's 68 landmarks [68, 2] in crop pixels, `refit`: coefficients of the crop
+    (batch 1) -> the photo pipeline's fit of it from them)."""
     jobs, _ = self.front.drop_weak(self.front.detect(image))
     if not jobs:
       fail(path, "no face found")
@@ -348,11 +348,9 @@ class PhotoFrontEnd:
             for k, j in enumerate(jobs)]
 
   def _refit(self, job):
-    def refit(images, coeffs):
-      dense = job.crop_dense if self.front.fits_dense(job) else None
-      result = self.front.fit(np.asarray(images, np.float32),
-                              np.asarray(job.aligned.landmarks68, np.float32)[None],
-                              init=coeffs, dense=None if dense is None else dense[None])
+    def refit(coeffs):
+      crops, landmarks, dense = self.front.batch_inputs([job])
+      result = self.front.fit(crops, landmarks, init=coeffs, dense=dense)
       return type(result.coeffs)(*[tf.stop_gradient(part) for part in result.coeffs])
     return refit
 
@@ -444,7 +442,7 @@ def run_test(pipeline, input_path, output_dir, limit=None):
     images = tf.constant(rgb[None])
     if refit is not None:   # A face in a photo: fitted as the photo pipeline fits it.
       coeffs, features = pipeline.stage(images)
-      regressed = refit(images, coeffs), features
+      regressed = refit(coeffs), features
     else:
       regressed = pipeline.regress(images, None if landmarks is None else landmarks[None],
                                    None if alpha is None else tf.constant(alpha[None]))

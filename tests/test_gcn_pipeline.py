@@ -437,7 +437,7 @@ def test_photo_front_end_crops_faces(tmp_path):
   from shared.fit.skin import skin_from_landmarks
   model = load_face_model()
   synth = FaceSynthesizer(model)
-  fitted = refit(rgb[None], None)
+  fitted = refit(None)
   skin = np.asarray(skin_from_landmarks(rgb[None], landmarks[None]))[0, ..., 0]
 
   def skin_colour(coeffs):
