@@ -16,8 +16,9 @@ triplets unchanged (`mgc_face.train.make_input`).
 
 Conventions: landmarks are continuous pixels with pixel centres at +0.5 (as
 `_lm.txt`); a similarity maps a point p to A (p - c) + c + t with c the crop
-centre (size / 2).  The image is resampled bilinearly by inverse mapping
-(ImageProjectiveTransformV3 on pixel indices, whose centres are at integer
+centre (size / 2).  The flip is the affine map x -> size - x, so a view's flip and
+similarity make one map, and the image is resampled once, bilinearly by inverse
+mapping (ImageProjectiveTransformV3 on pixel indices, whose centres are at integer
 coordinates), edges filled by reflection.
 """
 
@@ -79,13 +80,31 @@ def transform_points(points, matrices):
 
 def flip(images, points, flags):
   """Mirrors the views with flags [N] (bool): image columns reversed, x -> W - x, indices permuted."""
-  width = tf.cast(tf.shape(images)[2], points.dtype)
-  mirrored = tf.reverse(images, [2])
+  width = images.shape[2]
+  return (warp_images(images, flip_matrices(flags, width)),
+          flip_points(points, flags, tf.cast(width, points.dtype)))
+
+
+def flip_points(points, flags, width):
+  """The landmark half of `flip`: [N, 68, 2] -> the flagged views' points mirrored and permuted."""
   mirrored_points = tf.gather(points, FLIP_PERMUTATION, axis=1)
   mirrored_points = tf.stack([width - mirrored_points[..., 0], mirrored_points[..., 1]], -1)
-  images = tf.where(flags[:, None, None, None], mirrored, images)
-  points = tf.where(flags[:, None, None], mirrored_points, points)
-  return images, points
+  return tf.where(flags[:, None, None], mirrored_points, points)
+
+
+def flip_matrices(flags, width):
+  """[N, 2, 3] forward maps: x -> width - x for the flagged views, the identity for the rest."""
+  sign = tf.where(flags, -1.0, 1.0)
+  zero, one = tf.zeros_like(sign), tf.ones_like(sign)
+  shift = tf.where(flags, tf.cast(width, tf.float32), 0.0)
+  return tf.stack([tf.stack([sign, zero, shift], -1), tf.stack([zero, one, zero], -1)], -2)
+
+
+def compose(outer, inner):
+  """[N, 2, 3] maps: p -> outer(inner(p))."""
+  linear = tf.matmul(outer[:, :, :2], inner[:, :, :2])
+  offset = tf.linalg.matvec(outer[:, :, :2], inner[:, :, 2]) + outer[:, :, 2]
+  return tf.concat([linear, offset[..., None]], -1)
 
 
 def augment_views(config, images, skins, points, seed):
@@ -99,22 +118,25 @@ def augment_views(config, images, skins, points, seed):
   size = tf.shape(images)[1]
   seeds = tf.random.experimental.stateless_split(seed, 6)
   uniform = lambda k, shape: tf.random.stateless_uniform(shape, seeds[k], -1.0, 1.0)  # noqa: E731
+  matrices = None   # The view's flip and similarity as one forward map [N, 2, 3].
   if config.augment_flip:
     flags = tf.random.stateless_uniform([count], seeds[0]) < config.augment_flip
-    images, points = flip(images, points, flags)
-    if skins is not None:
-      skins = tf.where(flags[:, None, None, None], tf.reverse(skins, [2]), skins)
+    width = tf.shape(images)[2]
+    matrices = flip_matrices(flags, width)
+    points = flip_points(points, flags, tf.cast(width, points.dtype))
   if config.augment_scale or config.augment_rotation or config.augment_shift:
     scale = tf.exp(config.augment_scale * uniform(1, [count]))
     angle = math.radians(config.augment_rotation) * uniform(2, [count])
     shift = config.augment_shift * tf.cast(size, tf.float32) * uniform(3, [count, 2])
-    matrices = similarity_matrices(scale, angle, shift, size)
+    similarity = similarity_matrices(scale, angle, shift, size)
+    points = transform_points(points, similarity)
+    matrices = similarity if matrices is None else compose(similarity, matrices)
+  if matrices is not None:
     if skins is None:
       images = warp_images(images, matrices)
     else:
       both = warp_images(tf.concat([images, skins], -1), matrices)
       images, skins = both[..., :3], both[..., 3:]
-    points = transform_points(points, matrices)
   if config.augment_brightness or config.augment_colour:
     gain = (1.0 + config.augment_brightness * uniform(4, [count, 1, 1, 1])) * \
         (1.0 + config.augment_colour * uniform(5, [count, 1, 1, 3]))

@@ -105,6 +105,38 @@ def test_similarity_warp_moves_image_and_landmarks_alike():
   assert np.abs(out_points - points).max() > 2.0   # it did move them
 
 
+def test_flip_and_similarity_in_one_resample_equal_the_two_in_turn():
+  # augment_views folds the flip into the similarity's map; the reference mirrors the
+  # columns with numpy first, then warps with the same similarity.
+  config = MGCConfig(augment_flip=0.5, augment_scale=0.1, augment_rotation=10.0,
+                     augment_shift=0.05)
+  rng = np.random.default_rng(3)
+  images = rng.uniform(0, 1, (8, SIZE, SIZE, 3)).astype(np.float32)
+  skins = rng.uniform(0, 1, (8, SIZE, SIZE, 1)).astype(np.float32)
+  points = rng.uniform(40, 180, (8, 68, 2)).astype(np.float32)
+  seed = tf.constant([4, 2], tf.int64)
+  out_images, out_skins, out_points = augment.augment_views(
+      config, tf.constant(images), tf.constant(skins), tf.constant(points), seed)
+  # The same draws as augment_views makes.
+  seeds = tf.random.experimental.stateless_split(seed, 6)
+  flags = (tf.random.stateless_uniform([8], seeds[0]) < config.augment_flip).numpy()
+  uniform = [tf.random.stateless_uniform(shape, seeds[k], -1.0, 1.0)
+             for k, shape in ((1, [8]), (2, [8]), (3, [8, 2]))]
+  similarity = augment.similarity_matrices(
+      tf.exp(config.augment_scale * uniform[0]),
+      np.radians(config.augment_rotation) * uniform[1], config.augment_shift * SIZE * uniform[2],
+      SIZE)
+  both = np.concatenate([images, skins], -1)
+  both = np.where(flags[:, None, None, None], both[:, :, ::-1], both)
+  expected = augment.warp_images(tf.constant(both), similarity).numpy()
+  assert 0 < flags.sum() < 8
+  np.testing.assert_allclose(out_images.numpy(), expected[..., :3], atol=1e-4)
+  np.testing.assert_allclose(out_skins.numpy(), expected[..., 3:], atol=1e-4)
+  mirrored = np.where(flags[:, None, None], augment.mirror_points(points, SIZE), points)
+  np.testing.assert_allclose(out_points.numpy(),
+                             augment.transform_points(mirrored, similarity).numpy(), atol=1e-3)
+
+
 def test_colour_jitter_keeps_range_and_geometry():
   config = MGCConfig(augment_brightness=0.3, augment_colour=0.1)
   images = np.full((4, SIZE, SIZE, 3), 0.6, np.float32)
