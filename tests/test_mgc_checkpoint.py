@@ -31,7 +31,9 @@ def test_checkpoint_round_trip_and_metadata(mgc_trained, ict_model):
   images = np.random.default_rng(1).uniform(size=(1, 224, 224, 3)).astype(np.float32)
   expected = trainer.regressor.network(images, training=False)[0].numpy()
   got = regressor.layout.join(regressor(images)[0]).numpy()
-  np.testing.assert_allclose(got, expected, atol=1e-5)
+  # The frozen graph's fused oneDNN convolutions round differently: float32 precision of
+  # the largest coefficient (about 20), which sums terms of that size into each output.
+  np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
   assert np.abs(got).max() > 0   # Trained: no longer the zero head.
 
 
