@@ -78,15 +78,9 @@ def transform_points(points, matrices):
   return tf.einsum("nij,nkj->nki", matrices[:, :, :2], points) + matrices[:, None, :, 2]
 
 
-def flip(images, points, flags):
-  """Mirrors the views with flags [N] (bool): image columns reversed, x -> W - x, indices permuted."""
-  width = images.shape[2]
-  return (warp_images(images, flip_matrices(flags, width)),
-          flip_points(points, flags, tf.cast(width, points.dtype)))
-
-
 def flip_points(points, flags, width):
-  """The landmark half of `flip`: [N, 68, 2] -> the flagged views' points mirrored and permuted."""
+  """[N, 68, 2] -> the flagged views' points (flags [N] bool) mirrored (x -> width - x) and
+  permuted (`FLIP_PERMUTATION`), so that a left-eye label stays on the left eye."""
   mirrored_points = tf.gather(points, FLIP_PERMUTATION, axis=1)
   mirrored_points = tf.stack([width - mirrored_points[..., 0], mirrored_points[..., 1]], -1)
   return tf.where(flags[:, None, None], mirrored_points, points)

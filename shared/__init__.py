@@ -18,8 +18,8 @@ when TensorFlow is imported afterwards, which every entry point of the project
 ensures.  TensorFlow enables them by itself only on CPUs with AVX-512 VNNI or
 newer instructions; on others (AMD's first Zen generation, older Intel) it falls
 back to Eigen's convolutions.  There, with oneDNN, the `tiny` MGC network's
-training step took 106 ms instead of 123 ms and the demo's MGC training 360 s
-instead of 390 s (docs/demo.md, "Session 29"), and every machine runs the same
+training step took 106 ms instead of 123 ms and the `tiny` training command 360 s
+instead of 390 s (docs/mgc.md, "Session 29"), and every machine runs the same
 kernels.  `TF_ENABLE_ONEDNN_OPTS=0` switches them off.
 """
 

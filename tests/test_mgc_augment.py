@@ -12,6 +12,8 @@ from shared.render.face_image import FaceSynthesizer
 
 SIZE = 224
 GEOMETRY_ONLY = MGCConfig(augment_scale=0.15, augment_rotation=20.0, augment_shift=0.08)
+FLIP_EVERY_VIEW = MGCConfig(augment_flip=1.0)
+SEED = tf.constant([0, 0], tf.int64)
 
 
 def blobs(points, sigma, size=SIZE):
@@ -36,7 +38,8 @@ def test_flip_permutation_is_an_involution_and_mirrors_the_mean_face(ict_model):
   layout = CoeffLayout.for_model(ict_model)
   lm = FaceSynthesizer(ict_model).geometry(layout.split(tf.zeros([1, layout.size])))[3].numpy()
   image = np.zeros((1, SIZE, SIZE, 1), np.float32)
-  _, flipped = augment.flip(tf.constant(image), tf.constant(lm), tf.constant([True]))
+  _, _, flipped = augment.augment_views(FLIP_EVERY_VIEW, tf.constant(image), None,
+                                       tf.constant(lm), SEED)
   np.testing.assert_allclose(flipped.numpy(), lm, atol=0.5)
   unpermuted = np.stack([SIZE - lm[..., 0], lm[..., 1]], -1)
   assert np.abs(unpermuted - lm).max() > 20.0   # without the permutation the eyes swap sides
@@ -45,8 +48,8 @@ def test_flip_permutation_is_an_involution_and_mirrors_the_mean_face(ict_model):
 def test_flip_moves_a_blob_with_its_landmark():
   points = np.array([[[40.3, 100.7]]], np.float32)
   image = blobs(points, [3.0])
-  flipped_image, flipped = augment.flip(tf.constant(image), tf.constant(np.repeat(points, 68, 1)),
-                                        tf.constant([True]))
+  flipped_image, _, flipped = augment.augment_views(
+      FLIP_EVERY_VIEW, tf.constant(image), None, tf.constant(np.repeat(points, 68, 1)), SEED)
   expected = blobs(flipped.numpy()[:, :1], [3.0])
   np.testing.assert_allclose(flipped_image.numpy(), expected, atol=1e-5)
   np.testing.assert_allclose(flipped.numpy()[0, 0], [SIZE - 40.3, 100.7], atol=1e-4)
@@ -56,7 +59,8 @@ def test_mirror_points_is_the_flip_of_the_points_and_its_own_inverse():
   rng = np.random.default_rng(3)
   points = rng.uniform(0, SIZE, (4, 68, 2)).astype(np.float32)
   image = np.zeros((4, SIZE, SIZE, 1), np.float32)
-  _, flipped = augment.flip(tf.constant(image), tf.constant(points), tf.ones([4], tf.bool))
+  _, _, flipped = augment.augment_views(FLIP_EVERY_VIEW, tf.constant(image), None,
+                                       tf.constant(points), SEED)
   np.testing.assert_allclose(augment.mirror_points(points, SIZE), flipped.numpy(), atol=1e-4)
   np.testing.assert_allclose(augment.mirror_points(augment.mirror_points(points, SIZE), SIZE),
                              points, atol=1e-4)
