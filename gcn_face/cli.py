@@ -83,6 +83,7 @@ def add_inference(group):
                      help="keep the refined albedo's change in proportion min(1, irradiance / "
                           "E) per vertex; 0: the GCN's albedo as it is (default: the "
                           "checkpoint's config; tiny 1.5)")
+  group.add_argument("--quiet", action="store_true", help="no progress bar")
   add_model_files(group)
 
 
@@ -169,17 +170,20 @@ def run(args):
   if args.mode == "test":
     need(args, "input", "output")
     pipeline = load_pipeline(args, face_model)
-    result = infer.run_test(pipeline, args.input, args.output, args.limit)
-    print(f"wrote {len(result.files)} files to {args.output}")
+    result = infer.run_test(pipeline, args.input, args.output, args.limit,
+                            progress=not args.quiet)
+    print(f"wrote {len(result.files)} files to {args.output}"
+          + (f"; {len(result.skipped)} input(s) skipped" if result.skipped else ""))
     coarse, refined = result.mean("coarse", "l1"), result.mean("refined", "l1")
     if coarse is not None:
       print(f"face-region L1 over {len(result.metrics)} image(s) with alpha: coarse "
             f"{coarse:.4f}, refined {refined:.4f}")
-    return 0
+    return 1 if result.skipped else 0
   need(args, "data")
   from gcn_face import evaluate
   pipeline = load_pipeline(args, face_model)
-  result = evaluate.evaluate(pipeline, args.data, limit=args.limit, pictures=args.pictures)
+  result = evaluate.evaluate(pipeline, args.data, limit=args.limit, pictures=args.pictures,
+                             progress=not args.quiet)
   print(evaluate.format_report(result))
   if args.pictures:
     print(f"wrote {len(result['pictures'])} pictures to {args.pictures}")

@@ -160,7 +160,7 @@ def comparison_picture(image, mask, renders, albedos=None):
   return export.grid(tiles, columns=len(renders) + 1)
 
 
-def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
+def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None, progress=False):
   """Evaluates the coarse and refined renders on a held-out .bin.
 
   Args:
@@ -169,6 +169,7 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
     batch_size: images per forward pass (default: the config's batch size).
     limit: evaluate at most this many images.
     pictures: optional folder for one comparison PNG per image.
+    progress: a tqdm bar over the batches.
 
   Returns:
     dict: count, seconds, per stage the mean of each metric (albedo_rmse over
@@ -190,8 +191,11 @@ def evaluate(pipeline, data_path, batch_size=None, limit=None, pictures=None):
 
   start = time.perf_counter()
   per_image, written = [], []
-  dataset = reader.dataset(batch_size, shuffle=False).take(-(-count // batch_size))
-  for batch in dataset:
+  from tqdm import tqdm
+  batches = -(-count // batch_size)
+  dataset = reader.dataset(batch_size, shuffle=False).take(batches)
+  for batch in tqdm(dataset, desc="eval", unit="batch", total=batches,
+                    disable=not progress or batches < 2):
     indices = batch["index"].numpy()
     truth = None
     if has_truth:

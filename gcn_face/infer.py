@@ -16,6 +16,7 @@ an alpha channel, see `TestResult`):
 
 import dataclasses
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -355,7 +356,7 @@ class PhotoFrontEnd:
     return refit
 
 
-def test_inputs(input_path, size, face_model=None):
+def test_inputs(input_path, size, face_model=None, on_skip=None, progress=False):
   """An iterator of (name, rgb, alpha or None, landmarks [68, 2] or None, refit or None)
   for an image, a folder of images or a .bin.
 
@@ -368,7 +369,12 @@ def test_inputs(input_path, size, face_model=None):
 
   The input is checked (it exists, a .bin's header, a folder holds images)
   when this is called, before anything is written; the images are read as
-  they are yielded.
+  they are yielded.  In a folder, an image that cannot be read or holds no
+  face is passed to `on_skip` (an `InputError`) and skipped, as the photo
+  pipeline does; without `on_skip`, and for a single file, it raises.
+
+  Args:
+    progress: a tqdm bar over the files or records (when there are 2 or more).
   """
   path = Path(input_path)
   if not path.exists():
@@ -377,15 +383,20 @@ def test_inputs(input_path, size, face_model=None):
     from gcn_face.binfile import BinReader
     reader = BinReader(path)
     reader.require_size(size)
-    return _bin_inputs(reader)
+    return _bin_inputs(reader, progress)
   files = [path] if path.is_file() else list_images(path)
   if not files:
     fail(path, "no images found (" + ", ".join(IMAGE_SUFFIXES) + ")")
-  return _image_inputs(files, size, face_model)
+  return _image_inputs(files, size, face_model, None if path.is_file() else on_skip, progress)
 
 
-def _bin_inputs(reader):
-  for i in range(len(reader)):
+def _progress(items, progress, unit):
+  from tqdm import tqdm
+  return tqdm(items, desc="test", unit=unit, disable=not progress or len(items) < 2)
+
+
+def _bin_inputs(reader, progress=False):
+  for i in _progress(range(len(reader)), progress, "record"):
     rgb, alpha = reader.image_alpha(i)
     landmarks = None
     if reader.landmarks is not None and np.isfinite(reader.landmarks[i]).all():
@@ -393,45 +404,66 @@ def _bin_inputs(reader):
     yield record_stem(reader.names[i], i), rgb, alpha, landmarks, None
 
 
-def _image_inputs(files, size, face_model):
+def _image_inputs(files, size, face_model, on_skip=None, progress=False):
   front = None
-  for f, stem in zip(files, output_stems(files)):
-    rgb, alpha = read_rgb_alpha(f)
-    if rgb.shape[:2] == (size, size):
-      yield stem, rgb, alpha, None, None
+  for f, stem in _progress(list(zip(files, output_stems(files))), progress, "image"):
+    try:
+      rgb, alpha = read_rgb_alpha(f)
+      if rgb.shape[:2] == (size, size):
+        crops = [("", rgb, alpha, None, None)]
+      else:
+        front = front or PhotoFrontEnd(face_model)
+        crops = [(suffix, crop, None, landmarks, refit)
+                 for suffix, crop, landmarks, refit in front.crops(f, export.to_uint8(rgb))]
+    except InputError as error:
+      if on_skip is None:
+        raise
+      on_skip(error)
       continue
-    front = front or PhotoFrontEnd(face_model)
-    for suffix, crop, landmarks, refit in front.crops(f, export.to_uint8(rgb)):
-      yield stem + suffix, crop, None, landmarks, refit
+    for suffix, crop, crop_alpha, landmarks, refit in crops:
+      yield stem + suffix, crop, crop_alpha, landmarks, refit
 
 
 @dataclasses.dataclass
 class TestResult:
   """files: written paths; metrics: per image with alpha, {name, coarse, refined}
-  (face-region L1 / PSNR / SSIM, see `gcn_face.evaluate.masked_metrics`)."""
+  (face-region L1 / PSNR / SSIM, see `gcn_face.evaluate.masked_metrics`); skipped: one
+  line per image of a folder that could not be used."""
   files: list
   metrics: list
+  skipped: list = dataclasses.field(default_factory=list)
 
   def mean(self, stage, metric):
     values = [m[stage][metric] for m in self.metrics if m[stage] is not None]
     return float(np.mean(values)) if values else None
 
 
-def run_test(pipeline, input_path, output_dir, limit=None):
+def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=False):
   """Refines every input and writes meshes, comparison and UV pictures.
 
   Inputs with an alpha channel (RGBA files, .bin records) are also scored:
   face-region metrics of the coarse and refined renders against the input.
+  In a folder, images that cannot be read or hold no face are reported to `log`
+  ("skipped: FILE: problem"; default: stderr) and skipped.
 
   Returns:
     `TestResult`.
+  Raises:
+    InputError: a single input file cannot be used, or no image of a folder can.
   """
   from gcn_face.evaluate import masked_metrics
   model = pipeline.stage.face_model
-  inputs = test_inputs(input_path, pipeline.config.image_size, model)  # Checks before writing.
+  result = TestResult([], [])
+  log = log or _log_line
+
+  def skip(error):
+    result.skipped.append(str(error))
+    log(f"skipped: {error}")
+
+  inputs = test_inputs(input_path, pipeline.config.image_size, model, on_skip=skip,
+                       progress=progress)   # Checks before writing.
   output = Path(output_dir)   # Made once the first input has been read and refined.
   faces = model.faces
-  result = TestResult([], [])
   step = tf.function(lambda images, alpha, regressed: _test_batch(pipeline, images, alpha,
                                                                   regressed))
   step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
@@ -467,7 +499,16 @@ def run_test(pipeline, input_path, output_dir, limit=None):
       result.metrics.append({"name": name,
                              "coarse": masked_metrics(rgb, out["coarse_render"], face),
                              "refined": masked_metrics(rgb, out["refined_render"], face)})
+  if not result.files and result.skipped:
+    raise InputError(result.skipped[0] if len(result.skipped) == 1 else
+                     f"{input_path}: none of its {len(result.skipped)} images could be used")
   return result
+
+
+def _log_line(message):
+  """One line on stderr that leaves a running progress bar intact."""
+  from tqdm import tqdm
+  tqdm.write(message, file=sys.stderr)
 
 
 def write_textured_obj(output, name, model, vertices, albedo):

@@ -350,7 +350,7 @@ def reconstruct_folder(regressor, input_path, output_dir, log=None, progress=Tru
       image = load_input_image(path)
     except InputError as error:
       problems.append(str(error))
-      log(f"warning: skipping {error}")
+      log(f"skipped: {error}")
       continue
     result = reconstructor(image[None])
     write_reconstruction(output_dir, stem, image, result, 0, reconstructor)

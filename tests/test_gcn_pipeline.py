@@ -418,6 +418,43 @@ def test_corrupt_image_leaves_no_output_folder(toy, tmp_path):
   assert not (tmp_path / "out").exists()
 
 
+def test_folder_skips_unusable_images_and_goes_on(toy, tmp_path):
+  """In a folder, an image that cannot be read is reported and skipped (the photo
+  pipeline's behaviour); the others are refined.  A folder where nothing can be used
+  fails with one line and leaves no output folder."""
+  from shared.io.export import write_png
+  _, topology, stage, images, _, _ = toy
+  pipeline = infer.TexturePipeline(stage, topology, TOY)
+  write_png(tmp_path / "photos" / "a_face.png", images[0].numpy())
+  (tmp_path / "photos" / "b_cut.jpg").write_bytes(b"not a jpeg")
+  (tmp_path / "photos" / "c_empty.png").write_bytes(b"")
+  lines = []
+  result = infer.run_test(pipeline, tmp_path / "photos", tmp_path / "out", log=lines.append)
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+      "a_face_coarse.obj", "a_face_compare.png", "a_face_refined.mtl", "a_face_refined.obj",
+      "a_face_uv.png"]
+  assert len(result.skipped) == 2 and len(lines) == 2
+  assert lines[0].startswith("skipped: ") and "b_cut.jpg: cannot decode" in lines[0]
+  assert "c_empty.png: image file is empty" in lines[1]
+  (tmp_path / "photos" / "a_face.png").unlink()
+  with pytest.raises(InputError, match="none of its 2 images could be used"):
+    infer.run_test(pipeline, tmp_path / "photos", tmp_path / "none", log=lines.append)
+  assert not (tmp_path / "none").exists()
+
+
+def test_photo_without_a_face_is_skipped_in_a_folder(tmp_path):
+  """A photo in which the detector finds no face: skipped in a folder (`on_skip`),
+  while the aligned crop beside it is still read."""
+  import cv2
+  from shared.model.face_model import load_face_model
+  cv2.imwrite(str(tmp_path / "blank.png"), np.zeros((300, 300, 3), np.uint8))
+  cv2.imwrite(str(tmp_path / "crop.png"), np.full((224, 224, 3), 128, np.uint8))
+  skipped = []
+  inputs = list(infer.test_inputs(tmp_path, 224, load_face_model(), on_skip=skipped.append))
+  assert [name for name, *_ in inputs] == ["crop"]
+  assert len(skipped) == 1 and str(skipped[0]).endswith("blank.png: no face found")
+
+
 def test_photo_front_end_crops_faces(tmp_path):
   """A photo that is not an aligned crop goes through the photo pipeline's detector
   and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha."""

@@ -567,7 +567,7 @@ class PhotoReconstructor:
                      self.overlay(base, scale, records, all_landmarks))
     entry["overlay"] = f"{stem}_overlay.png"
     self.timings["write"].append(time.perf_counter() - start)
-    poses = ", ".join(f"face{f['face']} yaw {f['pose_degrees']['yaw']:.0f}" for f in entry["faces"])
+    poses = ", ".join(f"face{f['face']} yaw {round(f['pose_degrees']['yaw']) + 0:d}" for f in entry["faces"])
     log(f"{path}: {len(records)} face(s) ({poses}) -> {Path(output_dir) / stem}_face*")
     return entry
 
