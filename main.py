@@ -120,6 +120,11 @@ def main(argv=None):
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130
+  except OSError as error:   # A full disk, a permission, a file in the way: one line.
+    if "--verbose" in argv:
+      raise
+    print(f"error: {error.filename or 'output'}: {error.strerror or error}", file=sys.stderr)
+    return EXIT_INPUT_ERROR
 
 
 if __name__ == "__main__":

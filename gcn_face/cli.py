@@ -21,6 +21,7 @@ import sys
 
 from shared.cli import add_mode_groups, need, positive
 from shared.errors import InputError
+from shared.io.paths import check_output_file, check_output_folder
 
 MODES = ("train", "test", "eval")
 
@@ -156,6 +157,7 @@ def run(args):
   positive(args, "steps", "batch_size", "limit")
   if args.mode == "train":
     need(args, "data", "coarse_checkpoint", "checkpoint")
+    check_output_folder(args.checkpoint)
     from gcn_face.binfile import BinReader
     from shared.train import distribute
     config = training_config(args)
@@ -169,6 +171,7 @@ def run(args):
     raise InputError(f"--albedo-confidence {args.albedo_confidence}: must be 0 or more")
   if args.mode == "test":
     need(args, "input", "output")
+    check_output_folder(args.output)
     pipeline = load_pipeline(args, face_model)
     result = infer.run_test(pipeline, args.input, args.output, args.limit,
                             progress=not args.quiet)
@@ -180,6 +183,10 @@ def run(args):
             f"{coarse:.4f}, refined {refined:.4f}")
     return 1 if result.skipped else 0
   need(args, "data")
+  if args.pictures:
+    check_output_folder(args.pictures)
+  if args.output:
+    check_output_file(args.output)
   from gcn_face import evaluate
   pipeline = load_pipeline(args, face_model)
   result = evaluate.evaluate(pipeline, args.data, limit=args.limit, pictures=args.pictures,

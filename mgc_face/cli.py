@@ -20,6 +20,7 @@ import sys
 
 from shared.cli import add_mode_groups, need
 from shared.errors import InputError
+from shared.io.paths import check_output_folder
 
 MODES = ("train", "test", "eval")
 INPUT_KINDS = ("auto", "aligned", "photo")
@@ -195,6 +196,7 @@ def run(args):
   from shared.model.face_model import load_face_model
   if args.mode == "train":
     need(args, "data", "checkpoint")
+    check_output_folder(args.checkpoint)
     from shared.train import distribute
     if args.steps is not None and args.steps < 0:
       raise InputError(f"--steps {args.steps}: must be non-negative")
@@ -203,6 +205,7 @@ def run(args):
     return distribute.run_to_exit(lambda: train_mode(args, config, strategy))
   if args.mode == "test":
     need(args, "input", "output")
+    check_output_folder(args.output)
     from mgc_face import infer
     face_model = load_face_model(args.face_model)
     if input_kind(args) == "photo":

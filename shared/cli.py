@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from shared.errors import InputError
+from shared.io.paths import check_output_folder
 
 MODES = ("render", "eval-landmarks")
 
@@ -101,6 +102,7 @@ def run(args, load_regressor=None):
   if args.mode == "render":
     from shared.model.face_model import load_face_model
     from shared.render.gallery import render_gallery
+    check_output_folder(args.output)
     model = load_face_model(args.face_model)
     path = Path(args.output) / "gallery.png"
     render_gallery(model, path)

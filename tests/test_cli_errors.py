@@ -69,3 +69,68 @@ def test_one_unreadable_photo_is_an_error_and_writes_nothing(tmp_path):
   lines = error_lines(r.stderr)
   assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: cannot decode image"), r.stderr
   assert not out.exists()
+
+
+def test_output_path_in_the_way(tmp_path, monkeypatch, capsys):
+  """An output folder that is a file, or lies under one, stops every command with one
+  line before any work (it was a FileExistsError traceback after the work)."""
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "f").write_text("x")
+  (tmp_path / "d").mkdir()
+  cases = [
+      (["--model", "mgc", "--mode", "test", "--checkpoint", "c", "--input", "in.png",
+        "--output", "f"], "error: f: exists and is not a folder"),
+      (["--model", "mgc", "--mode", "train", "--data", "d", "--checkpoint", "f/run"],
+       "error: f/run: cannot make the folder: f is a file"),
+      (["--model", "gcn", "--mode", "test", "--checkpoint", "c", "--input", "in.png",
+        "--output", "f"], "error: f: exists and is not a folder"),
+      (["--model", "gcn", "--mode", "train", "--data", "x.bin", "--coarse-checkpoint", "c",
+        "--checkpoint", "f"], "error: f: exists and is not a folder"),
+      (["--model", "gcn", "--mode", "eval", "--checkpoint", "c", "--data", "x.bin",
+        "--output", "d"], "error: d: is a folder, not a file"),
+      (["--model", "gcn", "--mode", "eval", "--checkpoint", "c", "--data", "x.bin",
+        "--output", "f/report.json"], "error: f/report.json: cannot write it: f is a file"),
+      (["--model", "shared", "--mode", "render", "--output", "f"],
+       "error: f: exists and is not a folder"),
+  ]
+  for argv, message in cases:
+    code, _, err = run_main_here(argv, capsys)
+    lines = error_lines(err)
+    assert code == 2 and lines == [message], (argv, err)
+  assert (tmp_path / "f").read_text() == "x" and sorted(os.listdir(tmp_path)) == ["d", "f"]
+
+
+def test_output_checks_create_nothing(tmp_path):
+  from shared.errors import InputError
+  from shared.io.paths import check_output_file, check_output_folder
+  check_output_folder(tmp_path / "new" / "deeper")
+  check_output_file(tmp_path / "new" / "report.json")
+  assert os.listdir(tmp_path) == []
+  (tmp_path / "f").write_text("x")
+  for check, path in ((check_output_folder, tmp_path / "f"),
+                      (check_output_folder, tmp_path / "f" / "a" / "b"),
+                      (check_output_file, tmp_path / "f" / "r.json")):
+    try:
+      check(path)
+    except InputError as error:
+      assert str(error).startswith(str(path) + ": ")
+    else:
+      raise AssertionError(path)
+
+
+def test_os_error_is_one_line(tmp_path, monkeypatch, capsys):
+  """An OSError that escapes a command (a full disk, say) is one line and exit status 2;
+  --verbose shows the traceback."""
+  import errno
+  import pytest
+  import shared.cli
+
+  def full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "out/gallery.png")
+
+  monkeypatch.setattr(shared.cli, "run", full_disk)
+  monkeypatch.setenv("FACE3D_VERBOSE", "0")   # --verbose sets it; restored after the test.
+  code, _, err = run_main_here(["--model", "shared", "--mode", "render"], capsys)
+  assert code == 2 and error_lines(err) == ["error: out/gallery.png: No space left on device"]
+  with pytest.raises(OSError):
+    run_main_here(["--model", "shared", "--mode", "render", "--verbose"], capsys)

@@ -39,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.errors import InputError, fail  # noqa: E402
+from shared.io.paths import check_output_file  # noqa: E402
 from shared.io.image_io import IMAGE_SUFFIXES, list_images  # noqa: E402
 
 COEFF_SUFFIXES = ("_coeffs.npz", ".npz", "_gt.npz")
@@ -322,6 +323,7 @@ def main(argv=None):
     return EXIT_INPUT_ERROR
   start = time.perf_counter()
   try:
+    check_output_file(args.output)
     count, skipped = pack(args.input, args.output, args.size, args.split, args.dtype,
                           args.face_model, args.all_views)
   except InputError as error:

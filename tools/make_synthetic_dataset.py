@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.errors import InputError  # noqa: E402
+from shared.io.paths import check_output_folder  # noqa: E402
 
 EXIT_INPUT_ERROR = 2
 DEFAULT_TEST_FRACTION = 0.2
@@ -59,6 +60,7 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   try:
+    check_output_folder(args.output)
     from mgc_face import synthetic
     from shared.model.face_model import load_face_model
     model = load_face_model(args.face_model)

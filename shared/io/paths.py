@@ -88,3 +88,31 @@ def cache_dir():
   path = Path(base)
   path.mkdir(parents=True, exist_ok=True)
   return path
+
+
+def check_output_folder(path):
+  """Raises `InputError` unless `path` is a folder that exists or can be made.
+
+  Checks before any work is done (nothing is created): a file in the way
+  (at `path` or at one of its parents) or a parent that cannot be written.
+  """
+  path = Path(path)
+  existing = path
+  while not existing.exists() and existing.parent != existing:
+    existing = existing.parent
+  if existing == path and not path.is_dir():
+    raise InputError(f"{path}: exists and is not a folder")
+  if not existing.is_dir():
+    raise InputError(f"{path}: cannot make the folder: {existing} is a file")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise InputError(f"{path}: cannot write into {existing} (permission denied)")
+
+
+def check_output_file(path):
+  """Raises `InputError` unless the file `path` can be written (its folder made)."""
+  path = Path(path)
+  if path.is_dir():
+    raise InputError(f"{path}: is a folder, not a file")
+  if path.parent.exists() and not path.parent.is_dir():
+    raise InputError(f"{path}: cannot write it: {path.parent} is a file")
+  check_output_folder(path.parent)
