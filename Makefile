@@ -20,10 +20,11 @@ install: $(STAMP)
 # --no-compile: Python compiles only the modules it imports, on first import (15 s less to
 # install on 2 cores).  PYTHONWARNINGS=ignore: setuptools' banner about editable installs
 # is not for the user.
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt requirements-no-deps.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -r requirements.txt
+	$(PY) -m pip install -q --no-compile --no-deps -r requirements-no-deps.txt
 	PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-compile --no-deps -e .
 	$(PY) -m shared.render.rasterizer
 	touch $(STAMP)

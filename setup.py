@@ -10,9 +10,19 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 TEST_ONLY = ("pytest", "hypothesis")   # In requirements.txt, not needed to run the toolkit.
-requirements = [line.split("#")[0].strip()
-                for line in Path(__file__).with_name("requirements.txt").read_text().splitlines()
-                if line.split("#")[0].strip() and not line.startswith(TEST_ONLY)]
+
+
+def read_requirements(name):
+  return [line.split("#")[0].strip()
+          for line in Path(__file__).with_name(name).read_text().splitlines()
+          if line.split("#")[0].strip() and not line.startswith(TEST_ONLY)]
+
+
+# tensorflow-graphics (requirements-no-deps.txt) pulls tensorflow-addons, which has no wheels
+# for Python 3.12+: there `pip install .` leaves it out, and `make install` (or
+# `pip install --no-deps -r requirements-no-deps.txt`) installs it without its dependencies.
+requirements = read_requirements("requirements.txt") + [
+    f'{line}; python_version < "3.12"' for line in read_requirements("requirements-no-deps.txt")]
 
 setup(
     name="face3d-tf2",
@@ -27,6 +37,6 @@ setup(
     package_data={"shared": ["render/kernels/*.cc", "assets/ict_face_light/*.npz",
                              "assets/ict_face_light/LICENSE-ICT-FaceKit",
                              "assets/ict_face_light/*.md", "correspondence/*.npz"]},
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=requirements,
 )

@@ -86,8 +86,8 @@ _loaded = None
 def _kernel_dir():
   spec = importlib.util.find_spec("tensorflow_graphics")
   if spec is None or spec.origin is None:
-    raise InputError("tensorflow-graphics is not installed; run: pip install "
-                     "tensorflow-graphics==2021.12.3")
+    raise InputError("tensorflow-graphics is not installed; run: pip install --no-deps "
+                     "-r requirements-no-deps.txt (tensorflow-graphics==2021.12.3)")
   return Path(spec.origin).parent / "rendering" / "kernels"
 
 
