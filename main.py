@@ -121,7 +121,7 @@ def main(argv=None):
     print("interrupted", file=sys.stderr)
     return 130
   except OSError as error:   # A full disk, a permission, a file in the way: one line.
-    if "--verbose" in argv:
+    if quiet.verbose():   # --verbose or FACE3D_VERBOSE: the traceback.
       raise
     print(f"error: {error.filename or 'output'}: {error.strerror or error}", file=sys.stderr)
     return EXIT_INPUT_ERROR
