@@ -16,12 +16,12 @@ an alpha channel, see `TestResult`):
 
 import dataclasses
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from shared import quiet
 from shared.io import export
 from shared.model import lighting
 from shared.train.embedding import FaceEmbedder
@@ -454,7 +454,7 @@ def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=Fa
   from gcn_face.evaluate import masked_metrics
   model = pipeline.stage.face_model
   result = TestResult([], [])
-  log = log or _log_line
+  log = log or quiet.log_line
 
   def skip(error):
     result.skipped.append(str(error))
@@ -503,12 +503,6 @@ def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=Fa
     raise InputError(result.skipped[0] if len(result.skipped) == 1 else
                      f"{input_path}: none of its {len(result.skipped)} images could be used")
   return result
-
-
-def _log_line(message):
-  """One line on stderr that leaves a running progress bar intact."""
-  from tqdm import tqdm
-  tqdm.write(message, file=sys.stderr)
 
 
 def write_textured_obj(output, name, model, vertices, albedo):

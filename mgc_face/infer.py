@@ -29,6 +29,7 @@ from mgc_face import checkpoint as checkpoint_lib
 from mgc_face import data as data_lib
 from mgc_face import freeze
 from mgc_face import model as model_lib
+from shared import quiet
 from shared.io import export
 from shared.render import rasterizer
 from shared.errors import InputError
@@ -338,7 +339,7 @@ def reconstruct_folder(regressor, input_path, output_dir, log=None, progress=Tru
     InputError: when no image could be processed.
   """
   from tqdm import tqdm
-  log = log or (lambda message: print(message, file=sys.stderr))
+  log = log or quiet.log_line
   files = collect_inputs(input_path)
   reconstructor = Reconstructor(regressor)
   output_dir = Path(output_dir)

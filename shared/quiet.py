@@ -159,3 +159,9 @@ class _QuietImportFinder(importlib.abc.MetaPathFinder):
     if spec is not None and spec.loader is not None:
       spec.loader = _QuietLoader(spec.loader)
     return spec
+
+
+def log_line(message):
+  """Prints one line of ours on stderr, leaving a running tqdm progress bar intact."""
+  from tqdm import tqdm
+  tqdm.write(message, file=sys.stderr)
