@@ -17,10 +17,21 @@ unexport PYTHONDONTWRITEBYTECODE
 
 install: $(STAMP)
 
+# The pinned wheels exist for Python 3.11-3.13 (README, "Set-up"): one line otherwise.
+define PYTHON_CHECK
+import sys
+v = sys.version_info[:2]
+sys.exit(0 if (3, 11) <= v <= (3, 13) else
+         f"error: $(PYTHON) is Python {v[0]}.{v[1]}; the toolkit needs 3.11, 3.12 or 3.13 "
+         "(e.g. make demo PYTHON=python3.12)")
+endef
+export PYTHON_CHECK
+
 # --no-compile: Python compiles only the modules it imports, on first import (15 s less to
 # install on 2 cores).  PYTHONWARNINGS=ignore: setuptools' banner about editable installs
 # is not for the user.
 $(STAMP): requirements.txt requirements-no-deps.txt setup.py
+	@$(PYTHON) -c "$$PYTHON_CHECK"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -r requirements.txt
