@@ -25,7 +25,7 @@ from shared import quiet
 from shared.io import export
 from shared.model import lighting
 from shared.train.embedding import FaceEmbedder
-from shared.errors import InputError, fail
+from shared.errors import InputError, fail, fail_none_usable
 from shared.io.fileio import write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems
 from gcn_face import checkpoint as checkpoint_lib
@@ -500,8 +500,7 @@ def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=Fa
                              "coarse": masked_metrics(rgb, out["coarse_render"], face),
                              "refined": masked_metrics(rgb, out["refined_render"], face)})
   if not result.files and result.skipped:
-    raise InputError(result.skipped[0] if len(result.skipped) == 1 else
-                     f"{input_path}: none of its {len(result.skipped)} images could be used")
+    fail_none_usable(input_path, result.skipped)
   return result
 
 

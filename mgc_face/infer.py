@@ -32,7 +32,7 @@ from mgc_face import model as model_lib
 from shared import quiet
 from shared.io import export
 from shared.render import rasterizer
-from shared.errors import InputError
+from shared.errors import InputError, fail_none_usable
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems
 from shared.render.face_image import FaceSynthesizer
@@ -342,8 +342,7 @@ def reconstruct_folder(regressor, input_path, output_dir, log=None, progress=Tru
   log = log or quiet.log_line
   files = collect_inputs(input_path)
   reconstructor = Reconstructor(regressor)
-  output_dir = Path(output_dir)
-  output_dir.mkdir(parents=True, exist_ok=True)
+  output_dir = Path(output_dir)   # Made with the first reconstruction, as GCN test does.
   written, problems = 0, []
   for path, stem in tqdm(list(zip(files, output_stems(files))), desc="test", unit="image",
                          disable=not progress or len(files) < 2):
@@ -354,10 +353,10 @@ def reconstruct_folder(regressor, input_path, output_dir, log=None, progress=Tru
       log(f"skipped: {error}")
       continue
     result = reconstructor(image[None])
+    output_dir.mkdir(parents=True, exist_ok=True)
     write_reconstruction(output_dir, stem, image, result, 0, reconstructor)
     written += 1
   if not written:
-    raise InputError(problems[0] if len(problems) == 1 else
-                     f"{input_path}: none of {len(files)} images could be used")
+    fail_none_usable(input_path, problems)
   return written, problems
 

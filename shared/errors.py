@@ -33,3 +33,11 @@ def corrupt(path, kind, error):
 def fail(path, problem):
   """Raises `InputError` with the standard `PATH: problem` form."""
   raise InputError(f"{path}: {problem}")
+
+
+def fail_none_usable(folder, problems):
+  """Raises `InputError` for a folder none of whose images could be used: the one
+  problem's own line when there was one, else a line counting them."""
+  if len(problems) == 1:
+    raise InputError(problems[0])
+  raise InputError(f"{folder}: none of its {len(problems)} images could be used")
