@@ -101,6 +101,8 @@ def test_output_path_in_the_way(tmp_path, monkeypatch, capsys):
 
 
 def test_output_checks_create_nothing(tmp_path):
+  import re
+  import pytest
   from shared.errors import InputError
   from shared.io.paths import check_output_file, check_output_folder
   check_output_folder(tmp_path / "new" / "deeper")
@@ -110,12 +112,8 @@ def test_output_checks_create_nothing(tmp_path):
   for check, path in ((check_output_folder, tmp_path / "f"),
                       (check_output_folder, tmp_path / "f" / "a" / "b"),
                       (check_output_file, tmp_path / "f" / "r.json")):
-    try:
+    with pytest.raises(InputError, match="^" + re.escape(f"{path}: ")):
       check(path)
-    except InputError as error:
-      assert str(error).startswith(str(path) + ": ")
-    else:
-      raise AssertionError(path)
 
 
 def test_os_error_is_one_line(tmp_path, monkeypatch, capsys):
