@@ -51,12 +51,19 @@ def check_face_model(meta, face_model, checkpoint_dir):
                      "does not match the face model")
 
 
-def network_shape(config):
-  """The config fields that decide the network's variables (a checkpoint must match them)."""
-  return (config.backbone, config.input_size, tuple(config.small_channels), config.small_norm,
-          config.coord_channels, config.landmark_head, config.heatmap_block,
-          config.heatmap_channels, config.landmark_hidden, tuple(config.refine_blocks),
-          config.refine_patch, config.refine_hidden)
+# The config fields that decide the network's variables: a checkpoint resumes only with the
+# values it was trained with.  A field newer than a checkpoint's meta.json takes its dataclass
+# default there, which is what the network was built with before the field existed.
+NETWORK_FIELDS = ("backbone", "input_size", "small_channels", "small_norm", "small_features",
+                  "small_colour_pool", "coord_channels", "landmark_head", "heatmap_block",
+                  "heatmap_channels", "heatmap_reduce", "landmark_hidden", "refine_blocks",
+                  "refine_patch", "refine_hidden")
+
+
+def network_differences(saved, config):
+  """['field (checkpoint A, now B)', ...] for the network fields in which two configs differ."""
+  return [f"{name} (checkpoint {getattr(saved, name)}, now {getattr(config, name)})"
+          for name in NETWORK_FIELDS if getattr(saved, name) != getattr(config, name)]
 
 
 def saved_config(meta, checkpoint_dir):
@@ -73,7 +80,9 @@ def check_resumable(meta, face_model, config, checkpoint_dir):
   """InputError unless a run of `config` on `face_model` can resume this checkpoint."""
   check_face_model(meta, face_model, checkpoint_dir)
   saved = saved_config(meta, checkpoint_dir)
-  if network_shape(saved) != network_shape(config):
-    raise InputError(f"{checkpoint_dir}: checkpoint has backbone '{saved.backbone}' at "
-                     f"{saved.input_size} px (config '{saved.name}'); resume with "
-                     f"--config {saved.name} or use a new --checkpoint folder")
+  differences = network_differences(saved, config)
+  if differences:
+    raise InputError(f"{checkpoint_dir}: the checkpoint's network (config '{saved.name}') "
+                     f"differs from config '{config.name}' in {', '.join(differences)}; "
+                     + (f"resume with --config {saved.name} or " if saved.name != config.name
+                        else "") + "use a new --checkpoint folder")

@@ -101,7 +101,8 @@ def add_arguments(parser, modes=MODES):
 
 def training_config(args):
   """The preset, or the checkpoint's own config when resuming (with the preset's values for
-  fields newer than the checkpoint), plus flag overrides."""
+  fields newer than the checkpoint, but the network's as the checkpoint built it), plus flag
+  overrides."""
   from mgc_face import checkpoint as checkpoint_lib
   from mgc_face.config import get_config
   config = get_config(args.config)
@@ -111,9 +112,10 @@ def training_config(args):
     if saved.name != config.name:
       raise InputError(f"{args.checkpoint}: holds a '{saved.name}' checkpoint; resume it with "
                        f"--config {saved.name} or use a new --checkpoint folder")
-    # Fields added to the config after the checkpoint was written take the preset's values.
+    # Fields added to the config after the checkpoint was written take the preset's values,
+    # except the network's: there the dataclass default is what the checkpoint was built with.
     newer = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-             if f.name not in meta["config"]}
+             if f.name not in meta["config"] and f.name not in checkpoint_lib.NETWORK_FIELDS}
     config = saved.replace(**newer)
   changes = {f.name: getattr(args, f.name) for f in weight_fields()
              if getattr(args, f.name) is not None}
@@ -167,11 +169,11 @@ def train_mode(args, config, strategy):
                            multiview=not args.no_multiview, embedder=embedder,
                            backbone_weights=args.backbone_weights, seed=args.seed,
                            progress=not args.quiet, strategy=strategy)
-  terms = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["terms"].items()))
+  terms = "; " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["terms"].items()))
   rate = result["images_per_second"]
   speed = "" if rate is None else f", {rate:.1f} images/s"
   print(f"trained to step {result['steps']} ({result['skipped']} skipped) in "
-        f"{result['seconds']:.0f} s{speed}; {terms}")
+        f"{result['seconds']:.0f} s{speed}{terms if result['terms'] else ''}")
   print(json.dumps({k: v for k, v in result.items() if k != "terms"} | result["terms"]))
   return 0
 

@@ -106,11 +106,12 @@ def test_resume_takes_the_preset_for_fields_newer_than_the_checkpoint(mgc_traine
   import shutil
   import main as main_module
   from mgc_face import cli
-  from mgc_face.config import get_config
+  from mgc_face.config import MGCConfig, get_config
   ckpt = tmp_path / "ckpt"
   shutil.copytree(mgc_trained[0], ckpt)
   meta = json.loads((ckpt / "meta.json").read_text())
   del meta["config"]["cascade_scales"]
+  del meta["config"]["heatmap_reduce"]
   meta["config"]["cascade_ridge"] = 30.0
   (ckpt / "meta.json").write_text(json.dumps(meta))
   parser, _ = main_module.build_parser("mgc", "train")
@@ -119,3 +120,15 @@ def test_resume_takes_the_preset_for_fields_newer_than_the_checkpoint(mgc_traine
   config = cli.training_config(args)
   assert config.cascade_scales == get_config("tiny").cascade_scales
   assert config.cascade_ridge == 30.0 and config.batch_size == SINGLE_VIEW.batch_size
+  # A network field newer than the checkpoint keeps the default its network was built with
+  # (session 31: `tiny`'s checkpoints from before heatmap_reduce did not resume).
+  assert config.heatmap_reduce == MGCConfig().heatmap_reduce != get_config("tiny").heatmap_reduce
+
+
+def test_checkpoint_of_another_network_is_refused_naming_the_field(mgc_trained, ict_model):
+  ckpt, _ = mgc_trained
+  other = SINGLE_VIEW.replace(heatmap_reduce=0)
+  trainer = train_lib.Trainer(ict_model, other, ckpt, log=lambda m: None)
+  with pytest.raises(InputError, match=r"heatmap_reduce \(checkpoint 64, now 0\)") as error:
+    trainer.restore()
+  assert "--config" not in str(error.value)   # Same preset name: only a new folder helps.
