@@ -299,7 +299,8 @@ class TrainingLoop:
     started = time.time()
     timed_from, timed_steps = None, 0
     bar = tqdm(total=total_steps, initial=min(first_step, total_steps), desc="train",
-               unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+               unit="step", disable=not progress or first_step >= total_steps,
+               dynamic_ncols=True, file=sys.stderr)
     try:
       with distribute.peer_guard(strategy, self.directory):
         while self.step < total_steps:
