@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,14 @@ TEST_IDENTITIES = 12     # Held out for testing and evaluation.
 # on 2 cores for the 36 held-out views; the demo skips it (0) to stay inside its 6 minutes
 # (docs/demo.md): `main.py --model mgc --mode eval` without --self-fit-steps runs it.
 SELF_FIT_STEPS = 0
+# What the demo writes in its output folder.  An earlier run's folder holding only these is
+# moved to `<output>.previous` (an older one there is removed) before a run: every run trains
+# afresh, since a checkpoint of another version of a preset does not resume, and a GCN trained
+# on an earlier MGC coarse stage would be stale.
+OUTPUTS = ("gallery", "data", "mgc_checkpoint", "mgc_test", "train.bin", "test.bin",
+           "gcn_checkpoint", "gcn_test", "gcn_eval", "photo")
+PREVIOUS_SUFFIX = ".previous"
+EXIT_INPUT_ERROR = 2
 
 
 def entry_point(script):
@@ -60,6 +69,42 @@ def save_astronaut(path):
   cv2.imwrite(str(path), data.astronaut()[..., ::-1])
 
 
+def demo_folder_problem(folder):
+  """Why `folder` cannot be set aside as an earlier demo's output (None: it can, or is absent)."""
+  if not folder.exists():
+    return None
+  if not folder.is_dir():
+    return "exists and is not a folder"
+  others = sorted({p.name for p in folder.iterdir()} - set(OUTPUTS))
+  if others:
+    return (f"holds files the demo does not write ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}); choose another --output")
+  return None
+
+
+def set_aside_earlier_run(out):
+  """Moves an earlier demo's output folder `out` to `<out>.previous`; returns it (or None).
+
+  Raises ValueError("<folder>: <problem>") when `out` or `<out>.previous` holds anything the
+  demo does not write.
+  """
+  problem = demo_folder_problem(out)
+  if problem:
+    raise ValueError(f"{out}: {problem}")
+  if not out.exists() or not any(out.iterdir()):
+    return None
+  previous = out.with_name(out.name + PREVIOUS_SUFFIX)
+  problem = demo_folder_problem(previous)
+  if problem:
+    raise ValueError(f"{previous}: {problem}")
+  if previous.is_symlink():
+    previous.unlink()
+  elif previous.exists():
+    shutil.rmtree(previous)
+  out.rename(previous)
+  return previous
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--output", default="out/demo")
@@ -73,6 +118,13 @@ def main():
   if args.verbose:  # Read by every step (see shared/quiet.py).
     os.environ["FACE3D_VERBOSE"] = "1"
   os.chdir(ROOT)  # The commands' relative paths are the repository's.
+  try:
+    previous = set_aside_earlier_run(out)
+  except (ValueError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_INPUT_ERROR
+  if previous is not None:
+    print(f"the earlier demo's results are now in {previous}/; this run starts afresh")
   from shared import quiet
   quiet.setup()  # Before TensorFlow is imported.
   start = time.time()
@@ -115,7 +167,8 @@ def main():
                                     "--checkpoint", str(mgc), "--input", str(photo),
                                     "--output", str(out / "photo")] + model)
   print(f"\ndemo finished in {time.time() - start:.0f} s; results in {out}/")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
