@@ -413,7 +413,7 @@ def test_get_or_build_topology_caches(tmp_path, monkeypatch):
   monkeypatch.setenv("FACE3D_CACHE_DIR", str(tmp_path))
   model = fake_face_model()
   built = topology.get_or_build_topology(model, (4, 4), progress=False)
-  expected = tmp_path / "topology" / "feedface_4-4.npz"
+  expected = tmp_path / "topology" / f"feedface_4-4_{topology.builder_key()}.npz"
   assert built.path == expected and expected.is_file()
 
   def no_build(*args, **kwargs):
@@ -424,6 +424,22 @@ def test_get_or_build_topology_caches(tmp_path, monkeypatch):
   assert cached.num_vertices == built.num_vertices
   for got, want in zip(cached.U, built.U):
     assert (got != want).nnz == 0
+
+
+def test_cache_name_follows_the_builder_source(tmp_path):
+  """A change to the hierarchy code names another cache file (found in session 31: the cache
+  was keyed by face model and factors only, so it would have outlived an algorithm change)."""
+  source = tmp_path / "sampling.py"
+  source.write_text("x = 1\n")
+  first = topology.builder_key((str(source),))
+  source.write_text("x = 2\n")
+  topology.builder_key.cache_clear()
+  assert topology.builder_key((str(source),)) != first
+  assert len(first) == topology.BUILDER_KEY_LENGTH
+  topology.builder_key.cache_clear()
+  files = [m.__file__ for m in topology.BUILDER_MODULES]
+  assert any(f.endswith("sampling.py") for f in files)
+  assert topology.builder_key() in topology.default_cache_path("feedface", (4,)).name
 
 
 def test_get_or_build_topology_rebuilds_corrupt_cache(tmp_path, capsys):
