@@ -1,8 +1,12 @@
 """What a GCN checkpoint folder says about its model: CKPT/gcn.json.
 
     {"kind": "face3d-gcn-checkpoint", "format_version": 1, "step": N, "config",
-     "feature_size", "face_model_hash", "num_vertices", "coarse_checkpoint",
-     "sampling", "embedding_model", "gan"}
+     "feature_size", "face_model_hash", "num_vertices", "topology_digest",
+     "coarse_checkpoint", "sampling", "embedding_model", "gan"}
+
+`topology_digest` (`shared.mesh.topology.Topology.digest`, since session 31) names
+the mesh hierarchy the weights were trained on; a checkpoint is refused with
+another one (older files without it are checked on vertex counts only).
 
 Written and read by `shared.train.checkpointing` (atomic, one-line errors); files
 of older versions of this toolkit (with "version") are read too.  The
@@ -34,6 +38,7 @@ def write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, ga
       "feature_size": pipeline.stage.feature_size,
       "face_model_hash": pipeline.stage.face_model.source_hash,
       "num_vertices": list(pipeline.topology.num_vertices),
+      "topology_digest": pipeline.topology.digest(),
       "coarse_checkpoint": _absolute(coarse_checkpoint), "sampling": _absolute(sampling),
       "embedding_model": _absolute(embedding_path), "gan": bool(gan),
   }
@@ -72,6 +77,16 @@ def check_resumable(meta, config, pipeline, checkpoint_dir):
   if meta.get("face_model_hash") != pipeline.stage.face_model.source_hash:
     fail(checkpoint_dir, f"trained for face model {meta.get('face_model_hash')} but the coarse "
          f"stage uses {pipeline.stage.face_model.source_hash}")
-  if list(meta.get("num_vertices") or []) != list(pipeline.topology.num_vertices):
+  check_hierarchy(meta, pipeline.topology, checkpoint_dir)
+
+
+def check_hierarchy(meta, topology, checkpoint_dir):
+  """InputError unless `topology` is the mesh hierarchy the checkpoint was trained on."""
+  if list(meta.get("num_vertices") or []) != list(topology.num_vertices):
     fail(checkpoint_dir, f"trained on a hierarchy with {meta.get('num_vertices')} vertices per "
-         f"level, this run's has {list(pipeline.topology.num_vertices)}")
+         f"level, this run's has {list(topology.num_vertices)}")
+  saved = meta.get("topology_digest")
+  if saved is not None and saved != topology.digest():
+    fail(checkpoint_dir, f"trained on another mesh hierarchy (digest {saved}) than this run's "
+         f"({topology.digest()}, {topology.path or 'built here'}); pass the sampling .npz it "
+         "was trained with as --sampling, or train again")

@@ -265,9 +265,7 @@ def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_mo
          f"coarse stage gives {stage.feature_size}-d")
   if topology is None:
     topology = load_topology_for(stage.face_model, config, sampling or meta.get("sampling"))
-  if list(topology.num_vertices) != list(meta["num_vertices"]):
-    fail(checkpoint_dir, f"trained on a hierarchy with {meta['num_vertices']} vertices per "
-         f"level, the sampling file has {list(topology.num_vertices)}")
+  checkpoint_lib.check_hierarchy(meta, topology, checkpoint_dir)
   pipeline = build_pipeline(stage, config, topology=topology,
                             embedding_path=embedding_path or meta.get("embedding_model"))
   pipeline.build()

@@ -56,6 +56,28 @@ def test_a_second_run_resumes_from_the_folder(toy, toy_bin, tmp_path):  # noqa: 
   assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-5")
 
 
+def test_checkpoint_of_another_hierarchy_is_refused(toy, toy_bin, tmp_path):  # noqa: F811
+  """gcn.json names the hierarchy the weights were trained on (session 31): a run or a load
+  with another one (same vertex counts) stops with one line instead of using it silently."""
+  _, topology, stage, *_ = toy
+  ckpt = tmp_path / "ckpt"
+  train_lib.train(pipeline_of(toy), TOY, toy_bin, ckpt, "coarse-dir", steps=1,
+                  log=lambda m: None, progress=False)
+  meta_path = ckpt / checkpoint_lib.META_FILE
+  meta = json.loads(meta_path.read_text())
+  assert meta["topology_digest"] == topology.digest()
+  assert infer.load_pipeline(ckpt, stage=stage, topology=topology).topology is topology
+  meta["topology_digest"] = "0" * len(meta["topology_digest"])
+  meta_path.write_text(json.dumps(meta))
+  with pytest.raises(InputError, match="trained on another mesh hierarchy") as error:
+    infer.load_pipeline(ckpt, stage=stage, topology=topology)
+  assert "\n" not in str(error.value)
+  with pytest.raises(InputError, match="trained on another mesh hierarchy"):
+    train_lib.train(pipeline_of(toy), TOY, toy_bin, ckpt, "coarse-dir", steps=2,
+                    log=lambda m: None, progress=False)
+  assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-1")
+
+
 def test_old_gcn_json_is_read(toy, tmp_path):  # noqa: F811
   """gcn.json of the previous format ("version"): still a valid checkpoint description."""
   (tmp_path / "gcn.json").write_text(json.dumps({

@@ -442,6 +442,15 @@ def test_cache_name_follows_the_builder_source(tmp_path):
   assert topology.builder_key() in topology.default_cache_path("feedface", (4,)).name
 
 
+def test_digest_is_the_same_built_and_loaded(tmp_path):
+  built = topology.get_or_build_topology(fake_face_model(), (4,), cache_path=tmp_path / "t.npz",
+                                         progress=False)
+  loaded = topology.load_topology(tmp_path / "t.npz", "feedface", (4,))
+  assert built.digest() == loaded.digest() and len(built.digest()) == topology.DIGEST_LENGTH
+  loaded.L[0].data[0] += 1e-3   # Any change to what the GCN reads changes it.
+  assert loaded.digest() != built.digest()
+
+
 def test_get_or_build_topology_rebuilds_corrupt_cache(tmp_path, capsys):
   path = tmp_path / "cache.npz"
   path.write_bytes(b"garbage")

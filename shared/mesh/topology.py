@@ -45,6 +45,7 @@ REBUILD_HINT = "rebuild with tools/make_sampling.py"
 # build takes about 1.5 s for the ICT model on 2 cores).
 BUILDER_MODULES = (mesh_sampling, normals_np)
 BUILDER_KEY_LENGTH = 8
+DIGEST_LENGTH = 16
 LEVEL_ARRAYS = ("vertices", "faces", "rings", "symmetry")
 LEVEL_MATRICES = ("A", "L")
 STEP_MATRICES = ("D", "U")
@@ -71,6 +72,17 @@ class Topology(mesh_sampling.Hierarchy):
   def num_levels(self):
     """S + 1."""
     return len(self.num_vertices)
+
+  def digest(self):
+    """Hex digest (DIGEST_LENGTH) of the hierarchy as stored (levels and matrices at float32;
+    the face model's hash included), the same built or loaded: what a GCN checkpoint records
+    of the hierarchy it was trained on."""
+    digest = hashlib.sha256()
+    for name, array in sorted(topology_arrays(self, self.source_hash, self.factors).items()):
+      array = np.ascontiguousarray(array)
+      digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+      digest.update(array.tobytes())
+    return digest.hexdigest()[:DIGEST_LENGTH]
 
   def rescaled_laplacians(self):
     """Per level, the Chebyshev-rescaled `L - I` ([V_l, V_l] csr float32)."""
