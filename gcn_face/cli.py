@@ -130,7 +130,7 @@ def load_pipeline(args, face_model):
   """The trained pipeline of --checkpoint for test and eval, with --albedo-confidence."""
   from gcn_face import infer
   pipeline = infer.load_pipeline(args.checkpoint, args.coarse_checkpoint, args.sampling,
-                                 face_model, args.embedding_model)
+                                 face_model, args.embedding_model, progress=not args.quiet)
   if args.albedo_confidence is not None:
     pipeline.config = pipeline.config.replace(albedo_confidence=args.albedo_confidence)
   return pipeline
@@ -143,7 +143,8 @@ def train_mode(args, config, strategy):
   from shared.train.distribute import per_replica_batch_size
   per_replica_batch_size(strategy, config.batch_size)
   stage = coarse.load_coarse_stage(args.coarse_checkpoint, load_face_model(args))
-  pipeline = build_pipeline(stage, config, args.sampling, args.embedding_model)
+  pipeline = build_pipeline(stage, config, args.sampling, args.embedding_model,
+                            progress=not args.quiet)
   result = train.train(pipeline, config, args.data, args.checkpoint, args.coarse_checkpoint,
                        steps=args.steps, gan=args.gan, seed=args.seed, sampling=args.sampling,
                        embedding_path=args.embedding_model, strategy=strategy,

@@ -231,22 +231,23 @@ class TexturePipeline:
 # Checkpoint folders.
 
 
-def load_topology_for(face_model, config, sampling=None):
-  """The hierarchy: `sampling` checked against the face model, else the cache."""
+def load_topology_for(face_model, config, sampling=None, progress=True):
+  """The hierarchy: `sampling` checked against the face model, else the cache (`progress`: a
+  bar while it is built)."""
   from shared.mesh import topology as topology_lib
   if sampling:
     return topology_lib.load_topology(sampling, expected_source_hash=face_model.source_hash,
                                       expected_factors=config.factors)
-  return topology_lib.get_or_build_topology(face_model, config.factors)
+  return topology_lib.get_or_build_topology(face_model, config.factors, progress=progress)
 
 
 def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_model=None,
-                  embedding_path=None, stage=None, topology=None):
+                  embedding_path=None, stage=None, topology=None, progress=True):
   """Rebuilds a trained `TexturePipeline` from a checkpoint folder.
 
   `coarse_checkpoint`, `sampling` and `embedding_path` default to the paths
   recorded at training time; an explicit `stage` (`CoarseStage`) or
-  `topology` replaces loading them.
+  `topology` replaces loading them.  `progress`: a bar while the hierarchy is built.
 
   Raises:
     InputError: missing or foreign checkpoint, face model or hierarchy mismatch.
@@ -264,7 +265,8 @@ def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_mo
     fail(checkpoint_dir, f"trained on {meta['feature_size']}-d regressor features but the "
          f"coarse stage gives {stage.feature_size}-d")
   if topology is None:
-    topology = load_topology_for(stage.face_model, config, sampling or meta.get("sampling"))
+    topology = load_topology_for(stage.face_model, config, sampling or meta.get("sampling"),
+                                 progress)
   checkpoint_lib.check_hierarchy(meta, topology, checkpoint_dir)
   pipeline = build_pipeline(stage, config, topology=topology,
                             embedding_path=embedding_path or meta.get("embedding_model"))
@@ -273,15 +275,16 @@ def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_mo
   return pipeline
 
 
-def build_pipeline(stage, config, sampling=None, embedding_path=None, topology=None):
+def build_pipeline(stage, config, sampling=None, embedding_path=None, topology=None,
+                   progress=True):
   """A fresh, untrained `TexturePipeline` for a coarse stage.
 
   The topology is `topology` if given, else read from `sampling` or the
-  per-face-model cache; `embedding_path` is an optional user face-embedding
-  model (`shared.train.embedding.FaceEmbedder`).
+  per-face-model cache (`progress`: a bar while it is built); `embedding_path` is an
+  optional user face-embedding model (`shared.train.embedding.FaceEmbedder`).
   """
   if topology is None:
-    topology = load_topology_for(stage.face_model, config, sampling)
+    topology = load_topology_for(stage.face_model, config, sampling, progress)
   embedding = FaceEmbedder(embedding_path, config.embedding_size) if embedding_path else None
   return TexturePipeline(stage, topology, config, embedding)
 
