@@ -169,11 +169,11 @@ def train_mode(args, config, strategy):
                            multiview=not args.no_multiview, embedder=embedder,
                            backbone_weights=args.backbone_weights, seed=args.seed,
                            progress=not args.quiet, strategy=strategy)
-  terms = "; " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["terms"].items()))
+  terms = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["terms"].items()))
   rate = result["images_per_second"]
   speed = "" if rate is None else f", {rate:.1f} images/s"
   print(f"trained to step {result['steps']} ({result['skipped']} skipped) in "
-        f"{result['seconds']:.0f} s{speed}{terms if result['terms'] else ''}")
+        f"{result['seconds']:.0f} s{speed}" + (f"; {terms}" if terms else ""))
   print(json.dumps({k: v for k, v in result.items() if k != "terms"} | result["terms"]))
   return 0
 
