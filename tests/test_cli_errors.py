@@ -4,12 +4,15 @@ Most cases call `main.main` in this process (starting Python and TensorFlow agai
 10-20 s a case on a slow 2-core machine); the unreadable photo runs `python main.py` as a
 user does, for the real exit status."""
 
+import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mgc_helpers import run_main as run_main_here
 
@@ -101,8 +104,6 @@ def test_output_path_in_the_way(tmp_path, monkeypatch, capsys):
 
 
 def test_output_checks_create_nothing(tmp_path):
-  import re
-  import pytest
   from shared.errors import InputError
   from shared.io.paths import check_output_file, check_output_folder
   check_output_folder(tmp_path / "new" / "deeper")
@@ -119,8 +120,6 @@ def test_output_checks_create_nothing(tmp_path):
 def test_os_error_is_one_line(tmp_path, monkeypatch, capsys):
   """An OSError that escapes a command (a full disk, say) is one line and exit status 2;
   --verbose shows the traceback."""
-  import errno
-  import pytest
   import shared.cli
 
   def full_disk(*args, **kwargs):
