@@ -19,7 +19,7 @@ line.
 
     python bench/render.py [--batch 8] [--repeats 10]
 
-Figures: README.md, Measured performance.
+Figures: README.md, Results.
 """
 
 import argparse
