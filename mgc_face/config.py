@@ -245,7 +245,8 @@ PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True,
                                              **NO_AUGMENT)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling).  End to end in 48 min 48 s on 2 cores with 1500 cascade
-# triplets, peak 7.4 GB (session 24; 46 min with 1000 in session 22; docs/mgc.md "Session 24").
+# triplets, peak 7.4 GB (session 24; 46 min with 1000 in session 22; docs/mgc.md "Session 24";
+# 1 h 23 min on a slower, first-generation Zen CPU in session 32).
 PRESETS[CPU_HOUR] = PRESETS[TINY_STREAM].replace(name=CPU_HOUR, steps=9000, landmark_warmup_steps=6000,
                                           checkpoint_every=500, summary_every=50,
                                           image_summary_every=1000, cascade_prior_noise=1.5,
