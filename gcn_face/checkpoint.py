@@ -86,7 +86,8 @@ def check_hierarchy(meta, topology, checkpoint_dir):
     fail(checkpoint_dir, f"trained on a hierarchy with {meta.get('num_vertices')} vertices per "
          f"level, this run's has {list(topology.num_vertices)}")
   saved = meta.get("topology_digest")
-  if saved is not None and saved != topology.digest():
+  current = None if saved is None else topology.digest()
+  if saved != current:
     fail(checkpoint_dir, f"trained on another mesh hierarchy (digest {saved}) than this run's "
-         f"({topology.digest()}, {topology.path or 'built here'}); pass the sampling .npz it "
+         f"({current}, {topology.path or 'built here'}); pass the sampling .npz it "
          "was trained with as --sampling, or train again")
