@@ -12,7 +12,7 @@ from shared.fit import fitter as fitting
 from shared.fit.barycentrics import pixel_barycentrics
 from shared.fit.landmark_convention import ICT_BFM_JAW_LANDMARKS, ICT_JAW_LANDMARKS, bfm_landmark_convention
 from shared.fit.pose import euler_from_matrix
-from shared.fit.skin import skin_from_landmarks
+from shared.fit.skin import skin_chromaticity, skin_from_landmarks, unoccluded_face
 from shared.render import renderer as render_lib
 from shared.errors import InputError
 from shared.render.face_image import FaceSynthesizer
@@ -172,6 +172,86 @@ def test_skin_mask_separates_face_colour_from_background(target):
   assert skin.shape == (1, 224, 224, 1)
   assert skin[0, ..., 0][inside].mean() > 0.9
   assert skin[0, ..., 0][~inside].mean() < 0.05
+
+
+FOREHEAD_PX = 40
+
+
+def _face_on_background(landmarks, rng):
+  """[1, 224, 224, 3] skin-coloured box over the landmarks and a forehead of `FOREHEAD_PX`
+  above them, on a blue background, and the box."""
+  photo = np.zeros((1, 224, 224, 3), np.float32)
+  photo[...] = [0.1, 0.3, 0.8]
+  inside = np.zeros((224, 224), bool)
+  x0, y0 = landmarks.min(0).astype(int) - [5, FOREHEAD_PX]
+  x1, y1 = landmarks.max(0).astype(int) + 5
+  inside[y0:y1, x0:x1] = True
+  photo[0][inside] = np.array([0.8, 0.55, 0.45]) + rng.normal(0, 0.02, (inside.sum(), 3))
+  return np.clip(photo, 0, 1), inside
+
+
+def test_unoccluded_face_drops_a_fringe_that_passes_the_skin_test_in_strands(target):
+  """Hair over the forehead in 2-pixel strands, every other one skin-coloured and joined by a
+  lit band along the top: the soft skin mask passes those strands (and, without the opening,
+  the hair between them would be a hole to fill); the region drops the whole fringe, and
+  keeps the face below it with its dark eyes (holes) filled."""
+  _, landmarks, _ = target
+  face = landmarks[0]
+  photo, inside = _face_on_background(face, np.random.default_rng(1))
+  brow_top = int(face[17:27, 1].min()) - 3
+  fringe = np.zeros_like(inside)
+  fringe[:brow_top] = inside[:brow_top]
+  strands = fringe & ((np.arange(224) // 2) % 2 == 0)[None, :]
+  photo[0][strands] = [0.35, 0.25, 0.1]                           # dark brown hair
+  lit = np.flatnonzero(fringe.any(1))[:4]                         # a band of lit hair across its top
+  strands[lit] = False                                            # closes the strands into a loop
+  photo[0][lit[0]:lit[-1] + 1][fringe[lit]] = [0.8, 0.55, 0.45]
+  for eye in (slice(36, 42), slice(42, 48)):                      # dark eyes: holes in the skin
+    (ex0, ey0), (ex1, ey1) = face[eye].min(0).astype(int), face[eye].max(0).astype(int) + 1
+    photo[0, ey0:ey1, ex0:ex1] = 0.05
+  skin = skin_chromaticity(photo, landmarks[:1])
+  assert skin[0, ..., 0][fringe & ~strands].mean() > 0.9          # the strands between pass
+  region = unoccluded_face(photo, landmarks[:1])
+  assert region.shape == (1, 224, 224, 1) and set(np.unique(region)) <= {0.0, 1.0}
+  region = region[0, ..., 0] > 0
+  assert region[fringe].mean() < 0.05
+  below = inside.copy()
+  below[:brow_top + 8] = False
+  below[:, :int(face[:, 0].min()) + 3] = below[:, int(face[:, 0].max()) - 3:] = False
+  below[int(face[:, 1].max()) - 3:] = False                       # away from the eroded edge
+  assert region[below].mean() > 0.99
+  assert not region[~inside].any()                                # the background
+
+
+def test_a_shadow_is_not_an_occluder(target):
+  """Half the face in shadow (the same colour at a third of the light): the chromaticity test
+  keeps it, and the whole face is seen unoccluded."""
+  _, landmarks, _ = target
+  face = landmarks[0]
+  photo, inside = _face_on_background(face, np.random.default_rng(3))
+  shadow = inside & (np.arange(224) < np.median(face[:, 0]))[None, :]
+  photo[0][shadow] *= 0.35
+  chroma = skin_chromaticity(photo, landmarks[:1])[0, ..., 0]
+  lit = inside & ~shadow
+  assert chroma[shadow].mean() > 0.9 and abs(chroma[shadow].mean() - chroma[lit].mean()) < 0.01
+  region = unoccluded_face(photo, landmarks[:1])[0, ..., 0] > 0
+  core = inside.copy()
+  core[:int(face[:, 1].min()) - 30] = core[int(face[:, 1].max()) - 3:] = False
+  core[:, :int(face[:, 0].min()) + 3] = core[:, int(face[:, 0].max()) - 3:] = False
+  assert region[core].mean() > 0.99
+
+
+def test_unoccluded_face_claims_no_occluder_where_the_colours_cannot_tell(target):
+  """Skin only in stripes too thin to be a face (the opening removes them all), or a photo
+  too dark to read colour: nothing is claimed occluded (all ones)."""
+  _, landmarks, _ = target
+  photo, inside = _face_on_background(landmarks[0], np.random.default_rng(2))
+  stripes = inside & ((np.arange(224) % 3) == 2)[None, :]
+  photo[0][stripes] = [0.1, 0.3, 0.8]
+  dark = np.full((1, 224, 224, 3), 0.02, np.float32)
+  for image in (photo, dark):
+    np.testing.assert_array_equal(unoccluded_face(image, landmarks[:1]),
+                                  np.ones((1, 224, 224, 1), np.float32))
 
 
 def test_a_network_start_is_reposed_only_when_that_fits_better(fitter, target):

@@ -1,4 +1,5 @@
-"""A soft skin mask from each face's own colours (for the photometric fit)."""
+"""Skin from each face's own colours: a soft mask (for the photometric fit) and
+the solid region of the face that is seen unoccluded (for texture)."""
 
 import cv2
 import numpy as np
@@ -10,6 +11,15 @@ SKIN_LUMA_STD_SCALE = 2.0   # shading varies luminance more than chroma
 SKIN_FULL = 2.0             # Mahalanobis distance below which skin = 1
 SKIN_FALLOFF = 1.5          # ... and over which it falls to exp(-1/2)
 MIN_SKIN_PIXELS = 30
+DARK_SUM = 0.12             # R + G + B below which a pixel's chromaticity is not read (`skin_chromaticity`)
+
+# The unoccluded face region (`unoccluded_face`).
+REGION_SKIN = 0.5           # a pixel counts as skin above this soft skin value
+REGION_OPENING = 0.06       # opening diameter as a fraction of the outer eye-corner distance
+REGION_MIN_FRACTION = 0.3   # below this fraction of the landmark hull, the region is not trusted
+EYE_CORNERS = (36, 45)      # outer eye corners, the face's scale
+REGION_MARGIN = 0.05        # then eroded by this fraction of it (the shadow at a hair edge)
+INNER_FACE = slice(27, 68)  # nose, eyes and mouth: their hull always counts as seen
 
 
 def skin_from_landmarks(images, landmarks):
@@ -34,29 +44,122 @@ def skin_from_landmarks(images, landmarks):
   landmarks = np.asarray(landmarks, np.float64)
   out = np.ones(images.shape[:3] + (1,), np.float32)
   for b in range(len(images)):  # per face: polygon fill and a 3x3 covariance
-    ycc = cv2.cvtColor(images[b], cv2.COLOR_RGB2YCrCb).reshape(-1, 3)
-    region = np.zeros(images.shape[1:3], np.uint8)
-    cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks[b].astype(np.float32))), 1)
-    for part in SKIN_EXCLUDE:
-      cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks[b, part].astype(np.float32))), 0)
-    samples = ycc[region.ravel() > 0].astype(np.float64)
-    if len(samples) < MIN_SKIN_PIXELS:
-      continue
-    mean = np.median(samples, 0)
-    for _ in range(2):   # two trimming rounds against hair, shadows and teeth
-      cov = np.cov(samples.T) + np.eye(3) * 1e-6
-      dist = np.einsum("ni,ij,nj->n", samples - mean, np.linalg.inv(cov), samples - mean)
-      samples = samples[dist <= np.quantile(dist, SKIN_TRIM)]
-      mean = samples.mean(0)
-    mean, cov = samples.mean(0), np.cov(samples.T)
-    scale = np.array([SKIN_LUMA_STD_SCALE, 1.0, 1.0])
-    cov = cov * np.outer(scale, scale) + np.eye(3) * 1e-6
-    d = np.sqrt(np.einsum("ni,ij,nj->n", ycc - mean, np.linalg.inv(cov), ycc - mean))
-    prob = np.exp(-0.5 * (np.maximum(d - SKIN_FULL, 0.0) / SKIN_FALLOFF) ** 2)
-    out[b, ..., 0] = prob.reshape(images.shape[1:3])
+    ycc = cv2.cvtColor(images[b], cv2.COLOR_RGB2YCrCb).reshape(-1, 3).astype(np.float64)
+    prob = _skin_score(ycc, _sample_region(images.shape[1:3], landmarks[b]).ravel() > 0,
+                       np.array([SKIN_LUMA_STD_SCALE, 1.0, 1.0]))
+    if prob is not None:
+      out[b, ..., 0] = prob.reshape(images.shape[1:3])
   return out
+
+
+def skin_chromaticity(images, landmarks):
+  """A soft skin mask from each face's own chromaticity, blind to shading.
+
+  As `skin_from_landmarks`, but the Gaussian is fitted to the chromaticity
+  (r, g) = (R, G) / (R + G + B), which light and shadow of one colour do not
+  change, and pixels darker than `DARK_SUM` (R + G + B) score 0: their
+  chromaticity is noise, and black hair is dark.  A face lit from one side
+  keeps its shadowed half; hair, whose hue and saturation differ from the
+  skin's, does not pass.
+
+  Args / Returns: as `skin_from_landmarks`.
+  """
+  images = np.asarray(images, np.float32)
+  landmarks = np.asarray(landmarks, np.float64)
+  out = np.ones(images.shape[:3] + (1,), np.float32)
+  for b in range(len(images)):
+    total = images[b].sum(-1).reshape(-1).astype(np.float64)
+    bright = total >= DARK_SUM
+    rg = images[b].reshape(-1, 3)[:, :2] / np.maximum(total, DARK_SUM)[:, None]
+    sample = (_sample_region(images.shape[1:3], landmarks[b]).ravel() > 0) & bright
+    prob = _skin_score(rg, sample, np.ones(2))
+    if prob is not None:
+      out[b, ..., 0] = (prob * bright).reshape(images.shape[1:3])
+  return out
+
+
+def _sample_region(shape, landmarks):
+  """uint8 [H, W]: the hull of the 68 landmarks minus brows, eyes and mouth."""
+  region = np.zeros(shape, np.uint8)
+  cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks.astype(np.float32))), 1)
+  for part in SKIN_EXCLUDE:
+    cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks[part].astype(np.float32))), 0)
+  return region
+
+
+def _skin_score(features, sample, scale):
+  """[N] soft skin score of each pixel's features [N, C] under a trimmed Gaussian fitted to
+  the rows `sample` ([N] bool), its std scaled by `scale` [C]; None if too few samples."""
+  samples = features[sample]
+  if len(samples) < MIN_SKIN_PIXELS:
+    return None
+  regulariser = np.eye(features.shape[1]) * 1e-6
+  mean = np.median(samples, 0)
+  for _ in range(2):   # two trimming rounds against hair, shadows and teeth
+    cov = np.cov(samples.T) + regulariser
+    dist = np.einsum("ni,ij,nj->n", samples - mean, np.linalg.inv(cov), samples - mean)
+    samples = samples[dist <= np.quantile(dist, SKIN_TRIM)]
+    mean = samples.mean(0)
+  mean, cov = samples.mean(0), np.cov(samples.T)
+  cov = cov * np.outer(scale, scale) + regulariser
+  d = np.sqrt(np.einsum("ni,ij,nj->n", features - mean, np.linalg.inv(cov), features - mean))
+  return np.exp(-0.5 * (np.maximum(d - SKIN_FULL, 0.0) / SKIN_FALLOFF) ** 2)
 
 
 def _cv_points(points):
   """Continuous pixel coordinates -> int32 OpenCV polygon vertices (centres at integers)."""
   return np.round(np.asarray(points).reshape(-1, 2) - 0.5).astype(np.int32)
+
+
+def unoccluded_face(images, landmarks):
+  """The solid region of each face that its skin colour says is not occluded.
+
+  The skin test is `skin_chromaticity`'s, which shading does not change.
+  Hair over the forehead, a hand or a scarf passes it here and there (strands
+  lit like skin), but not as a solid area.  The skin pixels (soft value above
+  `REGION_SKIN`) are opened
+  with a disc of `REGION_OPENING` times the outer eye-corner distance, which
+  removes such scattered passes; the connected part that covers most of the
+  68 landmarks' hull is kept and its holes (eyes, brows, mouth, shadows) are
+  filled; it is eroded by `REGION_MARGIN` times that distance (the shadow
+  a fringe casts and the strands at its edge), and the hull of the nose, eyes and mouth landmarks is added (a
+  brow touching the hair can open an eye's hole to the outside).  Where that part covers less than `REGION_MIN_FRACTION` of the hull
+  (a face whose colour the skin model cannot tell, as in grey photos), the
+  result is all ones: no occluder is claimed.
+
+  Args:
+    images: [B, H, W, 3] float in [0, 1].
+    landmarks: [B, 68, 2] continuous pixels in the same images.
+
+  Returns:
+    [B, H, W, 1] float32 in {0, 1}: 1 on the face seen unoccluded (and the
+    surroundings the opening keeps, such as a neck of the same colour).
+  """
+  skin = skin_chromaticity(images, landmarks)
+  landmarks = np.asarray(landmarks, np.float64)
+  out = np.ones_like(skin)
+  for b in range(len(skin)):   # per face: morphology and connected parts
+    height, width = skin.shape[1:3]
+    scale = np.linalg.norm(landmarks[b, EYE_CORNERS[0]] - landmarks[b, EYE_CORNERS[1]])
+    size = max(1, int(round(REGION_OPENING * scale)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    opened = cv2.morphologyEx((skin[b, ..., 0] > REGION_SKIN).astype(np.uint8), cv2.MORPH_OPEN,
+                              disc)
+    count, parts = cv2.connectedComponents(opened)
+    hull = np.zeros((height, width), np.uint8)
+    cv2.fillConvexPoly(hull, _cv_points(cv2.convexHull(landmarks[b].astype(np.float32))), 1)
+    overlap = np.bincount(parts[hull > 0], minlength=count)[1:]
+    if overlap.size == 0 or overlap.max() < REGION_MIN_FRACTION * hull.sum():
+      continue
+    region = (parts == 1 + np.argmax(overlap)).astype(np.uint8)
+    flooded = np.pad(region, 1)   # the background flooded from the padded corner:
+    cv2.floodFill(flooded, None, (0, 0), 1)   # what it cannot reach is a hole
+    region = np.maximum(region, 1 - flooded[1:-1, 1:-1])
+    margin = int(round(REGION_MARGIN * scale))
+    if margin > 0:
+      region = cv2.erode(region, cv2.getStructuringElement(
+          cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
+    cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(
+        landmarks[b, INNER_FACE].astype(np.float32))), 1)
+    out[b, ..., 0] = region
+  return out
