@@ -8,6 +8,7 @@
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  --checkpoint DIR --input IMAGE|DIR|FILE.bin --output DIR [--limit N]
+           [--keep-occluders]
     eval:  --checkpoint DIR --data FILE.bin [--output REPORT.json] [--pictures DIR] [--limit N]
     test and eval: [--albedo-confidence E] (0: the GCN's albedo without the confidence blend)
 
@@ -63,6 +64,10 @@ def add_test(group):
   group.add_argument("--checkpoint", help="GCN checkpoint folder")
   group.add_argument("--input", help="an aligned 224x224 image, a photo, a folder or a .bin")
   group.add_argument("--output", help="output folder")
+  group.add_argument("--keep-occluders", action="store_true",
+                     help="photos: read the image under hair and other occluders too (by "
+                          "default the face region that fails the skin colour test is not "
+                          "read and its refined change is filled in from around it)")
   add_inference(group)
 
 
@@ -175,7 +180,7 @@ def run(args):
     check_output_folder(args.output)
     pipeline = load_pipeline(args, face_model)
     result = infer.run_test(pipeline, args.input, args.output, args.limit,
-                            progress=not args.quiet)
+                            progress=not args.quiet, occluders=not args.keep_occluders)
     print(f"wrote {len(result.files)} files to {args.output}"
           + (f"; {len(result.skipped)} input(s) skipped" if result.skipped else ""))
     coarse, refined = result.mean("coarse", "l1"), result.mean("refined", "l1")

@@ -12,6 +12,11 @@ an alpha channel, see `TestResult`):
   NAME_compare.png                    input | coarse render | refined render
   NAME_uv.png                         refined albedo in UV space (if the
                                       face model has UVs)
+
+A face in a photo is refined from the part of it seen unoccluded
+(`PhotoFrontEnd`, `TexturePipeline.coarse`'s `seen`, `TestStep`): hair over
+the forehead is not read, and the refined change there is filled in from
+around it (`gcn_face.inpaint`; docs/gcn.md, "Session 33").
 """
 
 import dataclasses
@@ -36,6 +41,8 @@ from gcn_face import layers
 from gcn_face import model as model_lib
 
 UV_TEXTURE_SIZE = 512
+HIDDEN_VISIBILITY = 0.5   # a vertex is seen at or above this visibility (`CoarseResult.hidden`)
+HIDDEN_MIN_IRRADIANCE = 0.75   # only vertices lit at least this much can be hidden by `seen`
 UINT8_MAX = 255
 
 
@@ -46,7 +53,8 @@ class CoarseResult:
   images [B, H, W, 3], alpha [B, H, W, 1], coeffs (`Coefficients`),
   features [B, F] (regressor feature, plus the embedding if any),
   synth (`Synthesis` with `render`), inputs [B, V, 7], projected [B, V, 3],
-  visibility [B, V, 1], embedding [B, D] of the input or None.
+  visibility [B, V, 1], embedding [B, D] of the input or None, hidden [B, V, 1]
+  (1 where a vertex the alpha shows is hidden by the `seen` region) or None.
   """
   images: tf.Tensor
   alpha: tf.Tensor
@@ -57,6 +65,7 @@ class CoarseResult:
   projected: tf.Tensor
   visibility: tf.Tensor
   embedding: object = None
+  hidden: object = None
 
 
 @dataclasses.dataclass
@@ -160,7 +169,7 @@ class TexturePipeline:
     return type(coeffs)(*[tf.stop_gradient(tf.tensor_scatter_nd_update(old, index, new))
                           for old, new in zip(coeffs, fitted)])
 
-  def coarse(self, images, alpha=None, regressed=None):
+  def coarse(self, images, alpha=None, regressed=None, seen=None):
     """The coarse stage: synthesis, render and the refiner's inputs.
 
     Args:
@@ -168,6 +177,14 @@ class TexturePipeline:
       alpha: [B, H, W, 1] face / skin mask, or None to use the face model's
         projected skin region.
       regressed: `regress(images)` if already computed.
+      seen: optional [B, H, W, 1] in [0, 1], where the face is seen unoccluded
+        (a photo's `shared.fit.skin.unoccluded_face`).  Vertices lit at least
+        `HIDDEN_MIN_IRRADIANCE` (mean RGB irradiance under the lighting) read
+        the image under alpha x seen, so that those under hair or a hand count
+        as unseen (`CoarseResult.hidden`); dimmer ones, whose colour test a
+        shadow can fail, read it as without `seen` (the confidence blend keeps
+        little of their change anyway).  The lighting is fitted under the
+        alpha alone, as without it.
 
     Returns:
       `CoarseResult` (no gradients).
@@ -189,11 +206,21 @@ class TexturePipeline:
       # synth.render stays the regressor's coarse render.
       synth = dataclasses.replace(synth, colours=lighting.shade(synth.albedo, synth.normals,
                                                                 coeffs.lighting))
+    hidden = None
+    if seen is not None:
+      colours, shown = sampled
+      _, unhidden = model_lib.sample_vertices(images, alpha * seen, synth, synth.render,
+                                              self.synthesizer.camera, self.config)
+      irradiance = lighting.irradiance(synth.normals, coeffs.lighting)
+      lit = tf.reduce_mean(irradiance, -1, keepdims=True) >= HIDDEN_MIN_IRRADIANCE
+      vis = tf.where(lit, unhidden, shown)
+      sampled = colours, vis
+      hidden = tf.cast((shown >= HIDDEN_VISIBILITY) & (vis < HIDDEN_VISIBILITY), tf.float32)
     inputs, projected, vis = model_lib.refine_inputs(images, alpha, synth, synth.render,
                                                      self.synthesizer.camera, self.config,
                                                      coeffs.lighting, sampled)
     return CoarseResult(images, alpha, coeffs, tf.stop_gradient(features), synth, inputs,
-                        projected, vis, embedding)
+                        projected, vis, embedding, hidden)
 
   def refine(self, coarse, blend=False):
     """The GCN's albedo for a `CoarseResult`, lit and rendered on the coarse geometry.
@@ -222,9 +249,14 @@ class TexturePipeline:
   def shade_and_render(self, coarse, albedo):
     """Any per-vertex albedo [B, V, 3] lit by the coarse lighting and rendered on the
     coarse geometry -> `RefineResult` (the refined one, or the ground truth's)."""
-    lit = lighting.shade(albedo, coarse.synth.normals, coarse.coeffs.lighting)
-    render = self.synthesizer.render_attributes(coarse.synth.posed, lit)
-    return RefineResult(albedo, lit, render)
+    return self.render_albedo(coarse.synth.posed, coarse.synth.normals, coarse.coeffs.lighting,
+                              albedo)
+
+  def render_albedo(self, posed, normals, sh, albedo):
+    """Per-vertex albedo [B, V, 3] on posed vertices [B, V, 3] with normals [B, V, 3], lit by
+    SH lighting [B, 27] -> `RefineResult`."""
+    lit = lighting.shade(albedo, normals, sh)
+    return RefineResult(albedo, lit, self.synthesizer.render_attributes(posed, lit))
 
 
 # ---------------------------------------------------------------------------
@@ -328,6 +360,9 @@ class PhotoFrontEnd:
   `shared.photo.reconstruct.PhotoReconstructor.detect` finds every face and its 68
   landmarks (and 468 mesh points) and aligns it to the 224 x 224 MGCNet crop;
   weak HOG detections are dropped by the same `PhotoReconstructor.drop_weak`.
+  Each crop comes with the region of its face seen unoccluded
+  (`shared.fit.skin.unoccluded_face`), so that hair over the forehead is not
+  read into the refined texture.
   Each face's coarse coefficients are then fitted as the photo pipeline fits
   them (the `refit` that `crops` returns): to the mesh points where it has
   them, with its colour stage, so that the coarse albedo and lighting follow
@@ -341,13 +376,19 @@ class PhotoFrontEnd:
   def crops(self, path, image):
     """uint8 [H, W, 3] photo -> list of (name suffix, rgb [224, 224, 3] float32 in [0, 1],
     the detector's 68 landmarks [68, 2] in crop pixels, `refit`: coefficients of the crop
-    (batch 1) -> the photo pipeline's fit of it from them)."""
+    (batch 1) -> the photo pipeline's fit of it from them, the unoccluded face region
+    [224, 224, 1] in {0, 1})."""
+    from shared.fit.skin import unoccluded_face
     jobs, _ = self.front.drop_weak(self.front.detect(image))
     if not jobs:
       fail(path, "no face found")
-    return [(f"_face{k}", np.asarray(j.aligned.image[..., :3], np.float32) / UINT8_MAX,
-             np.asarray(j.aligned.landmarks68, np.float32), self._refit(j))
-            for k, j in enumerate(jobs)]
+    crops = []
+    for k, job in enumerate(jobs):
+      rgb = np.asarray(job.aligned.image[..., :3], np.float32) / UINT8_MAX
+      landmarks = np.asarray(job.aligned.landmarks68, np.float32)
+      seen = unoccluded_face(rgb[None], landmarks[None])
+      crops.append((f"_face{k}", rgb, landmarks, self._refit(job), seen[0]))
+    return crops
 
   def _refit(self, job):
     def refit(coeffs):
@@ -358,14 +399,15 @@ class PhotoFrontEnd:
 
 
 def test_inputs(input_path, size, face_model=None, on_skip=None, progress=False):
-  """An iterator of (name, rgb, alpha or None, landmarks [68, 2] or None, refit or None)
-  for an image, a folder of images or a .bin.
+  """An iterator of (name, rgb, alpha or None, landmarks [68, 2] or None, refit or None,
+  seen or None) for an image, a folder of images or a .bin.
 
   An image of `size` x `size` pixels is taken as an aligned crop (no
   landmarks); any other size as a photo: each face found in it
   (`PhotoFrontEnd`, which needs `face_model`) becomes one crop named
-  STEM_faceK, without alpha, with the detector's landmarks and `refit`, the
-  photo pipeline's fit of the coarse coefficients (`PhotoFrontEnd.crops`).
+  STEM_faceK, without alpha, with the detector's landmarks, `refit`, the
+  photo pipeline's fit of the coarse coefficients, and `seen`, the region of
+  the face seen unoccluded (`PhotoFrontEnd.crops`).
   .bin records carry the landmarks the file holds.
 
   The input is checked (it exists, a .bin's header, a folder holds images)
@@ -402,7 +444,7 @@ def _bin_inputs(reader, progress=False):
     landmarks = None
     if reader.landmarks is not None and np.isfinite(reader.landmarks[i]).all():
       landmarks = reader.landmarks[i]
-    yield record_stem(reader.names[i], i), rgb, alpha, landmarks, None
+    yield record_stem(reader.names[i], i), rgb, alpha, landmarks, None, None
 
 
 def _image_inputs(files, size, face_model, on_skip=None, progress=False):
@@ -411,18 +453,19 @@ def _image_inputs(files, size, face_model, on_skip=None, progress=False):
     try:
       rgb, alpha = read_rgb_alpha(f)
       if rgb.shape[:2] == (size, size):
-        crops = [("", rgb, alpha, None, None)]
+        crops = [("", rgb, alpha, None, None, None)]
       else:
         front = front or PhotoFrontEnd(face_model)
-        crops = [(suffix, crop, None, landmarks, refit)
-                 for suffix, crop, landmarks, refit in front.crops(f, export.to_uint8(rgb))]
+        crops = [(suffix, crop, None, landmarks, refit, seen)
+                 for suffix, crop, landmarks, refit, seen
+                 in front.crops(f, export.to_uint8(rgb))]
     except InputError as error:
       if on_skip is None:
         raise
       on_skip(error)
       continue
-    for suffix, crop, crop_alpha, landmarks, refit in crops:
-      yield stem + suffix, crop, crop_alpha, landmarks, refit
+    for suffix, *rest in crops:
+      yield (stem + suffix, *rest)
 
 
 @dataclasses.dataclass
@@ -439,8 +482,12 @@ class TestResult:
     return float(np.mean(values)) if values else None
 
 
-def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=False):
+def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=False,
+             occluders=True):
   """Refines every input and writes meshes, comparison and UV pictures.
+
+  A face in a photo is refined from the region of it seen unoccluded
+  (`PhotoFrontEnd`, `TestStep`) unless `occluders` is False.
 
   Inputs with an alpha channel (RGBA files, .bin records) are also scored:
   face-region metrics of the coarse and refined renders against the input.
@@ -465,13 +512,11 @@ def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=Fa
                        progress=progress)   # Checks before writing.
   output = Path(output_dir)   # Made once the first input has been read and refined.
   faces = model.faces
-  step = tf.function(lambda images, alpha, regressed: _test_batch(pipeline, images, alpha,
-                                                                  regressed))
-  step_no_alpha = tf.function(lambda images, regressed: _test_batch(pipeline, images, None,
-                                                                     regressed))
-  for k, (name, rgb, alpha, landmarks, refit) in enumerate(inputs):
+  step = TestStep(pipeline)
+  for k, (name, rgb, alpha, landmarks, refit, seen) in enumerate(inputs):
     if limit is not None and k >= limit:
       break
+    seen = seen if occluders else None
     images = tf.constant(rgb[None])
     if refit is not None:   # A face in a photo: fitted as the photo pipeline fits it.
       coeffs, features = pipeline.stage(images)
@@ -479,9 +524,7 @@ def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=Fa
     else:
       regressed = pipeline.regress(images, None if landmarks is None else landmarks[None],
                                    None if alpha is None else tf.constant(alpha[None]))
-    out = (step(images, tf.constant(alpha[None]), regressed) if alpha is not None
-           else step_no_alpha(images, regressed))
-    out = {key: value.numpy()[0] for key, value in out.items()}
+    out = step(images, alpha, regressed, seen)
     output.mkdir(parents=True, exist_ok=True)
     coarse_obj, refined_obj = output / f"{name}_coarse.obj", output / f"{name}_refined.obj"
     export.write_obj(coarse_obj, out["vertices"], faces, out["coarse_albedo"])
@@ -521,10 +564,54 @@ def write_textured_obj(output, name, model, vertices, albedo):
   return [uv, mtl]
 
 
-def _test_batch(pipeline, images, alpha, regressed):
-  coarse = pipeline.coarse(images, alpha, regressed)
+class TestStep:
+  """One input of test mode: coarse stage, refinement and the fill under occluders.
+
+  Called with images [1, H, W, 3], alpha [H, W, 1] or None, `regressed`
+  (coefficients, features) and seen [H, W, 1] or None, it returns numpy arrays
+  without the batch axis: vertices, coarse_albedo, refined_albedo [V, 3];
+  coarse_render, refined_render [H, W, 3] in [0, 1]; mask [H, W, 1]; hidden [V]
+  bool (vertices `seen` hides); posed, normals [V, 3]; lighting [27].  Where
+  `seen` hides vertices, the refined change there is filled in from around
+  them (`gcn_face.inpaint`) and the refined render redrawn with it.
+  """
+
+  def __init__(self, pipeline):
+    self.pipeline = pipeline
+    self._step = tf.function(lambda images, alpha, regressed, seen: _test_batch(
+        pipeline, images, alpha, regressed, seen))   # traced once per None-ness of alpha, seen
+    self._render = tf.function(lambda posed, normals, sh, albedo: pipeline.render_albedo(
+        posed, normals, sh, albedo).render.image)
+
+  def __call__(self, images, alpha, regressed, seen=None):
+    out = self._step(images, None if alpha is None else tf.constant(alpha[None]), regressed,
+                     None if seen is None else tf.constant(seen[None]))
+    out = {key: value.numpy()[0] for key, value in out.items()}
+    if out["hidden"].any():   # Hair or a hand over the face: its refined change filled in.
+      out.update(self._fill_hidden(out))
+    return out
+
+  def _fill_hidden(self, out):
+    """The refined albedo and render with the refined change on the hidden vertices filled
+    harmonically from the vertices around them (`gcn_face.inpaint`)."""
+    from gcn_face.inpaint import harmonic_fill
+    coarse = out["coarse_albedo"]
+    change = harmonic_fill(out["refined_albedo"] - coarse, ~out["hidden"],
+                           self.pipeline.topology.A[0])
+    albedo = np.clip(coarse + change, 0.0, 1.0).astype(np.float32)
+    image = self._render(*[tf.constant(out[key][None]) for key in ("posed", "normals", "lighting")],
+                         tf.constant(albedo[None]))
+    return {"refined_albedo": albedo, "refined_render": np.clip(image.numpy()[0], 0.0, 1.0)}
+
+
+def _test_batch(pipeline, images, alpha, regressed, seen=None):
+  coarse = pipeline.coarse(images, alpha, regressed, seen)
   refined = pipeline.refine(coarse, blend=True)
   render = coarse.synth.render
+  hidden = tf.zeros_like(coarse.visibility) if coarse.hidden is None else coarse.hidden
   return {"vertices": coarse.synth.vertices, "coarse_albedo": coarse.synth.albedo,
           "refined_albedo": refined.albedo, "coarse_render": tf.clip_by_value(render.image, 0, 1),
-          "refined_render": tf.clip_by_value(refined.render.image, 0, 1), "mask": render.mask}
+          "refined_render": tf.clip_by_value(refined.render.image, 0, 1), "mask": render.mask,
+          "hidden": hidden[..., 0] > 0, "posed": coarse.synth.posed,
+          "normals": coarse.synth.normals, "lighting": coarse.coeffs.lighting}
+

@@ -142,6 +142,62 @@ def test_refine_inputs_visibility_and_colours(toy):
                              atol=1e-6)
 
 
+def test_seen_region_hides_the_vertices_it_leaves_out(toy):
+  """`coarse(..., seen=...)`: the well-lit vertices that project where a photo's unoccluded
+  region is 0 (hair over the forehead) are unseen and `hidden`; dim ones (a shadow can fail
+  the colour test) and the others keep the visibility they had."""
+  _, topology, stage, images, alpha, _ = toy
+  pipeline = infer.TexturePipeline(stage, topology, TOY)
+  full = pipeline.coarse(images[:2], alpha[:2])
+  size = images.shape[1]
+  seen = np.ones((2, size, size, 1), np.float32)
+  seen[:, :size // 2] = 0.0                             # the upper half occluded
+  half = pipeline.coarse(images[:2], alpha[:2], seen=tf.constant(seen))
+  from shared.model import camera as camera_lib
+  y = camera_lib.project(full.synth.posed, pipeline.synthesizer.camera).numpy()[..., 1]
+  before, after = full.visibility.numpy()[..., 0], half.visibility.numpy()[..., 0]
+  from shared.model import lighting
+  irradiance = lighting.irradiance(half.synth.normals, half.coeffs.lighting).numpy().mean(-1)
+  lit = irradiance >= infer.HIDDEN_MIN_IRRADIANCE
+  margin = TOY.erosion_radius + 2                       # the alpha is eroded before sampling
+  upper, lower = y < size // 2 - margin, y > size // 2 + margin
+  assert (before[upper & lit] > 0.5).any() and (before[upper & ~lit] > 0.5).any()
+  assert np.all(after[upper & lit] == 0)
+  np.testing.assert_array_equal(after[lower | ~lit], before[lower | ~lit])
+  np.testing.assert_array_equal(half.hidden.numpy()[..., 0], (before >= 0.5) & (after < 0.5))
+
+
+def test_test_step_fills_the_refined_change_on_hidden_vertices(toy):
+  """`TestStep` with a `seen` region: the vertices it hides (seen under the alpha, not under
+  alpha x seen) carry the harmonic fill of the refined change from around them; the others
+  keep the refiner's albedo."""
+  _, topology, stage, images, alpha, _ = toy
+  pipeline = infer.TexturePipeline(stage, topology, TOY)
+  size = images.shape[1]
+  seen = np.ones((size, size, 1), np.float32)
+  seen[:size // 2] = 0.0
+  batch, mask = images[:1], alpha[0].numpy()
+  regressed = pipeline.regress(batch)
+  plain = infer.TestStep(pipeline)(batch, mask, regressed)
+  out = infer.TestStep(pipeline)(batch, mask, regressed, seen)
+  assert not plain["hidden"].any() and out["hidden"].any()
+  full = pipeline.coarse(batch, alpha[:1], regressed).visibility.numpy()[0, :, 0]
+  part = pipeline.coarse(batch, alpha[:1], regressed, tf.constant(seen[None]))
+  np.testing.assert_array_equal(out["hidden"], (full >= 0.5) & (part.visibility.numpy()[0, :, 0] < 0.5))
+  refined = pipeline.refine(part, blend=True).albedo.numpy()[0]
+  kept = ~out["hidden"]
+  np.testing.assert_allclose(out["refined_albedo"][kept], refined[kept], atol=1e-6)
+  change = out["refined_albedo"].astype(np.float64) - out["coarse_albedo"]
+  neighbours = topology.A[0].copy()
+  neighbours.setdiag(0)
+  neighbours.eliminate_zeros()
+  neighbours.data[:] = 1.0
+  mean = (neighbours @ change) / np.asarray(neighbours.sum(1))
+  inside = out["hidden"] & (out["refined_albedo"] > 0).all(1) & (out["refined_albedo"] < 1).all(1)
+  assert inside.any()
+  np.testing.assert_allclose(change[inside], mean[inside], atol=1e-5)
+
+
 @pytest.mark.parametrize("arch,combine_inputs", [("normal", False), ("resnet", False),
                                                  ("normal", True)])
 def test_generator_shapes_range_and_gradients(toy, arch, combine_inputs):
@@ -457,17 +513,25 @@ def test_photo_without_a_face_is_skipped_in_a_folder(tmp_path):
 
 def test_photo_front_end_crops_faces(tmp_path):
   """A photo that is not an aligned crop goes through the photo pipeline's detector
-  and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha."""
+  and aligner: one 224 x 224 crop per face, named STEM_faceK, without alpha, with the
+  region of the face that hair does not cover."""
   import cv2
   from skimage import data
   from shared.model.face_model import load_face_model
   cv2.imwrite(str(tmp_path / "astronaut.png"), data.astronaut()[..., ::-1])
   inputs = list(infer.test_inputs(tmp_path, 224, load_face_model()))
   assert [name for name, *_ in inputs] == ["astronaut_face0"]
-  _, rgb, alpha, landmarks, refit = inputs[0]
+  _, rgb, alpha, landmarks, refit, seen = inputs[0]
   assert rgb.shape == (224, 224, 3) and alpha is None and 0.2 < rgb.mean() < 0.8
   # The detector's landmarks, in crop pixels.
   assert landmarks.shape == (68, 2) and (landmarks > 0).all() and (landmarks < 224).all()
+  # The face seen unoccluded: her nose, eyes and mouth, not the fringe above her brows.
+  assert seen.shape == (224, 224, 1)
+  inner = np.round(landmarks[27:68] - 0.5).astype(int)
+  assert seen[inner[:, 1], inner[:, 0], 0].all()
+  eyes = np.linalg.norm(landmarks[36] - landmarks[45])
+  x, y = np.round((landmarks[19] + landmarks[24]) / 2 - [0.0, 0.35 * eyes] - 0.5).astype(int)
+  assert seen[y - 2:y + 3, x - 10:x + 11].max() == 0
   # `refit` fits the coarse coefficients as the photo pipeline does (here from the
   # posed mean face): its colour stage takes the skin's colour from the photo; the
   # mean albedo under the default light is far from it.
