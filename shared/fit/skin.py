@@ -11,7 +11,7 @@ SKIN_LUMA_STD_SCALE = 2.0   # shading varies luminance more than chroma
 SKIN_FULL = 2.0             # Mahalanobis distance below which skin = 1
 SKIN_FALLOFF = 1.5          # ... and over which it falls to exp(-1/2)
 MIN_SKIN_PIXELS = 30
-DARK_SUM = 0.12             # R + G + B below which a pixel's chromaticity is not read (`skin_chromaticity`)
+DARK_SUM = 0.12             # R + G + B below which chromaticity is not read (`skin_chromaticity`)
 
 # The unoccluded face region (`unoccluded_face`).
 REGION_SKIN = 0.5           # a pixel counts as skin above this soft skin value
@@ -80,11 +80,16 @@ def skin_chromaticity(images, landmarks):
 
 def _sample_region(shape, landmarks):
   """uint8 [H, W]: the hull of the 68 landmarks minus brows, eyes and mouth."""
-  region = np.zeros(shape, np.uint8)
-  cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks.astype(np.float32))), 1)
+  region = _fill_hull(np.zeros(shape, np.uint8), landmarks, 1)
   for part in SKIN_EXCLUDE:
-    cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(landmarks[part].astype(np.float32))), 0)
+    _fill_hull(region, landmarks[part], 0)
   return region
+
+
+def _fill_hull(mask, points, value):
+  """Fills the convex hull of points [N, 2] (continuous pixels) in the uint8 mask; returns it."""
+  cv2.fillConvexPoly(mask, _cv_points(cv2.convexHull(np.asarray(points, np.float32))), value)
+  return mask
 
 
 def _skin_score(features, sample, scale):
@@ -117,15 +122,17 @@ def unoccluded_face(images, landmarks):
   The skin test is `skin_chromaticity`'s, which shading does not change.
   Hair over the forehead, a hand or a scarf passes it here and there (strands
   lit like skin), but not as a solid area.  The skin pixels (soft value above
-  `REGION_SKIN`) are opened
-  with a disc of `REGION_OPENING` times the outer eye-corner distance, which
-  removes such scattered passes; the connected part that covers most of the
-  68 landmarks' hull is kept and its holes (eyes, brows, mouth, shadows) are
-  filled; it is eroded by `REGION_MARGIN` times that distance (the shadow
-  a fringe casts and the strands at its edge), and the hull of the nose, eyes and mouth landmarks is added (a
-  brow touching the hair can open an eye's hole to the outside).  Where that part covers less than `REGION_MIN_FRACTION` of the hull
-  (a face whose colour the skin model cannot tell, as in grey photos), the
-  result is all ones: no occluder is claimed.
+  `REGION_SKIN`) are opened with a disc of `REGION_OPENING` times the outer
+  eye-corner distance, which removes such scattered passes; the connected
+  part that covers most of the 68 landmarks' hull is kept and its holes
+  (eyes, brows, mouth, shadows) are filled; it is eroded by `REGION_MARGIN`
+  times that distance (the shadow a fringe casts and the strands at its
+  edge), and the hull of the nose, eyes and mouth landmarks is added (a brow
+  touching the hair can open an eye's hole to the outside).  Where that part
+  covers less than `REGION_MIN_FRACTION` of the hull (skin only in patches too
+  small to be a face, or a photo too dark to read), the result is all ones:
+  no occluder is claimed.  In a grey photo hair passes the test, so nothing is
+  claimed there either.
 
   Args:
     images: [B, H, W, 3] float in [0, 1].
@@ -138,16 +145,15 @@ def unoccluded_face(images, landmarks):
   skin = skin_chromaticity(images, landmarks)
   landmarks = np.asarray(landmarks, np.float64)
   out = np.ones_like(skin)
+  height, width = skin.shape[1:3]
   for b in range(len(skin)):   # per face: morphology and connected parts
-    height, width = skin.shape[1:3]
     scale = np.linalg.norm(landmarks[b, EYE_CORNERS[0]] - landmarks[b, EYE_CORNERS[1]])
     size = max(1, int(round(REGION_OPENING * scale)))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     opened = cv2.morphologyEx((skin[b, ..., 0] > REGION_SKIN).astype(np.uint8), cv2.MORPH_OPEN,
                               disc)
     count, parts = cv2.connectedComponents(opened)
-    hull = np.zeros((height, width), np.uint8)
-    cv2.fillConvexPoly(hull, _cv_points(cv2.convexHull(landmarks[b].astype(np.float32))), 1)
+    hull = _fill_hull(np.zeros((height, width), np.uint8), landmarks[b], 1)
     overlap = np.bincount(parts[hull > 0], minlength=count)[1:]
     if overlap.size == 0 or overlap.max() < REGION_MIN_FRACTION * hull.sum():
       continue
@@ -159,7 +165,5 @@ def unoccluded_face(images, landmarks):
     if margin > 0:
       region = cv2.erode(region, cv2.getStructuringElement(
           cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
-    cv2.fillConvexPoly(region, _cv_points(cv2.convexHull(
-        landmarks[b, INNER_FACE].astype(np.float32))), 1)
-    out[b, ..., 0] = region
+    out[b, ..., 0] = _fill_hull(region, landmarks[b, INNER_FACE], 1)
   return out
