@@ -45,13 +45,14 @@ def harmonic_fill(values, known, adjacency):
   edges.setdiag(0.0)
   edges.eliminate_zeros()
   laplacian = (sp.diags(np.asarray(edges.sum(axis=1)).ravel()) - edges).tocsr()
-  inner = laplacian[unknown][:, unknown].tocsc()
+  rows = laplacian[unknown]
+  inner = rows[:, unknown].tocsc()
   # Unknown vertices cut off from every known one make `inner` singular there: pin them at 0.
   reached = _reaches_known(edges, known)
   isolated = ~reached[unknown]
   if isolated.any():
     inner = (inner + sp.diags(isolated.astype(np.float64))).tocsc()
-  rhs = -(laplacian[unknown][:, known] @ values[known])
+  rhs = -(rows[:, known] @ values[known])
   solved = spl.spsolve(inner, rhs)
   out[unknown] = np.asarray(solved).reshape(-1, values.shape[1])
   return out
