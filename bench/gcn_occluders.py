@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 import common
+from shared.fit.skin import EYE_CORNERS
 
 HAIR_COLOURS = np.array([[0.25, 0.17, 0.10],    # brown
                          [0.70, 0.55, 0.30],    # blond
@@ -42,8 +43,6 @@ STRAND_SHADE = (0.6, 1.4)    # the strands' brightness range around the hair col
 EDGE_ABOVE_BROWS = 0.08      # the fringe's mean lower edge above the brows (x eye-corner distance)
 EDGE_WAVE = (4.0, 7.0)       # its wave: amplitude and wavelength / (2 pi), pixels
 BROWS = slice(17, 27)
-EYE_CORNERS = (36, 45)
-VISIBLE = 0.5
 
 
 def paint_fringe(rgb, alpha, landmarks, rng):
@@ -94,22 +93,21 @@ def run(args):
     painted, fringe = paint_fringe(rgb, alpha, landmarks, rng)
     images = {"clean": rgb, "fringe": painted}
     regressed = pipeline.regress(tf.constant(rgb[None]), landmarks[None], tf.constant(alpha[None]))
-    sets = None
+    # The vertex sets, from the clean image's coarse fit (its albedo is every arm's coarse one).
+    coarse = pipeline.coarse(tf.constant(rgb[None]), tf.constant(alpha[None]), regressed)
+    visible = coarse.visibility.numpy()[0, :, 0] >= infer.HIDDEN_VISIBILITY
+    points = camera_lib.project(coarse.synth.posed, pipeline.synthesizer.camera).numpy()[0]
+    col = np.clip(np.round(points[:, 0] - 0.5).astype(int), 0, rgb.shape[1] - 1)
+    row = np.clip(np.round(points[:, 1] - 0.5).astype(int), 0, rgb.shape[0] - 1)
+    sets = {"under": visible & fringe[row, col], "visible": visible}
+    for name, vertices in sets.items():
+      coarse_errors[name].append(albedo_rmse(coarse.synth.albedo.numpy()[0], truths[i], vertices))
     for kind, masked in arms:
       image = images[kind]
       seen = None
       if masked:
         seen = unoccluded_face(image[None], landmarks[None])[0]
       out = step(tf.constant(image[None]), alpha, regressed, seen)
-      if sets is None:   # the vertex sets, from the clean image's coarse fit
-        coarse = pipeline.coarse(tf.constant(rgb[None]), tf.constant(alpha[None]), regressed)
-        visible = coarse.visibility.numpy()[0, :, 0] >= VISIBLE
-        points = camera_lib.project(coarse.synth.posed, pipeline.synthesizer.camera).numpy()[0]
-        col = np.clip(np.round(points[:, 0] - 0.5).astype(int), 0, rgb.shape[1] - 1)
-        row = np.clip(np.round(points[:, 1] - 0.5).astype(int), 0, rgb.shape[0] - 1)
-        sets = {"under": visible & fringe[row, col], "visible": visible}
-        for name, vertices in sets.items():
-          coarse_errors[name].append(albedo_rmse(out["coarse_albedo"], truths[i], vertices))
       if kind == "fringe" and masked:
         hidden_fraction.append(float(out["hidden"][sets["under"]].mean()))
       if kind == "clean" and masked:
