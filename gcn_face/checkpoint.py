@@ -2,7 +2,12 @@
 
     {"kind": "face3d-gcn-checkpoint", "format_version": 1, "step": N, "config",
      "feature_size", "face_model_hash", "num_vertices", "topology_digest",
-     "coarse_checkpoint", "sampling", "embedding_model", "gan"}
+     "coarse_checkpoint", "sampling", "embedding_model", "gan", "relative_paths"}
+
+The three recorded paths are absolute; `relative_paths` (since session 34) holds
+them relative to the checkpoint folder as well, so that a folder holding both
+checkpoints (the demo's `out/demo`) still loads after it is moved or copied to
+another machine (`recorded_path`).
 
 `topology_digest` (`shared.mesh.topology.Topology.digest`, since session 31) names
 the mesh hierarchy the weights were trained on; a checkpoint is refused with
@@ -14,6 +19,7 @@ folder's layout and save policy: `shared.train.checkpointing`, `shared.train.tra
 """
 
 import json
+import os
 from pathlib import Path
 
 from gcn_face.config import GCNConfig
@@ -24,6 +30,9 @@ META_FILE = "gcn.json"
 META_KIND = "face3d-gcn-checkpoint"
 META_VERSION = 1
 WHAT = "a GCN checkpoint"
+# The recorded inputs of a GCN checkpoint, and the option that replaces each.
+RECORDED_PATHS = {"coarse_checkpoint": "--coarse-checkpoint", "sampling": "--sampling",
+                  "embedding_model": "--embedding-model"}
 
 
 def _absolute(path):
@@ -39,11 +48,49 @@ def write_meta(checkpoint_dir, config, pipeline, coarse_checkpoint, sampling, ga
       "face_model_hash": pipeline.stage.face_model.source_hash,
       "num_vertices": list(pipeline.topology.num_vertices),
       "topology_digest": pipeline.topology.digest(),
-      "coarse_checkpoint": _absolute(coarse_checkpoint), "sampling": _absolute(sampling),
-      "embedding_model": _absolute(embedding_path), "gan": bool(gan),
+      "gan": bool(gan),
+      **path_fields(checkpoint_dir, coarse_checkpoint=coarse_checkpoint, sampling=sampling,
+                    embedding_model=embedding_path),
   }
   return checkpointing.write_meta(checkpoint_dir, META_FILE, META_KIND, META_VERSION, step,
                                   fields)
+
+
+def path_fields(checkpoint_dir, **paths):
+  """gcn.json's fields for the `RECORDED_PATHS` given as keywords (None: not used).
+
+  Returns {key: absolute path or None, ..., "relative_paths": {key: path
+  relative to `checkpoint_dir`}}.
+  """
+  absolute = {key: _absolute(path) for key, path in paths.items()}
+  folder = _absolute(checkpoint_dir)
+  return {**absolute, "relative_paths": {key: os.path.relpath(path, folder)
+                                         for key, path in absolute.items() if path}}
+
+
+def recorded_path(meta, key, checkpoint_dir):
+  """The path recorded under `key` (a `RECORDED_PATHS` key) that exists now, or None.
+
+  The absolute path first; where it is gone, the same path relative to the
+  checkpoint folder (a moved or copied output folder).
+
+  Raises:
+    InputError: a path was recorded but neither form exists (names the option
+      that replaces it).
+  """
+  recorded = meta.get(key)
+  if not recorded:
+    return None
+  candidates = [Path(recorded)]
+  relative = (meta.get("relative_paths") or {}).get(key)
+  if relative:
+    candidates.append(Path(os.path.normpath(Path(checkpoint_dir) / relative)))
+  for candidate in candidates:
+    if candidate.exists():
+      return str(candidate)
+  where = f" (nor at {candidates[1]})" if len(candidates) > 1 else ""
+  fail(recorded, f"recorded in {Path(checkpoint_dir) / META_FILE} but not found{where}; "
+       f"pass {RECORDED_PATHS[key]}")
 
 
 def find_meta(checkpoint_dir):

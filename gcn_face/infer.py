@@ -286,7 +286,8 @@ def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_mo
   """
   meta, config = checkpoint_lib.read_meta(checkpoint_dir)
   if stage is None:
-    coarse_checkpoint = coarse_checkpoint or meta.get("coarse_checkpoint")
+    coarse_checkpoint = coarse_checkpoint or checkpoint_lib.recorded_path(
+        meta, "coarse_checkpoint", checkpoint_dir)
     if not coarse_checkpoint:
       fail(checkpoint_dir, "no coarse checkpoint recorded; pass --coarse-checkpoint")
     stage = coarse_lib.load_coarse_stage(coarse_checkpoint, face_model)
@@ -297,11 +298,12 @@ def load_pipeline(checkpoint_dir, coarse_checkpoint=None, sampling=None, face_mo
     fail(checkpoint_dir, f"trained on {meta['feature_size']}-d regressor features but the "
          f"coarse stage gives {stage.feature_size}-d")
   if topology is None:
-    topology = load_topology_for(stage.face_model, config, sampling or meta.get("sampling"),
-                                 progress)
+    sampling = sampling or checkpoint_lib.recorded_path(meta, "sampling", checkpoint_dir)
+    topology = load_topology_for(stage.face_model, config, sampling, progress)
   checkpoint_lib.check_hierarchy(meta, topology, checkpoint_dir)
   pipeline = build_pipeline(stage, config, topology=topology,
-                            embedding_path=embedding_path or meta.get("embedding_model"))
+                            embedding_path=embedding_path or checkpoint_lib.recorded_path(
+                                meta, "embedding_model", checkpoint_dir))
   pipeline.build()
   restore_generator(checkpoint_dir, pipeline.gcn)
   return pipeline

@@ -4,6 +4,8 @@ Uses the toy face of tests/test_gcn_pipeline.py (a sphere cap, 64 px).
 """
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,6 +49,7 @@ def test_a_second_run_resumes_from_the_folder(toy, toy_bin, tmp_path):  # noqa: 
   assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 5
   meta = json.loads((ckpt / checkpoint_lib.META_FILE).read_text())
   assert meta["step"] == 5 and meta["format_version"] == checkpoint_lib.META_VERSION
+  assert meta["relative_paths"] == {"coarse_checkpoint": os.path.relpath("coarse-dir", ckpt)}
   assert list((ckpt / "logs").glob("events.out.tfevents.*"))
   # Another architecture cannot resume this folder: one line, nothing written.
   with pytest.raises(InputError, match="holds a 'tiny' \\(normal\\) checkpoint") as error:
@@ -85,6 +88,29 @@ def test_old_gcn_json_is_read(toy, tmp_path):  # noqa: F811
       "config": json.loads(TOY.to_json())}))
   meta, config = checkpoint_lib.read_meta(tmp_path)
   assert meta["step"] == 4 and config == TOY
+
+
+def test_recorded_paths_follow_a_moved_folder(tmp_path):
+  """gcn.json records the coarse checkpoint relative to itself too (session 34): a folder
+  holding both checkpoints still loads after a move; where neither path exists, one line
+  names the option that replaces it."""
+  old = tmp_path / "old"
+  (old / "mgc_checkpoint").mkdir(parents=True)
+  meta = checkpoint_lib.path_fields(old / "gcn_checkpoint", coarse_checkpoint=old / "mgc_checkpoint",
+                                    sampling=None, embedding_model=None)
+  assert meta["relative_paths"] == {"coarse_checkpoint": "../mgc_checkpoint"}
+  assert meta["sampling"] is None and meta["coarse_checkpoint"] == str(old / "mgc_checkpoint")
+  assert checkpoint_lib.recorded_path(meta, "coarse_checkpoint", old / "gcn_checkpoint") == str(
+      old / "mgc_checkpoint")
+  new = old.rename(tmp_path / "new")
+  assert checkpoint_lib.recorded_path(meta, "coarse_checkpoint", new / "gcn_checkpoint") == str(
+      new / "mgc_checkpoint")
+  assert checkpoint_lib.recorded_path(meta, "sampling", new / "gcn_checkpoint") is None
+  del meta["relative_paths"]   # a gcn.json written before session 34
+  with pytest.raises(InputError, match="mgc_checkpoint: recorded in .*gcn.json but not found; "
+                     "pass --coarse-checkpoint") as error:
+    checkpoint_lib.recorded_path(meta, "coarse_checkpoint", new / "gcn_checkpoint")
+  assert "\n" not in str(error.value)
 
 
 def test_a_non_finite_step_changes_neither_generator_nor_critic(toy):  # noqa: F811
