@@ -86,7 +86,8 @@ def read_list(path):
   """Parses a list file -> (records, problems) where problems are one-line strings."""
   path = Path(path)
   if not path.exists():
-    raise InputError(f"{path}: list file not found")
+    raise InputError(f"{path}: list file not found; a dataset folder holds train.txt and "
+                     "test.txt (tools/make_synthetic_dataset.py writes one)")
   records, problems = [], []
   for number, line in enumerate(_read_text(path, "list file").splitlines(), 1):
     fields = line.split()
