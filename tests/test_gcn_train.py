@@ -49,7 +49,8 @@ def test_a_second_run_resumes_from_the_folder(toy, toy_bin, tmp_path):  # noqa: 
   assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 5
   meta = json.loads((ckpt / checkpoint_lib.META_FILE).read_text())
   assert meta["step"] == 5 and meta["format_version"] == checkpoint_lib.META_VERSION
-  assert meta["relative_paths"] == {"coarse_checkpoint": os.path.relpath("coarse-dir", ckpt)}
+  assert meta["relative_paths"] == {
+      "coarse_checkpoint": os.path.relpath(Path("coarse-dir").resolve(), ckpt.resolve())}
   assert list((ckpt / "logs").glob("events.out.tfevents.*"))
   # Another architecture cannot resume this folder: one line, nothing written.
   with pytest.raises(InputError, match="holds a 'tiny' \\(normal\\) checkpoint") as error:
@@ -94,9 +95,11 @@ def test_recorded_paths_follow_a_moved_folder(tmp_path):
   """gcn.json records the coarse checkpoint relative to itself too (session 34): a folder
   holding both checkpoints still loads after a move; where neither path exists, one line
   names the option that replaces it."""
+  tmp_path = tmp_path.resolve()   # the recorded paths are resolved (symlinks followed)
   old = tmp_path / "old"
   (old / "mgc_checkpoint").mkdir(parents=True)
-  meta = checkpoint_lib.path_fields(old / "gcn_checkpoint", coarse_checkpoint=old / "mgc_checkpoint",
+  meta = checkpoint_lib.path_fields(old / "gcn_checkpoint",
+                                    coarse_checkpoint=old / "mgc_checkpoint",
                                     sampling=None, embedding_model=None)
   assert meta["relative_paths"] == {"coarse_checkpoint": "../mgc_checkpoint"}
   assert meta["sampling"] is None and meta["coarse_checkpoint"] == str(old / "mgc_checkpoint")
