@@ -13,7 +13,7 @@ refines each crop four ways:
                       of `shared.fit.skin.unoccluded_face` from the image and the
                       .bin's detector-like landmarks, as test mode computes it for
                       photos (the refiner does not read hidden vertices; their refined
-                      change is filled from around them, `gcn_face.inpaint`)
+                      change is filled from around them, `shared.mesh.inpaint`)
 
 and prints the per-vertex albedo RMSE against the truth (the refined albedo,
 after the confidence blend) over two vertex sets of the clean image's coarse

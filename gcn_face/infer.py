@@ -16,7 +16,7 @@ an alpha channel, see `TestResult`):
 A face in a photo is refined from the part of it seen unoccluded
 (`PhotoFrontEnd`, `TexturePipeline.coarse`'s `seen`, `TestStep`): hair over
 the forehead is not read, and the refined change there is filled in from
-around it (`gcn_face.inpaint`; docs/gcn.md, "Session 33").
+around it (`shared.mesh.inpaint`; docs/gcn.md, "Session 33").
 """
 
 import dataclasses
@@ -575,7 +575,7 @@ class TestStep:
   coarse_render, refined_render [H, W, 3] in [0, 1]; mask [H, W, 1]; hidden [V]
   bool (vertices `seen` hides); posed, normals [V, 3]; lighting [27].  Where
   `seen` hides vertices, the refined change there is filled in from around
-  them (`gcn_face.inpaint`) and the refined render redrawn with it.
+  them (`shared.mesh.inpaint`) and the refined render redrawn with it.
   """
 
   def __init__(self, pipeline):
@@ -595,8 +595,8 @@ class TestStep:
 
   def _fill_hidden(self, out):
     """The refined albedo and render with the refined change on the hidden vertices filled
-    harmonically from the vertices around them (`gcn_face.inpaint`)."""
-    from gcn_face.inpaint import harmonic_fill
+    harmonically from the vertices around them (`shared.mesh.inpaint`)."""
+    from shared.mesh.inpaint import harmonic_fill
     coarse = out["coarse_albedo"]
     change = harmonic_fill(out["refined_albedo"] - coarse, ~out["hidden"],
                            self.pipeline.topology.A[0])

@@ -1,9 +1,9 @@
-"""The harmonic fill of the refined change under occluders (gcn_face.inpaint)."""
+"""The harmonic fill over a mesh (shared.mesh.inpaint)."""
 
 import numpy as np
 import scipy.sparse as sp
 
-from gcn_face.inpaint import harmonic_fill
+from shared.mesh.inpaint import harmonic_fill
 
 GRID = 12
 

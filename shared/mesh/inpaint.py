@@ -1,17 +1,21 @@
-"""The refined change carried under occluders: a harmonic fill over the mesh.
+"""Values carried over a mesh's unknown vertices: a harmonic fill.
 
-Where hair or a hand hides part of a face in a photo, the refiner does not
-read the image there (`TexturePipeline.coarse(..., seen=...)`) and returns
-about the coarse albedo.  The refined albedo around it carries the image's
-tone, which the coarse albedo misses by a few per cent, so the hidden part
-would show as a patch of another colour.  Test mode therefore replaces the
-refined change d = refined - coarse on the hidden vertices by the harmonic
-interpolation of d from the vertices around them: the d that solves
+A change measured on some vertices (what a photo shows against a model) is
+carried onto the vertices where it was not measured, smoothly and with no
+detail of its own: the d that solves
 
-    (L d)_v = 0 for each hidden vertex v,  d_u fixed elsewhere,
+    (L d)_v = 0 for each unknown vertex v,  d_u fixed on the known ones,
 
-L = Deg - A the graph Laplacian of the mesh.  The hidden part takes the tone
-of its surroundings and adds no detail of its own.
+L = Deg - A the graph Laplacian of the mesh.  Two users:
+
+- GCN test mode on photos (`gcn_face.infer.TestStep`): where hair or a hand
+  hides part of the face, the refiner does not read the image there and
+  returns about the coarse albedo, while the refined albedo around it carries
+  the image's tone; the refined change (refined - coarse) on the hidden
+  vertices is filled from around them, so no patch of another colour shows.
+- The photo pipeline's UV texture (`shared.photo.reconstruct`): on the
+  vertices the photo does not show, or shows at a grazing angle, the change
+  (photo - fitted colour) is filled from the vertices it shows well.
 """
 
 import numpy as np
