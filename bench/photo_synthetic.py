@@ -64,8 +64,9 @@ def scene_backgrounds(rng, count, size):
 def photo_albedo(face_model):
   """`[V, 3]` vertex colours of the astronaut (`skimage.data.astronaut()`,
   the one face photo that ships with a package): her face fitted by the photo
-  pipeline, the photo sampled at each visible vertex, the fitted colour
-  elsewhere (`PhotoReconstructor.texture_colours`).  Gives the renders brows,
+  pipeline, the photo sampled where the face faces the camera, the fitted
+  colour in the photo's tone elsewhere (`PhotoReconstructor.texture_colours`;
+  since session 34, so figures of older sessions differ).  Gives the renders brows,
   eyes, lips and skin texture."""
   import skimage.data
   from shared.photo.reconstruct import PhotoReconstructor

@@ -79,6 +79,46 @@ def test_astronaut_writes_every_output(run, ict_model):
   assert cv2.imread(str(out / "astronaut_face0_depth.png")).shape == (512, 512, 3)
 
 
+def test_texture_weight_follows_the_angle_to_the_camera():
+  """1 where a vertex faces the camera, 0 at grazing angles, linear in the cosine between."""
+  low, high = reconstruct.TEXTURE_FACING
+  distance = 10.0
+  posed = np.zeros((4, 3))
+  angles = np.arccos([1.0, high, 0.5 * (low + high), low * 0.5])
+  normals = np.stack([np.sin(angles), np.zeros(4), np.cos(angles)], axis=1)
+  weight = reconstruct.texture_weight(posed, normals, distance)
+  np.testing.assert_allclose(weight, [1.0, 1.0, 0.5, 0.0], atol=1e-9)
+  # A vertex off the axis is judged by the direction to the camera, not by +z.
+  side = np.array([[1.0, 0.0, 0.0]])
+  toward = np.array([[-1.0, 0.0, distance]]) / np.hypot(1.0, distance)
+  assert reconstruct.texture_weight(side, toward, distance)[0] == pytest.approx(1.0)
+
+
+def test_the_texture_takes_the_photo_where_trusted_and_its_tone_elsewhere():
+  """On a path of 5 vertices: weight-1 vertices keep the photo, hidden ones get the fitted
+  colour plus the photo's change carried harmonically, a half-trusted one the mean."""
+  import scipy.sparse as sp
+  rows = np.arange(4)
+  path = sp.coo_matrix((np.ones(4), (rows, rows + 1)), shape=(5, 5))
+  path = (path + path.T).tocsr()
+  fitted = np.full((5, 3), 0.4)
+  sampled = fitted + np.array([0.2, 0.1, 0.0])[None] * np.array([[1], [0], [0], [0], [0]])
+  sampled[4] = fitted[4] + 0.1
+  weight = np.array([1.0, 0.0, 0.5, 0.0, 1.0])
+  out = reconstruct.blend_texture(fitted, sampled, weight, path)
+  change = np.linspace(sampled[0] - fitted[0], sampled[4] - fitted[4], 5)   # harmonic on a path
+  expected = fitted + change
+  expected[[0, 4]] = sampled[[0, 4]]
+  expected[2] = 0.5 * (sampled[2] + fitted[2] + change[2])
+  np.testing.assert_allclose(out, expected, atol=1e-6)
+  assert out.dtype == np.float32
+  # Trusted everywhere: the photo itself; trusted nowhere: the fitted colours.
+  np.testing.assert_allclose(reconstruct.blend_texture(fitted, sampled, np.ones(5), path),
+                             sampled, atol=1e-6)
+  np.testing.assert_allclose(reconstruct.blend_texture(fitted, sampled, np.zeros(5), path),
+                             fitted, atol=1e-6)
+
+
 def test_a_grey_photo_of_a_turned_face_gives_one_face_turned_to_its_side(run):
   _, out, summary, lines, _ = run
   entry = next(r for r in summary["results"] if r["image"].endswith("camera.png"))

@@ -13,8 +13,9 @@ and write per face, in ORIGINAL image coordinates where it applies:
     <stem>_face<k>.obj            mesh (model space, decimetres) with fitted lit
                                   vertex colours; `vt` + `.mtl` when the model has UVs
     <stem>_face<k>.mtl            material pointing at the texture
-    <stem>_face<k>_texture.png    UV texture: photo colours on visible vertices,
-                                  fitted model colours elsewhere (models with UVs)
+    <stem>_face<k>_texture.png    UV texture: photo colours where the face faces the
+                                  camera, fitted model colours in the photo's tone
+                                  elsewhere (models with UVs; `texture_colours`)
     <stem>_face<k>_coeffs.npz     coefficients, pose, boxes, transforms, landmarks
     <stem>_face<k>_lm2d.txt       68 fitted landmarks, original-image pixels (x y)
     <stem>_face<k>_lm3d.txt       68 landmarks in 3D, crop-camera space, model units
@@ -79,6 +80,8 @@ from shared.fit.skin import skin_from_landmarks
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems, read_image
+from shared.mesh.inpaint import harmonic_fill
+from shared.mesh.sampling import vertex_adjacency
 from shared.photo.landmarks import LANDMARK_MODES, detect_faces
 from shared.render.face_image import FaceSynthesizer
 from shared.render.texture import uv_texture_map
@@ -97,6 +100,10 @@ LANDMARK_COLOUR = (40, 255, 40)    # fitted landmarks on overlays (RGB)
 LANDMARK_DOT_PER_FACE = 1 / 50     # dot radius over the face's landmark extent (overlay pixels);
                                    # 0 (one pixel) on faces under 25 px, so small faces stay visible
 TEXTURE_SIZE = 512
+# The UV texture reads the photo where a vertex faces the camera: its weight rises from 0 to 1
+# as the cosine between its normal and the direction to the camera goes from the first value
+# to the second (at grazing angles one photo pixel is smeared over many texels).
+TEXTURE_FACING = (0.2, 0.5)
 DEFAULT_MAX_BATCH = 8
 # dlib HOG margins: real faces in AFLW2000-16 score 0.12-2.8; the false
 # positives seen (a mission patch on the astronaut JPEG, an upscaled
@@ -383,6 +390,7 @@ class PhotoReconstructor:
       syn, r = result.synthesis, result.synthesis.render
       arrays = {name: np.asarray(value) for name, value in (
           ("vertices", syn.vertices), ("posed", syn.posed), ("colours", syn.colours),
+          ("normals", syn.normals),
           ("landmarks2d", syn.landmarks2d), ("landmarks3d", syn.landmarks3d),
           ("image", r.image), ("mask", r.mask), ("depth", r.depth),
           ("triangle_ids", r.triangle_ids))}
@@ -399,20 +407,33 @@ class PhotoReconstructor:
   # -- outputs ------------------------------------------------------------------------------
 
   def texture_colours(self, record):
-    """Per-vertex colours for the UV texture: the crop sampled at each visible
-    vertex's projection, the fitted lit colour elsewhere.  [V, 3] in [0, 1]."""
+    """Per-vertex colours for the UV texture, [V, 3] in [0, 1].
+
+    Where a visible vertex faces the camera (`TEXTURE_FACING`), the crop
+    sampled at its projection; elsewhere the fitted lit colour plus the
+    change (photo - fitted) carried harmonically from the vertices the photo
+    shows well (`shared.mesh.inpaint`), so the hidden sides take the photo's
+    tone without a seam; in between, a blend of the two.
+    """
     model = self.face_model
-    colours = np.clip(record["colours"], 0.0, 1.0).astype(np.float32)
+    fitted = np.clip(record["colours"], 0.0, 1.0).astype(np.float64)
     ids = record["triangle_ids"]
     visible = np.zeros(model.num_vertices, bool)
     visible[model.faces[np.unique(ids[ids >= 0])].ravel()] = True
-    uv = camera_lib.project(tf.constant(record["posed"][None]), self.synthesizer.camera)
+    posed = record["posed"]
+    uv = camera_lib.project(tf.constant(posed[None]), self.synthesizer.camera)
     uv = uv.numpy()[0] - alignment.PIXEL_CENTER          # OpenCV: centres at integers
     sampled = cv2.remap(record["crop"], uv[:, 0:1].astype(np.float32),
                         uv[:, 1:2].astype(np.float32), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)[:, 0, :]
-    colours[visible] = sampled[visible]
-    return colours
+                        borderMode=cv2.BORDER_REPLICATE)[:, 0, :].astype(np.float64)
+    weight = np.where(visible, texture_weight(posed, record["normals"],
+                                              self.synthesizer.camera.distance), 0.0)
+    return blend_texture(fitted, sampled, weight, self.vertex_adjacency)
+
+  @functools.cached_property
+  def vertex_adjacency(self):
+    """[V, V] scipy sparse: the face model's mesh edges (for the texture's fill)."""
+    return vertex_adjacency(self.face_model.faces, self.face_model.num_vertices)
 
   def write_face(self, output_dir, stem, record):
     """Writes the files of one face (all but the overlay).
@@ -570,6 +591,45 @@ class PhotoReconstructor:
     poses = ", ".join(f"face{f['face']} yaw {round(f['pose_degrees']['yaw']) + 0:d}" for f in entry["faces"])
     log(f"{path}: {len(records)} face(s) ({poses}) -> {Path(output_dir) / stem}_face*")
     return entry
+
+
+def texture_weight(posed, normals, distance, facing=TEXTURE_FACING):
+  """How much the UV texture trusts the photo at each vertex: [V] in [0, 1].
+
+  Args:
+    posed: [V, 3] posed vertices (model units; the camera at (0, 0, `distance`)).
+    normals: [V, 3] their unit normals.
+    facing: the cosines (normal, direction to the camera) at which the weight
+      leaves 0 and reaches 1.
+  """
+  to_camera = np.array([0.0, 0.0, distance]) - np.asarray(posed, np.float64)
+  to_camera /= np.linalg.norm(to_camera, axis=-1, keepdims=True)
+  cosine = np.sum(np.asarray(normals, np.float64) * to_camera, axis=-1)
+  return np.clip((cosine - facing[0]) / (facing[1] - facing[0]), 0.0, 1.0)
+
+
+def blend_texture(fitted, sampled, weight, adjacency):
+  """Per-vertex texture colours from the photo where it is trusted, the fitted colours in
+  the photo's tone elsewhere.
+
+  Args:
+    fitted: [V, 3] the fitted model's lit colours.
+    sampled: [V, 3] the photo at each vertex's projection.
+    weight: [V] in [0, 1], how much the photo is trusted (`texture_weight`, 0 where hidden).
+    adjacency: [V, V] scipy sparse mesh edges.
+
+  Returns:
+    [V, 3] float32 in [0, 1]: `sampled` where the weight is 1; elsewhere
+    fitted + c, c the change (sampled - fitted) of the weight-1 vertices
+    filled harmonically over the rest (`shared.mesh.inpaint`), blended with
+    `sampled` by the weight.
+  """
+  fitted = np.asarray(fitted, np.float64)
+  offset = np.asarray(sampled, np.float64) - fitted
+  weight = np.asarray(weight, np.float64)[:, None]
+  change = harmonic_fill(offset, weight[:, 0] >= 1.0, adjacency)
+  colours = fitted + change + weight * (offset - change)
+  return np.clip(colours, 0.0, 1.0).astype(np.float32)
 
 
 def mtl_text(texture_name):
