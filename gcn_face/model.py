@@ -67,8 +67,7 @@ def vertex_visibility(synth, points, render, alpha, camera, config):
     camera: `shared.model.camera.Camera`.
     config: `GCNConfig`.
   """
-  eye = tf.constant([0.0, 0.0, camera.distance])
-  facing = tf.reduce_sum(synth.normals * (eye - synth.posed), axis=-1, keepdims=True) > 0.0
+  facing = camera_lib.facing_cosine(synth.posed, synth.normals, camera)[..., None] > 0.0
   skin, _ = sample_bilinear(erode(alpha, config.erosion_radius), points)
   covered, inside = sample_nearest(tf.concat([render.mask, render.depth], -1), points)
   depth = camera_lib.depth(synth.posed, camera)[..., None]

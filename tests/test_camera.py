@@ -52,3 +52,16 @@ def test_clip_matrix_agrees_with_projection():
   np.testing.assert_allclose(clip[..., 3], cam.distance - points[..., 2], atol=1e-6)
   depth_ndc = clip[..., 2] / clip[..., 3]
   assert np.all(np.abs(depth_ndc) < 1.0)
+
+
+def test_facing_cosine_is_the_angle_to_the_camera_centre():
+  """Against the cosine computed by hand: on the axis, off it (judged by the direction to
+  the camera, not by +z), sideways and facing away."""
+  cam = camera_lib.Camera(distance=10.0)
+  posed = np.array([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]]],
+                   np.float32)
+  normals = np.array([[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]],
+                     np.float32)
+  expected = [1.0, 10.0 / np.hypot(1.0, 10.0), 0.0, -1.0]
+  np.testing.assert_allclose(camera_lib.facing_cosine(posed, normals, cam).numpy()[0], expected,
+                             atol=1e-6)

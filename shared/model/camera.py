@@ -93,6 +93,21 @@ def depth(posed, camera):
   return camera.distance - posed[..., 2]
 
 
+def facing_cosine(posed, normals, camera):
+  """Cosine between each normal and the direction from its point to the camera centre.
+
+  Args:
+    posed: [B, N, 3] posed model coordinates.
+    normals: [B, N, 3] unit normals there.
+    camera: `Camera` (its centre at (0, 0, `distance`)).
+
+  Returns:
+    [B, N]: 1 facing the camera, 0 at a grazing angle, negative facing away.
+  """
+  to_eye = tf.constant([0.0, 0.0, camera.distance], posed.dtype) - posed
+  return tf.reduce_sum(normals * to_eye, axis=-1) / tf.norm(to_eye, axis=-1)
+
+
 def project(posed, camera):
   """Projects posed points to continuous pixel coordinates.
 

@@ -426,8 +426,10 @@ class PhotoReconstructor:
     sampled = cv2.remap(record["crop"], uv[:, 0:1].astype(np.float32),
                         uv[:, 1:2].astype(np.float32), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)[:, 0, :].astype(np.float64)
-    weight = np.where(visible, texture_weight(posed, record["normals"],
-                                              self.synthesizer.camera.distance), 0.0)
+    cosine = camera_lib.facing_cosine(tf.constant(posed[None]),
+                                      tf.constant(record["normals"][None]),
+                                      self.synthesizer.camera).numpy()[0]
+    weight = np.where(visible, texture_weight(cosine), 0.0)
     return blend_texture(fitted, sampled, weight, self.vertex_adjacency)
 
   @functools.cached_property
@@ -593,19 +595,16 @@ class PhotoReconstructor:
     return entry
 
 
-def texture_weight(posed, normals, distance, facing=TEXTURE_FACING):
+def texture_weight(cosine, facing=TEXTURE_FACING):
   """How much the UV texture trusts the photo at each vertex: [V] in [0, 1].
 
   Args:
-    posed: [V, 3] posed vertices (model units; the camera at (0, 0, `distance`)).
-    normals: [V, 3] their unit normals.
-    facing: the cosines (normal, direction to the camera) at which the weight
-      leaves 0 and reaches 1.
+    cosine: [V] between each vertex normal and the direction to the camera
+      (`shared.model.camera.facing_cosine`).
+    facing: the cosines at which the weight leaves 0 and reaches 1.
   """
-  to_camera = np.array([0.0, 0.0, distance]) - np.asarray(posed, np.float64)
-  to_camera /= np.linalg.norm(to_camera, axis=-1, keepdims=True)
-  cosine = np.sum(np.asarray(normals, np.float64) * to_camera, axis=-1)
-  return np.clip((cosine - facing[0]) / (facing[1] - facing[0]), 0.0, 1.0)
+  return np.clip((np.asarray(cosine, np.float64) - facing[0]) / (facing[1] - facing[0]),
+                 0.0, 1.0)
 
 
 def blend_texture(fitted, sampled, weight, adjacency):
