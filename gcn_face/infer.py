@@ -596,11 +596,10 @@ class TestStep:
   def _fill_hidden(self, out):
     """The refined albedo and render with the refined change on the hidden vertices filled
     harmonically from the vertices around them (`shared.mesh.inpaint`)."""
-    from shared.mesh.inpaint import harmonic_fill
-    coarse = out["coarse_albedo"]
-    change = harmonic_fill(out["refined_albedo"] - coarse, ~out["hidden"],
-                           self.pipeline.topology.A[0])
-    albedo = np.clip(coarse + change, 0.0, 1.0).astype(np.float32)
+    from shared.mesh.inpaint import fill_change
+    albedo = fill_change(out["coarse_albedo"], out["refined_albedo"], ~out["hidden"],
+                         self.pipeline.topology.A[0])
+    albedo = np.clip(albedo, 0.0, 1.0).astype(np.float32)
     image = self._render(*[tf.constant(out[key][None]) for key in ("posed", "normals", "lighting")],
                          tf.constant(albedo[None]))
     return {"refined_albedo": albedo, "refined_render": np.clip(image.numpy()[0], 0.0, 1.0)}

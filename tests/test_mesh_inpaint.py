@@ -67,3 +67,19 @@ def test_a_constant_stays_constant_and_a_part_cut_off_from_known_vertices_gets_z
 def test_nothing_unknown_returns_the_values():
   values = np.arange(8.0).reshape(4, 2)
   np.testing.assert_array_equal(harmonic_fill(values, np.ones(4, bool), path_adjacency(4)), values)
+
+
+def test_fill_change_keeps_the_values_and_carries_their_change_over_the_base():
+  """Known vertices keep their values; the unknown ones get base + the change filled
+  harmonically (on a path: the straight line of the change); a part with no known vertex
+  keeps the base."""
+  from shared.mesh.inpaint import fill_change
+  n = 5
+  base = np.linspace(0.0, 1.0, n)[:, None]
+  values = base + np.array([[0.2], [9.0], [9.0], [9.0], [0.6]])
+  known = np.array([True, False, False, False, True])
+  out = fill_change(base, values, known, path_adjacency(n))
+  np.testing.assert_allclose(out, base + np.linspace(0.2, 0.6, n)[:, None], atol=1e-12)
+  cut = sp.block_diag([path_adjacency(3), path_adjacency(2)]).tocsr()
+  out = fill_change(base, values, np.array([True, False, True, False, False]), cut)
+  np.testing.assert_allclose(out[3:], base[3:], atol=1e-12)

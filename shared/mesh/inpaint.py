@@ -62,6 +62,22 @@ def harmonic_fill(values, known, adjacency):
   return out
 
 
+def fill_change(base, values, known, adjacency):
+  """`values` on the known vertices; elsewhere `base` plus the change (values - base)
+  filled harmonically from them (`harmonic_fill`).
+
+  Args:
+    base, values: [V, C] float (e.g. coarse and refined albedo, or fitted and photo colours).
+    known: [V] bool, where `values` are kept.
+    adjacency: [V, V] scipy sparse mesh edges.
+
+  Returns:
+    [V, C] float64; `base` on a part with no known vertex.
+  """
+  base = np.asarray(base, np.float64)
+  return base + harmonic_fill(np.asarray(values, np.float64) - base, known, adjacency)
+
+
 def _reaches_known(edges, known):
   """[V] bool: vertices whose connected part of the mesh holds a known vertex."""
   _, labels = csgraph.connected_components(edges, directed=False)

@@ -80,7 +80,7 @@ from shared.fit.skin import skin_from_landmarks
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems, read_image
-from shared.mesh.inpaint import harmonic_fill
+from shared.mesh.inpaint import fill_change
 from shared.mesh.sampling import vertex_adjacency
 from shared.photo.landmarks import LANDMARK_MODES, detect_faces
 from shared.render.face_image import FaceSynthesizer
@@ -623,11 +623,10 @@ def blend_texture(fitted, sampled, weight, adjacency):
     filled harmonically over the rest (`shared.mesh.inpaint`), blended with
     `sampled` by the weight.
   """
-  fitted = np.asarray(fitted, np.float64)
-  offset = np.asarray(sampled, np.float64) - fitted
-  weight = np.asarray(weight, np.float64)[:, None]
-  change = harmonic_fill(offset, weight[:, 0] >= 1.0, adjacency)
-  colours = fitted + change + weight * (offset - change)
+  weight = np.asarray(weight, np.float64)
+  sampled = np.asarray(sampled, np.float64)
+  filled = fill_change(fitted, sampled, weight >= 1.0, adjacency)
+  colours = filled + weight[:, None] * (sampled - filled)
   return np.clip(colours, 0.0, 1.0).astype(np.float32)
 
 
