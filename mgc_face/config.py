@@ -74,6 +74,13 @@ training step takes 106 ms instead of 188 ms on a slow 2-core CPU, and the
 demo's training 313-317 s instead of 477-539 s there.  Over three seeds the
 held-out figures did not move beyond their spread (docs/mgc.md "Session 28").
 The stream presets keep the plain head (0), so their checkpoints still load.
+Since session 35 `tiny`'s cascade also has a reader gated by yaw, as `cpu_hour`'s: 13
+prior maps of its 68 refined points at 3 px of noise, fitted on 40,000 prior faces (about
+12 s), read identity and expression instead of the coefficient layer.  Chosen on
+`out/std/probe_s1` (1.5 / 2.5 / 3 / 4 / 6 px, one map, 10,000 and 20,000 faces); over three
+training seeds the held-out similarity RMSE / mean face went from 0.840 +- 0.010 to 0.790 +-
+0.026 on the demo's set and from 0.893 +- 0.005 to 0.837 +- 0.014 on 100 other identities,
+lower in every seed (docs/mgc.md "Session 35").  `tiny_stream` keeps the coefficient layer.
 """
 
 import dataclasses
@@ -232,17 +239,21 @@ PRESETS = {
         augment_shift=0.05, augment_brightness=0.2, augment_colour=0.1,
         cascade_scales=(24.0, 16.0, 12.0, 8.0, 6.0), cascade_shape_components=20,
         cascade_joint_dims=16, cascade_stream_samples=200,
-        cascade_test_mirror=True, heatmap_reduce=64),
+        cascade_test_mirror=True, heatmap_reduce=64, cascade_prior_noise=3.0,
+        cascade_reader_yaw_step=10.0, cascade_reader_samples=40000),
 }
 # The stream never repeats a face, so it needs no augmentation; it keeps session 5's schedule
-# (cpu_hour's checkpoints stay resumable).
+# (cpu_hour's checkpoints stay resumable) and the coefficient layer as the reader of its
+# points (`tiny`'s reader, session 35, was chosen for tiny's coarser points; `cpu_hour` sets
+# its own).
+NO_READER = dict(cascade_prior_noise=0.0, cascade_reader_yaw_step=0.0, cascade_reader_samples=0)
 NO_AUGMENT = dict(augment_flip=0.0, augment_scale=0.0, augment_rotation=0.0, augment_shift=0.0,
                   augment_brightness=0.0, augment_colour=0.0)
 PRESETS[TINY_STREAM] = PRESETS[TINY].replace(name=TINY_STREAM, data_stream=True, steps=1200,
                                              landmark_warmup_steps=1000,
                                              cascade_stream_samples=1000,
                                              cascade_shape_components=30, heatmap_reduce=0,
-                                             **NO_AUGMENT)
+                                             **NO_AUGMENT, **NO_READER)
 # Defined from the supervised probes (head NME 3.1 % after 3000 head-only steps on 400
 # identities, still falling).  End to end in 48 min 48 s on 2 cores with 1500 cascade
 # triplets, peak 7.4 GB (session 24; 46 min with 1000 in session 22; docs/mgc.md "Session 24";

@@ -4,13 +4,16 @@ from mgc_face import config as config_lib
 from mgc_face import data as data_lib
 
 # No landmark-head warm-up (the step tests need the full objective), a small prior sample, and
-# a landmark cascade trained on the 6 training views plus 2 fresh stream triplets.
+# a landmark cascade trained on the 6 training views plus 2 fresh stream triplets, read by the
+# coefficient layer (tiny's gated reader, 40,000 prior faces, has its own test in
+# test_mgc_cascade.py).
 TEST_CONFIG = config_lib.get_config("tiny").replace(batch_size=1, checkpoint_every=2,
                                                      summary_every=1, image_summary_every=2,
                                                      landmark_warmup_steps=0,
                                                      prior_init_samples=300,
                                                      data_stream=False,
-                                                     cascade_stream_samples=2)
+                                                     cascade_stream_samples=2,
+                                                     **config_lib.NO_READER)
 # Checkpoint and resume tests train single-view: it compiles in about half the time.
 SINGLE_VIEW = TEST_CONFIG.replace(multiview=False)
 

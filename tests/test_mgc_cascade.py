@@ -501,6 +501,43 @@ def test_a_prior_noise_gives_the_cascade_the_prior_map_as_reader(mgc_trained, mg
                                                                     ("identity", "expression")))
 
 
+# tiny's reader test: the preset's noise, yaw step and window with fewer prior faces than its
+# 40,000 (about 12 s, twice: training and reference).
+TINY_READER_SAMPLES = 3000
+
+
+def test_tiny_trains_its_yaw_gated_reader(mgc_trained, mgc_dataset, ict_model, tmp_path):
+  import shutil
+  from mgc_face import config as config_lib
+  from mgc_face import infer
+  from mgc_face import prior_init
+  from mgc_face import train as train_lib
+  from mgc_helpers import SINGLE_VIEW
+  tiny = config_lib.get_config("tiny")
+  assert tiny.cascade_prior_noise > 0 and tiny.cascade_reader_yaw_step > 0
+  assert not config_lib.get_config("tiny_stream").cascade_prior_noise
+  ckpt = tmp_path / "ckpt"
+  shutil.copytree(mgc_trained[0], ckpt)
+  (ckpt / cascade_lib.FILE_NAME).unlink()
+  fields = {name: getattr(tiny, name) for name in config_lib.NO_READER}
+  config = SINGLE_VIEW.replace(**fields).replace(cascade_reader_samples=TINY_READER_SAMPLES)
+  train_lib.train(ict_model, config, mgc_dataset, ckpt, steps=2, progress=False,
+                  log=lambda line: None)
+  cascade = cascade_lib.load(ckpt)
+  assert cascade.gated
+  centres = prior_init.yaw_centres(tiny.cascade_reader_yaw_step)
+  np.testing.assert_allclose(cascade.reader[3], centres)
+  weights, bias = prior_init.yaw_gated_map(
+      ict_model, config.replace(prior_init_noise=tiny.cascade_prior_noise,
+                                prior_init_samples=TINY_READER_SAMPLES),
+      centres, tiny.cascade_reader_yaw_window)
+  np.testing.assert_allclose(cascade.reader[0], weights, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(cascade.reader[1], bias, rtol=1e-5, atol=1e-6)
+  regressor = infer.load_regressor(ckpt)
+  coefficients = regressor.layout.join(regressor(np.full((1, 224, 224, 3), 0.5, np.float32))[0])
+  assert np.all(np.isfinite(coefficients.numpy()))
+
+
 # The refit test's reader sample: cpu_hour's 40,000 prior faces cost a minute on a slow 2-core
 # machine, twice (tool and reference); what the test checks is that the tool uses the preset.
 REFIT_READER_SAMPLES = 4000
