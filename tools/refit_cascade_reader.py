@@ -8,7 +8,9 @@ refined points to identity and expression) is fitted on the face model's
 prior alone, no image or label, so it can be replaced on a trained cascade
 when the preset's reader changes: a `cpu_hour` checkpoint of session 21 (one
 map) gets session 22's (one map per 10 degrees of yaw) in about a minute, and
-its stages and network stay as they are.  CKPT/meta.json's config takes the
+its stages and network stay as they are; `--config tiny` gives a `tiny` checkpoint of
+session 34 or earlier the reader `tiny` has since session 35 (the same cascade.npz, array
+for array, as training it now writes).  CKPT/meta.json's config takes the
 preset's reader fields; cascade.npz and meta.json are rewritten atomically.
 """
 
