@@ -501,8 +501,8 @@ def test_a_prior_noise_gives_the_cascade_the_prior_map_as_reader(mgc_trained, mg
                                                                     ("identity", "expression")))
 
 
-# tiny's reader test: the preset's noise, yaw step and window with fewer prior faces than its
-# 40,000 (about 12 s, twice: training and reference).
+# tiny's reader test: the preset's noise, yaw step and window, but fewer prior faces than its
+# 40,000, which would cost about 12 s twice (training and the reference map).
 TINY_READER_SAMPLES = 3000
 
 
