@@ -29,6 +29,7 @@ import tensorflow as tf
 from shared import quiet
 from shared.io import export
 from shared.model import lighting
+from shared.render import renderer as render_lib
 from shared.train.embedding import FaceEmbedder
 from shared.errors import InputError, fail, fail_none_usable
 from shared.io.fileio import write_text_atomic
@@ -534,8 +535,8 @@ def run_test(pipeline, input_path, output_dir, limit=None, log=None, progress=Fa
       export.write_obj(refined_obj, out["vertices"], faces, out["refined_albedo"])
     compare = output / f"{name}_compare.png"
     export.write_png(compare, export.grid([
-        rgb, export.overlay(rgb, out["coarse_render"], out["mask"]),
-        export.overlay(rgb, out["refined_render"], out["mask"])], columns=3))
+        rgb, export.overlay(rgb, out["coarse_render"], out["mask"] * out["front"]),
+        export.overlay(rgb, out["refined_render"], out["mask"] * out["front"])], columns=3))
     result.files += [coarse_obj, refined_obj, compare]
     if model.uv is not None:
       result.files += write_textured_obj(output, name, model, out["vertices"],
@@ -572,7 +573,8 @@ class TestStep:
   Called with images [1, H, W, 3], alpha [H, W, 1] or None, `regressed`
   (coefficients, features) and seen [H, W, 1] or None, it returns numpy arrays
   without the batch axis: vertices, coarse_albedo, refined_albedo [V, 3];
-  coarse_render, refined_render [H, W, 3] in [0, 1]; mask [H, W, 1]; hidden [V]
+  coarse_render, refined_render [H, W, 3] in [0, 1]; mask [H, W, 1]; front [H, W, 1] (the
+  pixels that show the outer side of the mesh, as the pictures show it); hidden [V]
   bool (vertices `seen` hides); posed, normals [V, 3]; lighting [27].  Where
   `seen` hides vertices, the refined change there is filled in from around
   them (`shared.mesh.inpaint`) and the refined render redrawn with it.
@@ -613,6 +615,8 @@ def _test_batch(pipeline, images, alpha, regressed, seen=None):
   return {"vertices": coarse.synth.vertices, "coarse_albedo": coarse.synth.albedo,
           "refined_albedo": refined.albedo, "coarse_render": tf.clip_by_value(render.image, 0, 1),
           "refined_render": tf.clip_by_value(refined.render.image, 0, 1), "mask": render.mask,
+          "front": render_lib.front_facing(coarse.synth.posed, pipeline.synthesizer.decoder.faces,
+                                           render.triangle_ids, pipeline.synthesizer.camera),
           "hidden": hidden[..., 0] > 0, "posed": coarse.synth.posed,
           "normals": coarse.synth.normals, "lighting": coarse.coeffs.lighting}
 

@@ -32,6 +32,7 @@ from mgc_face import model as model_lib
 from shared import quiet
 from shared.io import export
 from shared.render import rasterizer
+from shared.render import renderer as render_lib
 from shared.errors import InputError, fail_none_usable
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems
@@ -200,7 +201,7 @@ class Reconstructor:
   """Regress, decode and render in one graph call per batch size."""
 
   OUTPUTS = ("coefficients", "vertices", "posed", "colours", "landmarks2d", "landmarks3d",
-             "image", "mask", "depth")
+             "image", "mask", "depth", "front")
 
   def __init__(self, regressor):
     rasterizer.load()  # Build/load the kernel eagerly, not while tracing.
@@ -226,7 +227,8 @@ class Reconstructor:
       vertices, posed, landmarks3d, landmarks2d = geometry(vector)
       colours = appearance(vector, vertices)
       r = synth.render_attributes(posed, colours)
-      return vertices, posed, colours, landmarks2d, landmarks3d, r.image, r.mask, r.depth
+      front = render_lib.front_facing(posed, synth.decoder.faces, r.triangle_ids, synth.camera)
+      return vertices, posed, colours, landmarks2d, landmarks3d, r.image, r.mask, r.depth, front
 
     # The frozen regressor graph (`Regressor._inference`) is called inside the
     # same graph: one dispatch per image instead of one per stage.  One trace
@@ -241,7 +243,8 @@ class Reconstructor:
 
   def __call__(self, images):
     """images [B, 224, 224, 3] -> dict of numpy arrays: coefficients, vertices,
-    posed, colours, landmarks2d, landmarks3d, image, mask, depth."""
+    posed, colours, landmarks2d, landmarks3d, image, mask, depth, front (the pixels
+    that show the outer side of the mesh, `shared.render.renderer.front_facing`)."""
     images = tf.convert_to_tensor(images, tf.float32)
     if self.regressor.cascade is not None:  # Its HOG stages run in NumPy, outside the graph.
       vector = self.regressor.inference_outputs(images)[0]
@@ -264,7 +267,8 @@ class Reconstructor:
     coeffs = coeffs._replace(rotation=tf.constant(rotation), translation=tf.zeros([n, 3]),
                              lighting=tf.constant(sh))
     grey = tf.fill([n, self.face_model.num_vertices, 3], GEOMETRY_GREY)
-    r = self.synth(coeffs, vertex_colours=grey).render
+    out = self.synth(coeffs, vertex_colours=grey)
+    r = render_lib.drop_back_faces(out.render, out.posed, self.face_model.faces, self.synth.camera)
     return (r.image * r.mask + (1.0 - r.mask)).numpy()
 
 
@@ -321,11 +325,12 @@ def write_reconstruction(out_dir, name, image, result, index, reconstructor):
       f"{x:.3f} {y:.3f}\n" for x, y in result["landmarks2d"][index]))
   write_text_atomic(out_dir / f"{name}_lm3d.txt", "".join(
       f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in result["landmarks3d"][index]))
-  overlay = export.overlay(image, result["image"][index], result["mask"][index])
+  shown = result["mask"][index] * result["front"][index]   # Not the mesh's back through its holes.
+  overlay = export.overlay(image, result["image"][index], shown)
   overlay = draw_landmarks(overlay, result["landmarks2d"][index])
   export.write_png(out_dir / f"{name}_overlay.png", export.grid([image, overlay], 2))
   export.write_png(out_dir / f"{name}_depth.png",
-                   export.depth_image(result["depth"][index], result["mask"][index]))
+                   export.depth_image(result["depth"][index], shown))
   views = reconstructor.geometry_views(vector)
   export.write_png(out_dir / f"{name}_poses.png", export.grid(list(views), len(views)))
 

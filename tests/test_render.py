@@ -220,3 +220,34 @@ def test_interpolation_gradient_strips_and_bad_ids():
   bad = tf.where(mask[..., 0] > 0, len(sphere.faces), 0)
   with pytest.raises(tf.errors.InvalidArgumentError, match="triangle ids outside"):
     ops.interpolate_attributes(colours, clip, faces, bad, mask[..., 0])
+
+
+def test_front_facing_drops_the_inside_seen_through_a_hole():
+  """A sphere with its front cap cut off: through the hole the rasterizer draws the
+  inside of the back half, which `front_facing` marks and `drop_back_faces` removes."""
+  radius, cut = 1.5, 0.8
+  sphere = trimesh.creation.icosphere(subdivisions=5, radius=radius)
+  v = np.asarray(sphere.vertices, np.float32)
+  f = np.asarray(sphere.faces, np.int32)
+  posed = tf.constant(v[None])
+  whole = render_lib.render(posed, f, tf.ones([1, len(v), 1]), CAM)
+  front = render_lib.front_facing(posed, f, whole.triangle_ids, CAM).numpy()[0, ..., 0]
+  np.testing.assert_array_equal(front, whole.mask.numpy()[0, ..., 0])   # all outside
+  open_f = f[v[f].mean(1)[:, 2] < cut * radius]
+  out = render_lib.render(posed, open_f, tf.ones([1, len(v), 1]), CAM)
+  front = render_lib.front_facing(posed, open_f, out.triangle_ids, CAM).numpy()[0, ..., 0]
+  # The hole's rim is the circle z = cut * radius, of radius sqrt(1 - cut^2) * radius.
+  hole = CAM.focal * np.sqrt(1 - cut ** 2) * radius / (CAM.distance - cut * radius)
+  centres = np.arange(CAM.image_size) + 0.5
+  rr = np.hypot(*np.meshgrid(centres - CAM.centre, centres - CAM.centre))
+  drawn = out.mask.numpy()[0, ..., 0] > 0
+  inside, ring = rr < hole - 1.5, (rr > hole + 1.5) & drawn
+  assert drawn[inside].all() and not front[inside].any() and front[ring].all()
+  dropped = render_lib.drop_back_faces(out, posed, open_f, CAM)
+  kept = front > 0
+  np.testing.assert_array_equal(dropped.mask.numpy()[0, ..., 0], front)
+  np.testing.assert_array_equal(dropped.triangle_ids.numpy()[0],
+                                np.where(kept, out.triangle_ids.numpy()[0], -1))
+  np.testing.assert_array_equal(dropped.depth.numpy()[0, ..., 0],
+                                np.where(kept, out.depth.numpy()[0, ..., 0], 0.0))
+  assert ring.sum() > 100 and inside.sum() > 100

@@ -99,8 +99,10 @@ def render_in_photo(posed, triangles, attributes, crop_camera, to_photo, size):
     `PhotoLayers`.
   """
   rolled, camera, to_frame = window_camera(posed, crop_camera, to_photo)
+  rolled = tf.constant(rolled)
   out = render_lib.render(rolled, triangles, tf.constant(np.asarray(attributes, np.float32)[None]),
                           camera)
+  out = render_lib.drop_back_faces(out, rolled, triangles, camera)
   layers = np.concatenate([out.image.numpy()[0], out.mask.numpy()[0],
                            out.depth.numpy()[0] * out.mask.numpy()[0]], -1).astype(np.float32)
   frame = alignment.warp_affine(layers, to_frame, size, border=cv2.BORDER_CONSTANT)

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.io import export
+from shared.render import renderer as render_lib
 from shared.render.face_image import FaceSynthesizer
 
 SH_KEY_LIGHT = {1: -0.25, 3: 0.2}  # Band -> value, same for R, G, B: light from upper left.
@@ -51,7 +52,7 @@ def render_gallery(face_model, path, config=GalleryConfig()):
   """
   synthesizer = FaceSynthesizer(face_model)
   out = synthesizer(gallery_coefficients(synthesizer, config))
-  r = out.render
+  r = render_lib.drop_back_faces(out.render, out.posed, face_model.faces, synthesizer.camera)
   size = synthesizer.camera.image_size
   background = np.full((size, size, 3), config.background, np.float32)
   shaded = [export.overlay(background, r.image[i].numpy(), r.mask[i].numpy())

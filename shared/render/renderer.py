@@ -33,6 +33,7 @@ import os
 
 import tensorflow as tf
 
+from shared.mesh.normals_tf import face_normals
 from shared.render import rasterizer
 
 CULL_NONE = 0  # tensorflow-graphics FaceCullingMode.NONE
@@ -193,3 +194,42 @@ def render(posed, triangles, attributes, camera):
   image, depth = interpolate_with_depth(clip, triangles, triangle_id, mask, attributes)
   ids = tf.where(mask[..., 0] > 0, triangle_id[..., 0], BACKGROUND_ID)
   return RenderOutput(image=image, mask=mask, depth=depth, triangle_ids=ids)
+
+
+def front_facing(posed, triangles, triangle_ids, camera):
+  """Which pixels show the front (outer side) of the surface.
+
+  The face models are open surfaces: through their eye and mouth openings,
+  and past their rim at large yaw, the rasterizer draws the inner side of
+  the far surface, which lighting meant for the outside shades wrongly (a
+  refined render can turn it white).  Pictures for people show the image
+  there instead (`drop_back_faces`).  Losses and metrics keep every drawn
+  pixel, as the synthetic training images do.
+
+  Args:
+    posed: [B, V, 3] posed vertices (model units).
+    triangles: [T, 3] int32, wound so that `face_normals` points outwards.
+    triangle_ids: [B, H, W] int32, `BACKGROUND_ID` where nothing was drawn.
+    camera: `shared.model.camera.Camera` (its centre at (0, 0, `distance`)).
+
+  Returns:
+    [B, H, W, 1] float32: 1 where the pixel's triangle faces the camera
+    centre, 0 where it faces away and on the background.
+  """
+  triangles = tf.convert_to_tensor(triangles, tf.int32)
+  corner = tf.gather(posed, triangles[:, 0], axis=1)
+  to_eye = tf.constant([0.0, 0.0, camera.distance], posed.dtype) - corner
+  faces_camera = tf.reduce_sum(face_normals(posed, triangles) * to_eye, axis=-1) > 0.0
+  drawn = triangle_ids != BACKGROUND_ID
+  front = tf.gather(faces_camera, tf.where(drawn, triangle_ids, 0), batch_dims=1) & drawn
+  return tf.cast(front, tf.float32)[..., None]
+
+
+def drop_back_faces(output, posed, triangles, camera):
+  """`output` (`RenderOutput`) with the pixels that show the back of the surface
+  (`front_facing`) turned to background: image, mask and depth 0, id -1."""
+  front = front_facing(posed, triangles, output.triangle_ids, camera)
+  return RenderOutput(image=output.image * front, mask=output.mask * front,
+                      depth=output.depth * front,
+                      triangle_ids=tf.where(front[..., 0] > 0, output.triangle_ids,
+                                            BACKGROUND_ID))
