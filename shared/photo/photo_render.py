@@ -99,7 +99,6 @@ def render_in_photo(posed, triangles, attributes, crop_camera, to_photo, size):
     `PhotoLayers`.
   """
   rolled, camera, to_frame = window_camera(posed, crop_camera, to_photo)
-  rolled = tf.constant(rolled)
   out = render_lib.render(rolled, triangles, tf.constant(np.asarray(attributes, np.float32)[None]),
                           camera)
   out = render_lib.drop_back_faces(out, rolled, triangles, camera)
