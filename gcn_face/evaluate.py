@@ -257,7 +257,7 @@ def _eval_batch(pipeline, images, alpha, regressed, truth, unlit):
   out = {k: tf.clip_by_value(v, 0.0, 1.0) for k, v in out.items()}
   front = render_lib.front_facing(coarse.synth.posed, pipeline.synthesizer.decoder.faces,
                                   render.triangle_ids, pipeline.synthesizer.camera)
-  out.update(face=render.mask * alpha, mask=render.mask * front,   # mask: the pictures' only
+  out.update(face=render.mask * alpha, mask=render.mask * front,   # mask: for the pictures only
              visibility=coarse.visibility)
   return out
 
