@@ -34,6 +34,7 @@ import os
 import tensorflow as tf
 
 from shared.mesh.normals_tf import face_normals
+from shared.model.camera import facing_cosine
 from shared.render import rasterizer
 
 CULL_NONE = 0  # tensorflow-graphics FaceCullingMode.NONE
@@ -218,8 +219,7 @@ def front_facing(posed, triangles, triangle_ids, camera):
   """
   triangles = tf.convert_to_tensor(triangles, tf.int32)
   corner = tf.gather(posed, triangles[:, 0], axis=1)
-  to_eye = tf.constant([0.0, 0.0, camera.distance], posed.dtype) - corner
-  faces_camera = tf.reduce_sum(face_normals(posed, triangles) * to_eye, axis=-1) > 0.0
+  faces_camera = facing_cosine(corner, face_normals(posed, triangles), camera) > 0.0
   drawn = triangle_ids != BACKGROUND_ID
   front = tf.gather(faces_camera, tf.where(drawn, triangle_ids, 0), batch_dims=1) & drawn
   return tf.cast(front, tf.float32)[..., None]
