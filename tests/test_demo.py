@@ -71,3 +71,16 @@ def test_outputs_name_every_folder_the_demo_writes(demo):
   source = (REPO / "tools" / "demo.py").read_text()
   written = set(re.findall(r'out / "([^"]+)"', source))
   assert written and written <= set(demo.OUTPUTS)
+
+
+def test_last_lines_name_the_pictures_that_exist(demo, tmp_path):
+  (tmp_path / "gallery").mkdir()
+  (tmp_path / "gallery" / "gallery.png").write_bytes(b"")
+  (tmp_path / "gcn_eval").mkdir()
+  for name in ("id00085_000_eval.png", "id00084_000_eval.png"):
+    (tmp_path / "gcn_eval" / name).write_bytes(b"")
+  lines = demo.picture_lines(tmp_path)
+  assert len(lines) == 2   # nothing for the folders that are not there
+  assert str(tmp_path / "gallery" / "gallery.png") in lines[0]
+  assert str(tmp_path / "gcn_eval" / "id00084_000_eval.png") in lines[1]   # the first, sorted
+  assert "2 like it" in lines[1] and "like it" not in lines[0]

@@ -36,6 +36,13 @@ SELF_FIT_STEPS = 0
 OUTPUTS = ("gallery", "data", "mgc_checkpoint", "mgc_test", "train.bin", "test.bin",
            "gcn_checkpoint", "gcn_test", "gcn_eval", "photo")
 PREVIOUS_SUFFIX = ".previous"
+# The pictures the last lines point to: (folder in the output, file pattern, what it shows).
+PICTURES = (("gallery", "gallery.png", "the face model in six poses, and their depth"),
+            ("mgc_test", "*_overlay.png", "MGC on a held-out face: input | its render and 68 points"),
+            ("mgc_test", "*_poses.png", "its shape from five sides"),
+            ("gcn_eval", "*_eval.png", "GCN: input | coarse | refined | truth, albedos below"),
+            ("photo", "astronaut_overlay.png", "a real photo, fitted"),
+            ("photo", "*_texture.png", "its UV texture, used by the .obj beside it"))
 EXIT_INPUT_ERROR = 2
 
 
@@ -46,6 +53,17 @@ def entry_point(script):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.main
+
+
+def picture_lines(out):
+  """Lines naming the first file of each `PICTURES` entry found under `out`, and how many."""
+  lines = []
+  for folder, pattern, what in PICTURES:
+    found = sorted((Path(out) / folder).glob(pattern))
+    if found:
+      more = f"; {len(found)} like it" if len(found) > 1 else ""
+      lines.append(f"  {found[0]}  ({what}{more})")
+  return lines
 
 
 def step(title, command):
@@ -167,6 +185,9 @@ def main():
                                     "--checkpoint", str(mgc), "--input", str(photo),
                                     "--output", str(out / "photo")] + model)
   print(f"\ndemo finished in {time.time() - start:.0f} s; results in {out}/")
+  lines = picture_lines(out)
+  if lines:
+    print("pictures to look at:\n" + "\n".join(lines))
   return 0
 
 
