@@ -38,7 +38,8 @@ OUTPUTS = ("gallery", "data", "mgc_checkpoint", "mgc_test", "train.bin", "test.b
 PREVIOUS_SUFFIX = ".previous"
 # The pictures the last lines point to: (folder in the output, file pattern, what it shows).
 PICTURES = (("gallery", "gallery.png", "the face model in six poses, and their depth"),
-            ("mgc_test", "*_overlay.png", "MGC on a held-out face: input | its render and 68 points"),
+            ("mgc_test", "*_overlay.png",
+             "MGC on a held-out face: input | its render and 68 points"),
             ("mgc_test", "*_poses.png", "its shape from five sides"),
             ("gcn_eval", "*_eval.png", "GCN: input | coarse | refined | truth, albedos below"),
             ("photo", "astronaut_overlay.png", "a real photo, fitted"),
