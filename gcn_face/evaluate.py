@@ -39,7 +39,6 @@ import tensorflow as tf
 
 from gcn_face.binfile import BinReader, record_stem
 from shared.io import export
-from shared.render import renderer as render_lib
 from shared.errors import fail
 from shared.io.fileio import write_text_atomic
 
@@ -255,9 +254,7 @@ def _eval_batch(pipeline, images, alpha, regressed, truth, unlit):
     for name, albedo in zip(("coarse_unlit", "refined_unlit", "truth_unlit"), albedos):
       out[name] = pipeline.synthesizer.render_attributes(coarse.synth.posed, albedo).image
   out = {k: tf.clip_by_value(v, 0.0, 1.0) for k, v in out.items()}
-  front = render_lib.front_facing(coarse.synth.posed, pipeline.synthesizer.decoder.faces,
-                                  render.triangle_ids, pipeline.synthesizer.camera)
-  out.update(face=render.mask * alpha, mask=render.mask * front,   # mask: for the pictures only
+  out.update(face=render.mask * alpha, mask=render.mask * pipeline.front(coarse),  # pictures only
              visibility=coarse.visibility)
   return out
 

@@ -247,6 +247,12 @@ class TexturePipeline:
         lighting.irradiance(coarse.synth.normals, coarse.coeffs.lighting),
         self.config.albedo_confidence)
 
+  def front(self, coarse):
+    """[B, H, W, 1]: the pixels of a `CoarseResult`'s render that show the outer side of the
+    mesh (`shared.render.renderer.front_facing`); the pictures show the input elsewhere."""
+    return render_lib.front_facing(coarse.synth.posed, self.synthesizer.decoder.faces,
+                                   coarse.synth.render.triangle_ids, self.synthesizer.camera)
+
   def shade_and_render(self, coarse, albedo):
     """Any per-vertex albedo [B, V, 3] lit by the coarse lighting and rendered on the
     coarse geometry -> `RefineResult` (the refined one, or the ground truth's)."""
@@ -615,8 +621,7 @@ def _test_batch(pipeline, images, alpha, regressed, seen=None):
   return {"vertices": coarse.synth.vertices, "coarse_albedo": coarse.synth.albedo,
           "refined_albedo": refined.albedo, "coarse_render": tf.clip_by_value(render.image, 0, 1),
           "refined_render": tf.clip_by_value(refined.render.image, 0, 1), "mask": render.mask,
-          "front": render_lib.front_facing(coarse.synth.posed, pipeline.synthesizer.decoder.faces,
-                                           render.triangle_ids, pipeline.synthesizer.camera),
+          "front": pipeline.front(coarse),
           "hidden": hidden[..., 0] > 0, "posed": coarse.synth.posed,
           "normals": coarse.synth.normals, "lighting": coarse.coeffs.lighting}
 
