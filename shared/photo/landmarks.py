@@ -255,25 +255,37 @@ def _detect_dlib(image_rgb, max_side, upsample, cnn_fallback):
   return faces
 
 
-def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector, confident=True):
-  """A `Face` from MediaPipe's mesh in the ROI of one detection, or None
-  when the mesh model says there is no face.
-
-  The mesh runs in the detector's ROI, then in the ROI of its own points
-  (`MESH_REFINE_PASSES`), whose points are used where the model accepts them.
-  A `confident` detection is a face when the model accepts one of the ROIs,
-  any other only when it accepts all of them."""
+def mesh_passes(image_rgb, box, eye_a, eye_b):
+  """MediaPipe's mesh in the ROI of one detection (box and eye keypoints), then in
+  the ROI of its own points (`MESH_REFINE_PASSES`): (the last mesh the model
+  accepts, else the first; the face probability of each pass)."""
   from shared.photo import face_mesh
   mesh = face_mesh.mesh_for_detection(image_rgb, box, eye_a, eye_b)
-  votes = [mesh.probability >= face_mesh.MIN_FACE_PROBABILITY]
+  probabilities = [mesh.probability]
   for _ in range(MESH_REFINE_PASSES):
     xy = mesh.points[:, :2].astype(np.float64)
     refined = face_mesh.mesh_for_detection(image_rgb, np.concatenate([xy.min(0), xy.max(0)]),
                                            xy[MESH_EYE_CORNERS[0]], xy[MESH_EYE_CORNERS[1]])
-    votes.append(refined.probability >= face_mesh.MIN_FACE_PROBABILITY)
-    if votes[-1]:
+    probabilities.append(refined.probability)
+    if refined.probability >= face_mesh.MIN_FACE_PROBABILITY:
       mesh = refined
-  if not (any(votes) if confident else all(votes)):
+  return mesh, probabilities
+
+
+def is_mesh_face(probabilities, confident):
+  """Whether the mesh passes' face probabilities make a face: for a `confident`
+  detection one pass must accept it, for any other every pass."""
+  from shared.photo import face_mesh
+  votes = [p >= face_mesh.MIN_FACE_PROBABILITY for p in probabilities]
+  return any(votes) if confident else all(votes)
+
+
+def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector, confident=True):
+  """A `Face` from MediaPipe's mesh in the ROI of one detection (`mesh_passes`),
+  or None when the mesh model says there is no face (`is_mesh_face`)."""
+  from shared.photo import face_mesh
+  mesh, probabilities = mesh_passes(image_rgb, box, eye_a, eye_b)
+  if not is_mesh_face(probabilities, confident):
     return None
   return Face(box=np.asarray(box, np.float32),
               landmarks68=face_mesh.to_68(mesh.points[:, :2]).astype(np.float32),
