@@ -10,9 +10,10 @@ BlazeFace finds nothing, dlib's HOG (and with `cnn_fallback` its CNN) boxes
 are tried, with the eye centres of dlib's 68 points as the ROI's eyes; before
 them, BlazeFace and the mesh run once more on the photo with its luminance
 histogram equalised (`shared.photo.exposure`: badly exposed photos).  A
-mesh whose face probability is below `face_mesh.MIN_FACE_PROBABILITY` is
-dropped: for a detection scoring under `MESH_CONFIDENT_SCORE`, in either of
-its two ROIs; for a confident one, in both.
+detection is dropped when the mesh model's face probability is below
+`face_mesh.MIN_FACE_PROBABILITY` in both of its ROIs (the detector's and that
+of the mesh's own points) or, for one BlazeFace scored under
+`MESH_CONFIDENT_SCORE`, in either.
 
 Backend `"dlib"`: dlib (`dlib-bin` wheel) with the model files shipped by the
 `face_recognition_models` package (see `requirements.txt` and
