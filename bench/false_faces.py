@@ -62,7 +62,10 @@ def _inputs(args):
 
 
 def run(args):
+  from shared.errors import fail
   from shared.photo import blazeface, landmarks
+  if args.folder and not Path(args.folder).is_dir():
+    fail(args.folder, "not a folder")
   rows, result = [], []
   false_faces = 0
   for name, has_face, image in _inputs(args):
