@@ -34,17 +34,6 @@ def _parse_args(argv):
   return parser.parse_args(argv)
 
 
-def _rgb(image):
-  """Any scikit-image sample as uint8 [H, W, 3]."""
-  import numpy as np
-  image = np.asarray(image)
-  if image.dtype == bool:
-    image = image.astype(np.uint8) * 255
-  if image.ndim == 2:
-    image = np.repeat(image[..., None], 3, -1)
-  return np.ascontiguousarray(image[..., :3])
-
-
 def run(args):
   import numpy as np
   import skimage.data
@@ -69,7 +58,7 @@ def run(args):
                    "mean_px_to_unscaled": distance})
   common.print_table(["gain", "pixels at 255 (any channel)", "photo", "equalised copy", "front end",
                       "detector", "68-point px to x1"], rows)
-  false_faces = {name: len(landmarks.detect_faces(_rgb(getattr(skimage.data, name)()),
+  false_faces = {name: len(landmarks.detect_faces(common.skimage_rgb(name),
                                                   cnn_fallback=False))
                  for name in NON_FACE_PHOTOS}
   print("faces in photos without a human face: "

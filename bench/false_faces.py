@@ -40,16 +40,9 @@ def _parse_args(argv):
 def _inputs(args):
   """(name, has a face or None when unknown, uint8 [H, W, 3] RGB) to probe."""
   import cv2
-  import numpy as np
-  import skimage.data
   from shared.io.image_io import list_images, read_image
   for name in PHOTOS_WITH_A_FACE + PHOTOS_WITHOUT:
-    image = np.asarray(getattr(skimage.data, name)())
-    if image.dtype == bool:
-      image = image.astype(np.uint8) * 255
-    if image.ndim == 2:
-      image = np.repeat(image[..., None], 3, -1)
-    image = np.ascontiguousarray(image[..., :3])
+    image = common.skimage_rgb(name)
     for scale in args.scales:
       if image.shape[0] * image.shape[1] * scale * scale > MAX_PIXELS:
         continue
