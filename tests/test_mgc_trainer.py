@@ -75,33 +75,23 @@ import json, sys
 import numpy as np
 from shared import quiet
 quiet.setup()
-from mgc_face import data as data_lib, infer, train as train_lib
+from mgc_face import train as train_lib
 from mgc_face.config import get_config
 from shared.model.face_model import load_face_model
 dataset, checkpoint = sys.argv[1:3]
-model = load_face_model()
-config = get_config("paper").replace(batch_size=1)
-result = train_lib.train(model, config, dataset, checkpoint, steps=1, progress=False,
-                         log=lambda message: None)
-images = next(iter(data_lib.make_dataset(dataset, "train", 1, shuffle=False, repeat=False,
-                                         report=False)[0])).images[:, 0]
-out = infer.load_regressor(checkpoint, model)(images)
-coeffs = out[0] if isinstance(out, tuple) else out
-print(json.dumps({"backbone": config.backbone, "input_size": config.input_size,
-                  "steps": result["steps"], "skipped": result["skipped"],
-                  "terms": sorted(result["terms"]),
-                  "finite": bool(np.isfinite(result["terms"]["total"])) and all(
-                      bool(np.all(np.isfinite(np.asarray(part)))) for part in coeffs),
-                  "identity": list(np.asarray(coeffs.identity).shape),
-                  "num_id": model.num_id}))
+result = train_lib.train(load_face_model(), get_config("paper").replace(batch_size=1), dataset,
+                         checkpoint, steps=1, progress=False, log=lambda message: None)
+print(json.dumps({"steps": result["steps"], "skipped": result["skipped"],
+                  "terms": {k: float(v) for k, v in result["terms"].items()}}))
 """
 
 
-def test_paper_preset_trains_a_step_and_regresses(mgc_dataset, tmp_path):
+def test_paper_preset_trains_a_step(mgc_dataset, tmp_path):
   """The `paper` preset (MGCNet's ResNet-50 at 224 px, multi-view, all the paper's loss terms)
-  trains one step from scratch on CPU, and its checkpoint loads and regresses a crop: the
-  preset a GPU user starts from stays runnable (the other tests train smaller configs).  In
-  its own process, whose 3-4 GB go back when it ends."""
+  trains one step from scratch on CPU and writes a checkpoint of it: the preset a GPU user
+  starts from stays runnable (the other tests train smaller configs; the ResNet-50's inference
+  graph is tested in tests/test_mgc_freeze.py).  In its own process, whose 2 GB go back when
+  it ends."""
   import json
   import subprocess
   import sys
@@ -111,7 +101,9 @@ def test_paper_preset_trains_a_step_and_regresses(mgc_dataset, tmp_path):
                        cwd=root, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   report = json.loads(out.stdout.strip().splitlines()[-1])
-  assert report["backbone"] == "resnet50" and report["input_size"] == 224
-  assert report["steps"] == 1 and report["skipped"] == 0 and report["finite"]
-  assert "mv_epipolar" in report["terms"] and "photometric" in report["terms"]
-  assert report["identity"] == [1, report["num_id"]]
+  assert report["steps"] == 1 and report["skipped"] == 0
+  assert all(np.isfinite(v) for v in report["terms"].values())
+  assert {"photometric", "landmark", "mv_pixel", "mv_depth", "mv_epipolar"} <= set(report["terms"])
+  meta = json.loads((tmp_path / "meta.json").read_text())
+  assert meta["step"] == 1 and meta["config"]["backbone"] == "resnet50"
+  assert meta["config"]["input_size"] == 224
