@@ -230,24 +230,40 @@ def test_training_with_the_truth_albedo_term_runs_from_the_bin(toy, truth_bin,  
   assert result.steps == 2 and np.isfinite(result.terms["truth_albedo"])
 
 
+GCN_PAPER_SCRIPT = """
+import json, sys
+sys.path.insert(0, "tools")
+from shared import quiet
+quiet.setup()
+import create_bin
+from gcn_face import coarse as coarse_lib, infer, train as train_lib
+from gcn_face.config import get_config
+dataset, coarse, out = sys.argv[1:4]
+config = get_config("paper").replace(batch_size=1)
+data = out + "/train.bin"
+assert create_bin.main(["--input", dataset, "--split", "train", "--output", data]) == 0
+pipeline = infer.build_pipeline(coarse_lib.load_coarse_stage(coarse), config, progress=False)
+result = train_lib.train(pipeline, config, data, out + "/ckpt", coarse, steps=1,
+                         log=lambda message: None, progress=False)
+print(json.dumps({"arch": config.arch, "image_size": config.image_size, "steps": result.steps,
+                  "checkpoint": result.checkpoint,
+                  "terms": {k: float(v) for k, v in result.terms.items()}}))
+"""
+
+
 def test_paper_preset_trains_a_step_on_the_face_model(mgc_trained, mgc_dataset, tmp_path):
   """The `paper` preset (the original's `normal` GCN on the ICT hierarchy, 224 px crops, the
   paper's losses) trains one step on a .bin that tools/create_bin.py packed from a synthetic
   dataset, over an MGC coarse stage: the preset a GPU user starts from stays runnable (the
-  other tests train the toy config)."""
+  other tests train the toy config).  In its own process, whose memory goes back when it ends."""
+  import subprocess
   import sys
-  sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-  import create_bin
-  from gcn_face import coarse as coarse_lib
-  from gcn_face.config import get_config
-  config = get_config("paper").replace(batch_size=1)
-  assert config.arch == "normal" and config.image_size == 224
-  data = tmp_path / "train.bin"
-  assert create_bin.main(["--input", str(mgc_dataset), "--split", "train", "--output",
-                          str(data)]) == 0
-  pipeline = infer.build_pipeline(coarse_lib.load_coarse_stage(mgc_trained[0]), config,
-                                  progress=False)
-  result = train_lib.train(pipeline, config, data, tmp_path / "ckpt", str(mgc_trained[0]),
-                           steps=1, log=lambda m: None, progress=False)
-  assert result.steps == 1 and result.checkpoint.endswith("ckpt-1")
-  assert all(np.isfinite(value) for value in result.terms.values())
+  root = Path(__file__).resolve().parent.parent
+  out = subprocess.run([sys.executable, "-c", GCN_PAPER_SCRIPT, str(mgc_dataset),
+                        str(mgc_trained[0]), str(tmp_path)], cwd=root, capture_output=True,
+                       text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  report = json.loads(out.stdout.strip().splitlines()[-1])
+  assert report["arch"] == "normal" and report["image_size"] == 224
+  assert report["steps"] == 1 and report["checkpoint"].endswith("ckpt-1")
+  assert report["terms"] and all(np.isfinite(v) for v in report["terms"].values())
