@@ -57,6 +57,23 @@ def ict_model():
   return load_face_model()
 
 
+@pytest.fixture(scope="session")
+def script_json():
+  """`run(script, *args)`: runs `python -c script args...` in its own process from the
+  repository root and returns the JSON object of its last output line (asserting exit status
+  0).  For tests that train the large presets: the memory goes back when the process ends."""
+  import json
+  import subprocess
+  root = Path(__file__).resolve().parent.parent
+
+  def run(script, *args, timeout=600):
+    out = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=root,
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+  return run
+
+
 # MGC: a tiny synthetic dataset and a 2-step checkpoint, shared by the MGC test files.
 
 @pytest.fixture(scope="session")

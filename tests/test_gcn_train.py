@@ -251,19 +251,13 @@ print(json.dumps({"arch": config.arch, "image_size": config.image_size, "steps":
 """
 
 
-def test_paper_preset_trains_a_step_on_the_face_model(mgc_trained, mgc_dataset, tmp_path):
+def test_paper_preset_trains_a_step_on_the_face_model(mgc_trained, mgc_dataset, tmp_path,
+                                                      script_json):
   """The `paper` preset (the original's `normal` GCN on the ICT hierarchy, 224 px crops, the
   paper's losses) trains one step on a .bin that tools/create_bin.py packed from a synthetic
   dataset, over an MGC coarse stage: the preset a GPU user starts from stays runnable (the
   other tests train the toy config).  In its own process, whose memory goes back when it ends."""
-  import subprocess
-  import sys
-  root = Path(__file__).resolve().parent.parent
-  out = subprocess.run([sys.executable, "-c", GCN_PAPER_SCRIPT, str(mgc_dataset),
-                        str(mgc_trained[0]), str(tmp_path)], cwd=root, capture_output=True,
-                       text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-2000:]
-  report = json.loads(out.stdout.strip().splitlines()[-1])
+  report = script_json(GCN_PAPER_SCRIPT, mgc_dataset, mgc_trained[0], tmp_path)
   assert report["arch"] == "normal" and report["image_size"] == 224
   assert report["steps"] == 1 and report["checkpoint"].endswith("ckpt-1")
   assert report["terms"] and all(np.isfinite(v) for v in report["terms"].values())

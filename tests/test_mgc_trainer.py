@@ -1,8 +1,11 @@
-"""The MGC trainer's steps: the NaN guard through the shared loop, learning, warm-up.
+"""The MGC trainer's steps: the NaN guard through the shared loop, learning, warm-up, and one
+step of the `paper` preset (ResNet-50).
 
 The loop policy itself (resume, abort, checkpoints) is tested on a toy model in
 tests/test_train_loop.py; checkpoints of a real run in tests/test_mgc_checkpoint.py.
 """
+
+import json
 
 import numpy as np
 import pytest
@@ -69,10 +72,8 @@ def test_landmark_warmup_steps_train_the_head_only(mgc_dataset, ict_model, tmp_p
   assert applied and {"landmark", "photometric", "landmark_head"} <= set(terms)
 
 
-
 PAPER_SCRIPT = """
 import json, sys
-import numpy as np
 from shared import quiet
 quiet.setup()
 from mgc_face import train as train_lib
@@ -86,21 +87,13 @@ print(json.dumps({"steps": result["steps"], "skipped": result["skipped"],
 """
 
 
-def test_paper_preset_trains_a_step(mgc_dataset, tmp_path):
+def test_paper_preset_trains_a_step(mgc_dataset, tmp_path, script_json):
   """The `paper` preset (MGCNet's ResNet-50 at 224 px, multi-view, all the paper's loss terms)
   trains one step from scratch on CPU and writes a checkpoint of it: the preset a GPU user
   starts from stays runnable (the other tests train smaller configs; the ResNet-50's inference
   graph is tested in tests/test_mgc_freeze.py).  In its own process, whose 2 GB go back when
   it ends."""
-  import json
-  import subprocess
-  import sys
-  from pathlib import Path
-  root = Path(__file__).resolve().parent.parent
-  out = subprocess.run([sys.executable, "-c", PAPER_SCRIPT, str(mgc_dataset), str(tmp_path)],
-                       cwd=root, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-2000:]
-  report = json.loads(out.stdout.strip().splitlines()[-1])
+  report = script_json(PAPER_SCRIPT, mgc_dataset, tmp_path)
   assert report["steps"] == 1 and report["skipped"] == 0
   assert all(np.isfinite(v) for v in report["terms"].values())
   assert {"photometric", "landmark", "mv_pixel", "mv_depth", "mv_epipolar"} <= set(report["terms"])
