@@ -34,7 +34,10 @@ def _parse_args(argv):
   parser.add_argument("--scales", type=int, nargs="+", default=[1, 4],
                       help="upscaling factors of scikit-image's photos")
   parser.add_argument("--folder", help="also these photos (a folder), at their own size")
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  if min(args.scales) < 1:
+    parser.error("--scales: each factor must be 1 or more")
+  return args
 
 
 def _inputs(args):
