@@ -85,19 +85,6 @@ def run_reporting_input_errors(run, args):
   return 0
 
 
-def skimage_rgb(name):
-  """scikit-image's sample image `name` (`skimage.data.<name>()`) as uint8 [H, W, 3] RGB:
-  a binary image becomes 0/255, grey gets three equal channels, alpha is dropped."""
-  import numpy as np
-  import skimage.data
-  image = np.asarray(getattr(skimage.data, name)())
-  if image.dtype == bool:
-    image = image.astype(np.uint8) * 255
-  if image.ndim == 2:
-    image = np.repeat(image[..., None], 3, -1)
-  return np.ascontiguousarray(image[..., :3])
-
-
 def load_average():
   """1-minute load average (other jobs on the machine inflate wall times)."""
   return round(os.getloadavg()[0], 2)

@@ -37,6 +37,7 @@ def _parse_args(argv):
 def run(args):
   import numpy as np
   import skimage.data
+  from shared.io.image_io import sample_image
   from shared.photo import exposure, landmarks
   astronaut = skimage.data.astronaut()
   reference = landmarks.detect_faces(astronaut, cnn_fallback=False)[0].landmarks68
@@ -58,7 +59,7 @@ def run(args):
                    "mean_px_to_unscaled": distance})
   common.print_table(["gain", "pixels at 255 (any channel)", "photo", "equalised copy", "front end",
                       "detector", "68-point px to x1"], rows)
-  false_faces = {name: len(landmarks.detect_faces(common.skimage_rgb(name),
+  false_faces = {name: len(landmarks.detect_faces(sample_image(name),
                                                   cnn_fallback=False))
                  for name in NON_FACE_PHOTOS}
   print("faces in photos without a human face: "

@@ -43,9 +43,9 @@ def _parse_args(argv):
 def _inputs(args):
   """(name, has a face or None when unknown, uint8 [H, W, 3] RGB) to probe."""
   import cv2
-  from shared.io.image_io import list_images, read_image
+  from shared.io.image_io import list_images, read_image, sample_image
   for name in PHOTOS_WITH_A_FACE + PHOTOS_WITHOUT:
-    image = common.skimage_rgb(name)
+    image = sample_image(name)
     for scale in args.scales:
       if image.shape[0] * image.shape[1] * scale * scale > MAX_PIXELS:
         continue

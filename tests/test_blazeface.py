@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import skimage.data
 
+from shared.io import image_io
+
 from shared.photo import alignment
 
 from shared.photo import blazeface
@@ -271,12 +273,7 @@ NON_FACE_PHOTOS = ("chelsea", "cat", "horse", "moon", "coffee", "rocket", "hubbl
 @pytest.mark.parametrize("name", NON_FACE_PHOTOS)
 def test_photo_without_a_human_face_has_no_face(name):
   """The default search (BlazeFace, then the dlib fallbacks) finds nothing in them."""
-  image = np.asarray(getattr(skimage.data, name)())
-  if image.dtype == bool:   # The horse is a binary silhouette.
-    image = image.astype(np.uint8) * 255
-  if image.ndim == 2:
-    image = np.repeat(image[..., None], 3, -1)
-  assert landmarks.detect_faces(image[..., :3]) == []
+  assert landmarks.detect_faces(image_io.sample_image(name)) == []   # The horse is binary.
 
 
 def test_rocket_upscaled_has_no_face_in_its_tiles():

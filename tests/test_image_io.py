@@ -214,3 +214,15 @@ def test_output_stems_are_unique_and_keep_plain_stems():
   # Case-insensitive file systems (macOS, Windows): Photo and photo are one name.
   assert image_io.output_stems(["Photo.JPG", "photo.png", "PHOTO.png"]) == [
       "Photo_jpg", "photo_png", "PHOTO_png_2"]
+
+
+def test_sample_image_is_rgb_uint8_for_colour_grey_and_binary_pictures():
+  """scikit-image's samples come as [H, W, 3] uint8 RGB: colour as stored, grey copied to three
+  channels, a binary silhouette as 0 / 255, alpha dropped."""
+  import skimage.data
+  np.testing.assert_array_equal(image_io.sample_image("astronaut"), skimage.data.astronaut())
+  camera = image_io.sample_image("camera")
+  np.testing.assert_array_equal(camera, np.repeat(skimage.data.camera()[..., None], 3, -1))
+  horse = image_io.sample_image("horse")
+  assert horse.dtype == np.uint8 and horse.shape[2] == 3 and set(np.unique(horse)) == {0, 255}
+  assert image_io.sample_image("logo").shape[2] == 3   # RGBA in scikit-image

@@ -82,10 +82,9 @@ def step(title, command):
 
 
 def save_astronaut(path):
-  from skimage import data
-  import cv2
+  from shared.io import image_io
   path.parent.mkdir(parents=True, exist_ok=True)
-  cv2.imwrite(str(path), data.astronaut()[..., ::-1])
+  image_io.write_png(path, image_io.sample_image("astronaut"))
 
 
 def demo_folder_problem(folder):

@@ -209,10 +209,12 @@ def _decode(path, flags):
 
 
 def to_uint8(image):
-  """Converts a `uint8`, `uint16` or float image (floats in [0, 1], clipped) to `uint8`."""
+  """Converts a `uint8`, `uint16`, float (in [0, 1], clipped) or boolean (0 / 255) image to `uint8`."""
   image = np.asarray(image)
   if image.dtype == np.uint8:
     return image
+  if image.dtype == bool:
+    return image.astype(np.uint8) * UINT8_MAX
   if image.dtype == np.uint16:
     scaled = image.astype(np.float32) * (UINT8_MAX / UINT16_MAX)
     return np.rint(scaled).astype(np.uint8)
@@ -236,6 +238,23 @@ def read_image(path):
   path, orientation = _check_readable(path)
   bgr = to_uint8(_decode(path, READ_FLAGS_RGB))
   return apply_exif_orientation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), orientation)
+
+
+def sample_image(name):
+  """One of scikit-image's bundled sample pictures (offline) as RGB, converted as `read_image` does.
+
+  Args:
+    name: the loader's name in `skimage.data` ("astronaut", "camera", "rocket", ...).
+
+  Returns:
+    `np.uint8 [H, W, 3]` RGB: grey gets three equal channels, a binary picture becomes
+    0 / 255, alpha is dropped.
+  """
+  import skimage.data
+  image = to_uint8(getattr(skimage.data, name)())
+  if image.ndim == 2:
+    image = np.repeat(image[..., None], 3, -1)
+  return np.ascontiguousarray(image[..., :3])
 
 
 def read_image_rgba(path):
