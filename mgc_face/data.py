@@ -48,6 +48,7 @@ FLAG_MONO = 0
 FLAG_MULTIVIEW = 2
 VALID_FLAGS = (0, 1, 2)
 UINT8_MAX = 255.0
+JPEG_QUALITY = 95   # strips and skin strips
 LANDMARK_HEADER = landmark_file.LANDMARK_HEADER
 
 
@@ -154,6 +155,23 @@ def read_image(path, grayscale=False):
     import cv2
     image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
   return image.astype(np.float32) / UINT8_MAX
+
+
+def write_jpeg(path, image):
+  """Writes a strip or skin strip as JPEG (`JPEG_QUALITY`), atomically.
+
+  Args:
+    image: [H, W, 3] RGB or [H, W] grey; uint8, or float in [0, 1].
+  """
+  import cv2
+  from shared.io.fileio import atomic_path
+  image = image_io.to_uint8(image)
+  if image.ndim == 3 and image.shape[2] == 3:
+    image = image[..., ::-1]
+  with atomic_path(path) as tmp:
+    if not cv2.imwrite(str(tmp), np.ascontiguousarray(image),
+                       [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+      raise OSError(f"{path}: could not encode JPEG")
 
 
 def check_strip_size(path, width, height):

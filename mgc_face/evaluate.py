@@ -172,6 +172,10 @@ def evaluate(regressor, data_dir, split="test", batch_views=3, progress=True,
   records, landmarks, problems = data_lib.scan(data_dir, split)
   if not records:
     raise InputError(f"{data_dir}/{split}.txt: no usable records")
+  if not records[0].gt_path(data_dir).exists():
+    raise InputError(f"{data_dir}: no ground truth ({records[0].gt_path(data_dir).name}); eval "
+                     "scores shape against it, so it needs a synthetic set "
+                     "(tools/make_synthetic_dataset.py); photo sets are for train and test")
   region = model.skin_mask > SKIN_REGION
   reconstructor = Reconstructor(regressor)
   mean_shape = model.mean_shape

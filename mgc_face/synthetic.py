@@ -37,7 +37,6 @@ from shared.io.fileio import savez_atomic, write_text_atomic
 FORMAT_VERSION = 1
 GT_FORMAT_KIND = "face3d-mgc-synthetic-gt"
 HELDOUT_DIR = "heldout"
-JPEG_QUALITY = 95
 NUM_SH_BANDS = 9
 BACKGROUND_KINDS = ("noise", "gradient", "image")
 # scikit-image's bundled pictures without faces (astronaut and lfw are left out).
@@ -260,18 +259,6 @@ def read_ground_truth(path):
   return out
 
 
-def _write_jpeg(path, image):
-  import cv2
-  from shared.io.fileio import atomic_path
-  image = export.to_uint8(image)
-  if image.ndim == 3 and image.shape[2] == 3:
-    image = image[..., ::-1]
-  with atomic_path(path) as tmp:
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(image),
-                       [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-      raise OSError(f"{path}: could not encode JPEG")
-
-
 def render_sample(renderer, rng, config, shapes=None):
   """Renders one 3-view sample.
 
@@ -305,8 +292,8 @@ def render_sample(renderer, rng, config, shapes=None):
 
 def write_sample(root, record, sample, face_model):
   root = Path(root)
-  _write_jpeg(record.image_path(root), data_lib.join_strip(sample["image"]))
-  _write_jpeg(record.skin_path(root), data_lib.join_strip(sample["skin"])[..., 0])
+  data_lib.write_jpeg(record.image_path(root), data_lib.join_strip(sample["image"]))
+  data_lib.write_jpeg(record.skin_path(root), data_lib.join_strip(sample["skin"])[..., 0])
   data_lib.write_landmarks(Path(str(record.stem(root)) + data_lib.LANDMARK_SUFFIX),
                            sample["noisy_landmarks"])
   write_ground_truth(record.gt_path(root), sample["coefficients"], sample["vertices"][0],
