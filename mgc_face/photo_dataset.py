@@ -53,6 +53,7 @@ SOURCE_SUFFIX = "_src.json"
 HELDOUT_DIR = "heldout"
 MONO_FRAME = "mono"
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")   # List files split on white space.
+MASK_COVERAGE = 0.5   # a crop pixel belongs to the fitted face's render where it covers more
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,7 +257,7 @@ class PhotoViews:
       syn = result.synthesis
       own = camera_lib.project(tf.gather(syn.posed, self.own_landmarks, axis=1),
                                self.pipeline.synthesizer.camera).numpy()
-      mask = syn.render.mask.numpy()[..., 0] > 0.5
+      mask = syn.render.mask.numpy()[..., 0] > MASK_COVERAGE
       seen = unoccluded_face(crops, landmarks)[..., 0]
       yaws = np.degrees(result.coeffs.rotation.numpy()[:, 1])
       for b, job in enumerate(chunk):
