@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import InputError, fail
+from shared.errors import InputError, fail, fail_none_usable
 from shared.io import image_io
 from shared.io.fileio import write_text_atomic
 from mgc_face import data as data_lib
@@ -308,7 +308,8 @@ def build(face_model, input_folder, output, config=PhotoDatasetConfig(), seed=0,
     dict with counts, as written to OUTPUT/dataset.json.
 
   Raises:
-    InputError: no input, or no usable face in any of it (nothing is written).
+    InputError: no input, or no usable face in any of it (nothing is written; the one
+      problem's line, or a count of them: `shared.errors.fail_none_usable`).
   """
   from tqdm import tqdm
   input_folder = Path(input_folder)
@@ -349,7 +350,7 @@ def build(face_model, input_folder, output, config=PhotoDatasetConfig(), seed=0,
         write_sample(root, record, [views[target], views[low], views[high]])
       written.append([record for record, _ in records])
   if not written:
-    fail(input_folder, "no usable face in any image")
+    fail_none_usable(input_folder, skipped)
   train, test = [], []
   for records, is_test in zip(written, held_out(len(written), config.test_fraction, seed)):
     (test if is_test else train).extend(records)

@@ -175,7 +175,7 @@ def test_make_photo_dataset_cli_reports_bad_input_in_one_line(tmp_path, capsys):
   empty.mkdir()
   (empty / "broken.jpg").write_bytes(b"not an image")
   cases = [(["--input", str(tmp_path / "missing")], "input folder not found"),
-           (["--input", str(empty)], "no usable face in any image"),
+           (["--input", str(empty)], "broken.jpg: cannot decode image"),
            (["--input", str(empty), "--test-fraction", "1"], "--test-fraction 1: must be in")]
   for args, message in cases:
     assert make_photo_dataset.main(args + ["--output", str(tmp_path / "out"), "--quiet"]) == 2

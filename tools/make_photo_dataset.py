@@ -14,8 +14,8 @@ the triplets and files.  Then:
     python tools/create_bin.py --input DATASET --output train.bin    # GCN training data
 
 An image or video that cannot be read, or without a face, is skipped with one
-`skipped: FILE: problem` line; exit status 2 with one `error:` line when nothing
-usable is found (then nothing is written).
+`skipped: FILE: problem` line; when nothing usable is found, one `error:` line
+follows (that problem, or a count of them), the exit status is 2 and nothing is written.
 """
 
 import argparse
