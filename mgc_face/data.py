@@ -49,6 +49,7 @@ FLAG_MULTIVIEW = 2
 VALID_FLAGS = (0, 1, 2)
 UINT8_MAX = 255.0
 JPEG_QUALITY = 95   # strips and skin strips
+HELDOUT_DIR = "heldout"   # the held-out targets as 224 x 224 PNGs (`--mode test` input)
 LANDMARK_HEADER = landmark_file.LANDMARK_HEADER
 
 

@@ -50,7 +50,6 @@ DATASET_KIND = "face3d-mgc-photos"
 FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 SOURCE_SUFFIX = "_src.json"
-HELDOUT_DIR = "heldout"
 MONO_FRAME = "mono"
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")   # List files split on white space.
 MASK_COVERAGE = 0.5   # a crop pixel belongs to the fitted face's render where it covers more
@@ -315,7 +314,7 @@ def build(face_model, input_folder, output, config=PhotoDatasetConfig(), seed=0,
   input_folder = Path(input_folder)
   sequences = collect_sequences(input_folder)
   names = safe_names([s.name for s in sequences])
-  maker = PhotoViews(face_model, config)
+  maker = None   # the photo pipeline, built with the first image that could be read
   root = Path(output)
   skipped, written, faces = [], [], 0
 
@@ -335,6 +334,7 @@ def build(face_model, input_folder, output, config=PhotoDatasetConfig(), seed=0,
           media = []
           skip(error)
         for label, image in media:
+          maker = maker or PhotoViews(face_model, config)
           try:   # a photo without a face is named by its path, a frame by "video#frame"
             found.append((label, maker.largest_face(path if label == relative else label,
                                                     image)))
@@ -355,8 +355,8 @@ def build(face_model, input_folder, output, config=PhotoDatasetConfig(), seed=0,
   for records, is_test in zip(written, held_out(len(written), config.test_fraction, seed)):
     (test if is_test else train).extend(records)
     for record in records if is_test else ():
-      image_io.write_png(root / HELDOUT_DIR / f"{record.subfolder}_{record.frame_id}.png",
-                         data_lib.read_strip_target(record.image_path(root)))
+      heldout = root / data_lib.HELDOUT_DIR / f"{record.subfolder}_{record.frame_id}.png"
+      image_io.write_png(heldout, data_lib.read_strip_target(record.image_path(root)))
   data_lib.write_list(root / "train.txt", train)
   data_lib.write_list(root / "test.txt", test)
   info = {"format_version": FORMAT_VERSION, "kind": DATASET_KIND,

@@ -36,7 +36,6 @@ from shared.io.fileio import savez_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 GT_FORMAT_KIND = "face3d-mgc-synthetic-gt"
-HELDOUT_DIR = "heldout"
 NUM_SH_BANDS = 9
 BACKGROUND_KINDS = ("noise", "gradient", "image")
 # scikit-image's bundled pictures without faces (astronaut and lfw are left out).
@@ -330,7 +329,7 @@ def generate(face_model, output, identities, test_identities, seed, views=3,
     write_sample(root, record, sample, face_model)
     (test if i >= first_test else train).append(record)
     if i >= first_test:
-      export.write_png(root / HELDOUT_DIR / f"{subfolder}_{record.frame_id}.png",
+      export.write_png(root / data_lib.HELDOUT_DIR / f"{subfolder}_{record.frame_id}.png",
                        sample["image"][0])
     elif config.mono_fraction > 0 and rng.uniform() < config.mono_fraction:
       shapes = [sample_identity(rng, renderer.layout, config) for _ in range(data_lib.NUM_VIEWS)]

@@ -2,6 +2,7 @@
 packed into MGC strips, read back by the MGC data pipeline and trained on."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from mgc_face.augment import FLIP_PERMUTATION
 from shared.io import image_io
 from shared.photo import alignment
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
 import make_photo_dataset  # noqa: E402
 
 SMALL = 360             # the astronaut's downscaled copy, pixels
@@ -82,14 +84,19 @@ def _photo_folder(root):
 
 
 @pytest.fixture(scope="module")
-def photo_set(tmp_path_factory, ict_model):
+def photo_set(tmp_path_factory):
+  """(dataset folder, its dataset.json, the tool's stderr lines): tools/make_photo_dataset.py
+  run on `_photo_folder` in its own process (the photo pipeline's memory goes back when it
+  ends)."""
   root = tmp_path_factory.mktemp("photo_set")
   folder = _photo_folder(root)
-  lines = []
-  config = photo_dataset.PhotoDatasetConfig(test_fraction=0.3, frames_per_video=3)
-  info = photo_dataset.build(ict_model, folder, root / "dataset", config, seed=1, progress=False,
-                             log=lines.append)
-  return root / "dataset", info, lines
+  out = subprocess.run([sys.executable, str(REPO / "tools" / "make_photo_dataset.py"),
+                        "--input", str(folder), "--output", str(root / "dataset"),
+                        "--test-fraction", "0.3", "--frames-per-video", "3", "--seed", "1",
+                        "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  info = json.loads((root / "dataset" / "dataset.json").read_text())
+  return root / "dataset", info, out.stderr.splitlines()
 
 
 def _in_photo(root, record):
@@ -159,15 +166,31 @@ def test_photo_set_skin_strip_covers_the_face_not_the_background(photo_set):
   assert 0.15 < (skin > 0.5).mean() < 0.7
 
 
-def test_photo_set_trains_an_mgc_step(photo_set, tmp_path, ict_model):
-  from mgc_helpers import TEST_CONFIG
-  from mgc_face import train as train_lib
+TRAIN_SCRIPT = """
+import json, sys
+sys.path.insert(0, "tests")
+from shared import quiet
+quiet.setup()
+from mgc_helpers import TEST_CONFIG
+from mgc_face import train as train_lib
+from shared.model.face_model import load_face_model
+dataset, checkpoint = sys.argv[1:3]
+result = train_lib.train(load_face_model(), TEST_CONFIG, dataset, checkpoint, steps=1,
+                         progress=False, log=lambda message: None)
+print(json.dumps({"steps": result["steps"], "skipped": result["skipped"],
+                  "terms": {k: float(v) for k, v in result["terms"].items()}}))
+"""
+
+
+def test_photo_set_trains_an_mgc_step(photo_set, tmp_path, script_json):
+  """The test config (tiny, multi-view) trains a step on the photo set and fits its landmark
+  cascade on the photo views; in its own process, as the fixture."""
   root, _, _ = photo_set
-  result = train_lib.train(ict_model, TEST_CONFIG, root, tmp_path / "ckpt", steps=1,
-                           progress=False, log=lambda message: None)
-  assert result["steps"] == 1 and result["skipped"] == 0
-  assert result["terms"] and all(np.isfinite(v) for v in result["terms"].values())
-  assert (tmp_path / "ckpt" / "cascade.npz").exists()   # the cascade trained on the photo views
+  report = script_json(TRAIN_SCRIPT, root, tmp_path / "ckpt")
+  assert report["steps"] == 1 and report["skipped"] == 0
+  assert {"landmark", "photometric"} <= set(report["terms"])
+  assert all(np.isfinite(v) for v in report["terms"].values())
+  assert (tmp_path / "ckpt" / "cascade.npz").exists()
 
 
 def test_make_photo_dataset_cli_reports_bad_input_in_one_line(tmp_path, capsys):

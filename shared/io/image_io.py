@@ -209,7 +209,8 @@ def _decode(path, flags):
 
 
 def to_uint8(image):
-  """Converts a `uint8`, `uint16`, float (in [0, 1], clipped) or boolean (0 / 255) image to `uint8`."""
+  """Converts a `uint8`, `uint16`, float (in [0, 1], clipped) or boolean (0 / 255) image to
+  `uint8`."""
   image = np.asarray(image)
   if image.dtype == np.uint8:
     return image
