@@ -175,6 +175,19 @@ def write_jpeg(path, image):
       raise OSError(f"{path}: could not encode JPEG")
 
 
+def write_strips(root, record, images, skins, landmarks):
+  """Writes a sample's strip, skin strip and `_lm.txt` (the synthetic and photo sets alike).
+
+  Args:
+    images: [3, 224, 224, 3] RGB views, target first; uint8, or float in [0, 1].
+    skins: [3, 224, 224, 1] skin probabilities in [0, 1] (or uint8).
+    landmarks: [3, 68, 2] pixels of each view.
+  """
+  write_jpeg(record.image_path(root), join_strip(images))
+  write_jpeg(record.skin_path(root), join_strip(skins)[..., 0])
+  write_landmarks(Path(str(record.stem(root)) + LANDMARK_SUFFIX), landmarks)
+
+
 def check_strip_size(path, width, height):
   if (width, height) != (STRIP_WIDTH, VIEW_SIZE):
     raise InputError(f"{path}: strip is {width}x{height}, expected {STRIP_WIDTH}x{VIEW_SIZE} "

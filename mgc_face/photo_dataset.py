@@ -271,12 +271,9 @@ class PhotoViews:
 def write_sample(root, record, views):
   """Writes the strip, skin strip, `_lm.txt` and `_src.json` of (target, source1, source2)."""
   root = Path(root)
-  data_lib.write_jpeg(record.image_path(root),
-                      data_lib.join_strip(np.stack([v.crop for v in views])))
-  skins = np.stack([v.skin for v in views])[..., None]
-  data_lib.write_jpeg(record.skin_path(root), data_lib.join_strip(skins)[..., 0])
-  data_lib.write_landmarks(Path(str(record.stem(root)) + data_lib.LANDMARK_SUFFIX),
-                           np.stack([v.landmarks for v in views]))
+  data_lib.write_strips(root, record, np.stack([v.crop for v in views]),
+                        np.stack([v.skin for v in views])[..., None],
+                        np.stack([v.landmarks for v in views]))
   lines = [json.dumps({"name": name, "source": v.label, "yaw_degrees": round(v.yaw, 2),
                        "matrix": np.round(v.matrix, 6).tolist()})
            for name, v in zip(data_lib.VIEW_NAMES, views)]

@@ -291,10 +291,7 @@ def render_sample(renderer, rng, config, shapes=None):
 
 def write_sample(root, record, sample, face_model):
   root = Path(root)
-  data_lib.write_jpeg(record.image_path(root), data_lib.join_strip(sample["image"]))
-  data_lib.write_jpeg(record.skin_path(root), data_lib.join_strip(sample["skin"])[..., 0])
-  data_lib.write_landmarks(Path(str(record.stem(root)) + data_lib.LANDMARK_SUFFIX),
-                           sample["noisy_landmarks"])
+  data_lib.write_strips(root, record, sample["image"], sample["skin"], sample["noisy_landmarks"])
   write_ground_truth(record.gt_path(root), sample["coefficients"], sample["vertices"][0],
                      sample["posed"], sample["landmarks2d"], sample["landmarks3d"], face_model,
                      albedo=sample["albedo"][0])

@@ -2,7 +2,6 @@
 packed into MGC strips, read back by the MGC data pipeline and trained on."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -83,20 +82,31 @@ def _photo_folder(root):
   return folder
 
 
+BUILD_SCRIPT = """
+import json, sys
+from pathlib import Path
+from shared import quiet
+quiet.setup()
+from mgc_face import photo_dataset
+from shared.model.face_model import load_face_model
+folder, output = sys.argv[1:3]
+lines = []
+config = photo_dataset.PhotoDatasetConfig(test_fraction=0.3, frames_per_video=3)
+info = photo_dataset.build(load_face_model(), Path(folder), Path(output), config, seed=1,
+                           progress=False, log=lines.append)
+print(json.dumps({"info": info, "lines": lines}))
+"""
+
+
 @pytest.fixture(scope="module")
-def photo_set(tmp_path_factory):
-  """(dataset folder, its dataset.json, the tool's stderr lines): tools/make_photo_dataset.py
-  run on `_photo_folder` in its own process (the photo pipeline's memory goes back when it
-  ends)."""
+def photo_set(tmp_path_factory, script_json):
+  """(dataset folder, its dataset.json, the skipped lines): `photo_dataset.build` run on
+  `_photo_folder` in its own process (the photo pipeline's memory goes back when it ends)."""
   root = tmp_path_factory.mktemp("photo_set")
-  folder = _photo_folder(root)
-  out = subprocess.run([sys.executable, str(REPO / "tools" / "make_photo_dataset.py"),
-                        "--input", str(folder), "--output", str(root / "dataset"),
-                        "--test-fraction", "0.3", "--frames-per-video", "3", "--seed", "1",
-                        "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-2000:]
+  report = script_json(BUILD_SCRIPT, _photo_folder(root), root / "dataset")
   info = json.loads((root / "dataset" / "dataset.json").read_text())
-  return root / "dataset", info, out.stderr.splitlines()
+  assert info == report["info"]
+  return root / "dataset", info, report["lines"]
 
 
 def _in_photo(root, record):
