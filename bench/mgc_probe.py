@@ -23,6 +23,7 @@ either.  Prints a table, then one JSON line.
 
 import argparse
 import dataclasses
+import sys
 import time
 
 from common import load_average, print_json, print_table  # noqa: F401 (sets sys.path)
@@ -38,7 +39,9 @@ from mgc_face import prior_init
 from mgc_face import stream as stream_lib
 from mgc_face import synthetic
 from mgc_face import train as train_lib
-from mgc_face.config import MGCConfig, get_config
+from mgc_face.config import get_config
+from shared.config_overrides import add_set_argument, apply_overrides
+from shared.errors import InputError
 from shared.train import losses
 from shared.model.coeffs import CoeffLayout
 from shared.model.face_model import load_face_model
@@ -46,24 +49,6 @@ from shared.eval.metrics import PERCENT, nme_68
 from shared.render.face_image import FaceSynthesizer
 
 EVAL_BATCH = 12
-
-
-def parse_value(field, text):
-  kind = type(getattr(MGCConfig(), field))
-  if kind is bool:
-    return text.lower() in ("1", "true", "yes")
-  if kind is tuple:
-    return tuple(int(v) for v in text.split(","))
-  return kind(text)
-
-
-def config_with(name, overrides):
-  config = get_config(name)
-  changes = {}
-  for item in overrides:
-    field, text = item.split("=", 1)
-    changes[field] = parse_value(field, text)
-  return config.replace(**changes)
 
 
 def load_split(root, split):
@@ -108,8 +93,8 @@ def main():
   parser.add_argument("--data", required=True, help="synthetic set (tools/make_synthetic_dataset.py)")
   parser.add_argument("--test-data", help="held-out set (default: --data's test.txt)")
   parser.add_argument("--config", default="tiny")
-  parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                      help="config override (repeatable)")
+  add_set_argument(parser, "the preset (MGCConfig, mgc_face/config.py)",
+                   "w_landmark_head=0.01")
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--eval-every", type=int, default=200)
   parser.add_argument("--w-coefficients", type=float, default=1.0,
@@ -121,7 +106,11 @@ def main():
   parser.add_argument("--label", default="")
   args = parser.parse_args()
   keras.utils.set_random_seed(args.seed)
-  config = config_with(args.config, args.set)
+  try:
+    config = apply_overrides(get_config(args.config), args.set)
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   face_model = load_face_model()
   layout = CoeffLayout.for_model(face_model)
   synth = FaceSynthesizer(face_model)
@@ -180,7 +169,7 @@ def main():
       print("  ".join(str(c) for c in rows[-1]), flush=True)
   print_table(["step", "loss", "head lm px^2", "held-out sim / mean face", "NME %",
                "head NME %", "s"], rows)
-  print_json({"label": args.label, "config": args.config, "overrides": args.set,
+  print_json({"label": args.label, "config": args.config, "overrides": args.set or [],
               "data": args.data, "test_data": args.test_data or args.data,
               "steps": args.steps, "seed": args.seed, "train_views": "stream" if train is None else len(train["images"]),
               "test_views": len(test["images"]), "w_coefficients": args.w_coefficients,
@@ -190,4 +179,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -162,8 +162,9 @@ def main(argv=None):
   parser.add_argument("--mesh-bias", action="store_true",
                       help="correct the mesh points' yaw bias before the dense fit "
                            "(shared.fit.dense.MeshBias)")
-  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                      help="override a FitConfig field (float), e.g. --set visibility_ramp=0.3")
+  from shared.config_overrides import add_set_argument
+  add_set_argument(parser, "the photo fit's FitConfig (shared/fit/fitter.py)",
+                   "visibility_ramp=0.3")
   args = parser.parse_args(argv)
   import numpy as np
   from shared.photo import alignment
@@ -176,10 +177,14 @@ def main(argv=None):
   images, truth, yaws = render_faces(face_model, args.faces, args.seed, max_yaw=args.max_yaw,
                                      max_roll=args.max_roll, scene=args.scene)
   backend, fit_points = LANDMARK_MODES[args.landmarks]
-  import dataclasses
+  from shared.config_overrides import apply_overrides
+  from shared.errors import InputError
   config = FitConfig() if args.fit_steps is None else FitConfig().with_steps(args.fit_steps)
-  config = dataclasses.replace(config, **{k: float(v) for k, v in
-                                          (item.split("=", 1) for item in args.set)})
+  try:
+    config = apply_overrides(config, args.set, fixed={})
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   pipe = PhotoReconstructor(face_model, fit_config=config, max_batch=8, backend=backend,
                             fit_points=fit_points, mesh_bias=args.mesh_bias)
   rows = []
@@ -200,7 +205,7 @@ def main(argv=None):
       nme = metrics.nme_68(pred[None], truth[k][None])[0] * 100
       raw = metrics.nme_68(job.face.landmarks68[None], truth[k][None])[0] * 100
       rows.append({"yaw": float(yaws[k]), "nme": float(nme), "raw": float(raw)})
-  out = {"bench": "photo_synthetic", "faces": args.faces, "found": len(jobs), "set": args.set,
+  out = {"bench": "photo_synthetic", "faces": args.faces, "found": len(jobs), "set": args.set or [],
          "max_yaw": args.max_yaw, "max_roll": args.max_roll, "scene": args.scene, "mesh_bias": args.mesh_bias,
          "landmarks": args.landmarks, "seed": args.seed, "bins": {}}
   print(f"{'|yaw| bin':<10}{'faces':>6}{'found':>6}{'raw 68 %':>10}{'fitted %':>10}")

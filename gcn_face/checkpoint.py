@@ -33,6 +33,12 @@ WHAT = "a GCN checkpoint"
 # The recorded inputs of a GCN checkpoint, and the option that replaces each.
 RECORDED_PATHS = {"coarse_checkpoint": "--coarse-checkpoint", "sampling": "--sampling",
                   "embedding_model": "--embedding-model"}
+# The config fields that decide the models' variables (or the hierarchy they are built on): a
+# checkpoint resumes only with the values it was trained with.
+NETWORK_FIELDS = ("factors", "cheb_order", "decoder_fc_channels", "decoder_channels",
+                  "refiner_input_channels", "refiner_channels", "refiner_bottleneck",
+                  "refiner_skip_levels", "resnet_decoder_channels", "resnet_refiner_channels",
+                  "disc_channels", "image_size", "delit_input", "combine_inputs", "embedding_size")
 
 
 def _absolute(path):
@@ -125,6 +131,14 @@ def check_resumable(meta, config, pipeline, checkpoint_dir):
     fail(checkpoint_dir, f"trained for face model {meta.get('face_model_hash')} but the coarse "
          f"stage uses {pipeline.stage.face_model.source_hash}")
   check_hierarchy(meta, pipeline.topology, checkpoint_dir)
+
+
+def check_same_network(saved, config, checkpoint_dir):
+  """InputError unless `config` builds the models of a checkpoint trained with `saved`."""
+  differences = checkpointing.network_differences(saved, config, NETWORK_FIELDS)
+  if differences:
+    fail(checkpoint_dir, f"the checkpoint's network differs from this run's in "
+         f"{', '.join(differences)}; use a new --checkpoint folder")
 
 
 def check_hierarchy(meta, topology, checkpoint_dir):

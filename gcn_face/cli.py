@@ -5,6 +5,7 @@
     train: --data FILE.bin --coarse-checkpoint DIR --checkpoint DIR [--config tiny|paper]
            [--arch normal|resnet] [--gan] [--steps N] [--batch-size B] [--learning-rate LR]
            [--sampling FILE.npz] [--embedding-model PATH] [--quiet]
+           [--set NAME=VALUE ...] (any field of gcn_face/config.py's GCNConfig but name, arch)
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  --checkpoint DIR --input IMAGE|DIR|FILE.bin --output DIR [--limit N]
@@ -46,7 +47,10 @@ def add_train(group):
   group.add_argument("--resume", action="store_true",
                      help=argparse.SUPPRESS)  # No-op: every run resumes (kept for old commands).
   group.add_argument("--quiet", action="store_true", help="no progress bar")
+  from shared.config_overrides import add_set_argument
   from shared.train.distribute import add_strategy_argument
+  add_set_argument(group, "the GCN preset (GCNConfig, gcn_face/config.py) but name "
+                   "and arch", "epochs=20")
   add_strategy_argument(group)
 
 
@@ -94,6 +98,7 @@ def add_inference(group):
 
 
 ADDERS = {"train": add_train, "test": add_test, "eval": add_eval}
+SET_FIXED = {"name": "--config", "arch": "--arch"}   # Fields --set leaves to their own flags.
 
 
 def add_arguments(parser, modes=MODES):
@@ -101,9 +106,11 @@ def add_arguments(parser, modes=MODES):
 
 
 def training_config(args):
-  """The preset, or the checkpoint's own config when resuming, plus flag overrides."""
+  """The preset, or the checkpoint's own config when resuming, plus `--set` and flag
+  overrides (a flag wins over `--set` of the same field)."""
   from gcn_face import checkpoint as checkpoint_lib
   from gcn_face.config import get_config
+  from shared.config_overrides import apply_overrides
   config = get_config(args.config, args.arch)
   found = checkpoint_lib.find_meta(args.checkpoint) if args.checkpoint else None
   if found is not None:
@@ -113,6 +120,9 @@ def training_config(args):
                        f"resume it with --config {saved.name} --arch {saved.arch} or use a new "
                        "--checkpoint folder")
     config = saved
+  config = apply_overrides(config, args.set, fixed=SET_FIXED)
+  if found is not None:
+    checkpoint_lib.check_same_network(found[1], config, args.checkpoint)
   changes = {}
   if args.batch_size is not None:
     changes["batch_size"] = args.batch_size

@@ -60,12 +60,6 @@ NETWORK_FIELDS = ("backbone", "input_size", "small_channels", "small_norm", "sma
                   "refine_patch", "refine_hidden")
 
 
-def network_differences(saved, config):
-  """['field (checkpoint A, now B)', ...] for the network fields in which two configs differ."""
-  return [f"{name} (checkpoint {getattr(saved, name)}, now {getattr(config, name)})"
-          for name in NETWORK_FIELDS if getattr(saved, name) != getattr(config, name)]
-
-
 def saved_config(meta, checkpoint_dir):
   """The `MGCConfig` a checkpoint was trained with (InputError when damaged)."""
   from mgc_face.config import MGCConfig
@@ -80,7 +74,7 @@ def check_resumable(meta, face_model, config, checkpoint_dir):
   """InputError unless a run of `config` on `face_model` can resume this checkpoint."""
   check_face_model(meta, face_model, checkpoint_dir)
   saved = saved_config(meta, checkpoint_dir)
-  differences = network_differences(saved, config)
+  differences = checkpointing.network_differences(saved, config, NETWORK_FIELDS)
   if differences:
     raise InputError(f"{checkpoint_dir}: the checkpoint's network (config '{saved.name}') "
                      f"differs from config '{config.name}' in {', '.join(differences)}; "

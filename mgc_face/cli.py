@@ -4,6 +4,7 @@
 
     train: --data DIR --checkpoint DIR [--steps N] [--no-multiview] [--batch-size B]
            [--embedding-model MODEL] [--backbone-weights FILE] [--w-... weights]
+           [--set NAME=VALUE ...] (any field of mgc_face/config.py's MGCConfig)
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
@@ -54,7 +55,10 @@ def add_train(group):
                      help=argparse.SUPPRESS)  # The old name of --embedding-model.
   group.add_argument("--backbone-weights", default=None,
                      help="ResNet-50 weights file to start from (nothing is downloaded)")
+  from shared.config_overrides import add_set_argument
   from shared.train.distribute import add_strategy_argument
+  add_set_argument(group, "the MGC preset (MGCConfig, mgc_face/config.py)",
+                   "landmark_warmup_steps=1200")
   add_strategy_argument(group)
   add_quiet(group)
   for field in weight_fields():
@@ -101,10 +105,11 @@ def add_arguments(parser, modes=MODES):
 
 def training_config(args):
   """The preset, or the checkpoint's own config when resuming (with the preset's values for
-  fields newer than the checkpoint, but the network's as the checkpoint built it), plus flag
-  overrides."""
+  fields newer than the checkpoint, but the network's as the checkpoint built it), plus
+  `--set` and flag overrides (a flag wins over `--set` of the same field)."""
   from mgc_face import checkpoint as checkpoint_lib
   from mgc_face.config import get_config
+  from shared.config_overrides import apply_overrides
   config = get_config(args.config)
   meta = checkpoint_lib.read_meta(args.checkpoint)
   if meta is not None:
@@ -117,6 +122,7 @@ def training_config(args):
     newer = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
              if f.name not in meta["config"] and f.name not in checkpoint_lib.NETWORK_FIELDS}
     config = saved.replace(**newer)
+  config = apply_overrides(config, args.set)
   changes = {f.name: getattr(args, f.name) for f in weight_fields()
              if getattr(args, f.name) is not None}
   if args.batch_size is not None:

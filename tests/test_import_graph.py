@@ -6,7 +6,7 @@ Imports are read with `ast` from every module of `shared`, `mgc_face` and
 Layering of `shared` (README "Layout"), lowest first; a module imports only
 from its own layer or below:
 
-    errors, quiet  <  io  <  mesh  <  model  <  render  <  train  <  fit  <  photo  <  eval  <  cli
+    errors, quiet, config_overrides  <  io  <  mesh  <  model  <  render  <  train  <  fit  <  photo  <  eval  <  cli
 
 `shared` imports neither model package; `mgc_face` imports `shared` only;
 `gcn_face` imports `mgc_face` only from `gcn_face/coarse.py` (the MGC coarse stage).
@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("shared", "mgc_face", "gcn_face")
 SHARED_LAYERS = (
-    ("shared", "shared.errors", "shared.quiet"),
+    ("shared", "shared.errors", "shared.quiet", "shared.config_overrides"),
     ("shared.io",),
     ("shared.mesh",),
     ("shared.model",),

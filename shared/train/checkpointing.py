@@ -124,6 +124,16 @@ class CheckpointSaver:
 
 # ----------------------------------------------------------------------------- metadata
 
+def network_differences(saved, config, fields):
+  """['field (checkpoint A, now B)', ...] for the `fields` in which two configs differ.
+
+  `fields`: the config fields that decide a model's variables, with which a
+  checkpoint resumes only as it was trained.
+  """
+  return [f"{name} (checkpoint {getattr(saved, name)}, now {getattr(config, name)})"
+          for name in fields if getattr(saved, name) != getattr(config, name)]
+
+
 def write_meta(directory, name, kind, version, step, fields):
   """Writes DIR/`name` atomically: {kind, format_version, step, **fields}; returns the dict."""
   meta = {"kind": kind, "format_version": int(version), "step": int(step), **fields}
