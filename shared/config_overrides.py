@@ -111,3 +111,9 @@ def apply_overrides(config, items, fixed=PRESET_FLAGS):
       wanted = TYPE_WORDS.get(_field_type(fields[name]), "a value of its type")
       raise InputError(f"{FLAG} {item}: '{name}' takes {wanted} ({error})") from None
   return dataclasses.replace(config, **changes) if changes else config
+
+
+def describe_changes(before, after):
+  """'name=value, ...' for the fields in which `after` differs from `before` ('none' if none)."""
+  return ", ".join(f"{f.name}={getattr(after, f.name)}" for f in dataclasses.fields(after)
+                   if getattr(before, f.name) != getattr(after, f.name)) or "none"

@@ -36,6 +36,15 @@ def test_values_are_read_as_the_fields_types():
   assert tiny.landmark_warmup_steps == 1600
 
 
+def test_describe_changes():
+  from shared.config_overrides import describe_changes
+  tiny = mgc_config("tiny")
+  changed = apply_overrides(tiny, ["steps=10", "cascade_scales=8", "batch_size=2"])
+  # In the dataclass's field order; batch_size=2 is tiny's own value.
+  assert describe_changes(tiny, changed) == "cascade_scales=(8.0,), steps=10"
+  assert describe_changes(tiny, tiny) == "none"
+
+
 def test_later_items_win_and_no_items_is_the_same_config():
   tiny = mgc_config("tiny")
   assert apply_overrides(tiny, ["steps=10", "steps=20"]).steps == 20
@@ -119,6 +128,9 @@ def test_a_training_run_records_its_set_fields(mgc_dataset, tmp_path, capsys):
        "--set", "batch_size=1", "--set", "landmark_warmup_steps=0",
        "--set", "prior_init_samples=300", "--set", "cascade_scales="], capsys)
   assert code == 0, err
+  assert out.splitlines()[0] == ("config tiny, changed by --set: cascade_scales=(), "
+                                 "landmark_warmup_steps=0, prior_init_samples=300, "
+                                 "batch_size=1"), out
   assert json.loads(out.strip().splitlines()[-1])["steps"] == 1
   saved = json.loads((ckpt / "meta.json").read_text())["config"]
   assert (saved["name"], saved["batch_size"], saved["landmark_warmup_steps"],
