@@ -119,25 +119,27 @@ def test_a_gcn_resume_refuses_a_changed_network(tmp_path):
 
 
 def test_a_training_run_records_its_set_fields(mgc_dataset, tmp_path, capsys):
-  """`main.py --model mgc --mode train --set ...` trains with the changed fields and writes
-  them in the checkpoint's meta.json, which test and eval read back."""
+  """`main.py --model mgc --mode train --set ...` builds the run with the changed fields and
+  writes them in the checkpoint's meta.json, which a resume, test and eval read back.  (0
+  steps: the network is built and saved without tracing a training step, to keep the test
+  worker's memory down; the steps themselves read only the config.)"""
   ckpt = tmp_path / "ckpt"
   code, out, err = run_main(
       ["--model", "mgc", "--mode", "train", "--config", "tiny", "--data", str(mgc_dataset),
-       "--checkpoint", str(ckpt), "--steps", "1", "--no-multiview", "--quiet",
+       "--checkpoint", str(ckpt), "--steps", "0", "--no-multiview", "--quiet",
        "--set", "batch_size=1", "--set", "landmark_warmup_steps=0",
        "--set", "prior_init_samples=300", "--set", "cascade_scales="], capsys)
   assert code == 0, err
   assert out.splitlines()[0] == ("config tiny, changed by --set: cascade_scales=(), "
                                  "landmark_warmup_steps=0, prior_init_samples=300, "
                                  "batch_size=1"), out
-  assert json.loads(out.strip().splitlines()[-1])["steps"] == 1
+  assert json.loads(out.strip().splitlines()[-1])["steps"] == 0
   saved = json.loads((ckpt / "meta.json").read_text())["config"]
   assert (saved["name"], saved["batch_size"], saved["landmark_warmup_steps"],
           saved["prior_init_samples"], saved["cascade_scales"]) == ("tiny", 1, 0, 300, [])
   assert not (ckpt / "cascade.npz").exists()   # cascade_scales= : no landmark cascade.
   code, _, err = run_main(
       ["--model", "mgc", "--mode", "train", "--config", "tiny", "--data", str(mgc_dataset),
-       "--checkpoint", str(ckpt), "--steps", "1", "--set", "heatmap_reduce=0"], capsys)
+       "--checkpoint", str(ckpt), "--steps", "0", "--set", "heatmap_reduce=0"], capsys)
   assert code == 2 and err.strip().endswith("heatmap_reduce (checkpoint 64, now 0); use a new "
                                             "--checkpoint folder"), err
