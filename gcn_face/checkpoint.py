@@ -127,6 +127,7 @@ def check_resumable(meta, config, pipeline, checkpoint_dir):
   if saved.name != config.name or saved.arch != config.arch:
     fail(checkpoint_dir, f"holds a '{saved.name}' ({saved.arch}) checkpoint; resume it with "
          f"--config {saved.name} --arch {saved.arch} or use a new --checkpoint folder")
+  check_same_network(saved, config, checkpoint_dir)   # e.g. a --set of a channel count.
   if meta.get("face_model_hash") != pipeline.stage.face_model.source_hash:
     fail(checkpoint_dir, f"trained for face model {meta.get('face_model_hash')} but the coarse "
          f"stage uses {pipeline.stage.face_model.source_hash}")

@@ -110,7 +110,7 @@ def training_config(args):
   overrides (a flag wins over `--set` of the same field)."""
   from gcn_face import checkpoint as checkpoint_lib
   from gcn_face.config import get_config
-  from shared.config_overrides import apply_overrides, describe_changes
+  from shared.config_overrides import apply_overrides
   config = get_config(args.config, args.arch)
   found = checkpoint_lib.find_meta(args.checkpoint) if args.checkpoint else None
   if found is not None:
@@ -120,12 +120,7 @@ def training_config(args):
                        f"resume it with --config {saved.name} --arch {saved.arch} or use a new "
                        "--checkpoint folder")
     config = saved
-  chosen = config
-  config = apply_overrides(config, args.set, fixed=SET_FIXED)
-  if args.set:
-    print(f"config {config.name}, changed by --set: {describe_changes(chosen, config)}")
-  if found is not None:
-    checkpoint_lib.check_same_network(found[1], config, args.checkpoint)
+  config = apply_overrides(config, args.set, fixed=SET_FIXED, log=print)
   changes = {}
   if args.batch_size is not None:
     changes["batch_size"] = args.batch_size

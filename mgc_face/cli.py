@@ -109,7 +109,7 @@ def training_config(args):
   `--set` and flag overrides (a flag wins over `--set` of the same field)."""
   from mgc_face import checkpoint as checkpoint_lib
   from mgc_face.config import get_config
-  from shared.config_overrides import apply_overrides, describe_changes
+  from shared.config_overrides import apply_overrides
   config = get_config(args.config)
   meta = checkpoint_lib.read_meta(args.checkpoint)
   if meta is not None:
@@ -122,10 +122,7 @@ def training_config(args):
     newer = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
              if f.name not in meta["config"] and f.name not in checkpoint_lib.NETWORK_FIELDS}
     config = saved.replace(**newer)
-  chosen = config
-  config = apply_overrides(config, args.set)
-  if args.set:
-    print(f"config {config.name}, changed by --set: {describe_changes(chosen, config)}")
+  config = apply_overrides(config, args.set, log=print)
   changes = {f.name: getattr(args, f.name) for f in weight_fields()
              if getattr(args, f.name) is not None}
   if args.batch_size is not None:

@@ -78,13 +78,15 @@ def parse_value(field, text, current):
   raise ValueError(f"fields of type {kind} cannot be set from the command line")
 
 
-def apply_overrides(config, items, fixed=PRESET_FLAGS):
+def apply_overrides(config, items, fixed=PRESET_FLAGS, log=None):
   """`config` with each `NAME=VALUE` of `items` applied (later items win).
 
   Args:
     config: a frozen dataclass instance (a preset, or a checkpoint's config).
     items: strings `NAME=VALUE`, as `--set` collects them (None: none).
     fixed: {field name: its own flag} for the fields `--set` may not change.
+    log: when given and `items` is not empty, called with one line naming the
+      config and the fields changed (a training command's first line).
 
   Returns:
     The new config (`config` itself when `items` is empty).
@@ -110,7 +112,11 @@ def apply_overrides(config, items, fixed=PRESET_FLAGS):
     except ValueError as error:
       wanted = TYPE_WORDS.get(_field_type(fields[name]), "a value of its type")
       raise InputError(f"{FLAG} {item}: '{name}' takes {wanted} ({error})") from None
-  return dataclasses.replace(config, **changes) if changes else config
+  changed = dataclasses.replace(config, **changes) if changes else config
+  if log is not None and items:
+    name = getattr(config, "name", type(config).__name__)
+    log(f"config {name}, changed by {FLAG}: {describe_changes(config, changed)}")
+  return changed
 
 
 def describe_changes(before, after):
