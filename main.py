@@ -20,13 +20,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from shared.errors import EXIT_INPUT_ERROR  # noqa: E402 (no TensorFlow: before quiet.setup)
+
 MODELS = {"mgc": "mgc_face.cli", "gcn": "gcn_face.cli", "shared": "shared.cli"}
 # Each model's own modes; the shared ones run with any --model.
 MODEL_MODES = {"mgc": ("train", "test", "eval"), "gcn": ("train", "test", "eval"), "shared": ()}
 SHARED_MODES = ("render", "eval-landmarks")
 MODES = ("train", "test", "eval") + SHARED_MODES
 DEFAULT_MODEL = "mgc"
-EXIT_INPUT_ERROR = 2
 
 
 class Parser(argparse.ArgumentParser):
@@ -98,7 +99,7 @@ def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   from shared import quiet
   quiet.setup(verbose_flag="--verbose" in argv)  # Before anything imports TensorFlow.
-  from shared.errors import InputError
+  from shared.errors import InputError, report
   pre, _ = common_parser(add_help=False).parse_known_args(argv)
   asks_help = any(a in ("-h", "--help") for a in argv)
   if asks_help and pre.model is None and pre.mode is None:
@@ -115,16 +116,14 @@ def main(argv=None):
       return cli.run(args, load_regressor=load_mgc_regressor) or 0
     return cli.run(args) or 0
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(error)
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130
   except OSError as error:   # A full disk, a permission, a file in the way: one line.
     if quiet.verbose():   # --verbose or FACE3D_VERBOSE: the traceback.
       raise
-    print(f"error: {error.filename or 'output'}: {error.strerror or error}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(f"{error.filename or 'output'}: {error.strerror or error}")
 
 
 if __name__ == "__main__":

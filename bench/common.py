@@ -76,12 +76,11 @@ def time_interleaved(fns, repeats, warmup=2):
 def run_reporting_input_errors(run, args):
   """`run(args)`; an `InputError` (bad file or folder) becomes one `error:` line on stderr.
   Returns the exit status: 0, or 2 for bad input."""
-  from shared.errors import InputError
+  from shared.errors import InputError, report
   try:
     run(args)
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+    return report(error)
   return 0
 
 

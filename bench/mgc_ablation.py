@@ -139,7 +139,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   from mgc_face import synthetic
   from mgc_face.config import get_config
-  from shared.errors import InputError
+  from shared.errors import InputError, report
   from shared.model.face_model import load_face_model
   out = Path(args.out)
   data = Path(args.data) if args.data else out / "data"
@@ -163,8 +163,7 @@ def main(argv=None):
         results[f"{arm}_seed{seed}"] = run_arm(face_model, config, data, out, seed, steps,
                                                multiview)
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+    return report(error)
   summary = {"config": config.name, "steps": steps, "seeds": args.seeds, "data": str(data)}
   for arm, _ in ARMS:
     for key in REPORTED:

@@ -41,7 +41,7 @@ from mgc_face import synthetic
 from mgc_face import train as train_lib
 from mgc_face.config import get_config
 from shared.config_overrides import add_set_argument, apply_overrides
-from shared.errors import InputError
+from shared.errors import InputError, report
 from shared.train import losses
 from shared.model.coeffs import CoeffLayout
 from shared.model.face_model import load_face_model
@@ -109,8 +109,7 @@ def main():
   try:
     config = apply_overrides(get_config(args.config), args.set)
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+    return report(error)
   face_model = load_face_model()
   layout = CoeffLayout.for_model(face_model)
   synth = FaceSynthesizer(face_model)

@@ -152,13 +152,12 @@ def main(argv=None):
   args = parser.parse_args(argv)
   import tempfile
   import tensorflow as tf
-  from shared.errors import InputError
+  from shared.errors import InputError, report
   from shared.model.face_model import load_face_model
   try:
     face_model = load_face_model(args.face_model)
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+    return report(error)
   result = {"cpu_count": os.cpu_count(),
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
   if not args.skip_train:

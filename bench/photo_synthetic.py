@@ -178,13 +178,12 @@ def main(argv=None):
                                      max_roll=args.max_roll, scene=args.scene)
   backend, fit_points = LANDMARK_MODES[args.landmarks]
   from shared.config_overrides import apply_overrides
-  from shared.errors import InputError
+  from shared.errors import InputError, report
   config = FitConfig() if args.fit_steps is None else FitConfig().with_steps(args.fit_steps)
   try:
     config = apply_overrides(config, args.set, fixed={})
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+    return report(error)
   pipe = PhotoReconstructor(face_model, fit_config=config, max_batch=8, backend=backend,
                             fit_points=fit_points, mesh_bias=args.mesh_bias)
   rows = []

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from shared.mesh import sampling as mesh_sampling  # noqa: E402
-from shared.errors import InputError  # noqa: E402
+from shared.errors import InputError, report  # noqa: E402
 from shared.io.paths import data_file  # noqa: E402
 
 ICT_NPZ = "face_models/ict_face_light/ict_face_light.npz"
@@ -25,7 +25,6 @@ BFM_OBJ = "face_models/bfm_front_topology/Deep3D_mean.obj"
 MM_PER_CM = 10.0
 MM_PER_MM = 1.0
 DEFAULT_FACTORS = (4, 4, 4, 4)
-EXIT_INPUT_ERROR = 2
 
 
 def load_ict():
@@ -66,8 +65,7 @@ def main(argv=None):
   try:
     results = [run(name, args.factors) for name in args.meshes]
   except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(e)
   print(f"{'mesh':<5} {'vertices per level':<40} {'seconds':>8} {'|UDV-V| mean mm':>16} "
         f"{'max mm':>8}")
   for r in results:

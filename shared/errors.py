@@ -8,6 +8,7 @@ or value and the problem.
 
 
 import struct
+import sys
 import zipfile
 import zlib
 
@@ -19,8 +20,19 @@ CORRUPT_FILE_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, Type
                        struct.error)
 
 
+# Exit status of a command stopped by bad input (after its one `error:` line).
+EXIT_INPUT_ERROR = 2
+
+
 class InputError(Exception):
   """A problem with user input, reported as one line without a traceback."""
+
+
+def report(error):
+  """Prints `error` (an `InputError`, or a message naming the file or value and the problem)
+  as the command's one `error:` line on stderr; returns `EXIT_INPUT_ERROR`."""
+  print(f"error: {error}", file=sys.stderr)
+  return EXIT_INPUT_ERROR
 
 
 def corrupt(path, kind, error):

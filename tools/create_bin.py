@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.errors import InputError, fail  # noqa: E402
+from shared.errors import InputError, fail, report  # noqa: E402
 from shared.io.paths import check_output_file  # noqa: E402
 from shared.io.image_io import IMAGE_SUFFIXES, list_images  # noqa: E402
 
@@ -52,7 +52,6 @@ PANEL_LANDMARK_VIEW = {1: 0, 0: 1, 2: 2}  # Strip panel -> view in _lm.txt (targ
 LANDMARK_SUFFIX = "_lm.txt"
 LIST_FIELDS = 3
 UINT8_MAX = 255
-EXIT_INPUT_ERROR = 2
 
 
 class Skip(Exception):
@@ -319,16 +318,14 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   if args.size is not None and args.size < 1:
-    print(f"error: --size must be positive, got {args.size}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(f"--size must be positive, got {args.size}")
   start = time.perf_counter()
   try:
     check_output_file(args.output)
     count, skipped = pack(args.input, args.output, args.size, args.split, args.dtype,
                           args.face_model, args.all_views)
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(error)
   from gcn_face.binfile import BinReader
   reader = BinReader(args.output)
   print(f"wrote {args.output}: {count} records of {reader.height}x{reader.width}x"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from shared.errors import report  # noqa: E402 (no TensorFlow: before quiet.setup)
 IDENTITIES = 96          # Synthetic identities in all.
 TEST_IDENTITIES = 12     # Held out for testing and evaluation.
 # Steps of the eval's test-time self-supervised fit.  The eval's default is 300, about a minute
@@ -44,7 +45,6 @@ PICTURES = (("gallery", "gallery.png", "the face model in six poses, and their d
             ("gcn_eval", "*_eval.png", "GCN: input | coarse | refined | truth, albedos below"),
             ("photo", "astronaut_overlay.png", "a real photo, fitted"),
             ("photo", "*_texture.png", "its UV texture, used by the .obj beside it"))
-EXIT_INPUT_ERROR = 2
 
 
 def entry_point(script):
@@ -139,8 +139,7 @@ def main():
   try:
     previous = set_aside_earlier_run(out)
   except (ValueError, OSError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(error)
   if previous is not None:
     print(f"the earlier demo's results are now in {previous}/; this run starts afresh")
   from shared import quiet

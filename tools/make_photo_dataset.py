@@ -25,10 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.errors import InputError  # noqa: E402
+from shared.errors import InputError, report  # noqa: E402
 from shared.io.paths import check_output_folder  # noqa: E402
 
-EXIT_INPUT_ERROR = 2
 
 
 def parse_args(argv=None):
@@ -69,8 +68,7 @@ def main(argv=None):
                                progress=not args.quiet,
                                log=lambda line: print(line, file=sys.stderr))
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(error)
   print(f"wrote {info['train_samples']} training and {info['test_samples']} held-out samples "
         f"({info['faces']} faces in {info['sequences']} sequences; {len(info['skipped'])} "
         f"skipped) to {args.output} in {time.time() - start:.1f} s")

@@ -14,10 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.errors import InputError  # noqa: E402
+from shared.errors import InputError, report  # noqa: E402
 
 DEFAULT_FACTORS = (4, 4, 4, 4)
-EXIT_INPUT_ERROR = 2
 
 
 def parse_args(argv=None):
@@ -47,8 +46,7 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     topology.save_topology(output, topo, model.source_hash, factors)
   except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(e)
   counts = " -> ".join(f"{n:,}" for n in topo.num_vertices)
   print(f"face model: {getattr(model, 'name', '')} ({model.source_hash})")
   print(f"vertices per level: {counts}  (factors {' '.join(map(str, factors))}, {seconds:.1f} s)")

@@ -22,10 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.errors import InputError  # noqa: E402
+from shared.errors import InputError, report  # noqa: E402
 from shared.io.paths import check_output_folder  # noqa: E402
 
-EXIT_INPUT_ERROR = 2
 DEFAULT_TEST_FRACTION = 0.2
 
 
@@ -78,8 +77,7 @@ def main(argv=None):
     info = synthetic.generate(model, args.output, args.identities, test, args.seed, args.views,
                               config, progress=not args.quiet)
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(error)
   print(f"wrote {info['train_samples']} training and {info['test_samples']} held-out samples "
         f"to {args.output} in {time.time() - start:.1f} s")
   return 0

@@ -22,9 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.errors import InputError  # noqa: E402
+from shared.errors import InputError, report  # noqa: E402
 
-EXIT_INPUT_ERROR = 2
 READER_FIELDS = ("cascade_prior_noise", "cascade_reader_yaw_step", "cascade_reader_yaw_window",
                  "cascade_reader_samples", "prior_init_ridge")
 
@@ -64,8 +63,7 @@ def main(argv=None):
     meta["config"].update(fields)
     write_text_atomic(ckpt / checkpoint_lib.META_FILE, json.dumps(meta, indent=2) + "\n")
   except InputError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(error)
   maps = cascade.reader[0].shape[0] if cascade.gated else 1
   print(f"{ckpt}: the cascade's reader is now '{args.config}''s ({maps} map"
         f"{'s' if maps > 1 else ''}, {cascade.points} points) in {time.time() - start:.1f} s")
