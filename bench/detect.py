@@ -48,7 +48,7 @@ def main(argv=None):
   import numpy as np
   from shared.io import paths
   from shared.photo.alignment import align_224
-  from shared.errors import InputError
+  from shared.errors import InputError, report
   from shared.io.image_io import read_image
   from shared.photo.landmarks import detect_faces, load_models
   try:
@@ -78,8 +78,7 @@ def main(argv=None):
       print(f"{path.name:<16} {size:>9} {len(faces):5d} {rows[-1]['detector'] or 'none':>4} "
             f"{det_s * MS:9.1f} {align_txt:>8}")
   except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    return report(e)
   found = [r for r in rows if r["faces"]]
   detect_ms = [r["detect_ms"] for r in rows]
   align_ms = [r["align_ms"] for r in found]
