@@ -8,7 +8,7 @@
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
-           [--fit-steps N] [--cnn-fallback]
+           [--fit-steps N] [--cnn-fallback] [--frame-step N] (photos and videos)
     eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N] [--self-fit-steps N]
            (landmark-fitting steps after the regression, default 200; test-time
            self-supervised fit steps, default 300, mgc_face.self_fit; 0: none)
@@ -77,6 +77,8 @@ def add_test(group):
                           "on the photo); auto = aligned when every input is 224x224 or 672x224")
   from shared.eval.landmark_eval import add_photo_arguments
   add_photo_arguments(group)
+  group.add_argument("--frame-step", type=int, default=1,
+                     help="videos: reconstruct every N-th frame (default 1: every frame)")
   add_quiet(group)
 
 
@@ -135,9 +137,15 @@ def training_config(args):
 
 
 def input_kind(args):
-  """'aligned' or 'photo' for `--input-kind auto` from the input images' sizes."""
+  """'aligned' or 'photo' for `--input-kind auto` from the input images' sizes (a video, or a
+  folder holding one: 'photo')."""
   if args.input_kind != "auto":
     return args.input_kind
+  from pathlib import Path
+  from shared.io.video_io import is_video_file
+  path = Path(args.input)
+  if is_video_file(path) or (path.is_dir() and any(is_video_file(p) for p in path.iterdir())):
+    return "photo"
   from mgc_face.infer import collect_inputs
   from shared.io.image_io import header_size
   sizes = {header_size(p) for p in collect_inputs(args.input)}
@@ -156,7 +164,9 @@ def run_photo_mode(args, face_model):
                                            regressor=regressor,
                                            fit_config=fit_config_from_args(args),
                                            cnn_fallback=args.cnn_fallback,
-                                           landmarks=getattr(args, "landmarks", "dense"))
+                                           landmarks=getattr(args, "landmarks", "dense"),
+                                           frame_step=args.frame_step,
+                                           progress=not args.quiet)
   return 0 if summary["images_ok"] == summary["images"] else 1
 
 

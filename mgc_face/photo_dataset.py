@@ -42,13 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import InputError, fail, fail_none_usable
-from shared.io import image_io
+from shared.io import image_io, video_io
+from shared.io.video_io import VIDEO_SUFFIXES, is_video_file
 from shared.io.fileio import write_text_atomic
 from mgc_face import data as data_lib
 
 DATASET_KIND = "face3d-mgc-photos"
 FORMAT_VERSION = 1
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 SOURCE_SUFFIX = "_src.json"
 MONO_FRAME = "mono"
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")   # List files split on white space.
@@ -92,10 +92,6 @@ class View:
 
 # ----------------------------------------------------------------------------- input
 
-def is_video_file(path):
-  return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
 def video_frames(path, count, label=None):
   """Up to `count` frames of a video, evenly spaced, as (`label#frame`, uint8 RGB) pairs
   (`label`: default the file name).
@@ -103,28 +99,9 @@ def video_frames(path, count, label=None):
   Raises:
     InputError: the file cannot be opened or holds no frame.
   """
-  import cv2
-  from shared import quiet
-  with quiet.native_stderr_silenced():   # FFmpeg prints its own complaints.
-    capture = cv2.VideoCapture(str(path))
-  try:
-    if not capture.isOpened():
-      fail(path, "cannot open video")
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist())
-    frames, index = [], 0
-    while len(frames) < len(wanted) and capture.grab():
-      if index in wanted:
-        ok, bgr = capture.retrieve()
-        if ok:
-          frames.append((f"{label or Path(path).name}#{index}",
-                         cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-      index += 1
-  finally:
-    capture.release()
-  if not frames:
-    fail(path, "no frame could be read from the video")
-  return frames
+  wanted = video_io.evenly_spaced(video_io.video_info(path).frames, count)
+  return [(f"{label or Path(path).name}#{index}", frame)
+          for index, frame in video_io.read_frames(path, wanted)]
 
 
 def read_media(path, frames_per_video, label):

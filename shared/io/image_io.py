@@ -43,6 +43,7 @@ import numpy as np
 from shared import quiet
 from shared.errors import fail
 from shared.io.fileio import atomic_path
+from shared.io.video_io import is_video_file
 
 MAX_IMAGE_PIXELS = 100_000_000   # ~300 MB as RGB uint8; 10000 x 10000
 UINT8_MAX = 255
@@ -204,6 +205,9 @@ def _decode(path, flags):
   except cv2.error as e:
     fail(path, f"cannot decode image ({str(e).strip().splitlines()[-1]})")
   if image is None or image.size == 0:
+    if is_video_file(path):
+      fail(path, "a video, not an image (the photo test mode, main.py --mode test, reads "
+                 "videos)")
     fail(path, "cannot decode image (corrupt file or unsupported format)")
   return image
 

@@ -3,7 +3,7 @@
     reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                        fit_config=FitConfig(), log=print) -> summary dict
 
-For every image (a file, a folder, or a list of them): read it
+For every image (a file, a folder, or a list of them; videos too): read it
 (`shared.io.image_io`), find all faces and their 68 landmarks
 (`shared.photo.landmarks`), align each face to the 224 x 224 MGCNet crop
 (`shared.photo.alignment`), regress coefficients with an optional network
@@ -25,7 +25,11 @@ and write per face, in ORIGINAL image coordinates where it applies:
                                   bright); the crop's raw depth is in the npz
 
 plus `<stem>_overlay.png` with every face of the image, and one
-`summary.json` per run.  Every write is atomic.  `<stem>` is the file's stem, or
+`summary.json` per run.  A video (`shared.io.video_io.VIDEO_SUFFIXES`) is read
+frame by frame (every `frame_step`-th): each frame's outputs as an image's, named
+`<stem>_f<frame>` (`<stem>_f00012_face0.obj`, ...), and `<stem>_overlay.mp4`, the
+frames' overlays in order (frames without a face as they are); its summary entry
+lists the frames under `frames`.  Every write is atomic.  `<stem>` is the file's stem, or
 `<stem>_<extension>` where two inputs share a stem (`image_io.output_stems`), so no
 result overwrites another.
 
@@ -54,6 +58,7 @@ Faces of one image are fitted together in a batch padded to a power of two
 only.  One image is in memory at a time.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -79,7 +84,9 @@ from shared.fit.pose import euler_from_matrix
 from shared.fit.skin import skin_from_landmarks
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
+from shared.io import video_io
 from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems, read_image
+from shared.io.video_io import VIDEO_SUFFIXES, is_video_file
 from shared.mesh.inpaint import fill_change
 from shared.mesh.sampling import vertex_adjacency
 from shared.photo.landmarks import LANDMARK_MODES, detect_faces
@@ -92,6 +99,7 @@ COEFFS_KIND = "face3d-photo-coefficients"
 COEFFS_VERSION = 1
 OUTPUT_MARKER = "_face"            # files named <stem>_face<k>... are our outputs
 OUTPUT_SUFFIXES = ("_overlay",)
+VIDEO_OVERLAY_SUFFIX = "_overlay.mp4"   # a video's overlays, one frame per frame read
 OVERLAY_MAX_SIDE = 2048
 JPEG_END_MARKER = b"\xff\xd9"     # EOI: a JPEG without it at the end was cut short
 JPEG_TAIL_BYTES = 64               # how much of the file's end is searched for it
@@ -131,7 +139,7 @@ class FaceJob:
 
 
 def collect_inputs(inputs):
-  """Image files from a path, a folder (not recursive) or a list of them.
+  """Image and video files from a path, a folder (not recursive) or a list of them.
 
   Files named like our outputs (`*_face<k>*`, `*_overlay`) are skipped in
   folders, so a run can write into its input folder.  Returns sorted Paths
@@ -145,9 +153,12 @@ def collect_inputs(inputs):
   for item in items:
     path = Path(item)
     if path.is_dir():
-      found = [p for p in list_images(path) if not _is_output(p)]
+      found = sorted([p for p in list_images(path) if not _is_output(p)]
+                     + [p for p in path.iterdir() if p.is_file() and is_video_file(p)
+                        and not _is_output(p)])
       if not found:
-        raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) or videos "
+                         f"({', '.join(VIDEO_SUFFIXES)}) in this folder")
       files.extend(found)
     elif path.exists() or len(items) > 1:
       files.append(path)      # a missing file in a list is reported per image
@@ -538,17 +549,18 @@ class PhotoReconstructor:
     return out
 
   def process_image(self, path, output_dir, log=print, image=None, read_seconds=0.0,
-                    stem=None):
+                    stem=None, on_overlay=None):
     """Runs the pipeline on one file (`image`: its pixels when already read, which took
     `read_seconds`; `stem`: the outputs' name, the file's stem by default, see
-    `image_io.output_stems`).  Returns its summary entry (never raises `InputError`:
+    `image_io.output_stems`; `on_overlay`: called with the image's overlay, uint8
+    [h, w, 3], when it has faces).  Returns its summary entry (never raises `InputError`:
     problems go to `log` and the entry)."""
     path = Path(path)
     stem = path.stem if stem is None else stem
     entry = {"image": str(path), "status": "ok", "faces": []}
     start = time.perf_counter()
     try:
-      note = _format_note(path) if path.is_file() else None
+      note = _format_note(path) if path.is_file() and not is_video_file(path) else None
       image = read_image(path) if image is None else image
     except InputError as error:
       log(f"skipped: {error}")
@@ -586,12 +598,68 @@ class PhotoReconstructor:
                        self.overlay(base, scale, [record], [lm2d]))
       entry["faces"].append(face_entry)
       all_landmarks.append(lm2d)
-    export.write_png(Path(output_dir) / f"{stem}_overlay.png",
-                     self.overlay(base, scale, records, all_landmarks))
+    overlay = self.overlay(base, scale, records, all_landmarks)
+    export.write_png(Path(output_dir) / f"{stem}_overlay.png", overlay)
+    if on_overlay is not None:
+      on_overlay(overlay)
     entry["overlay"] = f"{stem}_overlay.png"
     self.timings["write"].append(time.perf_counter() - start)
     poses = ", ".join(f"face{f['face']} yaw {round(f['pose_degrees']['yaw']) + 0:d}" for f in entry["faces"])
     log(f"{path}: {len(records)} face(s) ({poses}) -> {Path(output_dir) / stem}_face*")
+    return entry
+
+  def process_video(self, path, output_dir, log=print, stem=None, frame_step=1,
+                    progress=True):
+    """Runs the pipeline on every `frame_step`-th frame of a video file: each frame's
+    outputs as an image's, named `<stem>_f<frame>` (frame numbers from 0, five digits),
+    and `<stem>_overlay.mp4`, the frames' overlays at `fps / frame_step` (frames without a
+    face as they are).  One line per video through `log`; frames without a face are
+    counted, not listed.  Returns its summary entry, with one image entry per frame under
+    `frames` (never raises `InputError`)."""
+    from tqdm import tqdm
+    path = Path(path)
+    stem = path.stem if stem is None else stem
+    entry = {"image": str(path), "status": "ok", "faces": [], "frames": []}
+    try:
+      info = video_io.video_info(path)
+    except InputError as error:
+      log(f"skipped: {error}")
+      return {**entry, "status": "error", "error": str(error)}
+    video_name = f"{stem}{VIDEO_OVERLAY_SUFFIX}"
+    lines = []
+    total = -(-info.frames // frame_step) if info.frames else None
+    try:
+      with contextlib.ExitStack() as stack:
+        write = None
+        for index, frame in tqdm(video_io.read_frames(path, step=frame_step), total=total,
+                                 desc=path.name, unit="frame", disable=not progress,
+                                 leave=False):
+          shown = []
+          frame_entry = self.process_image(f"{path}#{index}", output_dir, lines.append,
+                                           image=frame, stem=f"{stem}_f{index:05d}",
+                                           on_overlay=shown.append)
+          picture = shown[0] if shown else export.to_uint8(self.overlay_base(frame)[0])
+          if write is None:
+            write = stack.enter_context(video_io.video_writer(
+                Path(output_dir) / video_name, info.fps / frame_step, picture.shape[1::-1]))
+          write(picture)
+          entry["frames"].append({**frame_entry, "frame": index})
+    except InputError as error:
+      log(f"skipped: {error}")
+      return {**entry, "status": "error", "error": str(error)}
+    for line in lines:      # a frame's problems other than "no face found"
+      if line.startswith("skipped: ") and not line.endswith(": no face found"):
+        log(line)
+    with_faces = sum(f["status"] == "ok" for f in entry["frames"])
+    entry["video"] = {"fps": info.fps, "frame_step": frame_step,
+                      "frames_read": len(entry["frames"]), "frames_with_faces": with_faces,
+                      "overlay": video_name}
+    if not with_faces:
+      message = f"{path}: no face found in {len(entry['frames'])} frame(s)"
+      log(f"skipped: {message}")
+      return {**entry, "status": "no-face", "error": message}
+    log(f"{path}: {len(entry['frames'])} frame(s), faces in {with_faces} -> "
+        f"{Path(output_dir) / stem}_f*_face*, {Path(output_dir) / video_name}")
     return entry
 
 
@@ -649,8 +717,8 @@ def obj_with_uv(vertices, faces, colours, uv, mtl_name):
 def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                        fit_config=fitting.FitConfig(), log=print, cnn_fallback=False,
                        landmarks="dense",
-                       max_batch=DEFAULT_MAX_BATCH):
-  """Reconstructs every face in every image; see the module doc for outputs.
+                       max_batch=DEFAULT_MAX_BATCH, frame_step=1, progress=True):
+  """Reconstructs every face in every image and video frame; see the module doc for outputs.
 
   Args:
     inputs: an image file, a folder of images, or a list of files.
@@ -667,6 +735,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     landmarks: `"dense"` (default), `"mesh68"` or `"dlib"` (see
       `shared.photo.landmarks.LANDMARK_MODES`).
     max_batch: faces fitted together at most.
+    frame_step: of a video, every `frame_step`-th frame is read (1: every frame).
+    progress: a progress bar over each video's frames.
 
   Returns:
     The summary dict that is also written to `output_dir/summary.json`.
@@ -679,9 +749,15 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   files = collect_inputs(inputs)
   if landmarks not in LANDMARK_MODES:
     raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
+  if int(frame_step) < 1:
+    raise InputError(f"--frame-step {frame_step}: must be at least 1")
   started = time.perf_counter()
   single = isinstance(inputs, (str, Path)) and Path(inputs).is_file()
-  first = read_image(files[0]) if single else None   # one file: a bad one stops here
+  first = None
+  if single and is_video_file(files[0]):
+    video_io.video_info(files[0])                     # one video: a bad one stops here
+  elif single:
+    first = read_image(files[0])                      # one image: likewise
   first_seconds = time.perf_counter() - started
   output_dir = Path(output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
@@ -690,11 +766,18 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                                 backend=backend, fit_points=fit_points)
   if pipeline.dense_note:
     log(pipeline.dense_note)
-  images = [pipeline.process_image(path, output_dir, log, image=first, read_seconds=first_seconds,
-                                   stem=stem)
-            if k == 0 else pipeline.process_image(path, output_dir, log, stem=stem)
-            for k, (path, stem) in enumerate(zip(files, output_stems(files)))]
-  faces = sum(len(entry["faces"]) for entry in images)
+  images = []
+  for k, (path, stem) in enumerate(zip(files, output_stems(files))):
+    if is_video_file(path):
+      images.append(pipeline.process_video(path, output_dir, log, stem=stem,
+                                           frame_step=int(frame_step), progress=progress))
+    elif k == 0 and first is not None:
+      images.append(pipeline.process_image(path, output_dir, log, image=first,
+                                           read_seconds=first_seconds, stem=stem))
+    else:
+      images.append(pipeline.process_image(path, output_dir, log, stem=stem))
+  faces = sum(len(entry["faces"]) + sum(len(f["faces"]) for f in entry.get("frames", ()))
+              for entry in images)
   t = pipeline.timings
   summary = {
       "format_kind": SUMMARY_KIND, "format_version": SUMMARY_VERSION,
@@ -712,6 +795,6 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       "results": images,
   }
   write_text_atomic(output_dir / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
-  log(f"{faces} face(s) from {summary['images_ok']}/{len(files)} image(s) -> "
+  log(f"{faces} face(s) from {summary['images_ok']}/{len(files)} file(s) -> "
       f"{output_dir / SUMMARY_FILE}")
   return summary
