@@ -32,6 +32,9 @@ QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",   # C++ logs after start-up: fatal only.
     "AUTOGRAPH_VERBOSITY": "0",
     "OPENCV_LOG_LEVEL": "SILENT",
+    # FFmpeg's own lines inside OpenCV (damaged video frames; read when the first video
+    # is opened): AV_LOG_QUIET.
+    "OPENCV_FFMPEG_LOGLEVEL": "-8",
 }
 # Lines dropped from what `import tensorflow` writes to fd 2.
 # (absl's prefix: severity, MMDD, time, thread id, file:line]; the second line

@@ -169,6 +169,24 @@ def load_images(path):
   image_io.read_image_rgba(path)
 
 
+def load_video(path):
+  from shared.io import video_io
+  video_io.video_info(path)
+  for _ in video_io.read_frames(path):
+    pass
+
+
+def _video_bytes():
+  from shared.io import video_io
+  rng = np.random.default_rng(5)
+  with tempfile.TemporaryDirectory() as folder:
+    path = Path(folder) / "clip.mp4"
+    with video_io.video_writer(path, 10.0, (32, 24)) as write:
+      for _ in range(3):
+        write((rng.random((24, 32, 3)) * 255).astype(np.uint8))
+    return path.read_bytes()
+
+
 def load_face_model(path):
   from shared.model.face_model import load_face_model as load
   load(path)
@@ -232,6 +250,7 @@ CASES = {
     "ppm": (load_images, "photo.ppm", lambda: _image_bytes(".ppm")),
     "tif": (load_images, "photo.tif", lambda: _image_bytes(".tif")),
     "webp": (load_images, "photo.webp", lambda: _image_bytes(".webp")),
+    "mp4": (load_video, "clip.mp4", _video_bytes),
     "ict_npz": (load_face_model, "ict.npz", "small_ict_npz"),
     "project_npz": (load_face_model, "model.npz", "project_npz"),
     "bfm_mat": (load_face_model, "BFM_model_front.mat", "bfm_mat"),

@@ -2,7 +2,8 @@
 
 Frames are `uint8 [H, W, 3]` RGB, numbered from 0 in decoding order.  Readers
 raise `InputError` (one line) for a file that cannot be opened or holds no
-frame; FFmpeg's own complaints are hidden unless verbose (`shared.quiet`).
+frame; a damaged frame that does not decode is left out.  FFmpeg's own
+complaints are hidden unless verbose (`shared.quiet.setup`: `OPENCV_FFMPEG_LOGLEVEL`).
 """
 
 import contextlib
