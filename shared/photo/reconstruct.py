@@ -705,13 +705,10 @@ def mtl_text(texture_name):
 
 def obj_with_uv(vertices, faces, colours, uv, mtl_name):
   """OBJ text with vertex colours, per-vertex texture coordinates and a material."""
-  base = export.obj_text(vertices, faces, colours)
-  lines = base.splitlines()
-  vertex_lines = [line for line in lines if line.startswith("v ")]
-  face_lines = [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (np.asarray(faces) + 1)]
-  uv_lines = [f"vt {u:.6f} {v:.6f}" for u, v in np.asarray(uv, np.float64)]
-  return "\n".join([f"mtllib {mtl_name}"] + vertex_lines + uv_lines + ["usemtl face"] +
-                   face_lines) + "\n"
+  corners = np.repeat(np.asarray(faces) + 1, 2, axis=1)     # f a/a b/b c/c
+  return (f"mtllib {mtl_name}\n" + export.obj_vertex_text(vertices, colours)
+          + export.rows_text("vt %.6f %.6f", np.asarray(uv, np.float64)) + "usemtl face\n"
+          + export.rows_text("f %d/%d %d/%d %d/%d", corners))
 
 
 def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
