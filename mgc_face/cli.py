@@ -9,6 +9,7 @@
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
            [--fit-steps N] [--cnn-fallback] [--frame-step N] (photos and videos)
+           [--set NAME=VALUE ...] (photos: any field of shared/fit/fitter.py's FitConfig)
     eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N] [--self-fit-steps N]
            (landmark-fitting steps after the regression, default 200; test-time
            self-supervised fit steps, default 300, mgc_face.self_fit; 0: none)
@@ -156,13 +157,14 @@ def run_photo_mode(args, face_model):
   """Photos in: detect, align, regress (when a checkpoint is given), fit, export."""
   from shared.photo import reconstruct
   from shared.eval.landmark_eval import fit_config_from_args
+  fit_config = fit_config_from_args(args, log=print)    # A bad --set: one line, nothing run.
   regressor = None
   if args.checkpoint:
     from mgc_face import infer
     regressor = infer.load_regressor(args.checkpoint, face_model)
   summary = reconstruct.reconstruct_photos(args.input, face_model, args.output,
                                            regressor=regressor,
-                                           fit_config=fit_config_from_args(args),
+                                           fit_config=fit_config,
                                            cnn_fallback=args.cnn_fallback,
                                            landmarks=getattr(args, "landmarks", "dense"),
                                            frame_step=args.frame_step,
@@ -228,6 +230,9 @@ def run(args):
     face_model = load_face_model(args.face_model)
     if input_kind(args) == "photo":
       return run_photo_mode(args, face_model)
+    if args.set:
+      raise InputError("--set: changes the photo fit, and aligned crops are not fitted "
+                       "(--input-kind photo fits them)")
     need(args, "checkpoint")
     regressor = infer.load_regressor(args.checkpoint, face_model)
     written, problems = infer.reconstruct_folder(regressor, args.input, args.output,

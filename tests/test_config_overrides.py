@@ -139,3 +139,33 @@ def test_a_training_run_records_its_set_fields(mgc_dataset, tmp_path, capsys):
        "--checkpoint", str(ckpt), "--steps", "0", "--set", "heatmap_reduce=0"], capsys)
   assert code == 2 and err.strip().endswith("heatmap_reduce (checkpoint 64, now 0); use a new "
                                             "--checkpoint folder"), err
+
+
+def test_the_photo_fit_takes_set_and_fit_steps_wins():
+  """`--set` on the photo modes (test on photos, eval-landmarks) changes FitConfig."""
+  import argparse
+  from shared.eval.landmark_eval import add_photo_arguments, fit_config_from_args
+  parser = argparse.ArgumentParser()
+  add_photo_arguments(parser)
+  lines = []
+  config = fit_config_from_args(parser.parse_args(
+      ["--set", "shape_weight=3e-3", "--set", "landmark_steps=100"]), log=lines.append)
+  assert config == FitConfig(shape_weight=3e-3, landmark_steps=100)
+  assert lines == ["config FitConfig, changed by --set: landmark_steps=100, shape_weight=0.003"]
+  config = fit_config_from_args(parser.parse_args(["--set", "landmark_steps=100",
+                                                   "--fit-steps", "0"]))
+  assert config.steps == 0 and config.landmark_steps == 0
+  assert fit_config_from_args(parser.parse_args([])) == FitConfig()
+  with pytest.raises(InputError, match="FitConfig has no field 'shape_weigth' "
+                                       r"\(did you mean shape_weight\?\)"):
+    fit_config_from_args(parser.parse_args(["--set", "shape_weigth=1"]))
+
+
+def test_set_on_aligned_crops_is_refused(mgc_trained, mgc_dataset, tmp_path, capsys):
+  ckpt, _ = mgc_trained
+  code, _, err = run_main(["--model", "mgc", "--mode", "test", "--checkpoint", str(ckpt),
+                           "--input", str(mgc_dataset / "heldout"), "--output",
+                           str(tmp_path / "o"), "--set", "shape_weight=1"], capsys)
+  errors = [line for line in err.splitlines() if line.startswith("error:")]
+  assert code == 2 and len(errors) == 1 and "aligned crops are not fitted" in errors[0]
+  assert not (tmp_path / "o").exists()

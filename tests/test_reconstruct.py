@@ -175,7 +175,8 @@ def test_summary_json_is_valid(run):
   assert on_disk == json.loads(json.dumps(summary))
   assert on_disk["format_kind"] == reconstruct.SUMMARY_KIND
   assert on_disk["format_version"] == reconstruct.SUMMARY_VERSION
-  assert on_disk["fit"] == {"landmark_steps": 60, "photometric_steps": 4}
+  assert on_disk["fit"] == {"landmark_steps": 60, "photometric_steps": 4,
+                            "changed": "landmark_steps=60, photometric_steps=4"}
   assert set(on_disk["seconds_per_stage"]) == {"read", "detect", "align", "regress", "fit",
                                                "write"}
   face = on_disk["results"][0]["faces"][0]
@@ -279,11 +280,15 @@ def test_eval_landmarks_dense_finds_the_profile_too(two_aflw, capsys):
   parser.add_argument("--data")
   parser.add_argument("--face-model", default=None)
   landmark_eval.add_eval_arguments(parser)
-  args = parser.parse_args(["--data", str(two_aflw), "--fit-steps", "64"])   # dense default
+  args = parser.parse_args(["--data", str(two_aflw), "--fit-steps", "64",   # dense default
+                            "--set", "shape_weight=2e-3"])
   assert landmark_eval.main(args) == 0
-  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  lines = capsys.readouterr().out.strip().splitlines()
+  result = json.loads(lines[-1])
   assert result["detected"] == 2 and result["failures"] == []
   assert 0 < result["fitted"]["nme_percent"] < 10, result["fitted"]
+  assert lines[0] == "config FitConfig, changed by --set: shape_weight=0.002"
+  assert result["fit_config_changed"] == "landmark_steps=56, photometric_steps=8, shape_weight=0.002"
 
 
 def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkeypatch):

@@ -131,6 +131,9 @@ def add_photo_arguments(parser):
                            "mesh68: the same detector, fitted to the 68 points read off the "
                            "mesh; dlib: dlib's detector and 68-point predictor; auto: dense, "
                            "but faces dlib's HOG also finds are fitted to dlib's 68")
+  from shared.config_overrides import add_set_argument
+  add_set_argument(parser, "the photo fit's FitConfig (shared/fit/fitter.py)",
+                   "shape_weight=3e-3")
 
 
 def landmark_mode_from_args(args):
@@ -138,11 +141,15 @@ def landmark_mode_from_args(args):
   return LANDMARK_MODES[getattr(args, "landmarks", None) or "dense"]
 
 
-def fit_config_from_args(args):
-  """`FitConfig` for `--fit-steps` (None: the defaults)."""
+def fit_config_from_args(args, log=None):
+  """`FitConfig` with `--set`'s fields, then `--fit-steps` (None: the stages as they are);
+  the flag wins over `--set` of the step counts.  `log`: called with one line naming the
+  fields `--set` changed, when it was given."""
+  from shared.config_overrides import apply_overrides
   from shared.fit.fitter import FitConfig
+  config = apply_overrides(FitConfig(), getattr(args, "set", None), fixed={}, log=log)
   steps = getattr(args, "fit_steps", None)
-  return FitConfig() if steps is None else FitConfig().with_steps(steps)
+  return config if steps is None else config.with_steps(steps)
 
 
 def evaluate_methods(folder, face_model, regressor=None, fit_config=None, cnn_fallback=False,
@@ -310,6 +317,9 @@ def main(args, load_regressor=None):
   """
   import json
   from shared.model.face_model import load_face_model
+  from shared.config_overrides import describe_changes
+  from shared.fit.fitter import FitConfig
+  fit_config = fit_config_from_args(args, log=print)   # A bad --set: one line, nothing run.
   face_model = load_face_model(getattr(args, "face_model", None))
   checkpoint = getattr(args, "checkpoint", None)
   regressor, note = None, NO_CHECKPOINT
@@ -317,10 +327,12 @@ def main(args, load_regressor=None):
     note = f"n/a: --checkpoint {checkpoint} needs a regressor loader (run with --model mgc)"
   elif checkpoint:
     regressor = load_regressor(checkpoint, face_model)
-  result = evaluate_methods(args.data, face_model, regressor, fit_config_from_args(args),
+  result = evaluate_methods(args.data, face_model, regressor, fit_config,
                             cnn_fallback=bool(getattr(args, "cnn_fallback", False)),
                             landmark_mode=landmark_mode_from_args(args),
                             mesh_bias=bool(getattr(args, "mesh_bias", False)))
   print(format_methods_table(result, note))
-  print(json.dumps(result_json(result, note)))
+  changed = describe_changes(FitConfig(), fit_config)
+  print(json.dumps({**result_json(result, note),
+                    "fit_config_changed": None if changed == "none" else changed}))
   return 0

@@ -82,6 +82,7 @@ from shared.fit import fitter as fitting
 from shared.fit.landmark_convention import ICT_BFM_LANDMARKS68, bfm_landmark_convention
 from shared.fit.pose import euler_from_matrix
 from shared.fit.skin import skin_from_landmarks
+from shared.config_overrides import describe_changes
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io import video_io
@@ -781,7 +782,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       "face_model": pipeline.face_model.name,
       "regressor": None if regressor is None else type(regressor).__name__,
       "fit": {"landmark_steps": fit_config.landmark_steps,
-              "photometric_steps": fit_config.photometric_steps},
+              "photometric_steps": fit_config.photometric_steps,
+              "changed": describe_changes(fitting.FitConfig(), fit_config)},
       "images": len(files),
       "images_ok": sum(entry["status"] == "ok" for entry in images),
       "faces": faces,
