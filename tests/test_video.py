@@ -145,3 +145,16 @@ def test_cli_video_input_and_its_errors(clip, tmp_path, capsys):
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0], stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_folders_list_videos_but_not_overlay_videos(clip, tmp_path):
+  import shutil
+  shutil.copy(clip, tmp_path / "b.mp4")
+  shutil.copy(clip, tmp_path / "b_overlay.mp4")      # a run's own output
+  cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+  (tmp_path / "notes.txt").write_text("x")
+  assert [p.name for p in reconstruct.collect_inputs(tmp_path)] == ["a.png", "b.mp4"]
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(InputError, match="no images .* or videos"):
+    reconstruct.collect_inputs(empty)
