@@ -62,6 +62,9 @@ def run(args):
   from shared.photo.reconstruct import reconstruct_photos
   if args.frames < 1 or args.frame_step < 1:
     raise InputError("--frames and --frame-step: must be at least 1")
+  if args.output:
+    from shared.io.paths import check_output_folder
+    check_output_folder(args.output)
   with tempfile.TemporaryDirectory() as scratch:
     clip = Path(scratch) / "turn.mp4"
     write_clip(clip, args.frames, args.turn)
