@@ -1,4 +1,5 @@
-"""The commands written in README.md and docs/*.md use flags that exist.
+"""The commands written in README.md and docs/*.md use flags that exist, and the files
+they name exist.
 
 Every fenced code block, and every one-line inline code span that runs `python`,
 is read; a line (with its `\\` continuations) that runs
@@ -115,3 +116,16 @@ def test_documented_scripts_exist_and_use_their_flags():
     known = set(FLAG.findall((REPO / script).read_text())) | shared_flags
     problems += [f"{where}: {script} takes no {flag}" for flag in flags if flag not in known]
   assert not problems, "\n".join(problems)
+
+
+REPO_PATH = re.compile(r"(?<![\w/.])((?:shared|mgc_face|gcn_face|tools|bench|tests|docs)/"
+                       r"[A-Za-z0-9_/]+\.(?:py|md|sh|npz|cc|txt))")
+
+
+def test_files_the_docs_name_exist():
+  """Every repository path the docs name (`shared/...py`, `docs/...md`, ...) is a file."""
+  missing = [f"{doc.relative_to(REPO)}:{number}: {name}"
+             for doc in DOCS
+             for number, line in enumerate(doc.read_text().splitlines(), 1)
+             for name in REPO_PATH.findall(line) if not (REPO / name).exists()]
+  assert not missing, "\n".join(missing)
