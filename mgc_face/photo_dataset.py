@@ -116,10 +116,6 @@ def read_media(path, frames_per_video, label):
   return [(label, image_io.read_image(path))]
 
 
-def is_media_file(path):
-  return image_io.is_image_file(path) or is_video_file(path)
-
-
 def collect_sequences(folder):
   """The sequences of `folder` (module docstring): photos and videos at its top level first,
   then one per sub-folder (its media, sub-folders included), each sorted by name.
@@ -131,9 +127,9 @@ def collect_sequences(folder):
   if not folder.is_dir():
     fail(folder, "input folder not found" if not folder.exists() else "is not a folder")
   sequences = [Sequence(p.stem, [p])
-               for p in sorted(folder.iterdir()) if p.is_file() and is_media_file(p)]
+               for p in sorted(folder.iterdir()) if p.is_file() and image_io.is_media_file(p)]
   for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-    files = sorted(p for p in sub.rglob("*") if p.is_file() and is_media_file(p))
+    files = sorted(p for p in sub.rglob("*") if p.is_file() and image_io.is_media_file(p))
     if files:
       sequences.append(Sequence(sub.name, files))
   if not sequences:

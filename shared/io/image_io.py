@@ -71,6 +71,11 @@ def is_image_file(path):
   return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def is_media_file(path):
+  """True for an image (`IMAGE_SUFFIXES`) or a video (`video_io.VIDEO_SUFFIXES`) file name."""
+  return is_image_file(path) or is_video_file(path)
+
+
 def list_images(folder, recursive=False, skip_stem_suffixes=()):
   """The image files in `folder`, sorted by path.
 

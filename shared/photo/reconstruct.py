@@ -86,7 +86,7 @@ from shared.config_overrides import describe_changes
 from shared.errors import InputError
 from shared.io.fileio import savez_atomic, write_text_atomic
 from shared.io import video_io
-from shared.io.image_io import IMAGE_SUFFIXES, list_images, output_stems, read_image
+from shared.io.image_io import IMAGE_SUFFIXES, is_media_file, output_stems, read_image
 from shared.io.video_io import VIDEO_SUFFIXES, is_video_file
 from shared.mesh.inpaint import fill_change
 from shared.mesh.sampling import vertex_adjacency
@@ -154,9 +154,8 @@ def collect_inputs(inputs):
   for item in items:
     path = Path(item)
     if path.is_dir():
-      found = sorted([p for p in list_images(path) if not _is_output(p)]
-                     + [p for p in path.iterdir() if p.is_file() and is_video_file(p)
-                        and not _is_output(p)])
+      found = sorted(p for p in path.iterdir()
+                     if p.is_file() and is_media_file(p) and not _is_output(p))
       if not found:
         raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) or videos "
                          f"({', '.join(VIDEO_SUFFIXES)}) in this folder")
