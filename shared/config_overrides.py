@@ -119,7 +119,8 @@ def apply_overrides(config, items, fixed=PRESET_FLAGS, log=None):
   return changed
 
 
-def describe_changes(before, after):
-  """'name=value, ...' for the fields in which `after` differs from `before` ('none' if none)."""
+def describe_changes(before, after, unchanged="none"):
+  """'name=value, ...' for the fields in which `after` differs from `before` (`unchanged`
+  if none: 'none' for a log line, None for a JSON record)."""
   return ", ".join(f"{f.name}={getattr(after, f.name)}" for f in dataclasses.fields(after)
-                   if getattr(before, f.name) != getattr(after, f.name)) or "none"
+                   if getattr(before, f.name) != getattr(after, f.name)) or unchanged

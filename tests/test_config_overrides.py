@@ -43,6 +43,7 @@ def test_describe_changes():
   # In the dataclass's field order; batch_size=2 is tiny's own value.
   assert describe_changes(tiny, changed) == "cascade_scales=(8.0,), steps=10"
   assert describe_changes(tiny, tiny) == "none"
+  assert describe_changes(tiny, tiny, None) is None
 
 
 def test_later_items_win_and_no_items_is_the_same_config():

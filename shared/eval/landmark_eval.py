@@ -332,7 +332,6 @@ def main(args, load_regressor=None):
                             landmark_mode=landmark_mode_from_args(args),
                             mesh_bias=bool(getattr(args, "mesh_bias", False)))
   print(format_methods_table(result, note))
-  changed = describe_changes(FitConfig(), fit_config)
   print(json.dumps({**result_json(result, note),
-                    "fit_config_changed": None if changed == "none" else changed}))
+                    "fit_config_changed": describe_changes(FitConfig(), fit_config, None)}))
   return 0
