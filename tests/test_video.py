@@ -2,6 +2,7 @@
 (`shared.photo.reconstruct`, `main.py --mode test --input clip.mp4`)."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -53,6 +54,32 @@ def test_frames_by_step_and_by_number(clip):
   assert [k for k, _ in video_io.read_frames(clip, wanted=[5, 1])] == [1, 5]
   assert video_io.evenly_spaced(FRAMES, 3) == [0, 3, 6]
   assert video_io.evenly_spaced(0, 4) == [0]
+
+
+PHONE_CLIPS = Path(__file__).resolve().parent / "data"
+
+
+def _phone_frame(k):
+  """Frame k of the phone clips (tests/data/make_phone_videos.py): grey 30 k and a white
+  24 px square at column 8 + 12 k, upright in a 96 x 160 portrait frame."""
+  frame = np.full((160, 96, 3), 30 * k, np.uint8)
+  frame[16:40, 8 + 12 * k:32 + 12 * k] = 255
+  return frame
+
+
+@pytest.mark.parametrize("name", ["phone_h264.mp4", "phone_hevc.mp4",
+                                  "phone_h264_rotated.mp4"])
+def test_phone_codecs_and_rotation_tags_read_upright(name):
+  # H.264 and HEVC, as phones record; the rotated clip is stored landscape (160 x 96) and
+  # tagged to be shown as portrait, which OpenCV applies as FFmpeg's players do.
+  path = PHONE_CLIPS / name
+  info = video_io.video_info(path)
+  assert (info.frames, info.width, info.height) == (5, 96, 160)
+  frames = list(video_io.read_frames(path))
+  assert [k for k, _ in frames] == list(range(5))
+  for k, frame in frames:
+    assert frame.shape == (160, 96, 3)
+    assert np.abs(frame.astype(int) - _phone_frame(k)).max() <= 3    # lossy, not turned
 
 
 def test_writer_resizes_frames_and_leaves_nothing_on_error(tmp_path):
