@@ -229,11 +229,17 @@ class Fitter:
 
   # -- objectives (per face, [B]) ----------------------------------------------------------
 
-  def _coeffs(self, params):
-    return Coefficients(*[p * s for p, s in zip(params, self.scales)])
+  def _coeffs(self, params, inputs):
+    """`Coefficients` of `params` (each group times its scale), the identity mixed by
+    `inputs`' last two entries: identity = mix [B, B] @ identity + offset [B, Ki]
+    (`_identity_inputs`: the identity matrix and 0 unless one is shared or fixed)."""
+    coeffs = Coefficients(*[p * s for p, s in zip(params, self.scales)])
+    mix, offset = inputs[6:8]
+    return coeffs._replace(identity=tf.matmul(mix, coeffs.identity) + offset)
 
   def _regularisation(self, coeffs, inputs):
-    """Priors per face [B]; the shape prior's centre is `inputs`' last two entries."""
+    """Priors per face [B]; the shape prior's centre is `inputs[4:6]`.  A shared identity's
+    prior counts once per face that shares it, as in each face's own fit (`fit`)."""
     c = self.config
     centre_identity, centre_expression = inputs[4:6]
     return (c.shape_weight * losses.shape_regularisation(coeffs.identity - centre_identity,
@@ -251,7 +257,7 @@ class Fitter:
   def _landmark_objective(self, params, inputs):
     """Landmarks + regularisation, decoding the landmark vertices only."""
     landmarks, weights = inputs[1:3]
-    coeffs = self._coeffs(params)
+    coeffs = self._coeffs(params, inputs)
     points = self.landmark_decoder(coeffs.identity, coeffs.expression)
     posed = camera_lib.transform(points, coeffs.rotation, coeffs.translation)
     projected = camera_lib.project(posed, self.camera)
@@ -264,7 +270,7 @@ class Fitter:
   def _photometric_objective(self, params, inputs):
     """Landmarks + photometric + regularisation on a full render."""
     images, landmarks, weights, skin = inputs[:4]
-    coeffs = self._coeffs(params)
+    coeffs = self._coeffs(params, inputs)
     syn = self.synthesizer(coeffs, render=False)
     lm = self._landmark_loss(syn.landmarks2d, landmarks, weights)
     batch = tf.shape(syn.colours)[0]
@@ -336,7 +342,7 @@ class Fitter:
     def stage(params, inputs, steps):
       images, skin = inputs[0], inputs[3]
       params = tuple(params)
-      syn = self.synthesizer(self._coeffs(params), render=False)
+      syn = self.synthesizer(self._coeffs(params, inputs), render=False)
       clip = render_lib.to_clip(syn.posed, camera)
       triangle_id, mask = _visibility(clip, decoder.faces, (size, size))
       vertex_ids, weights = pixel_barycentrics(clip, decoder.faces, triangle_id[..., 0], size)
@@ -344,8 +350,8 @@ class Fitter:
       region = blend(tf.tile(self.skin[None], [images.shape[0], 1, 1])) * skin
       normals = syn.normals
 
-      def objective(p, _):
-        c = self._coeffs(p)
+      def objective(p, inputs):
+        c = self._coeffs(p, inputs)
         colours = lighting.shade(decoder.albedo(c.albedo), normals, c.lighting)
         return (self._photometric_terms(blend(colours), mask, region, images) +
                 self.config.albedo_weight * losses.albedo_regularisation(c.albedo))
@@ -409,6 +415,34 @@ class Fitter:
     return Coefficients(*[tf.where(keep.reshape((-1,) + (1,) * (a.shape.rank - 1)), a, b)
                           for a, b in zip(coeffs, posed)])
 
+  def _identity_inputs(self, batch, share_identity=None, fixed_identity=None):
+    """(mix [B, B], offset [B, Ki]) float32 tensors of `fit`'s identity options: the
+    identity matrix and 0 (each face its own); the normalised `share_identity` weights
+    as the rows of the faces that share, the identity matrix's rows for those of weight
+    0, and 0; or 0 and `fixed_identity`.
+
+    Raises:
+      ValueError: both options, or weights or an identity of the wrong shape, negative
+        or all zero weights.
+    """
+    mix, offset = np.eye(batch, dtype=np.float32), None
+    if share_identity is not None and fixed_identity is not None:
+      raise ValueError("fit: share_identity and fixed_identity exclude each other")
+    if share_identity is not None:
+      w = np.asarray(share_identity, np.float64)
+      if w.shape != (batch,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"fit: share_identity must be [{batch}] weights >= 0, not all 0")
+      mix = np.where(w[:, None] > 0, (w / w.sum())[None], mix).astype(np.float32)
+    zero = np.zeros((batch, self.layout.num_id), np.float32)
+    if fixed_identity is not None:
+      fixed = np.asarray(fixed_identity, np.float32)
+      fixed = np.tile(fixed[None], [batch, 1]) if fixed.ndim == 1 else fixed
+      if fixed.shape != zero.shape or not np.isfinite(fixed).all():
+        raise ValueError(f"fit: fixed_identity must be finite [{zero.shape[1]}] or "
+                         f"{list(zero.shape)}")
+      mix, offset = np.zeros_like(mix), fixed
+    return tf.constant(mix), tf.constant(zero if offset is None else offset)
+
   def _pose_weights(self):
     """[N] weights of the closed-form pose: the interior 68 points (no jaw),
     or the fixed point weights."""
@@ -428,7 +462,7 @@ class Fitter:
     return (np.linalg.norm(projected - landmarks, axis=-1) * w).sum(-1) / w.sum()
 
   def fit(self, images, landmarks, init=None, skin=None, weights=None, retarget=None,
-          render=True):
+          render=True, share_identity=None, fixed_identity=None):
     """Fits a batch of faces.
 
     Args:
@@ -445,6 +479,16 @@ class Fitter:
         detector's pose-dependent bias (`shared.dense_fit.MeshBias`).
       render: False skips the final synthesis and render (`FitResult.synthesis`
         None; the landmark error then comes from the landmark vertices alone).
+      share_identity: optional [B] weights >= 0, not all 0: the faces show one person.
+        They get one identity, the weighted mean of their identity variables, fitted
+        to all of them at once (their terms add up, the identity prior's too, so the
+        identity is held as firmly as in one face's fit: counting its prior once let it
+        follow the dense points' biases, docs/photos.md "One person"); pose,
+        expression, albedo and light stay per face.  A face of weight 0 (e.g. a batch's padding) is fitted
+        on its own, with its own identity, and does not move the shared one.
+      fixed_identity: optional [Ki] or [B, Ki] identity (std units) held fixed: the
+        other coefficients are fitted to it (e.g. a person's identity from a
+        `share_identity` fit over other images).  Not with `share_identity`.
 
     Returns:
       `FitResult` (with zero steps: the starting point, rendered).
@@ -463,14 +507,23 @@ class Fitter:
     if not np.isfinite(landmarks.numpy()).all():
       raise InputError("fitting: target landmarks contain NaN or Inf")
     skin = tf.ones_like(images[..., :1]) if skin is None else tf.convert_to_tensor(skin, tf.float32)
-    coeffs = self.initial_coefficients(landmarks, init)
+    batch = int(images.shape[0])
+    mix, offset = self._identity_inputs(batch, share_identity, fixed_identity)
+    start = init
+    if share_identity is not None or fixed_identity is not None:
+      base = self.initial_coefficients(landmarks, None) if init is None else init
+      base = Coefficients(*[tf.convert_to_tensor(v, tf.float32) for v in base])
+      start = base._replace(identity=tf.matmul(mix, base.identity) + offset)
+    coeffs = self.initial_coefficients(landmarks, start)
     params = tuple(v / s for v, s in zip(coeffs, self.scales))
+    if fixed_identity is not None:     # the identity comes from `offset` alone
+      params = tuple(tf.zeros_like(p) if n == "identity" else p for n, p in zip(GROUPS, params))
     weights_np = (self.face_weights(coeffs.rotation.numpy()) if weights is None
                   else np.asarray(weights, np.float32))
     centre = ((coeffs.identity, coeffs.expression)
               if self.config.shape_prior_at_start and init is not None
               else (tf.zeros_like(coeffs.identity), tf.zeros_like(coeffs.expression)))
-    inputs = (images, landmarks, tf.constant(weights_np), skin) + centre
+    inputs = (images, landmarks, tf.constant(weights_np), skin) + centre + (mix, offset)
     histories = []
     landmark_steps = self.config.landmark_steps
     parts = [(self._landmark_stage, landmark_steps)]
@@ -480,7 +533,7 @@ class Fitter:
                (self._landmark_stage, landmark_steps - first)]
     for stage, steps in parts + [(self._photometric_stage, self.config.photometric_steps)]:
       if stage == "retarget":
-        rotation = self._coeffs(params).rotation.numpy()
+        rotation = self._coeffs(params, inputs).rotation.numpy()
         landmarks = tf.convert_to_tensor(np.asarray(retarget(rotation), np.float32))
         inputs = (images, landmarks) + inputs[2:]
       elif steps > 0:
@@ -491,7 +544,7 @@ class Fitter:
     if not np.isfinite(per_face).all():
       bad = int(np.argmax(~np.isfinite(per_face).all(axis=1)))
       raise InputError(f"fitting: loss became non-finite at step {bad}")
-    coeffs = self._coeffs(params)
+    coeffs = self._coeffs(params, inputs)
     synthesis = self.synthesize(coeffs) if render else None
     projected = (synthesis.landmarks2d if render else camera_lib.project(camera_lib.transform(
         self.landmark_decoder(coeffs.identity, coeffs.expression), coeffs.rotation,
