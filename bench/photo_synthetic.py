@@ -91,10 +91,14 @@ def scene_light(rng, count):
 
 
 def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_roll=0.0,
-                 all_vertices=False, scene="plain"):
+                 all_vertices=False, scene="plain", frames_per_identity=1, coefficients=False):
   """(images uint8 [N, S, S, 3], true 68 landmarks [N, 68, 2] (BFM convention),
   yaw degrees [N]), plus with `all_vertices` every vertex's projection
-  `[N, V, 2]` (pixels).
+  `[N, V, 2]` (pixels), then with `coefficients` the true `Coefficients` (numpy).
+
+  frames_per_identity: F > 1 gives faces k F ... k F + F - 1 the identity of the first of
+  them (one person seen F times, each with its own expression, pose and scene); the
+  draws are those of F = 1.
 
   Yaws: "even" spreads |yaw| evenly over [0, max_yaw], "uniform" draws it;
   random sign; pitch uniform within `MAX_PITCH`, roll within `max_roll`.
@@ -120,8 +124,10 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
     pitch = rng.uniform(-MAX_PITCH, MAX_PITCH, count)
     roll = rng.uniform(-max_roll, max_roll, count)
   coeffs = synth.layout.zeros(count)
+  identity = rng.normal(0, IDENTITY_STD, coeffs.identity.shape)
+  identity = identity[np.arange(count) // frames_per_identity * frames_per_identity]
   coeffs = coeffs._replace(
-      identity=tf.constant(rng.normal(0, IDENTITY_STD, coeffs.identity.shape), tf.float32),
+      identity=tf.constant(identity, tf.float32),
       expression=tf.constant(rng.normal(0, EXPRESSION_STD, coeffs.expression.shape), tf.float32),
       rotation=tf.constant(np.radians(np.stack([pitch, yaw, roll], -1)), tf.float32))
   light = background = albedo = None
@@ -144,7 +150,8 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
     if all_vertices:
       vertices.append(camera_lib.project(syn.posed, synth.camera).numpy())
   out = (np.concatenate(images), np.concatenate(marks), yaw)
-  return out + (np.concatenate(vertices),) if all_vertices else out
+  out += (np.concatenate(vertices),) if all_vertices else ()
+  return out + (type(coeffs)(*[np.asarray(v) for v in coeffs]),) if coefficients else out
 
 
 def main(argv=None):

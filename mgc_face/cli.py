@@ -8,7 +8,8 @@
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
-           [--fit-steps N] [--cnn-fallback] [--frame-step N] (photos and videos)
+           [--fit-steps N] [--cnn-fallback] [--frame-step N] [--same-person]
+           (photos and videos)
            [--set NAME=VALUE ...] (photos: any field of shared/fit/fitter.py's FitConfig)
     eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N] [--self-fit-steps N]
            (landmark-fitting steps after the regression, default 200; test-time
@@ -80,6 +81,10 @@ def add_test(group):
   add_photo_arguments(group)
   group.add_argument("--frame-step", type=int, default=1,
                      help="videos: reconstruct every N-th frame (default 1: every frame)")
+  group.add_argument("--same-person", action="store_true",
+                     help="photos and videos of one person: fit one identity to up to 16 of "
+                          "them, hold it in every fit, and reconstruct the largest face of "
+                          "each image or frame only")
   add_quiet(group)
 
 
@@ -168,7 +173,8 @@ def run_photo_mode(args, face_model):
                                            cnn_fallback=args.cnn_fallback,
                                            landmarks=getattr(args, "landmarks", "dense"),
                                            frame_step=args.frame_step,
-                                           progress=not args.quiet)
+                                           progress=not args.quiet,
+                                           same_person=args.same_person)
   return 0 if summary["images_ok"] == summary["images"] else 1
 
 
@@ -230,9 +236,10 @@ def run(args):
     face_model = load_face_model(args.face_model)
     if input_kind(args) == "photo":
       return run_photo_mode(args, face_model)
-    if args.set:
-      raise InputError("--set: changes the photo fit, and aligned crops are not fitted "
-                       "(--input-kind photo fits them)")
+    for flag, given in (("--set", args.set), ("--same-person", args.same_person)):
+      if given:
+        raise InputError(f"{flag}: changes the photo fit, and aligned crops are not fitted "
+                         "(--input-kind photo fits them)")
     need(args, "checkpoint")
     regressor = infer.load_regressor(args.checkpoint, face_model)
     written, problems = infer.reconstruct_folder(regressor, args.input, args.output,

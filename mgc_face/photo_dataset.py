@@ -211,10 +211,10 @@ class PhotoViews:
 
   def largest_face(self, label, image):
     """The `FaceJob` of the largest face in `image`; InputError when there is none."""
-    jobs, _ = self.pipeline.drop_weak(self.pipeline.detect(image))
-    if not jobs:
+    job, _ = self.pipeline.largest_of(self.pipeline.drop_weak(self.pipeline.detect(image))[0])
+    if job is None:
       fail(label, "no face found")
-    return max(jobs, key=lambda job: job.face.size)
+    return job
 
   def views(self, jobs_and_labels):
     """[(label, FaceJob)] -> [View] in the same order (fitted in batches)."""

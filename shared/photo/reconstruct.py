@@ -56,11 +56,20 @@ in the summary as `weak_detections`).
 Faces of one image are fitted together in a batch padded to a power of two
 (at most `max_batch`), so the fitting functions compile for a few sizes
 only.  One image is in memory at a time.
+
+One person (`same_person`): when every input shows the same person (a video, or photos of
+one face), the pipeline first fits one identity jointly to the largest face of up to
+`SAME_PERSON_FACES` images or frames spread evenly over the inputs
+(`PhotoReconstructor.pool_identity`, `Fitter.fit(share_identity=...)`), then fits every
+image's largest face with that identity held fixed: the face's shape no longer changes from
+frame to frame, only its expression and pose do.  Other faces are left out (counted in the
+summary as `other_faces`).
 """
 
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import time
@@ -114,6 +123,9 @@ TEXTURE_SIZE = 512
 # to the second (at grazing angles one photo pixel is smeared over many texels).
 TEXTURE_FACING = (0.2, 0.5)
 DEFAULT_MAX_BATCH = 8
+# `same_person`: the identity is fitted jointly to the largest face of at most this many
+# images or frames, spread evenly over the inputs (one batch: its fit compiles once).
+SAME_PERSON_FACES = 16
 # dlib HOG margins: real faces in AFLW2000-16 score 0.12-2.8; the false
 # positives seen (a mission patch on the astronaut JPEG, an upscaled
 # astronaut) 0.04-0.09.  Weaker HOG detections are ignored (and listed).
@@ -259,6 +271,10 @@ class PhotoReconstructor:
     self.cnn_fallback = cnn_fallback
     self.max_batch = int(max_batch)
     self.timings = {"read": [], "detect": [], "align": [], "regress": [], "fit": [], "write": []}
+    # One person (`pool_identity`): the identity every fit holds fixed ([Ki], None: each
+    # face its own), and only the largest face of an image is reconstructed.
+    self.fixed_identity = None
+    self.largest_only = False
 
   def _setup_dense(self, face_model, fit_config, bfm_landmarks, mesh_bias):
     """The dense fitter (468 points, `shared.fit.dense`), the 68 output
@@ -356,8 +372,9 @@ class PhotoReconstructor:
     init = self.regress(crops)
     return init, self.fit(crops, landmarks, init, dense)
 
-  def fit(self, crops, landmarks, init=None, dense=None):
-    """Fits one padded batch from `init` (None: the posed mean face).
+  def fit(self, crops, landmarks, init=None, dense=None, share_identity=None):
+    """Fits one padded batch from `init` (None: the posed mean face), with
+    `fixed_identity` when set.
 
     Args:
       crops: [B, 224, 224, 3] float32 in [0, 1].  landmarks: [B, 68, 2] crop pixels.
@@ -365,6 +382,8 @@ class PhotoReconstructor:
       dense: optional [B, 468, 2] mesh points in crop pixels: then the fit
         follows them (`shared.fit.dense`) and the 68 landmarks serve only the
         skin mask; the result's landmarks are the model's 68 all the same.
+      share_identity: optional [B] weights: fit one identity to the faces of weight > 0
+        (`Fitter.fit`), instead of `fixed_identity`.
 
     Returns:
       `fitting.FitResult`.
@@ -373,17 +392,57 @@ class PhotoReconstructor:
     skin = None
     if self.fit_config.photometric_steps > 0:
       skin = skin_from_landmarks(crops, landmarks)
+    identity = ({"share_identity": share_identity} if share_identity is not None else
+                {"fixed_identity": self.fixed_identity} if self.fixed_identity is not None
+                else {})
     if dense is not None and self.dense_fitter is not None:
       retarget = None
       if self.mesh_bias is not None:
         def retarget(rotation):   # the yaw of the closed-form start (or `init`) picks the bias
           return dense + self.mesh_bias.at(np.degrees(rotation[:, 1]))
-      result = self.dense_fitter.fit(crops, dense, init=init, skin=skin, retarget=retarget)
+      result = self.dense_fitter.fit(crops, dense, init=init, skin=skin, retarget=retarget,
+                                     **identity)
       result.synthesis = self.with_model_landmarks(result.synthesis)
     else:
-      result = self.fitter.fit(crops, landmarks, init=init, skin=skin)
+      result = self.fitter.fit(crops, landmarks, init=init, skin=skin, **identity)
     self.timings["fit"].append(time.perf_counter() - start)
     return result
+
+  @staticmethod
+  def largest_of(jobs):
+    """(the job of the largest face by box area, renumbered 0; how many others), or
+    (None, 0) for no jobs."""
+    if not jobs:
+      return None, 0
+    return dataclasses.replace(max(jobs, key=lambda job: job.face.size), index=0), len(jobs) - 1
+
+  def pool_identity(self, images):
+    """One identity for the person the images show, fitted jointly to the largest face of
+    each (`Fitter.fit(share_identity=...)`; one batch per kind of fit, padded to a power of
+    two, the padding at weight 0).  Sets `fixed_identity` and `largest_only`.
+
+    Args:
+      images: an iterable of uint8 [H, W, 3] arrays (e.g. `keyframes`; each is detected
+        as it comes, and only its largest face's crop is kept).
+
+    Returns:
+      How many faces the identity was fitted to (0: none found; then no identity is set).
+    """
+    jobs = [self.largest_of(self.drop_weak(self.detect(image))[0])[0] for image in images]
+    jobs = [job for job in jobs if job is not None]
+    identities, counts = [], []
+    for group in self.groups(jobs):
+      size = _batch_size(len(group), len(group))
+      padded = group + [group[-1]] * (size - len(group))
+      crops, landmarks, dense = self.batch_inputs(padded)
+      weights = np.r_[np.ones(len(group)), np.zeros(size - len(group))]
+      result = self.fit(crops, landmarks, self.regress(crops), dense, share_identity=weights)
+      identities.append(result.coeffs.identity.numpy()[0])
+      counts.append(len(group))
+    self.largest_only = True
+    if counts:
+      self.fixed_identity = np.average(identities, axis=0, weights=counts).astype(np.float32)
+    return int(sum(counts))
 
   def with_model_landmarks(self, synthesis):
     """`synthesis` with its landmarks replaced by the model's 68 output
@@ -577,6 +636,10 @@ class PhotoReconstructor:
       log(f"skipped: {message}")
       return {**entry, "status": "error", "error": message}
     jobs, weak = self.drop_weak(jobs)
+    if self.largest_only and len(jobs) > 1:
+      largest, others = self.largest_of(jobs)
+      entry["other_faces"] = others
+      jobs = [largest]
     if weak:
       entry["weak_detections"] = [{"box": [round(float(v), 2) for v in j.face.box],
                                    "score": round(float(j.face.score), 4)} for j in weak]
@@ -663,6 +726,33 @@ class PhotoReconstructor:
     return entry
 
 
+def keyframes(files, frame_step=1, count=SAME_PERSON_FACES):
+  """Yields up to `count` images (uint8 RGB [H, W, 3]) spread evenly over the photos of
+  `files` and the frames a run reads of its videos (every `frame_step`-th), in order; files
+  that cannot be read are passed over (the run reports them)."""
+  slots = []
+  for path in files:
+    if not is_video_file(path):
+      slots.append((path, None))
+      continue
+    try:
+      frames = video_io.video_info(path).frames
+    except InputError:
+      continue
+    slots += [(path, k) for k in range(0, max(frames, 1), frame_step)]
+  chosen = [slots[k] for k in video_io.evenly_spaced(len(slots), count)] if slots else []
+  for path, group in itertools.groupby(chosen, key=lambda slot: slot[0]):
+    wanted = [k for _, k in group]
+    try:
+      if wanted[0] is None:
+        yield read_image(path)
+      else:
+        for _, frame in video_io.read_frames(path, wanted=wanted):
+          yield frame
+    except InputError:
+      continue
+
+
 def texture_weight(cosine, facing=TEXTURE_FACING):
   """How much the UV texture trusts the photo at each vertex: [V] in [0, 1].
 
@@ -714,7 +804,8 @@ def obj_with_uv(vertices, faces, colours, uv, mtl_name):
 def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                        fit_config=fitting.FitConfig(), log=print, cnn_fallback=False,
                        landmarks="dense",
-                       max_batch=DEFAULT_MAX_BATCH, frame_step=1, progress=True):
+                       max_batch=DEFAULT_MAX_BATCH, frame_step=1, progress=True,
+                       same_person=False):
   """Reconstructs every face in every image and video frame; see the module doc for outputs.
 
   Args:
@@ -734,6 +825,9 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     max_batch: faces fitted together at most.
     frame_step: of a video, every `frame_step`-th frame is read (1: every frame).
     progress: a progress bar over each video's frames.
+    same_person: the inputs show one person: one identity, fitted jointly to up to
+      `SAME_PERSON_FACES` of them (`keyframes`), is held fixed in every fit, and only the
+      largest face of each image or frame is reconstructed (module doc).
 
   Returns:
     The summary dict that is also written to `output_dir/summary.json`.
@@ -763,6 +857,11 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                                 backend=backend, fit_points=fit_points)
   if pipeline.dense_note:
     log(pipeline.dense_note)
+  pooled = None
+  if same_person:
+    pooled = pipeline.pool_identity(keyframes(files, int(frame_step)))
+    log(f"same person: one identity fitted to {pooled} face(s), held in every fit"
+        if pooled else "same person: no face found to fit an identity to")
   images = []
   for k, (path, stem) in enumerate(zip(files, output_stems(files))):
     if is_video_file(path):
@@ -783,6 +882,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       "fit": {"landmark_steps": fit_config.landmark_steps,
               "photometric_steps": fit_config.photometric_steps,
               "changed": describe_changes(fitting.FitConfig(), fit_config, None)},
+      "same_person": None if pooled is None else {"faces_pooled": pooled},
       "images": len(files),
       "images_ok": sum(entry["status"] == "ok" for entry in images),
       "faces": faces,
