@@ -38,6 +38,9 @@ LIGHT_STD = 0.2           # SH bands 1-3 (direction), per face
 LIGHT_TINT_STD = 0.05     # per colour channel, bands 0-3
 AMBIENT_STD = 0.08        # band 0
 ALBEDO_STD = 0.5
+# `photo_albedo`'s fit keeps the shape prior the photo fit had until session 41, so the
+# textured renders stay the same when the photo fit's default changes.
+ALBEDO_FIT_PRIOR = {"shape_weight": 1e-3, "expression_ratio": 0.8}
 
 
 def scene_backgrounds(rng, count, size):
@@ -69,8 +72,9 @@ def photo_albedo(face_model):
   since session 34, so figures of older sessions differ).  Gives the renders brows,
   eyes, lips and skin texture."""
   import skimage.data
+  from shared.fit.fitter import FitConfig
   from shared.photo.reconstruct import PhotoReconstructor
-  pipe = PhotoReconstructor(face_model, max_batch=1)
+  pipe = PhotoReconstructor(face_model, fit_config=FitConfig(**ALBEDO_FIT_PRIOR), max_batch=1)
   jobs = pipe.detect(skimage.data.astronaut())
   return pipe.texture_colours(pipe.reconstruct(jobs[:1])[0])
 

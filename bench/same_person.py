@@ -2,7 +2,8 @@
 (`same_person`) against each image fitted on its own, on synthetic renders with known shape.
 
     python bench/same_person.py [--persons 12] [--frames 8] [--seeds 0 1 2] [--max-yaw 60]
-                                [--scene textured] [--checkpoint CKPT]
+                                [--scene textured] [--landmarks detected|truth]
+                                [--checkpoint CKPT] [--set NAME=VALUE] [--arms own same]
 
 Each seed renders `--persons` random ICT identities (`bench/photo_synthetic.render_faces`,
 none tuned on), each `--frames` times with its own expression, pose (|yaw| uniform up to
@@ -10,8 +11,12 @@ none tuned on), each `--frames` times with its own expression, pose (|yaw| unifo
 (BlazeFace, MediaPipe's 468 points, the dense fit; default `FitConfig`) twice:
 
 - own: each image's face fitted on its own (as `main.py --mode test` does);
-- same person: `PhotoReconstructor.pool_identity` over the person's images, then each
+- same person: `PhotoReconstructor.pool_identity_of` over the person's faces, then each
   image fitted with that identity held fixed (as `--same-person` does).
+
+`--landmarks truth` replaces the detector by the render's true 68 points (and the dense fit
+by the 68-point one): what the fit makes of perfect sparse landmarks.  `--set NAME=VALUE`
+changes the photo fit (`FitConfig`).  Times are the fits' (detection excluded).
 
 Scored per image against the truth, as `mgc_face.evaluate` scores shape (face region,
 similarity-aligned RMSE, divided by the mean face's): the identity (the neutral face of the
@@ -38,8 +43,15 @@ def _parse_args(argv):
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--max-yaw", type=float, default=60.0, help="largest |yaw|, degrees")
   parser.add_argument("--scene", default="textured", choices=("plain", "varied", "textured"))
+  parser.add_argument("--arms", nargs="+", choices=("own", "same"), default=["own", "same"],
+                      help="which fits to run (default both)")
+  parser.add_argument("--landmarks", default="detected", choices=("detected", "truth"),
+                      help="detected: BlazeFace and MediaPipe's 468 points, the dense fit (as "
+                           "photos are); truth: the render's true 68 points, the 68-point fit")
   parser.add_argument("--checkpoint", help="an MGC checkpoint whose regressor starts the fits "
                                            "(default: the posed mean face)")
+  from shared.config_overrides import add_set_argument
+  add_set_argument(parser, "the photo fit's FitConfig (shared/fit/fitter.py)", "shape_weight=3e-4")
   return parser.parse_args(argv)
 
 
@@ -58,12 +70,23 @@ def _flicker(neutral, region, rigid_align):
   return float(np.sqrt(np.mean(np.sum(aligned.var(0), -1))))
 
 
+def _truth_job(image, landmarks):
+  """A `FaceJob` of the rendered face's true 68 points (no detector; the 68-point fit)."""
+  import numpy as np
+  from shared.photo import alignment
+  from shared.photo.landmarks import Face
+  from shared.photo.reconstruct import FaceJob
+  landmarks = np.asarray(landmarks, np.float32)
+  box = np.r_[landmarks.min(0), landmarks.max(0)].astype(np.float32)
+  return FaceJob(0, Face(box, landmarks, 1.0, "truth"), alignment.align_224(image, landmarks))
+
+
 def run_seed(args, seed, face_model, pipe):
   import numpy as np
   from photo_synthetic import render_faces
   from mgc_face.evaluate import aligned_rmse, rigid_align, SKIN_REGION
   count = args.persons * args.frames
-  images, _, _, truth = render_faces(face_model, count, seed, max_yaw=args.max_yaw,
+  images, true_landmarks, _, truth = render_faces(face_model, count, seed, max_yaw=args.max_yaw,
                                      spread="uniform", scene=args.scene,
                                      frames_per_identity=args.frames, coefficients=True)
   decoder = pipe.synthesizer.decoder
@@ -72,20 +95,21 @@ def run_seed(args, seed, face_model, pipe):
   true_full = _shapes(decoder, truth.identity, truth.expression)
   true_neutral = _shapes(decoder, truth.identity, zero_exp)
   mean_face = np.asarray(face_model.mean_shape)
-  arms = {"own": {}, "same": {}}
-  seconds = {"own": 0.0, "same": 0.0}
+  arms = {arm: {} for arm in args.arms}
+  seconds = {arm: 0.0 for arm in args.arms}
   for person in range(args.persons):
     frames = range(person * args.frames, (person + 1) * args.frames)
     jobs = {}
     for k in frames:
-      job = pipe.largest_of(pipe.drop_weak(pipe.detect(images[k]))[0])[0]
+      job = (_truth_job(images[k], true_landmarks[k]) if args.landmarks == "truth"
+             else pipe.largest_of(pipe.drop_weak(pipe.detect(images[k]))[0])[0])
       if job is not None:
         jobs[k] = job
     for arm in arms:
       start = time.perf_counter()
       pipe.fixed_identity, pipe.largest_only = None, False
       if arm == "same":
-        pipe.pool_identity(images[k] for k in frames)
+        pipe.pool_identity_of(list(jobs.values()))
       numbered = [j.__class__(n, j.face, j.aligned) for n, j in enumerate(jobs.values())]
       records = pipe.reconstruct(numbered) if numbered else []
       seconds[arm] += time.perf_counter() - start
@@ -127,16 +151,18 @@ def run(args):
   if args.checkpoint:
     from mgc_face.infer import load_regressor
     regressor = load_regressor(args.checkpoint, face_model)
-  pipe = PhotoReconstructor(face_model, regressor)
+  from shared.config_overrides import apply_overrides
+  from shared.fit.fitter import FitConfig
+  pipe = PhotoReconstructor(face_model, regressor, apply_overrides(FitConfig(), args.set, fixed={}))
   per_seed = {seed: run_seed(args, seed, face_model, pipe) for seed in args.seeds}
   metrics = ("identity_vs_mean_face", "shape_vs_mean_face", "flicker_mm", "ms_per_image")
   table = []
   for seed, rows in per_seed.items():
-    for arm in ("own", "same"):
+    for arm in args.arms:
       table.append([seed, arm, rows[arm]["found"]] + [f"{rows[arm][m]:.4f}" for m in metrics])
   common.print_table(["seed", "arm", "found"] + list(metrics), table)
   summary = {}
-  for m in metrics:
+  for m in metrics if len(args.arms) == 2 else ():
     own = np.array([rows["own"][m] for rows in per_seed.values()])
     same = np.array([rows["same"][m] for rows in per_seed.values()])
     summary[m] = {"own_mean": float(own.mean()), "own_std": float(own.std()),
@@ -147,7 +173,8 @@ def run(args):
           + ", ".join(f"{d:+.4f}" for d in same - own))
   common.print_json({"bench": "same_person", "persons": args.persons, "frames": args.frames,
                      "seeds": args.seeds, "max_yaw": args.max_yaw, "scene": args.scene,
-                     "checkpoint": args.checkpoint,
+                     "checkpoint": args.checkpoint, "set": args.set or [],
+                     "landmarks": args.landmarks,
                      "per_seed": {str(k): v for k, v in per_seed.items()}, "summary": summary,
                      "load_average": common.load_average()})
 

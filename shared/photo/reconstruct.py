@@ -417,19 +417,23 @@ class PhotoReconstructor:
     return dataclasses.replace(max(jobs, key=lambda job: job.face.size), index=0), len(jobs) - 1
 
   def pool_identity(self, images):
-    """One identity for the person the images show, fitted jointly to the largest face of
-    each (`Fitter.fit(share_identity=...)`; one batch per kind of fit, padded to a power of
-    two, the padding at weight 0).  Sets `fixed_identity` and `largest_only`.
+    """`pool_identity_of` the largest face of each image.
 
     Args:
       images: an iterable of uint8 [H, W, 3] arrays (e.g. `keyframes`; each is detected
         as it comes, and only its largest face's crop is kept).
-
-    Returns:
-      How many faces the identity was fitted to (0: none found; then no identity is set).
     """
     jobs = [self.largest_of(self.drop_weak(self.detect(image))[0])[0] for image in images]
-    jobs = [job for job in jobs if job is not None]
+    return self.pool_identity_of([job for job in jobs if job is not None])
+
+  def pool_identity_of(self, jobs):
+    """One identity for the person whose faces `jobs` are, fitted to all of them at once
+    (`Fitter.fit(share_identity=...)`; one batch per kind of fit, padded to a power of two,
+    the padding at weight 0).  Sets `fixed_identity` and `largest_only`.
+
+    Returns:
+      How many faces the identity was fitted to (0: no jobs; then no identity is set).
+    """
     identities, counts = [], []
     for group in self.groups(jobs):
       size = _batch_size(len(group), len(group))
