@@ -126,6 +126,10 @@ class GCNConfig:
   relight_ridge: float = 1e-3
   coarse_fit_steps: int = 0
   coarse_fit_colour_steps: int = 0
+  # The coarse refit's shape prior (`FitConfig.shape_weight`, `expression_ratio`): the photo
+  # fit's values when it was chosen (session 6), kept when the photo fit's changed (session 41).
+  coarse_fit_shape_weight: float = 1e-3
+  coarse_fit_expression_ratio: float = 0.8
   albedo_confidence: float = 0.0
   erosion_radius: int = 2
   depth_tolerance: float = 0.05

@@ -114,7 +114,9 @@ class TexturePipeline:
       from shared.fit.fitter import Fitter, FitConfig
       self.fitter = Fitter(self.synthesizer, FitConfig(
           landmark_steps=config.coarse_fit_steps,
-          photometric_steps=config.coarse_fit_colour_steps))
+          photometric_steps=config.coarse_fit_colour_steps,
+          shape_weight=config.coarse_fit_shape_weight,
+          expression_ratio=config.coarse_fit_expression_ratio))
     self.symmetry = tf.constant(np.asarray(topology.symmetry[0], np.int32).reshape(-1, 2))
 
   @property

@@ -65,9 +65,11 @@ SKIN_REGION = 0.5
 # 0.741 and cpu_hour - / 0.541 / 0.528 / 0.527; centred on the mean face at session 14's 3e-5:
 # 0.706 and 0.636, the regressors 0.808 and 0.556).
 EVAL_FIT_SHAPE_WEIGHT = 1e-3
+EVAL_FIT_EXPRESSION_RATIO = 0.8     # the photo fit's until session 41, when that one changed
 # Landmark stage only (about a millisecond a step): the geometry, not the colours.
 LANDMARK_FIT = FitConfig(landmark_steps=200, photometric_steps=0,
-                         shape_weight=EVAL_FIT_SHAPE_WEIGHT, shape_prior_at_start=True)
+                         shape_weight=EVAL_FIT_SHAPE_WEIGHT,
+                         expression_ratio=EVAL_FIT_EXPRESSION_RATIO, shape_prior_at_start=True)
 SELF_FIT = SelfFitConfig()
 # |yaw| bins (degrees) of the per-view breakdown; the last bin is closed.
 YAW_BIN_EDGES = (0.0, 20.0, 40.0, 90.0)

@@ -150,9 +150,9 @@ def test_the_photo_fit_takes_set_and_fit_steps_wins():
   add_photo_arguments(parser)
   lines = []
   config = fit_config_from_args(parser.parse_args(
-      ["--set", "shape_weight=3e-3", "--set", "landmark_steps=100"]), log=lines.append)
-  assert config == FitConfig(shape_weight=3e-3, landmark_steps=100)
-  assert lines == ["config FitConfig, changed by --set: landmark_steps=100, shape_weight=0.003"]
+      ["--set", "shape_weight=1e-2", "--set", "landmark_steps=100"]), log=lines.append)
+  assert config == FitConfig(shape_weight=1e-2, landmark_steps=100)
+  assert lines == ["config FitConfig, changed by --set: landmark_steps=100, shape_weight=0.01"]
   config = fit_config_from_args(parser.parse_args(["--set", "landmark_steps=100",
                                                    "--fit-steps", "0"]))
   assert config.steps == 0 and config.landmark_steps == 0

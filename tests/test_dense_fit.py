@@ -62,8 +62,9 @@ def test_dense_fit_recovers_a_synthetic_face(ict_model):
       identity=tf.constant(rng.normal(0, 0.8, (1, model.id_basis.shape[0])), tf.float32),
       rotation=tf.constant([[0.1, 0.6, -0.1]]), translation=tf.constant([[0.1, -0.05, 0.2]]))
   target = dense_synth(truth, render=False).landmarks2d.numpy()
-  fitter = fitting.Fitter(dense_synth, fitting.FitConfig(landmark_steps=150, photometric_steps=0),
-                          point_weights=weights)
+  config = fitting.FitConfig(landmark_steps=150, photometric_steps=0, shape_weight=1e-3,
+                             expression_ratio=0.8)   # the prior the bounds were set with
+  fitter = fitting.Fitter(dense_synth, config, point_weights=weights)
   images = np.zeros((1, 224, 224, 3), np.float32)
   result = fitter.fit(images, target)
   fitted = synth(result.coeffs, render=False).landmarks2d.numpy()

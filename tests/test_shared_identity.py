@@ -9,8 +9,10 @@ from shared.fit import fitter as fitting
 from shared.fit.landmark_convention import bfm_landmark_convention
 from shared.render.face_image import FaceSynthesizer
 
-# Landmark stage only: the identity options act on the geometry.
-CONFIG = fitting.FitConfig(landmark_steps=150, photometric_steps=0)
+# Landmark stage only: the identity options act on the geometry.  The shape prior of the
+# bounds below (the photo default until session 41).
+CONFIG = fitting.FitConfig(landmark_steps=150, photometric_steps=0, shape_weight=1e-3,
+                           expression_ratio=0.8)
 YAWS = (-40.0, 0.0, 40.0)        # degrees: one person seen from three sides
 NOISE_PX = 1.0                   # landmark noise, as the synthetic sets' labels
 

@@ -133,7 +133,7 @@ def add_photo_arguments(parser):
                            "but faces dlib's HOG also finds are fitted to dlib's 68")
   from shared.config_overrides import add_set_argument
   add_set_argument(parser, "the photo fit's FitConfig (shared/fit/fitter.py)",
-                   "shape_weight=3e-3")
+                   "shape_weight=1e-2")
 
 
 def landmark_mode_from_args(args):
