@@ -24,7 +24,8 @@ step), traced once per batch size; a caller that pads its batches to a fixed
 size compiles once.  Adam is written out in the loop: every coefficient of
 every face has its own moments, and the objective is the SUM over faces, so
 faces do not influence each other and a batch gives the same result as
-fitting the faces one by one (up to float rounding).
+fitting the faces one by one (up to float rounding), unless `fit` is told they
+share one identity (`share_identity`).
 
 Each coefficient group is optimised in its own scale (`FitConfig.*_scale`):
 Adam moves every variable by about `learning_rate` per step, so a group's
@@ -490,8 +491,9 @@ class Fitter:
         to all of them at once (their terms add up, the identity prior's too, so the
         identity is held as firmly as in one face's fit: counting its prior once let it
         follow the dense points' biases, docs/photos.md "One person"); pose,
-        expression, albedo and light stay per face.  A face of weight 0 (e.g. a batch's padding) is fitted
-        on its own, with its own identity, and does not move the shared one.
+        expression, albedo and light stay per face.  A face of weight 0 (e.g. a
+        batch's padding) is fitted on its own, with its own identity, and does not
+        move the shared one.
       fixed_identity: optional [Ki] or [B, Ki] identity (std units) held fixed: the
         other coefficients are fitted to it (e.g. a person's identity from a
         `share_identity` fit over other images).  Not with `share_identity`.
