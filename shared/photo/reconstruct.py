@@ -436,7 +436,7 @@ class PhotoReconstructor:
     """
     identities, counts = [], []
     for group in self.groups(jobs):
-      size = _batch_size(len(group), len(group))
+      size = max(len(group), _batch_size(len(group), SAME_PERSON_FACES))
       padded = group + [group[-1]] * (size - len(group))
       crops, landmarks, dense = self.batch_inputs(padded)
       weights = np.r_[np.ones(len(group)), np.zeros(size - len(group))]
