@@ -23,6 +23,7 @@ from shared.eval import landmark_eval
 from shared.photo import reconstruct
 from shared.model import camera as camera_lib
 from shared.errors import InputError
+from photo_helpers import shaded_render
 
 FIT = fitting.FitConfig(landmark_steps=60, photometric_steps=4)   # few steps: speed
 BOX_SLACK = 0.15           # fitted landmarks may leave the detector box by this fraction
@@ -308,24 +309,12 @@ def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkey
   assert len(lines) == 2 and "weak detection" in lines[0] and "no face found" in lines[1]
 
 
-def _shaded_render(ict_model, yaw_degrees, identity_seed, size=320):
-  """A synthetic photo of one face: shaded render on a grey background, uint8."""
-  from shared.photo.photo_render import shaded_photos
-  from shared.render.face_image import FaceSynthesizer
-  synth = FaceSynthesizer(ict_model, camera_lib.Camera(focal=800.0, image_size=size))
-  rng = np.random.default_rng(identity_seed)
-  coeffs = synth.layout.zeros(1)._replace(
-      identity=tf.constant(rng.normal(0, 0.6, (1, ict_model.id_basis.shape[0])), tf.float32),
-      rotation=tf.constant([[0.0, math.radians(yaw_degrees), 0.0]]))
-  return shaded_photos(synth, coeffs)[0][0]
-
-
 def test_two_faces_of_different_pose_give_two_reconstructions(tmp_path, ict_model):
   """A composite of two synthetic faces (frontal, and turned 45 degrees then
   mirrored) runs without the data folder and gives two faces, whose fitted
   yaws differ by about the rendered difference."""
-  left = _shaded_render(ict_model, 0.0, 1)
-  right = np.ascontiguousarray(_shaded_render(ict_model, 45.0, 2)[:, ::-1])
+  left = shaded_render(ict_model, 0.0, 1)
+  right = np.ascontiguousarray(shaded_render(ict_model, 45.0, 2)[:, ::-1])
   cv2.imwrite(str(tmp_path / "pair.png"), np.concatenate([left, right], 1)[..., ::-1])
   out = tmp_path / "out"
   summary = reconstruct.reconstruct_photos(tmp_path / "pair.png", ict_model, out, fit_config=FIT,

@@ -2,35 +2,18 @@
 `main.py --mode test --same-person`): one identity fitted jointly over photos and video
 frames, then held in every fit."""
 
-import math
-
 import cv2
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mgc_helpers import run_main
+from photo_helpers import shaded_render
 from shared.fit import fitter as fitting
 from shared.io import video_io
-from shared.model import camera as camera_lib
 from shared.photo import reconstruct
 
 FIT = fitting.FitConfig(landmark_steps=60, photometric_steps=4)   # few steps: speed
 SIZE = 320
-
-
-def _render(ict_model, yaw_degrees, identity_seed, expression_seed=0):
-  """A shaded render of one face on grey, uint8 [SIZE, SIZE, 3]."""
-  from shared.photo.photo_render import shaded_photos
-  from shared.render.face_image import FaceSynthesizer
-  synth = FaceSynthesizer(ict_model, camera_lib.Camera(focal=800.0, image_size=SIZE))
-  identity = np.random.default_rng(identity_seed).normal(0, 0.6, (1, synth.layout.num_id))
-  expression = np.random.default_rng([identity_seed, expression_seed]).normal(
-      0, 0.3, (1, synth.layout.num_exp))
-  coeffs = synth.layout.zeros(1)._replace(
-      identity=tf.constant(identity, tf.float32), expression=tf.constant(expression, tf.float32),
-      rotation=tf.constant([[0.0, math.radians(yaw_degrees), 0.0]]))
-  return shaded_photos(synth, coeffs)[0][0]
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +21,16 @@ def one_person(tmp_path_factory, ict_model):
   """A folder of one person: two photos, a two-frame video, and a photo where a smaller
   second face (another person) stands beside them; run with `same_person`."""
   folder = tmp_path_factory.mktemp("person")
-  cv2.imwrite(str(folder / "a.png"), _render(ict_model, 0.0, 1, 1)[..., ::-1])
-  cv2.imwrite(str(folder / "b.png"), _render(ict_model, 30.0, 1, 2)[..., ::-1])
+  cv2.imwrite(str(folder / "a.png"), shaded_render(ict_model, 0.0, 1, SIZE, 1)[..., ::-1])
+  cv2.imwrite(str(folder / "b.png"), shaded_render(ict_model, 30.0, 1, SIZE, 2)[..., ::-1])
   with video_io.video_writer(folder / "clip.mp4", 5.0, (SIZE, SIZE)) as write:
     for k, yaw in enumerate((-15.0, 15.0)):
-      write(_render(ict_model, yaw, 1, 3 + k))
-  other = cv2.resize(_render(ict_model, -20.0, 9), (SIZE * 2 // 3, SIZE * 2 // 3))
+      write(shaded_render(ict_model, yaw, 1, SIZE, 3 + k))
+  other = cv2.resize(shaded_render(ict_model, -20.0, 9, SIZE), (SIZE * 2 // 3, SIZE * 2 // 3))
   beside = np.full((SIZE, SIZE, 3), 128, np.uint8)
   beside[:other.shape[0], :other.shape[1]] = other
   cv2.imwrite(str(folder / "pair.png"),
-              np.concatenate([_render(ict_model, -20.0, 1, 5), beside], 1)[..., ::-1])
+              np.concatenate([shaded_render(ict_model, -20.0, 1, SIZE, 5), beside], 1)[..., ::-1])
   out = tmp_path_factory.mktemp("out")
   lines = []
   summary = reconstruct.reconstruct_photos(folder, ict_model, out, fit_config=FIT,
