@@ -27,6 +27,7 @@ Prints a table per seed and the paired difference, then one JSON line.
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -105,12 +106,12 @@ def run_seed(args, seed, face_model, pipe):
              else pipe.largest_of(pipe.drop_weak(pipe.detect(images[k]))[0])[0])
       if job is not None:
         jobs[k] = job
+    numbered = [dataclasses.replace(job, index=n) for n, job in enumerate(jobs.values())]
     for arm in arms:
       start = time.perf_counter()
       pipe.fixed_identity, pipe.largest_only = None, False
       if arm == "same":
-        pipe.pool_identity_of(list(jobs.values()))
-      numbered = [j.__class__(n, j.face, j.aligned) for n, j in enumerate(jobs.values())]
+        pipe.pool_identity_of(numbered)
       records = pipe.reconstruct(numbered) if numbered else []
       seconds[arm] += time.perf_counter() - start
       for k, record in zip(jobs, records):
@@ -134,7 +135,9 @@ def run_seed(args, seed, face_model, pipe):
     rows[arm] = {"found": len(keys),
                  "identity_vs_mean_face": ratio(neutral, true_neutral[keys]),
                  "shape_vs_mean_face": ratio(full, true_full[keys]),
-                 "flicker_mm": float(np.mean(flicker)) * face_model.mm_per_unit,
+                 # None where no person had two images with a face found
+                 "flicker_mm": (float(np.mean(flicker)) * face_model.mm_per_unit
+                                if flicker else None),
                  "ms_per_image": 1000.0 * seconds[arm] / max(len(keys), 1)}
   return rows
 
@@ -159,12 +162,15 @@ def run(args):
   table = []
   for seed, rows in per_seed.items():
     for arm in args.arms:
-      table.append([seed, arm, rows[arm]["found"]] + [f"{rows[arm][m]:.4f}" for m in metrics])
+      table.append([seed, arm, rows[arm]["found"]]
+                   + ["-" if rows[arm][m] is None else f"{rows[arm][m]:.4f}" for m in metrics])
   common.print_table(["seed", "arm", "found"] + list(metrics), table)
   summary = {}
   for m in metrics if len(args.arms) == 2 else ():
-    own = np.array([rows["own"][m] for rows in per_seed.values()])
-    same = np.array([rows["same"][m] for rows in per_seed.values()])
+    own = np.array([rows["own"][m] for rows in per_seed.values()], np.float64)
+    same = np.array([rows["same"][m] for rows in per_seed.values()], np.float64)
+    if np.isnan(own).any() or np.isnan(same).any():
+      continue
     summary[m] = {"own_mean": float(own.mean()), "own_std": float(own.std()),
                   "same_mean": float(same.mean()), "same_std": float(same.std()),
                   "paired_difference": [round(float(d), 4) for d in same - own]}
