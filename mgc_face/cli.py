@@ -8,7 +8,7 @@
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
-           [--fit-steps N] [--cnn-fallback] [--frame-step N] [--same-person]
+           [--fit-steps N] [--cnn-fallback] [--frame-step N] [--smoothing S] [--same-person]
            (photos and videos)
            [--set NAME=VALUE ...] (photos: any field of shared/fit/fitter.py's FitConfig)
     eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N] [--self-fit-steps N]
@@ -81,6 +81,9 @@ def add_test(group):
   add_photo_arguments(group)
   group.add_argument("--frame-step", type=int, default=1,
                      help="videos: reconstruct every N-th frame (default 1: every frame)")
+  group.add_argument("--smoothing", type=float, default=None, metavar="SECONDS",
+                     help="videos: smooth each face's points over time with a Gaussian of "
+                          "this width (default 0.12 s; 0: each frame on its own)")
   group.add_argument("--same-person", action="store_true",
                      help="photos and videos of one person: fit one identity to up to 16 of "
                           "them, hold it in every fit, and reconstruct the largest face of "
@@ -158,6 +161,14 @@ def input_kind(args):
   return "aligned" if sizes <= set(ALIGNED_SIZES) else "photo"
 
 
+def smoothing_from_args(args):
+  """The videos' `tracking.SmoothingConfig` of `--smoothing` (the default when not given)."""
+  from shared.photo import reconstruct
+  if args.smoothing is None:
+    return reconstruct.DEFAULT_SMOOTHING
+  return dataclasses.replace(reconstruct.DEFAULT_SMOOTHING, sigma_seconds=args.smoothing)
+
+
 def run_photo_mode(args, face_model):
   """Photos in: detect, align, regress (when a checkpoint is given), fit, export."""
   from shared.photo import reconstruct
@@ -174,7 +185,8 @@ def run_photo_mode(args, face_model):
                                            landmarks=getattr(args, "landmarks", "dense"),
                                            frame_step=args.frame_step,
                                            progress=not args.quiet,
-                                           same_person=args.same_person)
+                                           same_person=args.same_person,
+                                           smoothing=smoothing_from_args(args))
   return 0 if summary["images_ok"] == summary["images"] else 1
 
 

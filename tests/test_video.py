@@ -135,6 +135,7 @@ def test_photo_pipeline_reconstructs_each_frame_and_writes_an_overlay_video(
   assert [f["frame"] for f in entry["frames"]] == [0, 2, 4]
   assert [f["status"] for f in entry["frames"]] == ["ok", "ok", "no-face"]
   assert entry["video"] == {"fps": pytest.approx(FPS), "frame_step": 2, "frames_read": 3,
+                            "smoothing_seconds": reconstruct.DEFAULT_SMOOTHING.sigma_seconds,
                             "frames_with_faces": 2, "overlay": "turn_overlay.mp4"}
   for k in (0, 2):
     assert (tmp_path / f"turn_f{k:05d}_face0.obj").is_file()
@@ -156,8 +157,8 @@ def test_photo_pipeline_reconstructs_each_frame_and_writes_an_overlay_video(
 
 
 def test_cli_video_input_and_its_errors(clip, tmp_path, capsys):
-  """A video without a face: one 'skipped' line, exit status 1; a broken video or a bad
-  --frame-step: one error line, exit status 2, nothing written."""
+  """A video without a face: one 'skipped' line, exit status 1; a broken video, a bad
+  --frame-step or --smoothing: one error line, exit status 2, nothing written."""
   out = tmp_path / "out"
   code, stdout, _ = run_main(["--mode", "test", "--input", str(clip), "--output", str(out),
                               "--fit-steps", "0", "--quiet"], capsys)
@@ -166,7 +167,9 @@ def test_cli_video_input_and_its_errors(clip, tmp_path, capsys):
   bad = tmp_path / "broken.mp4"
   bad.write_bytes(b"not a video" * 50)
   for args, message in (([str(bad)], "broken.mp4: cannot open video"),
-                        ([str(clip), "--frame-step", "0"], "--frame-step 0: must be at least 1")):
+                        ([str(clip), "--frame-step", "0"], "--frame-step 0: must be at least 1"),
+                        ([str(clip), "--smoothing", "-1"], "--smoothing -1: must be 0 (none)"),
+                        ([str(clip), "--smoothing", "nan"], "--smoothing nan: must be 0")):
     code, _, stderr = run_main(["--mode", "test", "--input", *args,
                                 "--output", str(tmp_path / "o2")], capsys)
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]

@@ -29,9 +29,12 @@ plus `<stem>_overlay.png` with every face of the image, and one
 frame by frame (every `frame_step`-th): each frame's outputs as an image's, named
 `<stem>_f<frame>` (`<stem>_f00012_face0.obj`, ...), and `<stem>_overlay.mp4`, the
 frames' overlays in order (frames without a face as they are); its summary entry
-lists the frames under `frames`.  Every write is atomic.  `<stem>` is the file's stem, or
-`<stem>_<extension>` where two inputs share a stem (`image_io.output_stems`), so no
-result overwrites another.
+lists the frames under `frames`.  In a video, each face's box and points are smoothed over
+time before its fit (`shared.photo.tracking`: faces linked from frame to frame by box
+overlap, a Gaussian-weighted local parabola through the frames within 0.3 s; `smoothing`),
+so the landmark model's frame-to-frame jitter does not reach the outputs.  Every write is
+atomic.  `<stem>` is the file's stem, or `<stem>_<extension>` where two inputs share a
+stem (`image_io.output_stems`), so no result overwrites another.
 
 Pixel convention: continuous coordinates, pixel i's centre at i + 0.5 (as in
 `shared.photo.landmarks` and `shared.photo.alignment`).  Fitted landmarks are mapped to
@@ -55,7 +58,7 @@ in the summary as `weak_detections`).
 
 Faces of one image are fitted together in a batch padded to a power of two
 (at most `max_batch`), so the fitting functions compile for a few sizes
-only.  One image is in memory at a time.
+only.  One image is in memory at a time (of a video, the frames of one smoothing window).
 
 One person (`same_person`): when every input shows the same person (a video, or photos of
 one face), the pipeline first fits one identity jointly to the largest face of up to
@@ -66,6 +69,7 @@ frame to frame, only its expression and pose do.  Other faces are left out (coun
 summary as `other_faces`).
 """
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -86,6 +90,7 @@ from shared.fit import dense as dense_fit
 from shared.io import export
 
 from shared.photo import photo_render
+from shared.photo import tracking
 from shared.model import camera as camera_lib
 from shared.fit import fitter as fitting
 from shared.fit.landmark_convention import ICT_BFM_LANDMARKS68, bfm_landmark_convention
@@ -131,6 +136,8 @@ SAME_PERSON_FACES = 16
 # astronaut) 0.04-0.09.  Weaker HOG detections are ignored (and listed).
 MIN_HOG_SCORE = 0.1
 SUMMARY_FILE = "summary.json"
+# Videos: the faces' points smoothed over time (docs/photos.md, "Videos").
+DEFAULT_SMOOTHING = tracking.SmoothingConfig()
 DEFAULT_BACKEND = "mediapipe"      # shared.photo.landmarks backends
 FIT_POINTS = ("dense", "68")       # fit to the 468 mesh points or to the 68 landmarks
 DEFAULT_FIT_POINTS = "dense"
@@ -304,9 +311,17 @@ class PhotoReconstructor:
 
   def detect(self, image):
     """[H, W, 3] uint8 -> list of `FaceJob` (aligned crops)."""
+    return self.align(image, self.find_faces(image))
+
+  def find_faces(self, image):
+    """[H, W, 3] uint8 -> list of `shared.photo.landmarks.Face`, largest first."""
     start = time.perf_counter()
     faces = detect_faces(image, cnn_fallback=self.cnn_fallback, backend=self.backend)
     self.timings["detect"].append(time.perf_counter() - start)
+    return faces
+
+  def align(self, image, faces):
+    """`FaceJob`s of `faces` (their 224 crops of `image`, from their 68 landmarks)."""
     start = time.perf_counter()
     jobs = [FaceJob(k, f, alignment.align_224(image, f.landmarks68)) for k, f in enumerate(faces)]
     self.timings["align"].append(time.perf_counter() - start)
@@ -612,12 +627,13 @@ class PhotoReconstructor:
     return out
 
   def process_image(self, path, output_dir, log=print, image=None, read_seconds=0.0,
-                    stem=None, on_overlay=None):
+                    stem=None, on_overlay=None, faces=None):
     """Runs the pipeline on one file (`image`: its pixels when already read, which took
     `read_seconds`; `stem`: the outputs' name, the file's stem by default, see
     `image_io.output_stems`; `on_overlay`: called with the image's overlay, uint8
-    [h, w, 3], when it has faces).  Returns its summary entry (never raises `InputError`:
-    problems go to `log` and the entry)."""
+    [h, w, 3], when it has faces; `faces`: the image's faces when already found, e.g.
+    smoothed over a video's frames).  Returns its summary entry (never raises
+    `InputError`: problems go to `log` and the entry)."""
     path = Path(path)
     stem = path.stem if stem is None else stem
     entry = {"image": str(path), "status": "ok", "faces": []}
@@ -634,7 +650,7 @@ class PhotoReconstructor:
       entry["note"] = note
     entry["size"] = [int(image.shape[1]), int(image.shape[0])]
     try:
-      jobs = self.detect(image)
+      jobs = self.align(image, self.find_faces(image) if faces is None else faces)
     except MemoryError:
       message = f"{path}: out of memory during detection"
       log(f"skipped: {message}")
@@ -676,11 +692,13 @@ class PhotoReconstructor:
     return entry
 
   def process_video(self, path, output_dir, log=print, stem=None, frame_step=1,
-                    progress=True):
+                    progress=True, smoothing=DEFAULT_SMOOTHING):
     """Runs the pipeline on every `frame_step`-th frame of a video file: each frame's
     outputs as an image's, named `<stem>_f<frame>` (frame numbers from 0, five digits),
     and `<stem>_overlay.mp4`, the frames' overlays at `fps / frame_step` (frames without a
-    face as they are).  One line per video through `log`; frames without a face are
+    face as they are).  The faces' points are smoothed over time first (`smoothing`, a
+    `tracking.SmoothingConfig`; each frame is then fitted once the frames within its
+    window are detected).  One line per video through `log`; frames without a face are
     counted, not listed.  Returns its summary entry, with one image entry per frame under
     `frames` (never raises `InputError`)."""
     from tqdm import tqdm
@@ -695,22 +713,40 @@ class PhotoReconstructor:
     video_name = f"{stem}{VIDEO_OVERLAY_SUFFIX}"
     lines = []
     total = -(-info.frames // frame_step) if info.frames else None
+    tracks = tracking.FaceTracks(smoothing, info.fps)
+    pending = collections.deque()     # (frame number, pixels, faces) detected, not yet fitted
     try:
       with contextlib.ExitStack() as stack:
-        write = None
-        for index, frame in tqdm(video_io.read_frames(path, step=frame_step), total=total,
-                                 desc=path.name, unit="frame", disable=not progress,
-                                 leave=False):
+        writer = []
+
+        def finish_oldest():
+          index, frame, found = pending.popleft()
+          faces = None if found is None else tracks.smoothed(index)
           shown = []
           frame_entry = self.process_image(f"{path}#{index}", output_dir, lines.append,
                                            image=frame, stem=f"{stem}_f{index:05d}",
-                                           on_overlay=shown.append)
+                                           on_overlay=shown.append, faces=faces)
           picture = shown[0] if shown else export.to_uint8(self.overlay_base(frame)[0])
-          if write is None:
-            write = stack.enter_context(video_io.video_writer(
-                Path(output_dir) / video_name, info.fps / frame_step, picture.shape[1::-1]))
-          write(picture)
+          if not writer:
+            writer.append(stack.enter_context(video_io.video_writer(
+                Path(output_dir) / video_name, info.fps / frame_step, picture.shape[1::-1])))
+          writer[0](picture)
           entry["frames"].append({**frame_entry, "frame": index})
+          tracks.forget(index)
+
+        for index, frame in tqdm(video_io.read_frames(path, step=frame_step), total=total,
+                                 desc=path.name, unit="frame", disable=not progress,
+                                 leave=False):
+          try:
+            faces = self.find_faces(frame)
+            tracks.add(index, faces)
+          except MemoryError:      # process_image detects again and reports it
+            faces = None
+          pending.append((index, frame, faces))
+          while pending and index - pending[0][0] >= tracks.radius:   # window detected
+            finish_oldest()
+        while pending:
+          finish_oldest()
     except InputError as error:
       log(f"skipped: {error}")
       return {**entry, "status": "error", "error": str(error)}
@@ -719,6 +755,7 @@ class PhotoReconstructor:
         log(line)
     with_faces = sum(f["status"] == "ok" for f in entry["frames"])
     entry["video"] = {"fps": info.fps, "frame_step": frame_step,
+                      "smoothing_seconds": smoothing.sigma_seconds,
                       "frames_read": len(entry["frames"]), "frames_with_faces": with_faces,
                       "overlay": video_name}
     if not with_faces:
@@ -809,7 +846,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                        fit_config=fitting.FitConfig(), log=print, cnn_fallback=False,
                        landmarks="dense",
                        max_batch=DEFAULT_MAX_BATCH, frame_step=1, progress=True,
-                       same_person=False):
+                       same_person=False, smoothing=DEFAULT_SMOOTHING):
   """Reconstructs every face in every image and video frame; see the module doc for outputs.
 
   Args:
@@ -832,6 +869,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     same_person: the inputs show one person: one identity, fitted jointly to up to
       `SAME_PERSON_FACES` of them (`keyframes`), is held fixed in every fit, and only the
       largest face of each image or frame is reconstructed (module doc).
+    smoothing: `tracking.SmoothingConfig` of the videos' face points over time
+      (`SmoothingConfig(sigma_seconds=0)`: each frame on its own).
 
   Returns:
     The summary dict that is also written to `output_dir/summary.json`.
@@ -846,6 +885,9 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     raise InputError(f"--landmarks {landmarks}: choose from {', '.join(LANDMARK_MODES)}")
   if int(frame_step) < 1:
     raise InputError(f"--frame-step {frame_step}: must be at least 1")
+  if not (np.isfinite(smoothing.sigma_seconds) and smoothing.sigma_seconds >= 0):
+    raise InputError(f"--smoothing {smoothing.sigma_seconds:g}: must be 0 (none) or more "
+                     "seconds")
   started = time.perf_counter()
   single = isinstance(inputs, (str, Path)) and Path(inputs).is_file()
   first = None
@@ -870,7 +912,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   for k, (path, stem) in enumerate(zip(files, output_stems(files))):
     if is_video_file(path):
       images.append(pipeline.process_video(path, output_dir, log, stem=stem,
-                                           frame_step=int(frame_step), progress=progress))
+                                           frame_step=int(frame_step), progress=progress,
+                                           smoothing=smoothing))
     elif k == 0 and first is not None:
       images.append(pipeline.process_image(path, output_dir, log, image=first,
                                            read_seconds=first_seconds, stem=stem))

@@ -1,0 +1,149 @@
+"""Faces followed through video frames and smoothed over time (`shared.photo.tracking`), and
+the photo pipeline's use of it on a video."""
+
+import numpy as np
+import pytest
+import skimage.data
+
+from shared.fit import fitter as fitting
+from shared.io import video_io
+from shared.photo import reconstruct, tracking
+from shared.photo.landmarks import Face
+
+FPS = 25.0
+SMOOTH = tracking.SmoothingConfig()       # the default: 0.12 s, local parabola
+STILL_FRAMES = 12
+STILL_NOISE = 6.0                          # grey levels
+
+
+def _reference_weights(offsets, sigma, degree):
+  """The value at 0 of numpy's weighted polynomial fit, as weights: fit each unit vector."""
+  # polyfit minimises sum (w_i r_i)^2, so w = sqrt of the Gaussian weight.
+  w = np.sqrt(np.exp(-0.5 * (np.asarray(offsets, np.float64) / sigma) ** 2))
+  eye = np.eye(len(offsets))
+  return np.array([np.polyval(np.polyfit(offsets, eye[i], degree, w=w), 0.0)
+                   for i in range(len(offsets))])
+
+
+@pytest.mark.parametrize("offsets,degree", [
+    ([-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5], 1),
+    ([-5, -3, -1, 0, 2], 2),
+    ([0, 1, 2, 3, 4, 5], 1),       # the clip's first frame: the window is one-sided
+    ([-2, -1, 0], 0)])
+def test_local_fit_weights_match_numpy_polyfit(offsets, degree):
+  weights = tracking.local_fit_weights(offsets, 2.0, degree)
+  np.testing.assert_allclose(weights, _reference_weights(offsets, 2.0, degree), atol=1e-10)
+  assert weights.sum() == pytest.approx(1.0)
+
+
+def test_local_fit_weights_keep_lines_and_lower_the_degree_for_few_samples():
+  offsets = np.array([0.0, 1, 2, 3, 5])
+  line = 3.0 - 0.7 * offsets
+  assert tracking.local_fit_weights(offsets, 1.5, 1) @ line == pytest.approx(3.0)
+  np.testing.assert_allclose(tracking.local_fit_weights([0.0], 2.0, 1), [1.0])
+  np.testing.assert_allclose(tracking.local_fit_weights([-1.0, 0.0], 2.0, 2), [0.0, 1.0],
+                             atol=1e-12)   # two samples: the line through both
+
+
+def _face(centre, size=100.0, landmarks=None, dense=True):
+  x, y = centre
+  box = np.array([x - size / 2, y - size / 2, x + size / 2, y + size / 2], np.float32)
+  if landmarks is None:
+    landmarks = np.tile(np.array(centre, np.float32), (68, 1))
+  points = np.tile(np.r_[centre, 0.0].astype(np.float32), (468, 1)) if dense else None
+  return Face(box=box, landmarks68=np.asarray(landmarks, np.float32), score=1.0,
+              detector="blazeface", dense=points, points68="mesh" if dense else "dlib")
+
+
+def test_tracks_link_faces_by_overlap_and_start_new_ones():
+  tracks = tracking.FaceTracks(SMOOTH, FPS)
+  assert tracks.radius == 8               # ceil(2.5 x 0.12 s x 25 fps)
+  assert tracks.add(0, [_face((100, 100)), _face((400, 100))]) == [0, 1]
+  # Listed the other way round, moved a little: each keeps its track.
+  assert tracks.add(1, [_face((405, 102)), _face((103, 98))]) == [1, 0]
+  # A face far from both, and a face of another kind of points where track 0 is: new tracks.
+  assert tracks.add(2, [_face((250, 400)), _face((104, 99), dense=False)]) == [2, 3]
+  # Track 1 missed frame 2 and goes on in frame 3; two faces cannot share one track.
+  assert tracks.add(3, [_face((410, 101)), _face((412, 103))]) == [1, 4]
+  # Past the window, a face is not linked to a track last seen before it.
+  assert tracks.add(3 + tracks.radius + 3, [_face((250, 400))]) == [5]
+
+
+def test_smoothing_keeps_steady_motion_and_takes_out_jitter():
+  rng = np.random.default_rng(0)
+  frames = 40
+  velocity = np.array([3.0, -1.5])                # px per frame
+  true = np.array([200.0, 200.0]) + np.arange(frames)[:, None] * velocity
+  base = rng.normal(0, 10, (68, 2))
+  noisy = true[:, None] + base + rng.normal(0, 1.0, (frames, 68, 2))
+  for points, tolerance in ((true[:, None] + base, 1e-3), (noisy, None)):
+    tracks = tracking.FaceTracks(SMOOTH, FPS)
+    for k in range(frames):
+      tracks.add(k, [_face(true[k], landmarks=points[k])])
+    smoothed = np.stack([tracks.smoothed(k)[0].landmarks68 for k in range(frames)])
+    boxes = np.stack([tracks.smoothed(k)[0].box for k in range(frames)])
+    np.testing.assert_allclose(boxes[:, :2], true - 50.0, atol=1e-3)   # lines are kept
+    if tolerance is not None:
+      # On a line, a local line is exact, at the clip's ends too.
+      np.testing.assert_allclose(smoothed, points, atol=tolerance)
+      continue
+    raw_error = np.abs(points - true[:, None] - base).mean()
+    error = np.abs(smoothed - true[:, None] - base).mean()
+    second = np.abs(np.diff(smoothed, 2, axis=0)).mean()
+    raw_second = np.abs(np.diff(points, 2, axis=0)).mean()
+    assert error < 0.6 * raw_error          # about 1 / sqrt(effective samples)
+    assert second < 0.2 * raw_second        # the frame-to-frame shake, mostly gone
+  # 468 points and the 68 are smoothed alike; the fields keep their dtype.
+  face = tracks.smoothed(10)[0]
+  assert face.dense.dtype == np.float32 and face.landmarks68.dtype == np.float32
+  np.testing.assert_allclose(face.dense[0, :2], face.box.reshape(2, 2).mean(0), atol=1e-3)
+
+
+def test_no_smoothing_returns_the_faces_as_found_and_forget_frees_them():
+  tracks = tracking.FaceTracks(tracking.SmoothingConfig(sigma_seconds=0.0), FPS)
+  assert tracks.radius == 0
+  faces = [_face((100 + 3 * k, 100)) for k in range(4)]
+  for k, face in enumerate(faces):
+    tracks.add(k, [face])
+    assert tracks.smoothed(k)[0] is face
+    tracks.forget(k)
+    assert list(tracks.frames) == []
+  tracks = tracking.FaceTracks(SMOOTH, FPS)
+  for k in range(12):
+    tracks.add(k, [_face((100 + 3 * k, 100))])
+  tracks.forget(8)
+  assert min(tracks.frames) == 8 - tracks.radius + 1
+
+
+@pytest.fixture(scope="module")
+def still_clip(tmp_path_factory):
+  """Twelve frames of the astronaut holding still, each with its own noise (std
+  `STILL_NOISE` levels), coded: any motion of her fitted landmarks is jitter."""
+  rng = np.random.default_rng(3)
+  path = tmp_path_factory.mktemp("still") / "still.mp4"
+  astronaut = skimage.data.astronaut().astype(np.float32)
+  with video_io.video_writer(path, FPS, (512, 512)) as write:
+    for _ in range(STILL_FRAMES):
+      write(np.clip(astronaut + rng.normal(0, STILL_NOISE, astronaut.shape), 0, 255)
+            .astype(np.uint8))
+  return path
+
+
+def test_the_pipeline_smooths_a_video_and_shakes_less(still_clip, tmp_path, ict_model):
+  fit = fitting.FitConfig(landmark_steps=40, photometric_steps=0)
+  shake = {}
+  for name, smoothing in (("off", tracking.SmoothingConfig(sigma_seconds=0.0)),
+                          ("on", reconstruct.DEFAULT_SMOOTHING)):
+    out = tmp_path / name
+    summary = reconstruct.reconstruct_photos(still_clip, ict_model, out, fit_config=fit,
+                                             log=lambda line: None, progress=False,
+                                             smoothing=smoothing)
+    entry = summary["results"][0]
+    assert [f["frame"] for f in entry["frames"]] == list(range(STILL_FRAMES))   # all, in order
+    assert entry["video"]["smoothing_seconds"] == smoothing.sigma_seconds
+    assert len(list(video_io.read_frames(out / "still_overlay.mp4"))) == STILL_FRAMES
+    landmarks = np.stack([np.loadtxt(out / f"still_f{k:05d}_face0_lm2d.txt")
+                          for k in range(STILL_FRAMES)])
+    # The shake: each point's second difference over frames (its acceleration), px.
+    shake[name] = float(np.linalg.norm(np.diff(landmarks, 2, axis=0), axis=-1).mean())
+  assert shake["on"] < 0.3 * shake["off"], shake   # measured 0.04 against 0.36 px
