@@ -112,12 +112,7 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
   """
   import numpy as np
   import tensorflow as tf
-  from shared.model import camera as camera_lib
-  from shared.fit.landmark_convention import bfm_landmark_convention
-  from shared.photo.photo_render import shaded_photos
-  from shared.render.face_image import FaceSynthesizer
-  model = bfm_landmark_convention(face_model, interior=True)
-  synth = FaceSynthesizer(model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
+  synth = photo_synthesizer(face_model)
   rng = np.random.default_rng(seed)
   if spread == "even":
     yaw = np.linspace(0, max_yaw, count) * rng.choice([-1, 1], count)
@@ -143,19 +138,44 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
         scene_rng.normal(0, ALBEDO_STD, coeffs.albedo.shape), tf.float32))
     light = scene_light(scene_rng, count)
     background = scene_backgrounds(scene_rng, count, IMAGE_SIZE)
+  images, marks, *vertices = render_coefficients(synth, coeffs, light, background, albedo,
+                                                 all_vertices)
+  out = (images, marks, yaw, *vertices)
+  return out + (type(coeffs)(*[np.asarray(v) for v in coeffs]),) if coefficients else out
+
+
+def photo_synthesizer(face_model):
+  """The renders' `FaceSynthesizer`: the model with BFM-convention 68 landmarks, seen by a
+  `FOCAL` px camera in `IMAGE_SIZE` px images."""
+  from shared.model import camera as camera_lib
+  from shared.fit.landmark_convention import bfm_landmark_convention
+  from shared.render.face_image import FaceSynthesizer
+  model = bfm_landmark_convention(face_model, interior=True)
+  return FaceSynthesizer(model, camera_lib.Camera(focal=FOCAL, image_size=IMAGE_SIZE))
+
+
+def render_coefficients(synth, coeffs, light=None, background=None, albedo=None,
+                        all_vertices=False, chunk=4):
+  """(images uint8 [N, S, S, 3], their true 68 landmarks [N, 68, 2] px), plus with
+  `all_vertices` every vertex's projection [N, V, 2]: `coeffs` (`Coefficients` of N faces)
+  rendered by `synth` under `light` [N, 27] over `background` [N, S, S, 3]
+  (`shaded_photos`; None: its defaults), `chunk` faces at a time."""
+  import numpy as np
+  from shared.model import camera as camera_lib
+  from shared.photo.photo_render import shaded_photos
   images, marks, vertices = [], [], []
-  for first in range(0, count, 4):
-    part = type(coeffs)(*[v[first:first + 4] for v in coeffs])
-    image, syn = shaded_photos(synth, part, None if light is None else light[first:first + 4],
-                               None if background is None else background[first:first + 4],
+  for first in range(0, len(coeffs.identity), chunk):
+    part = type(coeffs)(*[v[first:first + chunk] for v in coeffs])
+    image, syn = shaded_photos(synth, part,
+                               None if light is None else light[first:first + chunk],
+                               None if background is None else background[first:first + chunk],
                                albedo)
     images.append(image)
     marks.append(syn.landmarks2d.numpy())
     if all_vertices:
       vertices.append(camera_lib.project(syn.posed, synth.camera).numpy())
-  out = (np.concatenate(images), np.concatenate(marks), yaw)
-  out += (np.concatenate(vertices),) if all_vertices else ()
-  return out + (type(coeffs)(*[np.asarray(v) for v in coeffs]),) if coefficients else out
+  out = (np.concatenate(images), np.concatenate(marks))
+  return out + ((np.concatenate(vertices),) if all_vertices else ())
 
 
 def main(argv=None):

@@ -9,10 +9,12 @@ frame, default fit).  The fitted roll of each frame minus the turn applied to it
 tracking error (its mean, the astronaut's own roll, is taken out).  Prints a table, then
 one JSON line.
 
-    python bench/video.py [--frames 60] [--turn 45] [--frame-step 1] [--output DIR]
+    python bench/video.py [--frames 60] [--turn 45] [--frame-step 1] [--smoothing S]
+        [--output DIR]
 """
 
 import argparse
+import dataclasses
 import math
 import sys
 import tempfile
@@ -34,6 +36,9 @@ def _parse_args(argv):
   parser.add_argument("--frames", type=int, default=60)
   parser.add_argument("--turn", type=float, default=45.0, help="largest turn, degrees")
   parser.add_argument("--frame-step", type=int, default=1)
+  parser.add_argument("--smoothing", type=float, default=None, metavar="SECONDS",
+                      help="width of the points' smoothing over time (default: the "
+                           "pipeline's; 0: each frame on its own)")
   parser.add_argument("--output", help="output folder (default: a temporary one)")
   return parser.parse_args(argv)
 
@@ -59,7 +64,9 @@ def run(args):
   import numpy as np
   from shared.errors import InputError
   from shared.model.face_model import load_face_model
-  from shared.photo.reconstruct import reconstruct_photos
+  from shared.photo.reconstruct import DEFAULT_SMOOTHING, reconstruct_photos
+  smoothing = (DEFAULT_SMOOTHING if args.smoothing is None else
+               dataclasses.replace(DEFAULT_SMOOTHING, sigma_seconds=args.smoothing))
   if args.frames < 1 or args.frame_step < 1:
     raise InputError("--frames and --frame-step: must be at least 1")
   if args.output:
@@ -70,7 +77,8 @@ def run(args):
     write_clip(clip, args.frames, args.turn)
     output = Path(args.output) if args.output else Path(scratch) / "out"
     summary = reconstruct_photos(clip, load_face_model(), output, log=lambda line: None,
-                                 frame_step=args.frame_step, progress=False)
+                                 frame_step=args.frame_step, progress=False,
+                                 smoothing=smoothing)
   entry = summary["results"][0]
   frames = entry["frames"]
   found = [f for f in frames if f["faces"]]
@@ -87,6 +95,7 @@ def run(args):
                          f"{np.abs(error).max():.2f}" if len(error) else "-"]])
   common.print_json({"bench": "video", "frames": args.frames, "turn_degrees": args.turn,
                      "frame_step": args.frame_step, "frames_read": len(frames),
+                     "smoothing_seconds": smoothing.sigma_seconds,
                      "frames_with_faces": len(found), "ms_per_frame": round(per_frame, 1),
                      "ms_per_frame_by_stage": {k: round(v, 1) for k, v in stages.items()},
                      "roll_error_rms_degrees": round(float(math.sqrt(np.mean(error ** 2))), 3)
