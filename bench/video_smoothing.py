@@ -22,7 +22,7 @@ and the whole 3D shape's similarity-aligned face-region RMSE over the mean face'
 fits, without detection or fitting).  Prints a table (mean +- std over seeds), then one JSON line.
 
     python bench/video_smoothing.py [--seeds 0 1 2] [--frames 60] [--period 3]
-        [--sigmas 0 0.08 0.12 0.16] [--degree 2] [--max-yaw 50]
+        [--sigmas 0 0.08 0.12 0.16] [--degree 2] [--max-yaw 50] [--plot PNG]
 """
 
 import argparse
@@ -40,6 +40,7 @@ FPS = 25.0
 PITCH, PITCH_PERIOD = 10.0, 4.4      # degrees, seconds
 ROLL, ROLL_PERIOD = 6.0, 3.6
 EXPRESSION_EVERY = 0.4               # seconds between the expressions the face glides through
+NOSE_TIP = 30                        # the plotted landmark (300-W order)
 
 
 def _parse_args(argv):
@@ -51,6 +52,9 @@ def _parse_args(argv):
   parser.add_argument("--max-yaw", type=float, default=50.0, help="degrees")
   parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.08, 0.12, 0.16],
                       help="smoothing widths to compare, seconds (0: none)")
+  parser.add_argument("--plot", metavar="PNG",
+                      help="also draw the first seed's fitted nose tip over time, each arm "
+                           "against the truth")
   parser.add_argument("--degree", type=int, default=None,
                       help="local polynomial degree (default: SmoothingConfig's)")
   return parser.parse_args(argv)
@@ -136,7 +140,7 @@ def run_seed(seed, args, face_model, synth, albedo, pipe):
   true_shapes = decoder.shape(true_coeffs.identity, true_coeffs.expression).numpy()
   region = face_model.skin_mask > SKIN_REGION
   mean_face = np.asarray(face_model.mean_shape)
-  rows = {}
+  rows, tracks_of = {}, {}
   for sigma in args.sigmas:
     config = dataclasses.replace(tracking.SmoothingConfig(), sigma_seconds=sigma)
     if args.degree is not None:
@@ -160,7 +164,8 @@ def run_seed(seed, args, face_model, synth, albedo, pipe):
               for r in records}
     rows[sigma] = {**scores(fitted, truth, shapes, true_shapes, region, mean_face),
                    "smoothing_ms_per_frame": 1000.0 * seconds / len(frames)}
-  return rows
+    tracks_of[sigma] = fitted
+  return rows, (truth, tracks_of)
 
 
 def run(args):
@@ -178,7 +183,13 @@ def run(args):
   synth = photo_synthesizer(face_model)
   albedo = photo_albedo(face_model)
   pipe = PhotoReconstructor(face_model)
-  per_seed = {seed: run_seed(seed, args, face_model, synth, albedo, pipe) for seed in args.seeds}
+  if args.plot:
+    from shared.io.paths import check_output_folder
+    check_output_folder(Path(args.plot).parent)
+  per_seed, tracks = {}, None
+  for seed in args.seeds:
+    per_seed[seed], seed_tracks = run_seed(seed, args, face_model, synth, albedo, pipe)
+    tracks = tracks or seed_tracks
   names = ("nme", "motion", "jitter", "shape_vs_mean_face")
   headers = ["sigma (s)", "found", "NME %", "motion %", "jitter %", "shape / mean face",
              "smoothing ms / frame"]
@@ -203,8 +214,38 @@ def run(args):
     table.append(cells)
     result["arms"][f"{sigma:g}"] = arm
   common.print_table(headers, table)
+  if args.plot:
+    plot_tracks(args.plot, *tracks, args)
+    result["plot"] = args.plot
   common.print_json(result)
   return 0
+
+
+def plot_tracks(path, truth, fitted, args):
+  """Draws the nose tip's x and y over the frames (`NOSE_TIP`), the truth and each arm's
+  fitted track, one arm per colour, into the PNG `path` (atomic)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  import numpy as np
+  from shared.io.fileio import atomic_path
+  figure, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+  for axis, (coordinate, name) in zip(axes, ((0, "x"), (1, "y"))):
+    axis.plot(truth[:, NOSE_TIP, coordinate], color="black", lw=2.5, label="truth")
+    for sigma, points in fitted.items():
+      keys = sorted(points)
+      axis.plot(keys, [points[k][NOSE_TIP, coordinate] for k in keys], lw=1.2,
+                label="each frame on its own" if sigma == 0 else f"smoothed, {sigma:g} s")
+    axis.set_ylabel(f"nose tip {name} (px)")
+  axes[-1].set_xlabel(f"frame ({FPS:g} fps)")
+  axes[0].legend(fontsize=8)
+  axes[0].set_title(f"seed {args.seeds[0]}: head turning {args.max_yaw:g} degrees, "
+                    f"{args.period:g} s a turn")
+  figure.tight_layout()
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
+  with atomic_path(path) as tmp:
+    figure.savefig(tmp, dpi=100, format="png")
+  plt.close(figure)
 
 
 def main(argv=None):
