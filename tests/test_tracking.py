@@ -1,6 +1,7 @@
 """Faces followed through video frames and smoothed over time (`shared.photo.tracking`), and
 the photo pipeline's use of it on a video."""
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -67,6 +68,26 @@ def test_tracks_link_faces_by_overlap_and_start_new_ones():
   assert tracks.add(3, [_face((410, 101)), _face((412, 103))]) == [1, 4]
   # Past the window, a face is not linked to a track last seen before it.
   assert tracks.add(3 + tracks.radius + 3, [_face((250, 400))]) == [5]
+
+
+def test_a_cut_between_shots_ends_every_track():
+  """The same box before and after a cut to another picture: two tracks; a frame that
+  moves on within its shot (the astronaut shifted by 5 % and turned) keeps the track."""
+  astronaut = skimage.data.astronaut()
+  coffee = np.ascontiguousarray(skimage.data.coffee()[:, :, :3])
+  moved = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256.0, 256.0), 5.0, 1.0)
+                         + np.float32([[0, 0, 25], [0, 0, 0]]), (512, 512))
+  tracks = tracking.FaceTracks(SMOOTH, FPS)
+  shots = [(astronaut, 200), (moved, 200), (astronaut, 200), (coffee, 210), (coffee, 210)]
+  ids = [tracks.add(k, [_face((x, 200))], image)[0] for k, (image, x) in enumerate(shots)]
+  assert ids == [0, 0, 0, 1, 1]
+  side = SMOOTH.thumbnail_side
+  correlation = tracking.thumbnail(astronaut, side) @ tracking.thumbnail(moved, side)
+  assert SMOOTH.cut_correlation < correlation < 1.0
+  # Smoothing stays within each shot: nothing of the boxes before the cut (x 200) reaches
+  # the faces after it (x 210), though the boxes overlap.
+  assert [tracks.smoothed(k)[0].box[0] for k in (3, 4)] == [pytest.approx(160.0)] * 2
+  assert tracks.smoothed(2)[0].box[0] == pytest.approx(150.0)
 
 
 def test_smoothing_keeps_steady_motion_and_takes_out_jitter():

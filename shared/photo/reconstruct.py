@@ -739,7 +739,7 @@ class PhotoReconstructor:
                                  leave=False):
           try:
             faces = self.find_faces(frame)
-            tracks.add(index, faces)
+            tracks.add(index, faces, frame)
           except MemoryError:      # process_image detects again and reports it
             faces = None
           pending.append((index, frame, faces))
