@@ -126,7 +126,10 @@ def test_no_smoothing_returns_the_faces_as_found_and_forget_frees_them():
   faces = [_face((100 + 3 * k, 100)) for k in range(4)]
   for k, face in enumerate(faces):
     tracks.add(k, [face])
-    assert tracks.smoothed(k)[0] is face
+    found = tracks.smoothed(k)[0]
+    assert found.track == 0
+    assert all(getattr(found, name) is getattr(face, name)
+               for name in ("box", "landmarks68", "dense"))
     tracks.forget(k)
     assert list(tracks.frames) == []
   tracks = tracking.FaceTracks(SMOOTH, FPS)
@@ -165,6 +168,20 @@ def test_the_pipeline_smooths_a_video_and_shakes_less(still_clip, tmp_path, ict_
     assert len(list(video_io.read_frames(out / "still_overlay.mp4"))) == STILL_FRAMES
     landmarks = np.stack([np.loadtxt(out / f"still_f{k:05d}_face0_lm2d.txt")
                           for k in range(STILL_FRAMES)])
+    # One file of the video's faces over time, as the frames' own files have them.
+    assert entry["video"]["tracks"] == "still_tracks.npz"
+    with np.load(out / "still_tracks.npz") as tracks:
+      assert str(tracks["format_kind"]) == reconstruct.TRACKS_KIND
+      np.testing.assert_array_equal(tracks["frame"], np.arange(STILL_FRAMES))
+      np.testing.assert_array_equal(tracks["track"], 0)
+      np.testing.assert_allclose(tracks["landmarks2d"], landmarks, atol=1e-3)
+      poses = [[f["faces"][0]["pose_degrees"][k] for k in ("yaw", "pitch", "roll")]
+               for f in entry["frames"]]
+      np.testing.assert_allclose(tracks["pose_degrees"], poses, atol=0.006)
+      with np.load(out / "still_f00005_face0_coeffs.npz") as frame5:
+        assert int(frame5["track"]) == entry["frames"][5]["faces"][0]["track"] == 0
+        for part in ("expression", "rotation", "identity"):
+          np.testing.assert_array_equal(tracks[part][5], frame5[part])
     # The shake: each point's second difference over frames (its acceleration), px.
     shake[name] = float(np.linalg.norm(np.diff(landmarks, 2, axis=0), axis=-1).mean())
   assert shake["on"] < 0.3 * shake["off"], shake   # measured 0.04 against 0.36 px

@@ -93,6 +93,8 @@ class Face:
     points68: `"mesh"` when `landmarks68` are read off `dense`, `"dlib"`
       when they are dlib's predictor's (the dlib backend, and in the `auto`
       backend the faces HOG also finds).
+    track: in a video, the number of the face's track over the frames
+      (`shared.photo.tracking`); None in a photo.
   """
   box: np.ndarray
   landmarks68: np.ndarray
@@ -100,6 +102,7 @@ class Face:
   detector: str
   dense: np.ndarray = None      # float32 [468, 3] MediaPipe points (x, y, z px), or None
   points68: str = "dlib"        # where landmarks68 come from: "dlib" or "mesh"
+  track: int = None             # a video's face track (shared.photo.tracking), or None
 
   @property
   def size(self):

@@ -27,9 +27,12 @@ and write per face, in ORIGINAL image coordinates where it applies:
 plus `<stem>_overlay.png` with every face of the image, and one
 `summary.json` per run.  A video (`shared.io.video_io.VIDEO_SUFFIXES`) is read
 frame by frame (every `frame_step`-th): each frame's outputs as an image's, named
-`<stem>_f<frame>` (`<stem>_f00012_face0.obj`, ...), and `<stem>_overlay.mp4`, the
-frames' overlays in order (frames without a face as they are); its summary entry
-lists the frames under `frames`.  In a video, each face's box and points are smoothed over
+`<stem>_f<frame>` (`<stem>_f00012_face0.obj`, ...), `<stem>_overlay.mp4`, the
+frames' overlays in order (frames without a face as they are), and `<stem>_tracks.npz`,
+every face of every frame in one file (one row per face and frame: `frame`, `face`,
+`track`, the coefficients, `pose_degrees` (yaw, pitch, roll), `box`, `landmarks2d` in photo
+pixels, `landmarks3d`, `fit_landmark_error_px`; `format_kind` "face3d-video-tracks");
+its summary entry lists the frames under `frames`.  In a video, each face's box and points are smoothed over
 time before its fit (`shared.photo.tracking`: faces linked from frame to frame by box
 overlap, a Gaussian-weighted local parabola through the frames within 0.3 s; `smoothing`),
 so the landmark model's frame-to-frame jitter does not reach the outputs.  Every write is
@@ -115,6 +118,9 @@ COEFFS_VERSION = 1
 OUTPUT_MARKER = "_face"            # files named <stem>_face<k>... are our outputs
 OUTPUT_SUFFIXES = ("_overlay",)
 VIDEO_OVERLAY_SUFFIX = "_overlay.mp4"   # a video's overlays, one frame per frame read
+VIDEO_TRACKS_SUFFIX = "_tracks.npz"     # a video's faces over time, one row per face and frame
+TRACKS_KIND = "face3d-video-tracks"
+TRACKS_VERSION = 1
 OVERLAY_MAX_SIDE = 2048
 JPEG_END_MARKER = b"\xff\xd9"     # EOI: a JPEG without it at the end was cut short
 JPEG_TAIL_BYTES = 64               # how much of the file's end is searched for it
@@ -560,7 +566,8 @@ class PhotoReconstructor:
                  landmarks3d=record["landmarks3d"], crop_landmarks2d=record["landmarks2d"],
                  align_matrix=job.aligned.matrix, align_inverse=inverse,
                  pose_degrees=np.array([pose["yaw"], pose["pitch"], pose["roll"]], np.float32),
-                 depth=record["depth"][..., 0].astype(np.float32))
+                 depth=record["depth"][..., 0].astype(np.float32),
+                 **({} if job.face.track is None else {"track": np.array(job.face.track)}))
     write_text_atomic(out / f"{name}_lm2d.txt", "".join(f"{x:.3f} {y:.3f}\n" for x, y in lm2d))
     write_text_atomic(out / f"{name}_lm3d.txt", "".join(
         f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in record["landmarks3d"]))
@@ -576,6 +583,7 @@ class PhotoReconstructor:
                  lm3d=f"{name}_lm3d.txt", depth=f"{name}_depth.png",
                  overlay=f"{name}_overlay.png")
     return {"face": job.index, "name": name,
+            **({} if job.face.track is None else {"track": int(job.face.track)}),
             "box": [round(float(v), 2) for v in job.face.box],
             "detector": job.face.detector, "score": round(float(job.face.score), 4),
             "pose_degrees": {k: round(v, 2) for k, v in pose.items()},
@@ -627,12 +635,13 @@ class PhotoReconstructor:
     return out
 
   def process_image(self, path, output_dir, log=print, image=None, read_seconds=0.0,
-                    stem=None, on_overlay=None, faces=None):
+                    stem=None, on_overlay=None, faces=None, on_faces=None):
     """Runs the pipeline on one file (`image`: its pixels when already read, which took
     `read_seconds`; `stem`: the outputs' name, the file's stem by default, see
     `image_io.output_stems`; `on_overlay`: called with the image's overlay, uint8
     [h, w, 3], when it has faces; `faces`: the image's faces when already found, e.g.
-    smoothed over a video's frames).  Returns its summary entry (never raises
+    smoothed over a video's frames; `on_faces`: called with the list of (summary entry,
+    record, landmarks in photo pixels) of the faces written).  Returns its summary entry (never raises
     `InputError`: problems go to `log` and the entry)."""
     path = Path(path)
     stem = path.stem if stem is None else stem
@@ -681,6 +690,8 @@ class PhotoReconstructor:
                        self.overlay(base, scale, [record], [lm2d]))
       entry["faces"].append(face_entry)
       all_landmarks.append(lm2d)
+    if on_faces is not None:
+      on_faces(list(zip(entry["faces"], records, all_landmarks)))
     overlay = self.overlay(base, scale, records, all_landmarks)
     export.write_png(Path(output_dir) / f"{stem}_overlay.png", overlay)
     if on_overlay is not None:
@@ -715,6 +726,7 @@ class PhotoReconstructor:
     total = -(-info.frames // frame_step) if info.frames else None
     tracks = tracking.FaceTracks(smoothing, info.fps)
     pending = collections.deque()     # (frame number, pixels, faces) detected, not yet fitted
+    rows = []                         # `track_row` of each face written
     try:
       with contextlib.ExitStack() as stack:
         writer = []
@@ -723,9 +735,11 @@ class PhotoReconstructor:
           index, frame, found = pending.popleft()
           faces = None if found is None else tracks.smoothed(index)
           shown = []
-          frame_entry = self.process_image(f"{path}#{index}", output_dir, lines.append,
-                                           image=frame, stem=f"{stem}_f{index:05d}",
-                                           on_overlay=shown.append, faces=faces)
+          frame_entry = self.process_image(
+              f"{path}#{index}", output_dir, lines.append, image=frame,
+              stem=f"{stem}_f{index:05d}", on_overlay=shown.append, faces=faces,
+              on_faces=lambda written: rows.extend(self.track_row(index, *face)
+                                                   for face in written))
           picture = shown[0] if shown else export.to_uint8(self.overlay_base(frame)[0])
           if not writer:
             writer.append(stack.enter_context(video_io.video_writer(
@@ -758,6 +772,10 @@ class PhotoReconstructor:
                       "smoothing_seconds": smoothing.sigma_seconds,
                       "frames_read": len(entry["frames"]), "frames_with_faces": with_faces,
                       "overlay": video_name}
+    if rows:
+      tracks_name = f"{stem}{VIDEO_TRACKS_SUFFIX}"
+      savez_atomic(Path(output_dir) / tracks_name, **self.tracks_arrays(rows, info.fps))
+      entry["video"]["tracks"] = tracks_name
     if not with_faces:
       message = f"{path}: no face found in {len(entry['frames'])} frame(s)"
       log(f"skipped: {message}")
@@ -765,6 +783,30 @@ class PhotoReconstructor:
     log(f"{path}: {len(entry['frames'])} frame(s), faces in {with_faces} -> "
         f"{Path(output_dir) / stem}_f*_face*, {Path(output_dir) / video_name}")
     return entry
+
+
+  @staticmethod
+  def track_row(frame, entry, record, landmarks):
+    """One face's row of a video's `<stem>_tracks.npz` (`tracks_arrays`): its small
+    arrays only, so that a long video's rows stay small."""
+    job = record["job"]
+    pose = crop_pose_to_photo(record["coeffs"]["rotation"], job.aligned.inverse)
+    return {"frame": frame, "face": entry["face"], "track": entry.get("track", -1),
+            **record["coeffs"],
+            "pose_degrees": np.array([pose["yaw"], pose["pitch"], pose["roll"]], np.float32),
+            "box": np.asarray(job.face.box, np.float32),
+            "landmarks2d": np.asarray(landmarks, np.float32),
+            "landmarks3d": np.asarray(record["landmarks3d"], np.float32),
+            "fit_landmark_error_px": np.float32(record["landmark_error_px"])}
+
+  def tracks_arrays(self, rows, fps):
+    """The arrays of a video's `<stem>_tracks.npz`: each of `rows` (`track_row`, in frame
+    order) stacked, plus the format, the face model and the video's rate."""
+    return {"format_kind": np.array(TRACKS_KIND), "format_version": np.array(TRACKS_VERSION),
+            "face_model": np.array(self.face_model.name),
+            "face_model_hash": np.array(self.face_model.source_hash),
+            "fps": np.array(fps, np.float64),
+            **{name: np.stack([np.asarray(row[name]) for row in rows]) for name in rows[0]}}
 
 
 def keyframes(files, frame_step=1, count=SAME_PERSON_FACES):

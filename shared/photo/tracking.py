@@ -106,8 +106,9 @@ class FaceTracks:
   """The faces of a video's frames, linked into tracks, smoothed on request.
 
   Frames must be added in increasing order.  A face continues the track of the last face
-  it overlaps by at least `min_iou` among the tracks seen within the smoothing window
-  (each track at most once per frame, best overlaps first); otherwise it starts a track.
+  it overlaps by at least `min_iou` among the tracks seen in the frame added before or
+  within the smoothing window (each track at most once per frame, best overlaps first);
+  otherwise it starts a track.
   """
 
   def __init__(self, config, fps):
@@ -118,6 +119,7 @@ class FaceTracks:
     self.last = {}          # track id -> (frame, Face) of its latest face
     self.next_id = 0
     self.previous = None    # the thumbnail of the frame added last
+    self.latest = None      # the frame added last
 
   def add(self, frame, faces, image=None):
     """Links `faces` (`shared.photo.landmarks.Face` list) of video frame `frame` to the
@@ -129,7 +131,7 @@ class FaceTracks:
         self.last.clear()
       self.previous = current
     live = [(tid, face) for tid, (seen, face) in self.last.items()
-            if frame - seen <= self.radius]
+            if frame - seen <= self.radius or seen == self.latest]
     pairs = []
     for i, face in enumerate(faces):
       candidates = [(tid, old) for tid, old in live if _kind(old) == _kind(face)]
@@ -150,14 +152,15 @@ class FaceTracks:
         self.next_id += 1
       self.last[ids[i]] = (frame, faces[i])
     self.frames[frame] = list(zip(ids, faces))
+    self.latest = frame
     return ids
 
   def smoothed(self, frame):
-    """The faces of `frame` (as added, in order), each with its `SMOOTHED_FIELDS` replaced
-    by the local fit over its track's faces within `radius` frames; as added when
-    smoothing is off."""
+    """The faces of `frame` (as added, in order), each with its track number (`track`) and
+    its `SMOOTHED_FIELDS` replaced by the local fit over its track's faces within `radius`
+    frames; those fields as added when smoothing is off."""
     if self.radius == 0:
-      return [face for _, face in self.frames[frame]]
+      return [dataclasses.replace(face, track=tid) for tid, face in self.frames[frame]]
     window = [(f, entries) for f, entries in self.frames.items()
               if abs(f - frame) <= self.radius]
     out = []
@@ -172,7 +175,7 @@ class FaceTracks:
           continue
         mixed = np.tensordot(weights, np.stack(values).astype(np.float64), axes=1)
         changes[name] = mixed.astype(np.asarray(getattr(face, name)).dtype)
-      out.append(dataclasses.replace(face, **changes))
+      out.append(dataclasses.replace(face, track=tid, **changes))
     return out
 
   def forget(self, frame):
