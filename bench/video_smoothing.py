@@ -148,7 +148,7 @@ def run_seed(seed, args, face_model, synth, albedo, pipe):
     start = time.perf_counter()
     tracks = tracking.FaceTracks(config, FPS)
     for k, faces in enumerate(found):
-      tracks.add(k, faces)
+      tracks.add(k, faces, frames[k])
     smoothed = [tracks.smoothed(k) for k in range(len(frames))]
     seconds = time.perf_counter() - start
     jobs = []
