@@ -10,7 +10,7 @@ tracking error (its mean, the astronaut's own roll, is taken out).  Prints a tab
 one JSON line.
 
     python bench/video.py [--frames 60] [--turn 45] [--frame-step 1] [--smoothing S]
-        [--output DIR]
+        [--no-frame-files] [--output DIR]
 """
 
 import argparse
@@ -39,6 +39,9 @@ def _parse_args(argv):
   parser.add_argument("--smoothing", type=float, default=None, metavar="SECONDS",
                       help="width of the points' smoothing over time (default: the "
                            "pipeline's; 0: each frame on its own)")
+  parser.add_argument("--no-frame-files", action="store_true",
+                      help="write only the overlay video and the tracks file, not each "
+                           "frame's files")
   parser.add_argument("--output", help="output folder (default: a temporary one)")
   return parser.parse_args(argv)
 
@@ -78,7 +81,7 @@ def run(args):
     output = Path(args.output) if args.output else Path(scratch) / "out"
     summary = reconstruct_photos(clip, load_face_model(), output, log=lambda line: None,
                                  frame_step=args.frame_step, progress=False,
-                                 smoothing=smoothing)
+                                 smoothing=smoothing, frame_files=not args.no_frame_files)
   entry = summary["results"][0]
   frames = entry["frames"]
   found = [f for f in frames if f["faces"]]
@@ -96,6 +99,7 @@ def run(args):
   common.print_json({"bench": "video", "frames": args.frames, "turn_degrees": args.turn,
                      "frame_step": args.frame_step, "frames_read": len(frames),
                      "smoothing_seconds": smoothing.sigma_seconds,
+                     "frame_files": not args.no_frame_files,
                      "frames_with_faces": len(found), "ms_per_frame": round(per_frame, 1),
                      "ms_per_frame_by_stage": {k: round(v, 1) for k, v in stages.items()},
                      "roll_error_rms_degrees": round(float(math.sqrt(np.mean(error ** 2))), 3)

@@ -8,7 +8,8 @@
            [--strategy default|mirrored|multiworker]  (docs/distributed.md)
            resumes from the latest checkpoint in DIR (README, "Training")
     test:  [--checkpoint DIR] --input FILE_OR_DIR --output DIR [--input-kind auto|aligned|photo]
-           [--fit-steps N] [--cnn-fallback] [--frame-step N] [--smoothing S] [--same-person]
+           [--fit-steps N] [--cnn-fallback] [--frame-step N] [--smoothing S] [--no-frame-files]
+           [--same-person]
            (photos and videos)
            [--set NAME=VALUE ...] (photos: any field of shared/fit/fitter.py's FitConfig)
     eval:  --checkpoint DIR --data DIR [--split test] [--fit-steps N] [--self-fit-steps N]
@@ -84,6 +85,10 @@ def add_test(group):
   group.add_argument("--smoothing", type=float, default=None, metavar="SECONDS",
                      help="videos: smooth each face's points over time with a Gaussian of "
                           "this width (default 0.12 s; 0: each frame on its own)")
+  group.add_argument("--no-frame-files", action="store_true",
+                     help="videos: write only the overlay video and <stem>_tracks.npz (every "
+                          "face's coefficients, pose and landmarks over time), not each "
+                          "frame's files")
   group.add_argument("--same-person", action="store_true",
                      help="photos and videos of one person: fit one identity to up to 16 of "
                           "them, hold it in every fit, and reconstruct the largest face of "
@@ -186,7 +191,8 @@ def run_photo_mode(args, face_model):
                                            frame_step=args.frame_step,
                                            progress=not args.quiet,
                                            same_person=args.same_person,
-                                           smoothing=smoothing_from_args(args))
+                                           smoothing=smoothing_from_args(args),
+                                           frame_files=not args.no_frame_files)
   return 0 if summary["images_ok"] == summary["images"] else 1
 
 

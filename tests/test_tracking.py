@@ -1,11 +1,14 @@
 """Faces followed through video frames and smoothed over time (`shared.photo.tracking`), and
 the photo pipeline's use of it on a video."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 
+from mgc_helpers import run_main
 from shared.fit import fitter as fitting
 from shared.io import video_io
 from shared.photo import reconstruct, tracking
@@ -185,3 +188,20 @@ def test_the_pipeline_smooths_a_video_and_shakes_less(still_clip, tmp_path, ict_
     # The shake: each point's second difference over frames (its acceleration), px.
     shake[name] = float(np.linalg.norm(np.diff(landmarks, 2, axis=0), axis=-1).mean())
   assert shake["on"] < 0.3 * shake["off"], shake   # measured 0.04 against 0.36 px
+
+
+def test_no_frame_files_writes_the_overlay_video_and_the_tracks_only(still_clip, tmp_path,
+                                                                    capsys):
+  out = tmp_path / "out"
+  code, stdout, _ = run_main(["--mode", "test", "--input", str(still_clip), "--output",
+                              str(out), "--fit-steps", "10", "--no-frame-files", "--quiet"],
+                             capsys)
+  assert code == 0, stdout
+  assert sorted(p.name for p in out.iterdir()) == ["still_overlay.mp4", "still_tracks.npz",
+                                                   "summary.json"]
+  assert f"-> {out / 'still_overlay.mp4'}, {out / 'still_tracks.npz'}" in stdout
+  with np.load(out / "still_tracks.npz") as tracks:
+    np.testing.assert_array_equal(tracks["frame"], np.arange(STILL_FRAMES))
+  frames = json.loads((out / "summary.json").read_text())["results"][0]["frames"]
+  assert all("files" not in f["faces"][0] and "overlay" not in f for f in frames)
+  assert len(list(video_io.read_frames(out / "still_overlay.mp4"))) == STILL_FRAMES

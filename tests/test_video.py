@@ -152,8 +152,8 @@ def test_photo_pipeline_reconstructs_each_frame_and_writes_an_overlay_video(
   assert np.abs(video[1][1].astype(np.float32) - overlay).mean() < 6.0
   assert np.abs(video[2][1].astype(np.float32) - 128).mean() < 10.0   # two lossy encodes
   assert lines == [f"{astronaut_clip}: 3 frame(s), faces in 2 -> {tmp_path / 'turn'}_f*_face*, "
-                   f"{tmp_path / 'turn_overlay.mp4'}", f"2 face(s) from 1/1 file(s) -> "
-                   f"{tmp_path / 'summary.json'}"]
+                   f"{tmp_path / 'turn_overlay.mp4'}, {tmp_path / 'turn_tracks.npz'}",
+                   f"2 face(s) from 1/1 file(s) -> {tmp_path / 'summary.json'}"]
   assert json.loads((tmp_path / "summary.json").read_text())["faces"] == 2
 
 

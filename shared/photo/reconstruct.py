@@ -540,10 +540,10 @@ class PhotoReconstructor:
     """
     model = self.face_model
     job = record["job"]
-    name = f"{stem}{OUTPUT_MARKER}{job.index}"
+    entry, lm2d = self.face_entry(stem, record)
+    name = entry["name"]
     out = Path(output_dir)
     inverse = job.aligned.inverse
-    lm2d = alignment.transform_points(record["landmarks2d"], inverse)
     pose = crop_pose_to_photo(record["coeffs"]["rotation"], inverse)
     files = {}
     colours = np.clip(record["colours"], 0.0, 1.0)
@@ -582,13 +582,21 @@ class PhotoReconstructor:
     files.update(coeffs=f"{name}_coeffs.npz", lm2d=f"{name}_lm2d.txt",
                  lm3d=f"{name}_lm3d.txt", depth=f"{name}_depth.png",
                  overlay=f"{name}_overlay.png")
-    return {"face": job.index, "name": name,
+    return {**entry, "files": files}, lm2d
+
+  @staticmethod
+  def face_entry(stem, record):
+    """(the summary entry of one face, without its files; its fitted landmarks [68, 2] in
+    photo pixels)."""
+    job = record["job"]
+    lm2d = alignment.transform_points(record["landmarks2d"], job.aligned.inverse)
+    pose = crop_pose_to_photo(record["coeffs"]["rotation"], job.aligned.inverse)
+    return {"face": job.index, "name": f"{stem}{OUTPUT_MARKER}{job.index}",
             **({} if job.face.track is None else {"track": int(job.face.track)}),
             "box": [round(float(v), 2) for v in job.face.box],
             "detector": job.face.detector, "score": round(float(job.face.score), 4),
             "pose_degrees": {k: round(v, 2) for k, v in pose.items()},
-            "fit_landmark_error_px": round(record["landmark_error_px"], 3),
-            "files": files}, lm2d
+            "fit_landmark_error_px": round(record["landmark_error_px"], 3)}, lm2d
 
   @staticmethod
   def overlay_base(image):
@@ -635,13 +643,15 @@ class PhotoReconstructor:
     return out
 
   def process_image(self, path, output_dir, log=print, image=None, read_seconds=0.0,
-                    stem=None, on_overlay=None, faces=None, on_faces=None):
+                    stem=None, on_overlay=None, faces=None, on_faces=None,
+                    write_files=True):
     """Runs the pipeline on one file (`image`: its pixels when already read, which took
     `read_seconds`; `stem`: the outputs' name, the file's stem by default, see
     `image_io.output_stems`; `on_overlay`: called with the image's overlay, uint8
     [h, w, 3], when it has faces; `faces`: the image's faces when already found, e.g.
     smoothed over a video's frames; `on_faces`: called with the list of (summary entry,
-    record, landmarks in photo pixels) of the faces written).  Returns its summary entry (never raises
+    record, landmarks in photo pixels) of the faces fitted; `write_files` False: no file
+    is written, the overlay only drawn, e.g. for a video's overlay video).  Returns its summary entry (never raises
     `InputError`: problems go to `log` and the entry)."""
     path = Path(path)
     stem = path.stem if stem is None else stem
@@ -685,32 +695,37 @@ class PhotoReconstructor:
     all_landmarks = []
     for record in records:
       record["photo"] = self.photo_layers(record, scale, (base.shape[1], base.shape[0]))
-      face_entry, lm2d = self.write_face(output_dir, stem, record)
-      export.write_png(Path(output_dir) / face_entry["files"]["overlay"],
-                       self.overlay(base, scale, [record], [lm2d]))
+      if not write_files:
+        face_entry, lm2d = self.face_entry(stem, record)
+      else:
+        face_entry, lm2d = self.write_face(output_dir, stem, record)
+        export.write_png(Path(output_dir) / face_entry["files"]["overlay"],
+                         self.overlay(base, scale, [record], [lm2d]))
       entry["faces"].append(face_entry)
       all_landmarks.append(lm2d)
     if on_faces is not None:
       on_faces(list(zip(entry["faces"], records, all_landmarks)))
     overlay = self.overlay(base, scale, records, all_landmarks)
-    export.write_png(Path(output_dir) / f"{stem}_overlay.png", overlay)
+    if write_files:
+      export.write_png(Path(output_dir) / f"{stem}_overlay.png", overlay)
+      entry["overlay"] = f"{stem}_overlay.png"
     if on_overlay is not None:
       on_overlay(overlay)
-    entry["overlay"] = f"{stem}_overlay.png"
     self.timings["write"].append(time.perf_counter() - start)
     poses = ", ".join(f"face{f['face']} yaw {round(f['pose_degrees']['yaw']) + 0:d}" for f in entry["faces"])
     log(f"{path}: {len(records)} face(s) ({poses}) -> {Path(output_dir) / stem}_face*")
     return entry
 
   def process_video(self, path, output_dir, log=print, stem=None, frame_step=1,
-                    progress=True, smoothing=DEFAULT_SMOOTHING):
+                    progress=True, smoothing=DEFAULT_SMOOTHING, frame_files=True):
     """Runs the pipeline on every `frame_step`-th frame of a video file: each frame's
     outputs as an image's, named `<stem>_f<frame>` (frame numbers from 0, five digits),
     and `<stem>_overlay.mp4`, the frames' overlays at `fps / frame_step` (frames without a
     face as they are).  The faces' points are smoothed over time first (`smoothing`, a
     `tracking.SmoothingConfig`; each frame is then fitted once the frames within its
-    window are detected).  One line per video through `log`; frames without a face are
-    counted, not listed.  Returns its summary entry, with one image entry per frame under
+    window are detected).  `frame_files` False: the frames' own files are not written,
+    only the overlay video and `<stem>_tracks.npz`.  One line per video through `log`;
+    frames without a face are counted, not listed.  Returns its summary entry, with one image entry per frame under
     `frames` (never raises `InputError`)."""
     from tqdm import tqdm
     path = Path(path)
@@ -738,6 +753,7 @@ class PhotoReconstructor:
           frame_entry = self.process_image(
               f"{path}#{index}", output_dir, lines.append, image=frame,
               stem=f"{stem}_f{index:05d}", on_overlay=shown.append, faces=faces,
+              write_files=frame_files,
               on_faces=lambda written: rows.extend(self.track_row(index, *face)
                                                    for face in written))
           picture = shown[0] if shown else export.to_uint8(self.overlay_base(frame)[0])
@@ -780,8 +796,11 @@ class PhotoReconstructor:
       message = f"{path}: no face found in {len(entry['frames'])} frame(s)"
       log(f"skipped: {message}")
       return {**entry, "status": "no-face", "error": message}
+    written = [f"{Path(output_dir) / stem}_f*_face*"] if frame_files else []
+    written += [str(Path(output_dir) / video_name),
+                str(Path(output_dir) / entry["video"]["tracks"])]
     log(f"{path}: {len(entry['frames'])} frame(s), faces in {with_faces} -> "
-        f"{Path(output_dir) / stem}_f*_face*, {Path(output_dir) / video_name}")
+        + ", ".join(written))
     return entry
 
 
@@ -888,7 +907,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                        fit_config=fitting.FitConfig(), log=print, cnn_fallback=False,
                        landmarks="dense",
                        max_batch=DEFAULT_MAX_BATCH, frame_step=1, progress=True,
-                       same_person=False, smoothing=DEFAULT_SMOOTHING):
+                       same_person=False, smoothing=DEFAULT_SMOOTHING, frame_files=True):
   """Reconstructs every face in every image and video frame; see the module doc for outputs.
 
   Args:
@@ -913,6 +932,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       largest face of each image or frame is reconstructed (module doc).
     smoothing: `tracking.SmoothingConfig` of the videos' face points over time
       (`SmoothingConfig(sigma_seconds=0)`: each frame on its own).
+    frame_files: False: of a video, write only the overlay video and `<stem>_tracks.npz`,
+      not each frame's files.
 
   Returns:
     The summary dict that is also written to `output_dir/summary.json`.
@@ -955,7 +976,7 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     if is_video_file(path):
       images.append(pipeline.process_video(path, output_dir, log, stem=stem,
                                            frame_step=int(frame_step), progress=progress,
-                                           smoothing=smoothing))
+                                           smoothing=smoothing, frame_files=frame_files))
     elif k == 0 and first is not None:
       images.append(pipeline.process_image(path, output_dir, log, image=first,
                                            read_seconds=first_seconds, stem=stem))
