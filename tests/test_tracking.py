@@ -11,7 +11,7 @@ import skimage.data
 from mgc_helpers import run_main
 from shared.fit import fitter as fitting
 from shared.io import video_io
-from shared.photo import reconstruct, tracking
+from shared.photo import reconstruct, track_plot, tracking
 from shared.photo.landmarks import Face
 
 FPS = 25.0
@@ -198,10 +198,33 @@ def test_no_frame_files_writes_the_overlay_video_and_the_tracks_only(still_clip,
                              capsys)
   assert code == 0, stdout
   assert sorted(p.name for p in out.iterdir()) == ["still_overlay.mp4", "still_tracks.npz",
-                                                   "summary.json"]
-  assert f"-> {out / 'still_overlay.mp4'}, {out / 'still_tracks.npz'}" in stdout
+                                                   "still_tracks.png", "summary.json"]
+  assert (f"-> {out / 'still_overlay.mp4'}, {out / 'still_tracks.npz'}, "
+          f"{out / 'still_tracks.png'}") in stdout
   with np.load(out / "still_tracks.npz") as tracks:
     np.testing.assert_array_equal(tracks["frame"], np.arange(STILL_FRAMES))
   frames = json.loads((out / "summary.json").read_text())["results"][0]["frames"]
   assert all("files" not in f["faces"][0] and "overlay" not in f for f in frames)
   assert len(list(video_io.read_frames(out / "still_overlay.mp4"))) == STILL_FRAMES
+
+
+def test_the_tracks_picture_draws_each_track(tmp_path):
+  """Two faces over 2 s: the picture is written, and its pixels change where a track's
+  line runs (the second track's pose differs from the first's)."""
+  frames = np.arange(50)
+  rows = {"frame": np.r_[frames, frames], "track": np.r_[np.zeros(50), np.ones(50)],
+          "fps": np.array(FPS),
+          "pose_degrees": np.r_[np.c_[20 * np.sin(frames / 8), 0 * frames, 0 * frames],
+                                np.c_[-30 + 0 * frames, 5 + 0 * frames, 0 * frames]],
+          "landmarks3d": np.zeros((100, 68, 3))}
+  rows["landmarks3d"][:, 66, 1] = -np.r_[np.linspace(0, 0.2, 50), np.full(50, 0.1)]
+  np.testing.assert_allclose(track_plot.mouth_opening_mm(rows["landmarks3d"][:2], 100.0),
+                             [0.0, 0.2 / 49 * 100.0])
+  one = dict(rows, **{k: v[:50] for k, v in rows.items() if k != "fps"})
+  pictures = {}
+  for name, arrays in (("one", one), ("two", rows)):
+    track_plot.plot_tracks(tmp_path / f"{name}.png", arrays, 100.0, title="clip.mp4")
+    pictures[name] = cv2.imread(str(tmp_path / f"{name}.png"))
+  assert pictures["one"].shape == pictures["two"].shape == (550, 900, 3)
+  assert (pictures["one"] < 128).mean() > 0.01         # lines and text, not a blank page
+  assert np.abs(pictures["one"].astype(int) - pictures["two"]).mean() > 1.0

@@ -137,7 +137,7 @@ def test_photo_pipeline_reconstructs_each_frame_and_writes_an_overlay_video(
   assert entry["video"] == {"fps": pytest.approx(FPS), "frame_step": 2, "frames_read": 3,
                             "smoothing_seconds": reconstruct.DEFAULT_SMOOTHING.sigma_seconds,
                             "frames_with_faces": 2, "overlay": "turn_overlay.mp4",
-                            "tracks": "turn_tracks.npz"}
+                            "tracks": "turn_tracks.npz", "tracks_plot": "turn_tracks.png"}
   for k in (0, 2):
     assert (tmp_path / f"turn_f{k:05d}_face0.obj").is_file()
     assert (tmp_path / f"turn_f{k:05d}_overlay.png").is_file()
@@ -152,7 +152,8 @@ def test_photo_pipeline_reconstructs_each_frame_and_writes_an_overlay_video(
   assert np.abs(video[1][1].astype(np.float32) - overlay).mean() < 6.0
   assert np.abs(video[2][1].astype(np.float32) - 128).mean() < 10.0   # two lossy encodes
   assert lines == [f"{astronaut_clip}: 3 frame(s), faces in 2 -> {tmp_path / 'turn'}_f*_face*, "
-                   f"{tmp_path / 'turn_overlay.mp4'}, {tmp_path / 'turn_tracks.npz'}",
+                   f"{tmp_path / 'turn_overlay.mp4'}, {tmp_path / 'turn_tracks.npz'}, "
+                   f"{tmp_path / 'turn_tracks.png'}",
                    f"2 face(s) from 1/1 file(s) -> {tmp_path / 'summary.json'}"]
   assert json.loads((tmp_path / "summary.json").read_text())["faces"] == 2
 
@@ -181,7 +182,8 @@ def test_cli_video_input_and_its_errors(clip, tmp_path, capsys):
 def test_folders_list_videos_but_not_overlay_videos(clip, tmp_path):
   import shutil
   shutil.copy(clip, tmp_path / "b.mp4")
-  shutil.copy(clip, tmp_path / "b_overlay.mp4")      # a run's own output
+  shutil.copy(clip, tmp_path / "b_overlay.mp4")      # a run's own outputs
+  cv2.imwrite(str(tmp_path / "b_tracks.png"), np.zeros((8, 8, 3), np.uint8))
   cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
   (tmp_path / "notes.txt").write_text("x")
   assert [p.name for p in reconstruct.collect_inputs(tmp_path)] == ["a.png", "b.mp4"]

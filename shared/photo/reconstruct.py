@@ -31,7 +31,8 @@ frame by frame (every `frame_step`-th): each frame's outputs as an image's, name
 frames' overlays in order (frames without a face as they are), and `<stem>_tracks.npz`,
 every face of every frame in one file (one row per face and frame: `frame`, `face`,
 `track`, the coefficients, `pose_degrees` (yaw, pitch, roll), `box`, `landmarks2d` in photo
-pixels, `landmarks3d`, `fit_landmark_error_px`; `format_kind` "face3d-video-tracks");
+pixels, `landmarks3d`, `fit_landmark_error_px`; `format_kind` "face3d-video-tracks") and
+`<stem>_tracks.png`, their head pose and mouth opening over time (`track_plot`);
 its summary entry lists the frames under `frames`.  In a video, each face's box and points are smoothed over
 time before its fit (`shared.photo.tracking`: faces linked from frame to frame by box
 overlap, a Gaussian-weighted local parabola through the frames within 0.3 s; `smoothing`),
@@ -93,6 +94,7 @@ from shared.fit import dense as dense_fit
 from shared.io import export
 
 from shared.photo import photo_render
+from shared.photo import track_plot
 from shared.photo import tracking
 from shared.model import camera as camera_lib
 from shared.fit import fitter as fitting
@@ -116,9 +118,10 @@ SUMMARY_VERSION = 1
 COEFFS_KIND = "face3d-photo-coefficients"
 COEFFS_VERSION = 1
 OUTPUT_MARKER = "_face"            # files named <stem>_face<k>... are our outputs
-OUTPUT_SUFFIXES = ("_overlay",)
+OUTPUT_SUFFIXES = ("_overlay", "_tracks")   # a run's <stem>_overlay.png|.mp4, <stem>_tracks.png
 VIDEO_OVERLAY_SUFFIX = "_overlay.mp4"   # a video's overlays, one frame per frame read
 VIDEO_TRACKS_SUFFIX = "_tracks.npz"     # a video's faces over time, one row per face and frame
+VIDEO_PLOT_SUFFIX = "_tracks.png"       # their pose and mouth opening over time (track_plot)
 TRACKS_KIND = "face3d-video-tracks"
 TRACKS_VERSION = 1
 OVERLAY_MAX_SIDE = 2048
@@ -167,7 +170,7 @@ class FaceJob:
 def collect_inputs(inputs):
   """Image and video files from a path, a folder (not recursive) or a list of them.
 
-  Files named like our outputs (`*_face<k>*`, `*_overlay`) are skipped in
+  Files named like our outputs (`*_face<k>*`, `*_overlay`, `*_tracks`) are skipped in
   folders, so a run can write into its input folder.  Returns sorted Paths
   (lists keep their order).
 
@@ -789,16 +792,21 @@ class PhotoReconstructor:
                       "frames_read": len(entry["frames"]), "frames_with_faces": with_faces,
                       "overlay": video_name}
     if rows:
+      arrays = self.tracks_arrays(rows, info.fps)
       tracks_name = f"{stem}{VIDEO_TRACKS_SUFFIX}"
-      savez_atomic(Path(output_dir) / tracks_name, **self.tracks_arrays(rows, info.fps))
-      entry["video"]["tracks"] = tracks_name
+      savez_atomic(Path(output_dir) / tracks_name, **arrays)
+      plot_name = f"{stem}{VIDEO_PLOT_SUFFIX}"
+      track_plot.plot_tracks(Path(output_dir) / plot_name, arrays, self.face_model.mm_per_unit,
+                             title=path.name)
+      entry["video"].update(tracks=tracks_name, tracks_plot=plot_name)
     if not with_faces:
       message = f"{path}: no face found in {len(entry['frames'])} frame(s)"
       log(f"skipped: {message}")
       return {**entry, "status": "no-face", "error": message}
     written = [f"{Path(output_dir) / stem}_f*_face*"] if frame_files else []
     written += [str(Path(output_dir) / video_name),
-                str(Path(output_dir) / entry["video"]["tracks"])]
+                str(Path(output_dir) / entry["video"]["tracks"]),
+                str(Path(output_dir) / entry["video"]["tracks_plot"])]
     log(f"{path}: {len(entry['frames'])} frame(s), faces in {with_faces} -> "
         + ", ".join(written))
     return entry
