@@ -93,6 +93,26 @@ def test_bfm_landmark_convention_swaps_only_the_ict_jaw(ict_model, model):
   assert bfm_landmark_convention(other) is other
 
 
+@pytest.mark.parametrize("interior", [False, True])
+def test_inner_lip_landmarks_open_with_the_jaw(ict_model, interior):
+  """Under the expression that lowers the chin most (ICT's jawOpen), the lower inner lip
+  (65-67) follows the lower lip (57), and the upper inner lip (61-63) the upper lip (51),
+  in ICT's own points and in the BFM convention's (session 42: 65-67 had sat on the upper
+  lip, so an open mouth's output points stayed shut)."""
+  model = bfm_landmark_convention(ict_model, interior=interior)
+  lm = np.asarray(model.landmarks68)
+  drops = [model.shape_numpy(None, 2.0 * np.eye(model.num_exp)[k])[lm[8], 1]
+           for k in range(model.num_exp)]
+  jaw_open = 2.0 * np.eye(model.num_exp)[int(np.argmin(drops))]
+  down = (model.shape_numpy(None, None) - model.shape_numpy(None, jaw_open))[:, 1]
+  lower, upper = down[lm[57]], down[lm[51]]
+  assert lower > 5 * upper > 0
+  for point in (65, 66, 67):
+    assert down[lm[point]] > 0.75 * lower, (point, down[lm[point]], lower)
+  for point in (61, 62, 63):
+    assert down[lm[point]] < 2 * upper, (point, down[lm[point]], upper)
+
+
 def test_pixel_barycentrics_match_the_renderer(synthesizer, target):
   _, _, coeffs = target
   syn = synthesizer(coeffs)

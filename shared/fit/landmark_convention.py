@@ -32,11 +32,16 @@ ICT_BFM_JAW_LANDMARKS = (8129, 8050, 7885, 8841, 8859, 1831, 790, 2196, 969, 438
 # mm).  Used for the 68 OUTPUT points of a fit that follows other points
 # (the 468 dense ones), where the 68 need only match the convention of the
 # ground truth (AFLW2000-3D: BFM keypoints), not a detector's.
+# The lower inner lip (65-67): on the closed mean mouth the upper and lower lips' inner
+# edges touch, and the nearest vertex had put 65-67 on the UPPER lip (65 and 67 on the
+# vertices of 63 and 61), so an open mouth's output points stayed shut (session 42).  They
+# are the nearest lower-lip vertices instead (0.8-0.9 mm away on the mean; lower lip: moved
+# down by more than 20 mm by 2 std of ICT's jawOpen, as 57 is by 71 mm; 61-63 move 5-6 mm).
 ICT_BFM_LANDMARKS68 = ICT_BFM_JAW_LANDMARKS + (
     267, 1009, 1031, 1416, 2033, 4230, 3630, 3251, 3229, 2508, 971, 979, 4842, 4841, 4562, 2076,
     5, 4270, 5027, 6590, 1542, 1931, 1372, 1518, 1551, 3587, 3787, 3756, 6548, 3765, 3732, 5929,
     5695, 2069, 0, 4263, 6200, 6434, 6330, 6481, 5945, 5977, 5825, 5749, 5736, 5526, 6241, 6066,
-    6241, 5533, 5736)
+    6485, 5517, 5981)
 
 
 def bfm_landmark_convention(face_model, interior=False):
