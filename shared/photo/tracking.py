@@ -33,7 +33,7 @@ class SmoothingConfig:
 
   The defaults were chosen on synthetic clips with known landmarks
   (`bench/video_smoothing.py`, docs/photos.md "Videos"): a local parabola 0.12 s wide
-  took out 86 % of the jitter of a head turning at up to 105 degrees per second and 79 %
+  took out 85 % of the jitter of a head turning at up to 105 degrees per second and 78 %
   at up to 314, and lowered the position error a little at both speeds; a local line of
   the same width lagged behind the fast turn.
 
