@@ -33,10 +33,11 @@ every face of every frame in one file (one row per face and frame: `frame`, `fac
 `track`, the coefficients, `pose_degrees` (yaw, pitch, roll), `box`, `landmarks2d` in photo
 pixels, `landmarks3d`, `fit_landmark_error_px`; `format_kind` "face3d-video-tracks") and
 `<stem>_tracks.png`, their head pose and mouth opening over time (`track_plot`);
-its summary entry lists the frames under `frames`.  In a video, each face's box and points are smoothed over
-time before its fit (`shared.photo.tracking`: faces linked from frame to frame by box
-overlap, a Gaussian-weighted local parabola through the frames within 0.3 s; `smoothing`),
-so the landmark model's frame-to-frame jitter does not reach the outputs.  Every write is
+its summary entry lists the frames under `frames`.  In a video, each face's box and points
+are smoothed over time before its fit (`shared.photo.tracking`: faces linked from frame
+to frame by box overlap, a Gaussian-weighted local parabola through the frames within
+0.3 s; `smoothing`), so the landmark model's frame-to-frame jitter does not reach the
+outputs.  Every write is
 atomic.  `<stem>` is the file's stem, or `<stem>_<extension>` where two inputs share a
 stem (`image_io.output_stems`), so no result overwrites another.
 
@@ -654,8 +655,8 @@ class PhotoReconstructor:
     [h, w, 3], when it has faces; `faces`: the image's faces when already found, e.g.
     smoothed over a video's frames; `on_faces`: called with the list of (summary entry,
     record, landmarks in photo pixels) of the faces fitted; `write_files` False: no file
-    is written, the overlay only drawn, e.g. for a video's overlay video).  Returns its summary entry (never raises
-    `InputError`: problems go to `log` and the entry)."""
+    is written, the overlay only drawn, e.g. for a video's overlay video).  Returns its
+    summary entry (never raises `InputError`: problems go to `log` and the entry)."""
     path = Path(path)
     stem = path.stem if stem is None else stem
     entry = {"image": str(path), "status": "ok", "faces": []}
@@ -726,10 +727,12 @@ class PhotoReconstructor:
     and `<stem>_overlay.mp4`, the frames' overlays at `fps / frame_step` (frames without a
     face as they are).  The faces' points are smoothed over time first (`smoothing`, a
     `tracking.SmoothingConfig`; each frame is then fitted once the frames within its
-    window are detected).  `frame_files` False: the frames' own files are not written,
-    only the overlay video and `<stem>_tracks.npz`.  One line per video through `log`;
-    frames without a face are counted, not listed.  Returns its summary entry, with one image entry per frame under
-    `frames` (never raises `InputError`)."""
+    window are detected).  Every face of every frame also goes to `<stem>_tracks.npz` and
+    `<stem>_tracks.png` (`tracks_arrays`, `track_plot`).  `frame_files` False: the
+    frames' own files are not written, only those and the overlay video.  One line per
+    video through `log`; frames without a face are counted, not listed.  Returns its
+    summary entry, with one image entry per frame under `frames` (never raises
+    `InputError`)."""
     from tqdm import tqdm
     path = Path(path)
     stem = path.stem if stem is None else stem

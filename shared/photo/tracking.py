@@ -1,12 +1,13 @@
 """Faces followed through a video's frames, and their points smoothed over time.
 
 Each frame's faces are linked to the tracks of the frames before by box overlap
-(`FaceTracks.add`); a cut between shots ends every track.  A face's box, 68 landmarks and 468 mesh points are then replaced by a
-local polynomial fit over time to its track's (`local_fit_weights`: Gaussian weights over
-the frames within `SmoothingConfig.radius_sigmas` widths on both sides).  That takes out most
-of the landmark model's frame-to-frame jitter; a local parabola follows a turning head
-without the lag of a plain running mean.  The fitted 3D face follows the smoothed points, so it is
-smoothed as well (docs/photos.md, "Videos").
+(`FaceTracks.add`); a cut between shots ends every track.  A face's box, 68 landmarks and
+468 mesh points are then replaced by a local polynomial fit over time to its track's
+(`local_fit_weights`: Gaussian weights over the frames within
+`SmoothingConfig.radius_sigmas` widths on both sides).  That takes out most of the landmark
+model's frame-to-frame jitter; a local parabola follows a turning head without the lag of a
+plain running mean.  The fitted 3D face follows the smoothed points, so it is smoothed as
+well (docs/photos.md, "Videos").
 
     tracks = FaceTracks(SmoothingConfig(), fps)
     tracks.add(frame, faces, image)     # as frames are detected, in order
