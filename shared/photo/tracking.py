@@ -126,7 +126,7 @@ class FaceTracks:
     """Links `faces` (`shared.photo.landmarks.Face` list) of video frame `frame` to the
     tracks; returns their track ids.  With the frame's `image` (uint8 RGB), a cut from
     the frame added before (`SmoothingConfig.cut_correlation`) ends every track first."""
-    if image is not None and self.radius > 0:
+    if image is not None:
       current = thumbnail(image, self.config.thumbnail_side)
       if self.previous is not None and current @ self.previous < self.config.cut_correlation:
         self.last.clear()
