@@ -231,3 +231,30 @@ def test_the_tracks_picture_draws_each_track(tmp_path):
   assert pictures["one"].shape == pictures["two"].shape == (550, 900, 3)
   assert (pictures["one"] < 128).mean() > 0.01         # lines and text, not a blank page
   assert np.abs(pictures["one"].astype(int) - pictures["two"]).mean() > 1.0
+
+
+def test_two_faces_moving_apart_keep_their_tracks(tmp_path, ict_model):
+  """Two faces (the astronaut and her mirror image) crossing a 900 px clip towards each
+  other: each keeps one track number over the frames, in the tracks file and the picture."""
+  astronaut = skimage.data.astronaut()[:330, 100:420]
+  mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+  path = tmp_path / "two.mp4"
+  with video_io.video_writer(path, FPS, (900, 400)) as write:
+    for k in range(8):
+      frame = np.full((400, 900, 3), 90, np.uint8)
+      frame[30:360, 20 + 12 * k:340 + 12 * k] = astronaut          # moves right
+      frame[40:370, 560 - 8 * k:880 - 8 * k] = mirrored           # moves left
+      write(frame)
+  reconstruct.reconstruct_photos(path, ict_model, tmp_path / "out",
+                                 fit_config=fitting.FitConfig(landmark_steps=10,
+                                                              photometric_steps=0),
+                                 log=lambda line: None, progress=False, frame_files=False)
+  with np.load(tmp_path / "out" / "two_tracks.npz") as tracks:
+    assert sorted(set(tracks["track"].tolist())) == [0, 1]
+    for track in (0, 1):
+      rows = tracks["track"] == track
+      np.testing.assert_array_equal(tracks["frame"][rows], np.arange(8))
+      centre = tracks["box"][rows][:, [0, 2]].mean(1)
+      step = np.diff(centre)
+      assert np.all(step > 0) or np.all(step < 0)      # one face, moving one way
+  assert (tmp_path / "out" / "two_tracks.png").is_file()
