@@ -239,6 +239,11 @@ def _batch_size(count, max_batch):
   return min(max_batch, 1 << max(0, math.ceil(math.log2(max(count, 1)))))
 
 
+def pose_array(pose):
+  """`float32 [3]` (yaw, pitch, roll) of a `crop_pose_to_photo` dict, as the npz files hold it."""
+  return np.array([pose["yaw"], pose["pitch"], pose["roll"]], np.float32)
+
+
 def crop_pose_to_photo(rotation, inverse):
   """Head pose in the photo's frame from the fitted crop rotation.
 
@@ -482,7 +487,8 @@ class PhotoReconstructor:
                                landmarks2d=camera_lib.project(landmarks3d, self.synthesizer.camera))
 
   def reconstruct(self, jobs):
-    """Fits all `jobs` of one image; returns a list of per-face numpy dicts."""
+    """Fits all `jobs` of one image; returns a list of per-face numpy dicts (with `pose`,
+    `crop_pose_to_photo`'s degrees in the photo's frame)."""
     records = []
     for chunk, crops, landmarks, dense in self.padded_batches(jobs):
       _, result = self.regress_and_fit(crops, landmarks, dense)
@@ -500,6 +506,7 @@ class PhotoReconstructor:
         record["crop"] = crops[b]
         record["landmark_error_px"] = float(result.losses["landmark_error_px"][b])
         record["job"] = job
+        record["pose"] = crop_pose_to_photo(record["coeffs"]["rotation"], job.aligned.inverse)
         records.append(record)
     return sorted(records, key=lambda r: r["job"].index)
 
@@ -548,7 +555,7 @@ class PhotoReconstructor:
     name = entry["name"]
     out = Path(output_dir)
     inverse = job.aligned.inverse
-    pose = crop_pose_to_photo(record["coeffs"]["rotation"], inverse)
+    pose = record["pose"]
     files = {}
     colours = np.clip(record["colours"], 0.0, 1.0)
     if model.uv is not None:
@@ -569,7 +576,7 @@ class PhotoReconstructor:
                  detector_landmarks=job.face.landmarks68, landmarks2d=lm2d.astype(np.float32),
                  landmarks3d=record["landmarks3d"], crop_landmarks2d=record["landmarks2d"],
                  align_matrix=job.aligned.matrix, align_inverse=inverse,
-                 pose_degrees=np.array([pose["yaw"], pose["pitch"], pose["roll"]], np.float32),
+                 pose_degrees=pose_array(pose),
                  depth=record["depth"][..., 0].astype(np.float32),
                  **({} if job.face.track is None else {"track": np.array(job.face.track)}))
     write_text_atomic(out / f"{name}_lm2d.txt", "".join(f"{x:.3f} {y:.3f}\n" for x, y in lm2d))
@@ -594,7 +601,7 @@ class PhotoReconstructor:
     photo pixels)."""
     job = record["job"]
     lm2d = alignment.transform_points(record["landmarks2d"], job.aligned.inverse)
-    pose = crop_pose_to_photo(record["coeffs"]["rotation"], job.aligned.inverse)
+    pose = record["pose"]
     return {"face": job.index, "name": f"{stem}{OUTPUT_MARKER}{job.index}",
             **({} if job.face.track is None else {"track": int(job.face.track)}),
             "box": [round(float(v), 2) for v in job.face.box],
@@ -819,11 +826,10 @@ class PhotoReconstructor:
   def track_row(frame, entry, record, landmarks):
     """One face's row of a video's `<stem>_tracks.npz` (`tracks_arrays`): its small
     arrays only, so that a long video's rows stay small."""
-    job = record["job"]
-    pose = crop_pose_to_photo(record["coeffs"]["rotation"], job.aligned.inverse)
+    job, pose = record["job"], record["pose"]
     return {"frame": frame, "face": entry["face"], "track": entry.get("track", -1),
             **record["coeffs"],
-            "pose_degrees": np.array([pose["yaw"], pose["pitch"], pose["roll"]], np.float32),
+            "pose_degrees": pose_array(pose),
             "box": np.asarray(job.face.box, np.float32),
             "landmarks2d": np.asarray(landmarks, np.float32),
             "landmarks3d": np.asarray(record["landmarks3d"], np.float32),
