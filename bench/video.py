@@ -14,7 +14,6 @@ one JSON line.
 """
 
 import argparse
-import dataclasses
 import math
 import sys
 import tempfile
@@ -67,9 +66,8 @@ def run(args):
   import numpy as np
   from shared.errors import InputError
   from shared.model.face_model import load_face_model
-  from shared.photo.reconstruct import DEFAULT_SMOOTHING, reconstruct_photos
-  smoothing = (DEFAULT_SMOOTHING if args.smoothing is None else
-               dataclasses.replace(DEFAULT_SMOOTHING, sigma_seconds=args.smoothing))
+  from shared.photo.reconstruct import reconstruct_photos, smoothing_config
+  smoothing = smoothing_config(args.smoothing)
   if args.frames < 1 or args.frame_step < 1:
     raise InputError("--frames and --frame-step: must be at least 1")
   if args.output:

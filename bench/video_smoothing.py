@@ -134,6 +134,7 @@ def run_seed(seed, args, face_model, synth, albedo, pipe):
   import numpy as np
   from mgc_face.evaluate import SKIN_REGION
   from shared.photo import alignment, tracking
+  from shared.photo.reconstruct import smoothing_config
   frames, truth, true_coeffs = render_clip(face_model, synth, albedo, seed, args)
   found = [pipe.find_faces(frame) for frame in frames]
   decoder = pipe.synthesizer.decoder
@@ -142,7 +143,7 @@ def run_seed(seed, args, face_model, synth, albedo, pipe):
   mean_face = np.asarray(face_model.mean_shape)
   rows, tracks_of = {}, {}
   for sigma in args.sigmas:
-    config = dataclasses.replace(tracking.SmoothingConfig(), sigma_seconds=sigma)
+    config = smoothing_config(sigma)
     if args.degree is not None:
       config = dataclasses.replace(config, degree=args.degree)
     start = time.perf_counter()

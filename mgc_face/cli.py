@@ -86,9 +86,9 @@ def add_test(group):
                      help="videos: smooth each face's points over time with a Gaussian of "
                           "this width (default 0.12 s; 0: each frame on its own)")
   group.add_argument("--no-frame-files", action="store_true",
-                     help="videos: write only the overlay video and <stem>_tracks.npz (every "
-                          "face's coefficients, pose and landmarks over time), not each "
-                          "frame's files")
+                     help="videos: write only the overlay video and <stem>_tracks.npz/.png "
+                          "(every face's coefficients, pose and landmarks over time), not "
+                          "each frame's files")
   group.add_argument("--same-person", action="store_true",
                      help="photos and videos of one person: fit one identity to up to 16 of "
                           "them, hold it in every fit, and reconstruct the largest face of "
@@ -166,14 +166,6 @@ def input_kind(args):
   return "aligned" if sizes <= set(ALIGNED_SIZES) else "photo"
 
 
-def smoothing_from_args(args):
-  """The videos' `tracking.SmoothingConfig` of `--smoothing` (the default when not given)."""
-  from shared.photo import reconstruct
-  if args.smoothing is None:
-    return reconstruct.DEFAULT_SMOOTHING
-  return dataclasses.replace(reconstruct.DEFAULT_SMOOTHING, sigma_seconds=args.smoothing)
-
-
 def run_photo_mode(args, face_model):
   """Photos in: detect, align, regress (when a checkpoint is given), fit, export."""
   from shared.photo import reconstruct
@@ -191,7 +183,8 @@ def run_photo_mode(args, face_model):
                                            frame_step=args.frame_step,
                                            progress=not args.quiet,
                                            same_person=args.same_person,
-                                           smoothing=smoothing_from_args(args),
+                                           smoothing=reconstruct.smoothing_config(
+                                               args.smoothing),
                                            frame_files=not args.no_frame_files)
   return 0 if summary["images_ok"] == summary["images"] else 1
 

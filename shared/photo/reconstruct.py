@@ -239,6 +239,14 @@ def _batch_size(count, max_batch):
   return min(max_batch, 1 << max(0, math.ceil(math.log2(max(count, 1)))))
 
 
+def smoothing_config(seconds=None):
+  """The videos' `tracking.SmoothingConfig`: `DEFAULT_SMOOTHING`, with its width set to
+  `seconds` when given (`--smoothing`; 0: none)."""
+  if seconds is None:
+    return DEFAULT_SMOOTHING
+  return dataclasses.replace(DEFAULT_SMOOTHING, sigma_seconds=float(seconds))
+
+
 def pose_array(pose):
   """`float32 [3]` (yaw, pitch, roll) of a `crop_pose_to_photo` dict, as the npz files hold it."""
   return np.array([pose["yaw"], pose["pitch"], pose["roll"]], np.float32)
