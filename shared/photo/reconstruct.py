@@ -37,9 +37,8 @@ its summary entry lists the frames under `frames`.  In a video, each face's box 
 are smoothed over time before its fit (`shared.photo.tracking`: faces linked from frame
 to frame by box overlap, a Gaussian-weighted local parabola through the frames within
 0.3 s; `smoothing`), so the landmark model's frame-to-frame jitter does not reach the
-outputs.  Every write is
-atomic.  `<stem>` is the file's stem, or `<stem>_<extension>` where two inputs share a
-stem (`image_io.output_stems`), so no result overwrites another.
+outputs.  Every write is atomic.  `<stem>` is the file's stem, or `<stem>_<extension>`
+where two inputs share a stem (`image_io.output_stems`), so no result overwrites another.
 
 Pixel convention: continuous coordinates, pixel i's centre at i + 0.5 (as in
 `shared.photo.landmarks` and `shared.photo.alignment`).  Fitted landmarks are mapped to
@@ -577,9 +576,7 @@ class PhotoReconstructor:
     else:
       export.write_obj(out / f"{name}.obj", record["vertices"], model.faces, colours)
       files.update(obj=f"{name}.obj")
-    savez_atomic(out / f"{name}_coeffs.npz", format_kind=np.array(COEFFS_KIND),
-                 format_version=np.array(COEFFS_VERSION),
-                 face_model=np.array(model.name), face_model_hash=np.array(model.source_hash),
+    savez_atomic(out / f"{name}_coeffs.npz", **self.npz_header(COEFFS_KIND, COEFFS_VERSION),
                  **record["coeffs"], box=job.face.box,
                  detector_landmarks=job.face.landmarks68, landmarks2d=lm2d.astype(np.float32),
                  landmarks3d=record["landmarks3d"], crop_landmarks2d=record["landmarks2d"],
@@ -843,12 +840,17 @@ class PhotoReconstructor:
             "landmarks3d": np.asarray(record["landmarks3d"], np.float32),
             "fit_landmark_error_px": np.float32(record["landmark_error_px"])}
 
+  def npz_header(self, kind, version):
+    """The fields every `.npz` the pipeline writes starts with: its format and the face
+    model its coefficients are for."""
+    return {"format_kind": np.array(kind), "format_version": np.array(version),
+            "face_model": np.array(self.face_model.name),
+            "face_model_hash": np.array(self.face_model.source_hash)}
+
   def tracks_arrays(self, rows, fps):
     """The arrays of a video's `<stem>_tracks.npz`: each of `rows` (`track_row`, in frame
     order) stacked, plus the format, the face model and the video's rate."""
-    return {"format_kind": np.array(TRACKS_KIND), "format_version": np.array(TRACKS_VERSION),
-            "face_model": np.array(self.face_model.name),
-            "face_model_hash": np.array(self.face_model.source_hash),
+    return {**self.npz_header(TRACKS_KIND, TRACKS_VERSION),
             "fps": np.array(fps, np.float64),
             **{name: np.stack([np.asarray(row[name]) for row in rows]) for name in rows[0]}}
 
@@ -957,8 +959,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       largest face of each image or frame is reconstructed (module doc).
     smoothing: `tracking.SmoothingConfig` of the videos' face points over time
       (`SmoothingConfig(sigma_seconds=0)`: each frame on its own).
-    frame_files: False: of a video, write only the overlay video and `<stem>_tracks.npz`,
-      not each frame's files.
+    frame_files: False: of a video, write only the overlay video, `<stem>_tracks.npz` and
+      `<stem>_tracks.png`, not each frame's files.
 
   Returns:
     The summary dict that is also written to `output_dir/summary.json`.
