@@ -68,9 +68,33 @@ def test_tracks_link_faces_by_overlap_and_start_new_ones():
   # A face far from both, and a face of another kind of points where track 0 is: new tracks.
   assert tracks.add(2, [_face((250, 400)), _face((104, 99), dense=False)]) == [2, 3]
   # Track 1 missed frame 2 and goes on in frame 3; two faces cannot share one track.
-  assert tracks.add(3, [_face((410, 101)), _face((412, 103))]) == [1, 4]
+  assert tracks.add(3, [_face((410, 101)), _face((430, 115))]) == [1, 4]
   # Past the window, a face is not linked to a track last seen before it.
   assert tracks.add(3 + tracks.radius + 3, [_face((250, 400))]) == [5]
+
+
+def test_box_shift_and_the_predicted_box():
+  shift, ratio = tracking.box_shift([0, 0, 10, 40], [[30, 0, 40, 40], [0, 0, 20, 80]])
+  np.testing.assert_allclose(shift, [30 / 20, np.hypot(5, 20) / np.sqrt(20 * 40)])
+  np.testing.assert_allclose(ratio, [1.0, 2.0])
+  np.testing.assert_allclose(tracking.predicted_box([0, 0, 10, 20], [2, -1], 3),
+                             [6, -3, 16, 17])
+
+
+def test_a_fast_face_keeps_its_track_and_a_far_one_starts_another():
+  """Boxes 100 px wide moving 80 px a frame overlap by 0.11 (under `min_iou`): the face
+  goes on in its track, by the shift pass and then by its velocity, also past a missed
+  frame; a face 1.5 sizes away, or of twice the size, is another face."""
+  tracks = tracking.FaceTracks(SMOOTH, FPS)
+  assert SMOOTH.max_shift == 1.0 and SMOOTH.max_size_ratio == 1.5
+  assert [tracks.add(k, [_face((100 + 80 * k, 200))])[0] for k in range(4)] == [0] * 4
+  assert tracks.add(5, [_face((500, 200))]) == [0]                 # frame 4 missed
+  # At frame 6 track 0 is predicted at x 580: a face there goes on, the others are new.
+  assert tracks.add(6, [_face((580, 350)), _face((580, 200), size=200.0),
+                        _face((580, 200))]) == [1, 2, 0]
+  # Without the shift pass (max_shift 0), the same fast face starts a track each frame.
+  strict = tracking.FaceTracks(tracking.SmoothingConfig(max_shift=0.0), FPS)
+  assert [strict.add(k, [_face((100 + 80 * k, 200))])[0] for k in range(3)] == [0, 1, 2]
 
 
 def test_a_cut_between_shots_ends_every_track():

@@ -46,6 +46,10 @@ class SmoothingConfig:
       1: a line; 0: a weighted mean).
     min_iou: box overlap (intersection over union) at which a face continues a track of
       the frames before.
+    max_shift, max_size_ratio: a face that overlaps no track by `min_iou` (one that moved
+      more than about half its width since: a fast pan, or `--frame-step`) continues the
+      nearest track left whose predicted box (`predicted_box`) is within `max_shift` box
+      sizes of it (`box_shift`) and of a size within `max_size_ratio` of its own.
     cut_correlation: a frame whose grey thumbnail (`thumbnail`) correlates less than this
       with the frame before starts a new shot: no track goes on across it.  Measured
       (docs/photos.md, "Smoothing over time"): at least 0.74 between the frames of a turning,
@@ -58,6 +62,8 @@ class SmoothingConfig:
   radius_sigmas: float = 2.5
   degree: int = 2
   min_iou: float = 0.3
+  max_shift: float = 1.0
+  max_size_ratio: float = 1.5
   cut_correlation: float = 0.4
   thumbnail_side: int = 32
 
@@ -98,6 +104,34 @@ def thumbnail(image, side):
   return small / max(float(np.linalg.norm(small)), 1e-9)
 
 
+def predicted_box(box, velocity, frames):
+  """`float64 [4]` a box `(x0, y0, x1, y1)` moved on `frames` frames at `velocity` (`[2]`
+  pixels per frame, of its centre); its size stays (a box's edges jitter more than its
+  centre moves, and a face half hidden shrinks its box)."""
+  return np.asarray(box, np.float64) + frames * np.tile(np.asarray(velocity, np.float64), 2)
+
+
+def _centre(box):
+  """`float64 [..., 2]` the centre of boxes `[..., 4]` `(x0, y0, x1, y1)`."""
+  box = np.asarray(box, np.float64)
+  return 0.5 * (box[..., :2] + box[..., 2:])
+
+
+def box_shift(box, boxes):
+  """How far `box` (`[4]` `(x0, y0, x1, y1)`) is from each of `boxes` (`[N, 4]`): `(shift,
+  ratio)`, both `float64 [N]`: the distance between the centres over the geometric mean of
+  the boxes' sizes (sqrt of the area), and the larger size over the smaller."""
+  box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+
+  def size(b):
+    extent = np.maximum(b[..., 2:] - b[..., :2], 1e-9)
+    return np.sqrt(extent[..., 0] * extent[..., 1])
+
+  a, b = size(box), size(boxes)
+  shift = np.linalg.norm(_centre(boxes) - _centre(box), axis=-1) / np.sqrt(a * b)
+  return shift, np.maximum(a, b) / np.minimum(a, b)
+
+
 def _kind(face):
   """Faces continue a track only with the same kind of points."""
   return (face.dense is not None, face.points68)
@@ -109,7 +143,11 @@ class FaceTracks:
   Frames must be added in increasing order.  A face continues the track of the last face
   it overlaps by at least `min_iou` among the tracks seen in the frame added before or
   within the smoothing window (each track at most once per frame, best overlaps first);
-  otherwise it starts a track.
+  otherwise it starts a track.  The overlap is the larger of the face's box with the
+  track's latest box and with that box moved on at the track's latest velocity
+  (`predicted_box`).  Faces left over then continue the nearest track left within
+  `max_shift` (`box_shift`), so a face that moves more than about half its width per
+  frame (a fast pan, or `--frame-step`) keeps its track.
   """
 
   def __init__(self, config, fps):
@@ -117,7 +155,7 @@ class FaceTracks:
     self.sigma = config.sigma_seconds * fps          # video frames
     self.radius = config.radius_frames(fps)
     self.frames = {}        # frame -> [(track id, Face)]
-    self.last = {}          # track id -> (frame, Face) of its latest face
+    self.last = {}          # track id -> (frame, Face, centre velocity [2] px per frame)
     self.next_id = 0
     self.previous = None    # the thumbnail of the frame added last
     self.latest = None      # the frame added last
@@ -131,27 +169,40 @@ class FaceTracks:
       if self.previous is not None and current @ self.previous < self.config.cut_correlation:
         self.last.clear()
       self.previous = current
-    live = [(tid, face) for tid, (seen, face) in self.last.items()
+    live = [(tid, face, predicted_box(face.box, velocity, frame - seen))
+            for tid, (seen, face, velocity) in self.last.items()
             if frame - seen <= self.radius or seen == self.latest]
-    pairs = []
+    overlaps, shifts = [], []       # (score, face index, track id), both passes
     for i, face in enumerate(faces):
-      candidates = [(tid, old) for tid, old in live if _kind(old) == _kind(face)]
-      if candidates:
-        overlap = iou(np.asarray(face.box, np.float64),
-                       np.stack([old.box for _, old in candidates]).astype(np.float64))
-        pairs += [(o, i, tid) for o, (tid, _) in zip(overlap, candidates)
-                  if o >= self.config.min_iou]
+      candidates = [(tid, old, ahead) for tid, old, ahead in live if _kind(old) == _kind(face)]
+      if not candidates:
+        continue
+      box = np.asarray(face.box, np.float64)
+      ahead = np.stack([a for _, _, a in candidates])
+      overlap = np.maximum(iou(box, np.stack([old.box for _, old, _ in candidates])),
+                           iou(box, ahead))
+      shift, ratio = box_shift(box, ahead)
+      for o, d, r, (tid, _, _) in zip(overlap, shift, ratio, candidates):
+        if o >= self.config.min_iou:
+          overlaps.append((-o, i, tid))
+        elif d <= self.config.max_shift and r <= self.config.max_size_ratio:
+          shifts.append((d, i, tid))
     ids = [None] * len(faces)
     taken = set()
-    for _, i, tid in sorted(pairs, key=lambda p: -p[0]):
-      if ids[i] is None and tid not in taken:
-        ids[i] = tid
-        taken.add(tid)
+    for pairs in (overlaps, shifts):     # overlaps first, then the nearest, best first
+      for _, i, tid in sorted(pairs, key=lambda p: p[0]):
+        if ids[i] is None and tid not in taken:
+          ids[i] = tid
+          taken.add(tid)
     for i in range(len(faces)):
+      velocity = np.zeros(2)
       if ids[i] is None:
         ids[i] = self.next_id
         self.next_id += 1
-      self.last[ids[i]] = (frame, faces[i])
+      else:
+        seen, old, _ = self.last[ids[i]]
+        velocity = (_centre(faces[i].box) - _centre(old.box)) / (frame - seen)
+      self.last[ids[i]] = (frame, faces[i], velocity)
     self.frames[frame] = list(zip(ids, faces))
     self.latest = frame
     return ids
@@ -184,5 +235,5 @@ class FaceTracks:
     before it is past)."""
     for f in [f for f in self.frames if f <= frame - self.radius]:
       del self.frames[f]
-    for tid in [t for t, (seen, _) in self.last.items() if seen < frame - self.radius]:
+    for tid in [t for t, (seen, _, _) in self.last.items() if seen < frame - self.radius]:
       del self.last[tid]
