@@ -275,6 +275,8 @@ def test_two_faces_moving_apart_keep_their_tracks(tmp_path, ict_model):
                                  log=lambda line: None, progress=False, frame_files=False)
   with np.load(tmp_path / "out" / "two_tracks.npz") as tracks:
     assert sorted(set(tracks["track"].tolist())) == [0, 1]
+    # One woman by her face, but two persons: both tracks are seen in the same frames.
+    np.testing.assert_array_equal(tracks["person"], tracks["track"])
     for track in (0, 1):
       rows = tracks["track"] == track
       np.testing.assert_array_equal(tracks["frame"][rows], np.arange(8))

@@ -137,7 +137,8 @@ def test_photo_pipeline_reconstructs_each_frame_and_writes_an_overlay_video(
   assert entry["video"] == {"fps": pytest.approx(FPS), "frame_step": 2, "frames_read": 3,
                             "smoothing_seconds": reconstruct.DEFAULT_SMOOTHING.sigma_seconds,
                             "frames_with_faces": 2, "overlay": "turn_overlay.mp4",
-                            "tracks": "turn_tracks.npz", "tracks_plot": "turn_tracks.png"}
+                            "tracks": "turn_tracks.npz", "tracks_plot": "turn_tracks.png",
+                            "persons": 1}
   for k in (0, 2):
     assert (tmp_path / f"turn_f{k:05d}_face0.obj").is_file()
     assert (tmp_path / f"turn_f{k:05d}_overlay.png").is_file()

@@ -30,7 +30,8 @@ frame by frame (every `frame_step`-th): each frame's outputs as an image's, name
 `<stem>_f<frame>` (`<stem>_f00012_face0.obj`, ...), `<stem>_overlay.mp4`, the
 frames' overlays in order (frames without a face as they are), and `<stem>_tracks.npz`,
 every face of every frame in one file (one row per face and frame: `frame`, `face`,
-`track`, the coefficients, `pose_degrees` (yaw, pitch, roll), `box`, `landmarks2d` in photo
+`track`, `person` (tracks of one person share it, `shared.photo.face_identity`), the
+coefficients, `pose_degrees` (yaw, pitch, roll), `box`, `landmarks2d` in photo
 pixels, `landmarks3d`, `fit_landmark_error_px`; `format_kind` "face3d-video-tracks") and
 `<stem>_tracks.png`, their head pose and mouth opening over time (`track_plot`);
 its summary entry lists the frames under `frames`.  In a video, each face's box and points
@@ -88,6 +89,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.photo import alignment
+from shared.photo import face_identity
 
 from shared.fit import dense as dense_fit
 
@@ -147,6 +149,7 @@ MIN_HOG_SCORE = 0.1
 SUMMARY_FILE = "summary.json"
 # Videos: the faces' points smoothed over time (docs/photos.md, "Videos").
 DEFAULT_SMOOTHING = tracking.SmoothingConfig()
+DEFAULT_PERSONS = face_identity.PersonConfig()
 DEFAULT_BACKEND = "mediapipe"      # shared.photo.landmarks backends
 FIT_POINTS = ("dense", "68")       # fit to the 468 mesh points or to the 68 landmarks
 DEFAULT_FIT_POINTS = "dense"
@@ -733,14 +736,17 @@ class PhotoReconstructor:
     return entry
 
   def process_video(self, path, output_dir, log=print, stem=None, frame_step=1,
-                    progress=True, smoothing=DEFAULT_SMOOTHING, frame_files=True):
+                    progress=True, smoothing=DEFAULT_SMOOTHING, frame_files=True,
+                    persons=DEFAULT_PERSONS):
     """Runs the pipeline on every `frame_step`-th frame of a video file: each frame's
     outputs as an image's, named `<stem>_f<frame>` (frame numbers from 0, five digits),
     and `<stem>_overlay.mp4`, the frames' overlays at `fps / frame_step` (frames without a
     face as they are).  The faces' points are smoothed over time first (`smoothing`, a
     `tracking.SmoothingConfig`; each frame is then fitted once the frames within its
     window are detected).  Every face of every frame also goes to `<stem>_tracks.npz` and
-    `<stem>_tracks.png` (`tracks_arrays`, `track_plot`).  `frame_files` False: the
+    `<stem>_tracks.png` (`tracks_arrays`, `track_plot`), with the person each track shows
+    (`persons`, a `face_identity.PersonConfig`, or None: not grouped; also each face's
+    summary entry's `person`).  `frame_files` False: the
     frames' own files are not written, only those and the overlay video.  One line per
     video through `log`; frames without a face are counted, not listed.  Returns its
     summary entry, with one image entry per frame under `frames` (never raises
@@ -760,6 +766,7 @@ class PhotoReconstructor:
     tracks = tracking.FaceTracks(smoothing, info.fps)
     pending = collections.deque()     # (frame number, pixels, faces) detected, not yet fitted
     rows = []                         # `track_row` of each face written
+    people = None if persons is None else face_identity.PersonGrouping(persons, info.fps)
     try:
       with contextlib.ExitStack() as stack:
         writer = []
@@ -768,12 +775,16 @@ class PhotoReconstructor:
           index, frame, found = pending.popleft()
           faces = None if found is None else tracks.smoothed(index)
           shown = []
+
+          def on_faces(written):     # [(summary entry, record, landmarks [68, 2] photo px)]
+            rows.extend(self.track_row(index, *face) for face in written)
+            if people is not None:
+              people.add(index, frame, written, log)
+
           frame_entry = self.process_image(
               f"{path}#{index}", output_dir, lines.append, image=frame,
               stem=f"{stem}_f{index:05d}", on_overlay=shown.append, faces=faces,
-              write_files=frame_files,
-              on_faces=lambda written: rows.extend(self.track_row(index, *face)
-                                                   for face in written))
+              write_files=frame_files, on_faces=on_faces)
           picture = shown[0] if shown else export.to_uint8(self.overlay_base(frame)[0])
           if not writer:
             writer.append(stack.enter_context(video_io.video_writer(
@@ -807,6 +818,8 @@ class PhotoReconstructor:
                       "frames_read": len(entry["frames"]), "frames_with_faces": with_faces,
                       "overlay": video_name}
     if rows:
+      if people is not None:
+        entry["video"]["persons"] = people.assign(rows)
       arrays = self.tracks_arrays(rows, info.fps)
       tracks_name = f"{stem}{VIDEO_TRACKS_SUFFIX}"
       savez_atomic(Path(output_dir) / tracks_name, **arrays)

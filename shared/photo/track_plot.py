@@ -36,7 +36,8 @@ def plot_tracks(path, arrays, mm_per_unit, title=""):
   Args:
     path: the `.png` to write.
     arrays: a `<stem>_tracks.npz`'s arrays: `frame [N]`, `track [N]`, `fps`,
-      `pose_degrees [N, 3]` (yaw, pitch, roll), `landmarks3d [N, 68, 3]`.
+      `pose_degrees [N, 3]` (yaw, pitch, roll), `landmarks3d [N, 68, 3]`, and optionally
+      `person [N]` (named in the legend).
     mm_per_unit: millimetres per model unit of the face model.
     title: the picture's title (e.g. the video's name).
   """
@@ -54,6 +55,8 @@ def plot_tracks(path, arrays, mm_per_unit, title=""):
     rows = track == tid
     style = TRACK_STYLES[n % len(TRACK_STYLES)]
     name = f"face {tid}" if len(shown) > 1 else ""
+    if name and "person" in arrays:
+      name = f"person {int(np.asarray(arrays['person'])[rows][0])}, {name}"
     for k, (angle, colour) in enumerate(POSE_COLOURS.items()):
       pose_axis.plot(seconds[rows], arrays["pose_degrees"][rows, k], style, color=colour,
                      lw=1.3, label=f"{angle} {name}".strip())
