@@ -3,6 +3,7 @@ grouped into persons, and the video pipeline's `person` numbers."""
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -43,6 +44,14 @@ def test_group_tracks_links_groups_by_their_mean_distance():
   chain = {0: [a], 1: [a + step], 2: [a + 2 * step]}
   persons = face_identity.group_tracks(chain, distance=0.6)
   assert persons[0] != persons[2] and len(set(persons.values())) == 2
+
+
+def test_main_person_keeps_the_faces_most_of_them_share():
+  a, b = _unit(4), _unit(5)
+  near = 0.2 / np.sqrt(face_identity.DESCRIPTOR_SIZE)
+  assert face_identity.main_person([b, a, a + near, b + near, a - near]) == [1, 2, 4]
+  assert face_identity.main_person([b, a]) == [0]           # a tie: the first face's person
+  assert face_identity.main_person([]) == []
 
 
 def test_track_sampler_spaces_the_described_faces():
@@ -112,3 +121,23 @@ def test_a_person_seen_again_after_a_cut_keeps_the_number(shots_clip, tmp_path, 
   assert summary["video"]["persons"] == 2
   faces = [face for frame in summary["frames"] for face in frame["faces"]]
   assert [face["person"] for face in faces] == [0] * 6 + [1] * 3
+
+
+def test_same_person_leaves_out_a_photo_of_someone_else(tmp_path, ict_model):
+  """`--same-person` over the astronaut, her mirror image, a grey copy and the cameraman:
+  the identity is fitted to her three faces; the cameraman is still reconstructed."""
+  astronaut = skimage.data.astronaut()
+  photos = {"a": astronaut, "b": astronaut[:, ::-1],
+            "c": np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=-1),
+            "d": np.repeat(skimage.data.camera()[..., None], 3, axis=-1)}
+  for name, image in photos.items():
+    cv2.imwrite(str(tmp_path / f"{name}.png"), np.ascontiguousarray(image[..., ::-1]))
+  lines = []
+  summary = reconstruct.reconstruct_photos(tmp_path, ict_model, tmp_path / "out",
+                                           fit_config=fitting.FitConfig(landmark_steps=10,
+                                                                        photometric_steps=0),
+                                           log=lines.append, progress=False, same_person=True)
+  assert summary["same_person"] == {"faces_pooled": 3, "faces_left_out": 1}
+  assert lines[0] == ("same person: one identity fitted to 3 face(s), held in every fit; "
+                      "1 face(s) that look like another person left out")
+  assert summary["faces"] == 4

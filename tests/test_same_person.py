@@ -40,7 +40,7 @@ def one_person(tmp_path_factory, ict_model):
 
 def test_one_identity_is_fitted_over_photos_and_frames_and_held(one_person):
   out, summary, lines = one_person
-  assert summary["same_person"] == {"faces_pooled": 5}
+  assert summary["same_person"] == {"faces_pooled": 5, "faces_left_out": 0}
   assert lines[0] == "same person: one identity fitted to 5 face(s), held in every fit"
   files = sorted(out.glob("*_coeffs.npz"))
   assert len(files) == 5                        # a, b, two frames, the pair's larger face

@@ -136,6 +136,16 @@ def group_tracks(descriptors, together=(), distance=PersonConfig.same_person_dis
   return {tracks[k]: person for person, group in enumerate(groups) for k in group}
 
 
+def main_person(descriptors, distance=PersonConfig.same_person_distance):
+  """The indices (ascending) of the faces of the person most of `descriptors` (`[128]`
+  each, one per face) show, by `group_tracks` with every face on its own; a tie goes to
+  the person of the first face."""
+  persons = group_tracks(dict(enumerate(descriptors)), distance=distance)
+  counts = collections.Counter(persons.values())
+  main = max(counts, key=lambda person: (counts[person], -person)) if counts else None
+  return [k for k in sorted(persons) if persons[k] == main]
+
+
 class PersonGrouping:
   """The persons of one video's tracks: describes a few faces of each track as the
   photo pipeline writes the frames (`add`), then numbers the persons (`assign`)."""

@@ -67,8 +67,9 @@ only.  One image is in memory at a time (of a video, the frames of one smoothing
 
 One person (`same_person`): when every input shows the same person (a video, or photos of
 one face), the pipeline first fits one identity jointly to the largest face of up to
-`SAME_PERSON_FACES` images or frames spread evenly over the inputs
-(`PhotoReconstructor.pool_identity`, `Fitter.fit(share_identity=...)`), then fits every
+`SAME_PERSON_FACES` images or frames spread evenly over the inputs, those of the person most
+of them show by their face descriptors (`PhotoReconstructor.pool_identity`,
+`shared.photo.face_identity.main_person`, `Fitter.fit(share_identity=...)`), then fits every
 image's largest face with that identity held fixed: the face's shape no longer changes from
 frame to frame, only its expression and pose do.  Other faces are left out (counted in the
 summary as `other_faces`).
@@ -456,15 +457,36 @@ class PhotoReconstructor:
       return None, 0
     return dataclasses.replace(max(jobs, key=lambda job: job.face.size), index=0), len(jobs) - 1
 
-  def pool_identity(self, images):
-    """`pool_identity_of` the largest face of each image.
+  def pool_identity(self, images, log=print):
+    """`pool_identity_of` the largest face of each image, those of the person most of
+    them show (`face_identity.main_person`: a face that looks like someone else is left
+    out, so a stray photo does not enter the identity).
 
     Args:
       images: an iterable of uint8 [H, W, 3] arrays (e.g. `keyframes`; each is detected
         as it comes, and only its largest face's crop is kept).
+      log: where a note goes when the faces cannot be told apart (dlib missing).
+
+    Returns:
+      (how many faces the identity was fitted to, how many were left out as another
+      person's).
     """
-    jobs = [self.largest_of(self.drop_weak(self.detect(image))[0])[0] for image in images]
-    return self.pool_identity_of([job for job in jobs if job is not None])
+    jobs, vectors = [], []
+    describe = face_identity.FaceDescriber()
+    for image in images:
+      job = self.largest_of(self.drop_weak(self.detect(image))[0])[0]
+      if job is None:
+        continue
+      jobs.append(job)
+      if vectors is not None:
+        try:
+          vectors.append(describe(image, job.face.landmarks68))
+        except InputError as error:
+          log(f"note: {error}; every image's face is taken as the same person's")
+          vectors = None
+    kept = (range(len(jobs)) if vectors is None
+            else face_identity.main_person(vectors, DEFAULT_PERSONS.same_person_distance))
+    return self.pool_identity_of([jobs[k] for k in kept]), len(jobs) - len(kept)
 
   def pool_identity_of(self, jobs):
     """One identity for the person whose faces `jobs` are, fitted to all of them at once
@@ -1006,10 +1028,11 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
                                 backend=backend, fit_points=fit_points)
   if pipeline.dense_note:
     log(pipeline.dense_note)
-  pooled = None
+  pooled, left_out = None, 0
   if same_person:
-    pooled = pipeline.pool_identity(keyframes(files, int(frame_step)))
+    pooled, left_out = pipeline.pool_identity(keyframes(files, int(frame_step)), log)
     log(f"same person: one identity fitted to {pooled} face(s), held in every fit"
+        + (f"; {left_out} face(s) that look like another person left out" if left_out else "")
         if pooled else "same person: no face found to fit an identity to")
   images = []
   for k, (path, stem) in enumerate(zip(files, output_stems(files))):
@@ -1032,7 +1055,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
       "fit": {"landmark_steps": fit_config.landmark_steps,
               "photometric_steps": fit_config.photometric_steps,
               "changed": describe_changes(fitting.FitConfig(), fit_config, None)},
-      "same_person": None if pooled is None else {"faces_pooled": pooled},
+      "same_person": None if pooled is None else {"faces_pooled": pooled,
+                                                  "faces_left_out": left_out},
       "images": len(files),
       "images_ok": sum(entry["status"] == "ok" for entry in images),
       "faces": faces,
