@@ -203,6 +203,19 @@ def test_tiles_find_small_faces_in_a_large_photo():
     assert x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1
 
 
+def test_a_group_photo_of_thirty_faces_gives_more_than_sixteen():
+  """The astronaut's head 30 times (6 x 5, every other one mirrored) in a 960 x 850
+  picture, faces about 55 px: 29 found (16 while `max_faces` was 16), one per cell."""
+  head = cv2.resize(skimage.data.astronaut()[40:300, 120:360], (160, 170))
+  grid = np.concatenate([np.concatenate([head if (row + col) % 2 else head[:, ::-1]
+                                         for col in range(6)], 1) for row in range(5)], 0)
+  found = blazeface.detect(np.ascontiguousarray(grid))
+  assert blazeface.DetectorConfig().max_faces >= 30 and len(found) >= 28
+  cells = {(int((d.box[1] + d.box[3]) / 2 // 170), int((d.box[0] + d.box[2]) / 2 // 160))
+           for d in found}
+  assert len(cells) == len(found)
+
+
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_unturn_points_inverts_rot90(turns):
   """A marked pixel of np.rot90(image, turns) maps back to the same pixel of the image."""

@@ -309,16 +309,23 @@ def test_weak_hog_detections_are_ignored_with_a_note(tmp_path, ict_model, monkey
   assert len(lines) == 2 and "weak detection" in lines[0] and "no face found" in lines[1]
 
 
-def test_two_faces_of_different_pose_give_two_reconstructions(tmp_path, ict_model):
+def test_two_faces_of_different_pose_give_two_reconstructions(tmp_path, ict_model,
+                                                             monkeypatch):
   """A composite of two synthetic faces (frontal, and turned 45 degrees then
   mirrored) runs without the data folder and gives two faces, whose fitted
-  yaws differ by about the rendered difference."""
+  yaws differ by about the rendered difference.  With the detector's most faces set
+  to 2, the photo reaches it and says so."""
   left = shaded_render(ict_model, 0.0, 1)
   right = np.ascontiguousarray(shaded_render(ict_model, 45.0, 2)[:, ::-1])
   cv2.imwrite(str(tmp_path / "pair.png"), np.concatenate([left, right], 1)[..., ::-1])
   out = tmp_path / "out"
+  monkeypatch.setattr(reconstruct, "MAX_FACES", 2)
+  lines = []
   summary = reconstruct.reconstruct_photos(tmp_path / "pair.png", ict_model, out, fit_config=FIT,
-                                           log=lambda line: None)
+                                           log=lines.append)
+  assert lines[0] == (f"{tmp_path / 'pair.png'}: note: 2 faces found, the detector's most "
+                      "(the most confident are kept; blazeface.DetectorConfig.max_faces)")
+  assert summary["results"][0]["faces_capped"] == 2
   faces = summary["results"][0]["faces"]
   assert len(faces) == 2
   for face in faces:

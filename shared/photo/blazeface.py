@@ -54,6 +54,9 @@ MIRROR_KEYPOINTS = (1, 0, 2, 3, 5, 4)
 class DetectorConfig:
   """BlazeFace post-processing (MediaPipe's full-range graph: 0.5 / 0.3).
 
+  max_faces: at most this many faces an image (the most confident); the photo
+    pipeline says so in a note where an image reaches it.  Until session 43 it was
+    16, and a group photo of 30 faces gave 16 of them (29 at 64; docs/photos.md).
   mirror: also run on the mirrored image and merge both passes' candidates
   in one weighted NMS (twice the model time; on AFLW2000-16 it finds the one
   profile face the plain pass scores 0.42, docs/photos.md).
@@ -79,7 +82,7 @@ class DetectorConfig:
   """
   min_score: float = 0.5
   iou_threshold: float = 0.3
-  max_faces: int = 16
+  max_faces: int = 64
   mirror: bool = True
   tile_min_side: int = 960
   tile_fraction: float = 0.6

@@ -91,6 +91,7 @@ import tensorflow as tf
 
 from shared.photo import alignment
 from shared.photo import face_identity
+from shared.photo.blazeface import DetectorConfig
 
 from shared.fit import dense as dense_fit
 
@@ -152,6 +153,8 @@ SUMMARY_FILE = "summary.json"
 DEFAULT_SMOOTHING = tracking.SmoothingConfig()
 DEFAULT_PERSONS = face_identity.PersonConfig()
 DEFAULT_BACKEND = "mediapipe"      # shared.photo.landmarks backends
+MAX_FACES = DetectorConfig().max_faces   # the most faces BlazeFace gives an image
+LISTED_FACES = 8                   # a photo's line lists each face's yaw up to this many faces
 FIT_POINTS = ("dense", "68")       # fit to the 468 mesh points or to the 68 landmarks
 DEFAULT_FIT_POINTS = "dense"
 
@@ -716,6 +719,10 @@ class PhotoReconstructor:
       log(f"skipped: {message}")
       return {**entry, "status": "error", "error": message}
     jobs, weak = self.drop_weak(jobs)
+    if faces is None and self.backend != "dlib" and len(jobs) >= MAX_FACES:
+      entry["faces_capped"] = MAX_FACES
+      log(f"{path}: note: {MAX_FACES} faces found, the detector's most (the most confident "
+          "are kept; blazeface.DetectorConfig.max_faces)")
     if self.largest_only and len(jobs) > 1:
       largest, others = self.largest_of(jobs)
       entry["other_faces"] = others
@@ -753,7 +760,9 @@ class PhotoReconstructor:
     if on_overlay is not None:
       on_overlay(overlay)
     self.timings["write"].append(time.perf_counter() - start)
-    poses = ", ".join(f"face{f['face']} yaw {round(f['pose_degrees']['yaw']) + 0:d}" for f in entry["faces"])
+    yaws = [round(f["pose_degrees"]["yaw"]) + 0 for f in entry["faces"]]
+    poses = (", ".join(f"face{f['face']} yaw {y:d}" for f, y in zip(entry["faces"], yaws))
+             if len(yaws) <= LISTED_FACES else f"yaw {min(yaws):d} to {max(yaws):d}")
     log(f"{path}: {len(records)} face(s) ({poses}) -> {Path(output_dir) / stem}_face*")
     return entry
 
