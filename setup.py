@@ -33,10 +33,14 @@ setup(
                                     "gcn_face", "gcn_face.*"]),
     # Our interpolation op's C++ source, compiled with tfg's kernel on first use; the
     # embedded default face model (ICT-FaceKit light, MIT) with its licence; the
-    # 468-point -> ICT vertex correspondence (shared/fit/dense.py).
+    # 468-point -> ICT vertex correspondence (shared/fit/dense.py); MediaPipe's face-mesh
+    # model (Apache 2.0) with its licence (shared/photo/face_mesh.py).
     package_data={"shared": ["render/kernels/*.cc", "assets/ict_face_light/*.npz",
                              "assets/ict_face_light/LICENSE-ICT-FaceKit",
-                             "assets/ict_face_light/*.md", "correspondence/*.npz"]},
+                             "assets/ict_face_light/*.md", "correspondence/*.npz",
+                             "assets/mediapipe_face_mesh/*.tflite",
+                             "assets/mediapipe_face_mesh/LICENSE-MediaPipe",
+                             "assets/mediapipe_face_mesh/*.md"]},
     python_requires=">=3.11",
     install_requires=requirements,
 )

