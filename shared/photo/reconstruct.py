@@ -91,6 +91,7 @@ import tensorflow as tf
 
 from shared.photo import alignment
 from shared.photo import face_identity
+from shared.photo import face_mesh
 from shared.photo.blazeface import DetectorConfig
 
 from shared.fit import dense as dense_fit
@@ -317,17 +318,20 @@ class PhotoReconstructor:
     vertices and, with `mesh_bias`, the mesh points' yaw bias
     (`dense_fit.MeshBias`; off by default: it helps on synthetic renders but
     not on AFLW2000-16, docs/photos.md; fitted without it when the model has
-    none);
+    none); both files are those measured with the mesh model in use
+    (`face_mesh.select_mesh_model`, before this is built);
     without a correspondence for this model (e.g. BFM), the fit follows the
     68 points read off the mesh and `dense_note` says so."""
     try:
-      vertices, weights = dense_fit.load_correspondence(self.face_model)
+      vertices, weights = dense_fit.load_correspondence(
+          self.face_model, dense_fit.correspondence_file(face_mesh.mesh_model()))
     except InputError as error:
       self.dense_note = f"note: {error}; fitting the 68 points read off the mesh"
       return
     if mesh_bias:
       try:
-        self.mesh_bias = dense_fit.load_bias(self.face_model)
+        self.mesh_bias = dense_fit.load_bias(self.face_model,
+                                             dense_fit.bias_file(face_mesh.mesh_model()))
       except InputError as error:
         self.dense_note = f"note: {error}; mesh points used uncorrected"
     if bfm_landmarks:
@@ -1060,6 +1064,8 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
   summary = {
       "format_kind": SUMMARY_KIND, "format_version": SUMMARY_VERSION,
       "face_model": pipeline.face_model.name,
+      # The 468-point mesh model that read the faces (None: dlib's 68 only).
+      "mesh_model": None if pipeline.backend == "dlib" else face_mesh.mesh_model(),
       "regressor": None if regressor is None else type(regressor).__name__,
       "fit": {"landmark_steps": fit_config.landmark_steps,
               "photometric_steps": fit_config.photometric_steps,
