@@ -176,6 +176,7 @@ def test_summary_json_is_valid(run):
   assert on_disk == json.loads(json.dumps(summary))
   assert on_disk["format_kind"] == reconstruct.SUMMARY_KIND
   assert on_disk["format_version"] == reconstruct.SUMMARY_VERSION
+  assert on_disk["mesh_model"] == "mediapipe"
   assert on_disk["fit"] == {"landmark_steps": 60, "photometric_steps": 4,
                             "changed": "landmark_steps=60, photometric_steps=4"}
   assert set(on_disk["seconds_per_stage"]) == {"read", "detect", "align", "regress", "fit",
