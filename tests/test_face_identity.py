@@ -141,3 +141,31 @@ def test_same_person_leaves_out_a_photo_of_someone_else(tmp_path, ict_model):
   assert lines[0] == ("same person: one identity fitted to 3 face(s), held in every fit; "
                       "1 face(s) that look like another person left out")
   assert summary["faces"] == 4
+
+
+def test_same_person_takes_the_persons_face_not_the_largest(tmp_path, ict_model):
+  """`--same-person` over three photos of the astronaut and one where the cameraman's face is
+  larger than hers: that photo's reconstruction is her face (the one nearest the pooled
+  faces' descriptor), not the largest one."""
+  astronaut = skimage.data.astronaut()
+  camera = np.repeat(skimage.data.camera()[..., None], 3, axis=-1)
+  big, small = 600, 300
+  both = np.full((big, big + small, 3), 128, np.uint8)
+  both[:, :big] = cv2.resize(camera, (big, big), interpolation=cv2.INTER_AREA)
+  both[:small, big:] = cv2.resize(astronaut, (small, small), interpolation=cv2.INTER_AREA)
+  photos = {"a": astronaut, "b": astronaut[:, ::-1],
+            "c": np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=-1),
+            "d": both}
+  for name, image in photos.items():
+    cv2.imwrite(str(tmp_path / f"{name}.png"), np.ascontiguousarray(image[..., ::-1]))
+  faces = detect_faces(both)
+  assert len(faces) == 2 and faces[0].box[0] < big <= faces[1].box[0]   # his is the largest
+  summary = reconstruct.reconstruct_photos(tmp_path, ict_model, tmp_path / "out",
+                                           fit_config=fitting.FitConfig(landmark_steps=10,
+                                                                        photometric_steps=0),
+                                           log=lambda line: None, progress=False,
+                                           same_person=True)
+  entry = next(r for r in summary["results"] if r["image"].endswith("d.png"))
+  assert entry["other_faces"] == 1 and len(entry["faces"]) == 1
+  assert entry["faces"][0]["box"][0] >= big             # her face, on the right
+  assert entry["person_distance"] < face_identity.PersonConfig().same_person_distance

@@ -69,10 +69,12 @@ One person (`same_person`): when every input shows the same person (a video, or 
 one face), the pipeline first fits one identity jointly to the largest face of up to
 `SAME_PERSON_FACES` images or frames spread evenly over the inputs, those of the person most
 of them show by their face descriptors (`PhotoReconstructor.pool_identity`,
-`shared.photo.face_identity.main_person`, `Fitter.fit(share_identity=...)`), then fits every
-image's largest face with that identity held fixed: the face's shape no longer changes from
-frame to frame, only its expression and pose do.  Other faces are left out (counted in the
-summary as `other_faces`).
+`shared.photo.face_identity.main_person`, `Fitter.fit(share_identity=...)`), then fits one
+face of every image with that identity held fixed: the face's shape no longer changes from
+frame to frame, only its expression and pose do.  That face is the one whose descriptor is
+nearest the pooled faces' mean (`main_person_of`; the largest without dlib), so another,
+larger face in the picture does not take the person's identity.  Other faces are left out
+(counted in the summary as `other_faces`, with the chosen face's `person_distance`).
 """
 
 import collections
@@ -312,6 +314,10 @@ class PhotoReconstructor:
     # face its own), and only the largest face of an image is reconstructed.
     self.fixed_identity = None
     self.largest_only = False
+    # The pooled faces' mean face descriptor and its describer (None: not known, e.g. no
+    # dlib): with `largest_only`, the face nearest it is reconstructed, not the largest.
+    self.main_descriptor = None
+    self.describer = None
 
   def _setup_dense(self, face_model, fit_config, bfm_landmarks, mesh_bias):
     """The dense fitter (468 points, `shared.fit.dense`), the 68 output
@@ -493,7 +499,21 @@ class PhotoReconstructor:
           vectors = None
     kept = (range(len(jobs)) if vectors is None
             else face_identity.main_person(vectors, DEFAULT_PERSONS.same_person_distance))
+    if vectors is not None and len(kept):
+      self.main_descriptor = np.mean([vectors[k] for k in kept], axis=0)
+      self.describer = describe
     return self.pool_identity_of([jobs[k] for k in kept]), len(jobs) - len(kept)
+
+  def main_person_of(self, image, jobs):
+    """(the job of the face that looks most like the pooled person, renumbered 0; how many
+    others; its descriptor distance, or None): the face whose descriptor is nearest
+    `main_descriptor`, or the largest (`largest_of`) when that is not known."""
+    if self.main_descriptor is None:
+      return (*self.largest_of(jobs), None)
+    distances = [float(np.linalg.norm(self.describer(image, job.face.landmarks68)
+                                      - self.main_descriptor)) for job in jobs]
+    best = int(np.argmin(distances))
+    return dataclasses.replace(jobs[best], index=0), len(jobs) - 1, distances[best]
 
   def pool_identity_of(self, jobs):
     """One identity for the person whose faces `jobs` are, fitted to all of them at once
@@ -728,9 +748,11 @@ class PhotoReconstructor:
       log(f"{path}: note: {MAX_FACES} faces found, the detector's most (the most confident "
           "are kept; blazeface.DetectorConfig.max_faces)")
     if self.largest_only and len(jobs) > 1:
-      largest, others = self.largest_of(jobs)
+      chosen, others, distance = self.main_person_of(image, jobs)
       entry["other_faces"] = others
-      jobs = [largest]
+      if distance is not None:
+        entry["person_distance"] = round(distance, 3)
+      jobs = [chosen]
     if weak:
       entry["weak_detections"] = [{"box": [round(float(v), 2) for v in j.face.box],
                                    "score": round(float(j.face.score), 4)} for j in weak]
@@ -1003,8 +1025,9 @@ def reconstruct_photos(inputs, face_model, output_dir, regressor=None,
     frame_step: of a video, every `frame_step`-th frame is read (1: every frame).
     progress: a progress bar over each video's frames.
     same_person: the inputs show one person: one identity, fitted jointly to up to
-      `SAME_PERSON_FACES` of them (`keyframes`), is held fixed in every fit, and only the
-      largest face of each image or frame is reconstructed (module doc).
+      `SAME_PERSON_FACES` of them (`keyframes`), is held fixed in every fit, and only one
+      face of each image or frame is reconstructed, the one that looks most like the
+      pooled faces (module doc).
     smoothing: `tracking.SmoothingConfig` of the videos' face points over time
       (`SmoothingConfig(sigma_seconds=0)`: each frame on its own).
     frame_files: False: of a video, write only the overlay video, `<stem>_tracks.npz` and
