@@ -116,7 +116,6 @@ def add_eval_arguments(parser):
   parser.add_argument("--mesh-bias", action="store_true",
                       help="correct the 468 mesh points' yaw-dependent drift before the dense "
                            "fit (shared.fit.dense.MeshBias, measured on synthetic renders)")
-  add_mesh_model_argument(parser)
   add_photo_arguments(parser)
 
 
@@ -138,6 +137,7 @@ def add_photo_arguments(parser):
                            "photometric stage (default 230; 0: no fitting)")
   parser.add_argument("--cnn-fallback", action="store_true",
                       help="run dlib's slow CNN detector on images where HOG finds no face")
+  add_mesh_model_argument(parser)
   parser.add_argument("--landmarks", choices=tuple(LANDMARK_MODES), default="dense",
                       help="dense: BlazeFace + MediaPipe's 468 points, fitted densely (default); "
                            "mesh68: the same detector, fitted to the 68 points read off the "
