@@ -168,10 +168,10 @@ def input_kind(args):
 
 def run_photo_mode(args, face_model):
   """Photos in: detect, align, regress (when a checkpoint is given), fit, export."""
-  from shared.photo import face_mesh, reconstruct
-  from shared.eval.landmark_eval import fit_config_from_args
+  from shared.photo import reconstruct
+  from shared.eval.landmark_eval import fit_config_from_args, select_mesh_model_from_args
   fit_config = fit_config_from_args(args, log=print)    # A bad --set: one line, nothing run.
-  face_mesh.select_mesh_model(getattr(args, "mesh_model", None) or face_mesh.DEFAULT_MESH_MODEL)
+  select_mesh_model_from_args(args)
   regressor = None
   if args.checkpoint:
     from mgc_face import infer

