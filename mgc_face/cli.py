@@ -91,8 +91,8 @@ def add_test(group):
                           "each frame's files")
   group.add_argument("--same-person", action="store_true",
                      help="photos and videos of one person: fit one identity to up to 16 of "
-                          "them, hold it in every fit, and reconstruct the largest face of "
-                          "each image or frame only")
+                          "them, hold it in every fit, and reconstruct only the face of each "
+                          "image or frame that looks most like them")
   add_quiet(group)
 
 

@@ -311,13 +311,12 @@ class PhotoReconstructor:
     self.max_batch = int(max_batch)
     self.timings = {"read": [], "detect": [], "align": [], "regress": [], "fit": [], "write": []}
     # One person (`pool_identity`): the identity every fit holds fixed ([Ki], None: each
-    # face its own), and only the largest face of an image is reconstructed.
+    # face its own), and (`largest_only`) only one face of an image is reconstructed: the
+    # one nearest the pooled faces' mean descriptor (`main_descriptor`; None: not known,
+    # e.g. no dlib, and then the largest face).
     self.fixed_identity = None
     self.largest_only = False
-    # The pooled faces' mean face descriptor and its describer (None: not known, e.g. no
-    # dlib): with `largest_only`, the face nearest it is reconstructed, not the largest.
     self.main_descriptor = None
-    self.describer = None
 
   def _setup_dense(self, face_model, fit_config, bfm_landmarks, mesh_bias):
     """The dense fitter (468 points, `shared.fit.dense`), the 68 output
@@ -501,7 +500,6 @@ class PhotoReconstructor:
             else face_identity.main_person(vectors, DEFAULT_PERSONS.same_person_distance))
     if vectors is not None and len(kept):
       self.main_descriptor = np.mean([vectors[k] for k in kept], axis=0)
-      self.describer = describe
     return self.pool_identity_of([jobs[k] for k in kept]), len(jobs) - len(kept)
 
   def main_person_of(self, image, jobs):
@@ -510,7 +508,8 @@ class PhotoReconstructor:
     `main_descriptor`, or the largest (`largest_of`) when that is not known."""
     if self.main_descriptor is None:
       return (*self.largest_of(jobs), None)
-    distances = [float(np.linalg.norm(self.describer(image, job.face.landmarks68)
+    describe = face_identity.FaceDescriber()
+    distances = [float(np.linalg.norm(describe(image, job.face.landmarks68)
                                       - self.main_descriptor)) for job in jobs]
     best = int(np.argmin(distances))
     return dataclasses.replace(jobs[best], index=0), len(jobs) - 1, distances[best]
