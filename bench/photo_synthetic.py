@@ -97,7 +97,8 @@ def scene_light(rng, count):
 
 
 def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_roll=0.0,
-                 all_vertices=False, scene="plain", frames_per_identity=1, coefficients=False):
+                 all_vertices=False, scene="plain", frames_per_identity=1, coefficients=False,
+                 expressions="gaussian"):
   """(images uint8 [N, S, S, 3], true 68 landmarks [N, 68, 2] (BFM convention),
   yaw degrees [N]), plus with `all_vertices` every vertex's projection
   `[N, V, 2]` (pixels), then with `coefficients` the true `Coefficients` (numpy).
@@ -111,6 +112,10 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
   scene: "plain" (mean albedo, `SYNTHETIC_LIGHT`, grey background),
   "varied" (`scene_backgrounds`, `scene_light`, albedo std `ALBEDO_STD`) or
   "textured" (as varied, with the astronaut's colours, `photo_albedo`).
+  expressions: "gaussian" (every weight normal with std `EXPRESSION_STD`, negative ones
+  included) or "sparse" (as MGC's synthetic data: up to 4 blendshapes of weight 0-0.7,
+  `mgc_face.synthetic.sample_expression`, from their own random stream; the rest of the
+  draws stay those of "gaussian").
   """
   import numpy as np
   import tensorflow as tf
@@ -127,9 +132,15 @@ def render_faces(face_model, count, seed, max_yaw=MAX_YAW, spread="even", max_ro
   coeffs = synth.layout.zeros(count)
   identity = rng.normal(0, IDENTITY_STD, coeffs.identity.shape)
   identity = identity[np.arange(count) // frames_per_identity * frames_per_identity]
+  expression = rng.normal(0, EXPRESSION_STD, coeffs.expression.shape)
+  if expressions == "sparse":
+    from mgc_face.synthetic import SyntheticConfig, sample_expression
+    sparse_rng = np.random.default_rng([seed, 2])
+    expression = np.stack([sample_expression(sparse_rng, expression.shape[1], SyntheticConfig())
+                           for _ in range(count)])
   coeffs = coeffs._replace(
       identity=tf.constant(identity, tf.float32),
-      expression=tf.constant(rng.normal(0, EXPRESSION_STD, coeffs.expression.shape), tf.float32),
+      expression=tf.constant(expression, tf.float32),
       rotation=tf.constant(np.radians(np.stack([pitch, yaw, roll], -1)), tf.float32))
   light = background = albedo = None
   if scene == "textured":

@@ -4,10 +4,13 @@
     python bench/same_person.py [--persons 12] [--frames 8] [--seeds 0 1 2] [--max-yaw 60]
                                 [--scene textured] [--landmarks detected|truth]
                                 [--checkpoint CKPT] [--set NAME=VALUE] [--arms own same]
+                                [--expressions gaussian|sparse]
 
 Each seed renders `--persons` random ICT identities (`bench/photo_synthetic.render_faces`,
 none tuned on), each `--frames` times with its own expression, pose (|yaw| uniform up to
-`--max-yaw`, pitch within 15 degrees) and scene.  Every image goes through the pipeline
+`--max-yaw`, pitch within 15 degrees) and scene.  Expressions: every blendshape weight
+normal with std 0.3, negative ones included (`gaussian`), or up to 4 blendshapes of weight
+0-0.7 as in MGC's synthetic training data (`sparse`).  Every image goes through the pipeline
 (BlazeFace, MediaPipe's 468 points, the dense fit; default `FitConfig`) twice:
 
 - own: each image's face fitted on its own (as `main.py --mode test` does);
@@ -49,6 +52,9 @@ def _parse_args(argv):
   parser.add_argument("--landmarks", default="detected", choices=("detected", "truth"),
                       help="detected: BlazeFace and MediaPipe's 468 points, the dense fit (as "
                            "photos are); truth: the render's true 68 points, the 68-point fit")
+  parser.add_argument("--expressions", default="gaussian", choices=("gaussian", "sparse"),
+                      help="gaussian: every weight N(0, 0.3); sparse: up to 4 weights in "
+                           "[0, 0.7], as MGC's synthetic data")
   parser.add_argument("--checkpoint", help="an MGC checkpoint whose regressor starts the fits "
                                            "(default: the posed mean face)")
   from shared.config_overrides import add_set_argument
@@ -89,7 +95,8 @@ def run_seed(args, seed, face_model, pipe):
   count = args.persons * args.frames
   images, true_landmarks, _, truth = render_faces(face_model, count, seed, max_yaw=args.max_yaw,
                                      spread="uniform", scene=args.scene,
-                                     frames_per_identity=args.frames, coefficients=True)
+                                     frames_per_identity=args.frames, coefficients=True,
+                                     expressions=args.expressions)
   decoder = pipe.synthesizer.decoder
   region = face_model.skin_mask > SKIN_REGION
   zero_exp = np.zeros_like(truth.expression)
@@ -180,7 +187,7 @@ def run(args):
   common.print_json({"bench": "same_person", "persons": args.persons, "frames": args.frames,
                      "seeds": args.seeds, "max_yaw": args.max_yaw, "scene": args.scene,
                      "checkpoint": args.checkpoint, "set": args.set or [],
-                     "landmarks": args.landmarks,
+                     "landmarks": args.landmarks, "expressions": args.expressions,
                      "per_seed": {str(k): v for k, v in per_seed.items()}, "summary": summary,
                      "load_average": common.load_average()})
 

@@ -70,12 +70,19 @@ class SyntheticConfig:
 def sample_identity(rng, layout, config):
   """Random shape and albedo coefficients: (identity [Ki], expression [Ke], albedo [Ka])."""
   identity = rng.standard_normal(layout.num_id) * config.identity_std
-  expression = np.zeros(layout.num_exp)
-  active = rng.integers(0, config.max_active_expressions + 1)
-  picks = rng.choice(layout.num_exp, size=active, replace=False)
-  expression[picks] = rng.uniform(0.0, config.expression_max, size=active)
+  expression = sample_expression(rng, layout.num_exp, config)
   albedo = rng.standard_normal(layout.num_albedo) * config.albedo_std
   return identity, expression, albedo
+
+
+def sample_expression(rng, count, config):
+  """[count] sparse non-negative expression weights: up to `max_active_expressions`
+  blendshapes, each uniform in [0, `expression_max`], the rest 0."""
+  expression = np.zeros(count)
+  active = rng.integers(0, config.max_active_expressions + 1)
+  picks = rng.choice(count, size=active, replace=False)
+  expression[picks] = rng.uniform(0.0, config.expression_max, size=active)
+  return expression
 
 
 def sample_lighting(rng, config):

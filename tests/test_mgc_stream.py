@@ -55,3 +55,18 @@ def test_training_on_the_stream_ignores_the_data_folder(tmp_path, ict_model):
   assert any("landmark cascade: 9 views" in line for line in lines)
   from mgc_face import cascade as cascade_lib
   assert cascade_lib.load(tmp_path / "ckpt").step == 2
+
+
+def test_sampled_expressions_are_sparse_non_negative_blendshape_weights():
+  config = synthetic.SyntheticConfig()
+  rng = np.random.default_rng(4)
+  weights = np.stack([synthetic.sample_expression(rng, 53, config) for _ in range(400)])
+  assert weights.min() == 0.0 and weights.max() <= config.expression_max
+  active = (weights > 0).sum(-1)
+  assert active.max() == config.max_active_expressions and active.min() == 0
+  # sample_identity draws its expression the same way, between identity and albedo.
+  layout = CoeffLayout(num_id=10, num_albedo=5, num_exp=53)
+  identity, expression, _ = synthetic.sample_identity(np.random.default_rng(9), layout, config)
+  again = np.random.default_rng(9)
+  again.standard_normal(10)
+  np.testing.assert_array_equal(expression, synthetic.sample_expression(again, 53, config))
