@@ -137,15 +137,14 @@ def write_fixtures(tmp, demo):
   """The inputs the cases read, in `tmp`: a photo, a folder of photos, a folder with no
   face, a corrupt JPEG, a broken video, a regular file, an empty folder, a demo folder
   holding a foreign file, a folder of the demo's strips and a copy of its GCN checkpoint."""
-  import cv2
   from skimage import data
+  from shared.io.image_io import write_png
 
-  photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-  cv2.imwrite(str(tmp / "photo.png"), photo)
+  write_png(tmp / "photo.png", data.astronaut())
   (tmp / "photos").mkdir()
-  cv2.imwrite(str(tmp / "photos" / "astronaut.png"), photo)
+  write_png(tmp / "photos" / "astronaut.png", data.astronaut())
   (tmp / "noface").mkdir()
-  cv2.imwrite(str(tmp / "noface" / "grey.png"), np.full((240, 320, 3), 128, np.uint8))
+  write_png(tmp / "noface" / "grey.png", np.full((240, 320, 3), 128, np.uint8))
   (tmp / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
   (tmp / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1000)
   (tmp / "file").write_text("a file, not a folder\n")
