@@ -32,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from shared.errors import EXIT_INPUT_ERROR  # noqa: E402 (no TensorFlow)
+from shared.errors import EXIT_INPUT_ERROR, report  # noqa: E402 (no TensorFlow)
 
 ERROR_PREFIX = "error: "
 SKIPPED_PREFIX = "skipped: "
@@ -41,6 +41,7 @@ MAIN = ("main.py",)
 MGC_TEST = MAIN + ("--model", "mgc", "--mode", "test")
 GCN_TEST = MAIN + ("--model", "gcn", "--mode", "test")
 PHOTO_SET = ("tools/make_photo_dataset.py",)
+GCN_COPY = "{tmp}/gcn_checkpoint"   # a case's own copy of the demo's GCN checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +98,8 @@ CASES = (
                                                   "--set", "steps=many")),
     Case("GCN resume that changes the network",
          MAIN + ("--model", "gcn", "--mode", "train", "--data", "{demo}/train.bin",
-                 "--coarse-checkpoint", "{demo}/mgc_checkpoint", "--checkpoint",
-                 "{tmp}/gcn_checkpoint", "--resume", "--arch", "resnet")),
+                 "--coarse-checkpoint", "{demo}/mgc_checkpoint", "--checkpoint", GCN_COPY,
+                 "--resume", "--arch", "resnet")),
     Case("photo fit --set unknown field", MGC_TEST + ("--input", "{tmp}/photo.png", "--output",
                                                       "{tmp}/out", "--set", "no_such_field=1")),
     Case("photo fit --set mistyped", MGC_TEST + ("--input", "{tmp}/photo.png", "--output",
@@ -133,10 +134,11 @@ CASES = (
 )
 
 
-def write_fixtures(tmp, demo):
+def write_fixtures(tmp, demo, case):
   """The inputs the cases read, in `tmp`: a photo, a folder of photos, a folder with no
   face, a corrupt JPEG, a broken video, a regular file, an empty folder, a demo folder
-  holding a foreign file, a folder of the demo's strips and a copy of its GCN checkpoint."""
+  holding a foreign file, a folder of the demo's strips, and a copy of its GCN checkpoint
+  (23 MB) for the `case` that names one."""
   from skimage import data
   from shared.io.image_io import write_png
 
@@ -154,7 +156,8 @@ def write_fixtures(tmp, demo):
   (tmp / "strips").mkdir()
   for strip in sorted((demo / "data").rglob("*.jpg"))[:2]:
     shutil.copy(strip, tmp / "strips" / strip.name)
-  shutil.copytree(demo / "gcn_checkpoint", tmp / "gcn_checkpoint")
+  if any(part.startswith(GCN_COPY) for part in case.argv):
+    shutil.copytree(demo / "gcn_checkpoint", tmp / "gcn_checkpoint")
 
 
 def snapshot(*folders):
@@ -171,7 +174,7 @@ def run_case(case, demo):
   """(passed, what went wrong or the error line, seconds) of one case."""
   with tempfile.TemporaryDirectory(prefix="bad_input_") as name:
     tmp = Path(name)
-    write_fixtures(tmp, demo)
+    write_fixtures(tmp, demo, case)
     argv = [part.format(tmp=tmp, demo=demo) for part in case.argv]
     before = snapshot(tmp, demo)
     start = time.time()
@@ -215,9 +218,8 @@ def main(argv=None):
   missing = [part for part in ("mgc_checkpoint", "gcn_checkpoint", "data", "train.bin",
                                "test.bin") if not (demo / part).exists()]
   if missing:
-    print(f"error: {args.demo}: not a demo output folder (no {', '.join(missing)}; "
-          "run make demo)", file=sys.stderr)
-    return EXIT_INPUT_ERROR
+    return report(f"{args.demo}: not a demo output folder (no {', '.join(missing)}; "
+                  "run make demo)")
   results = []
   print(f"{'case':42s} {'ok':3s} {'s':>5s}  error line, or what went wrong")
   for case in cases:
